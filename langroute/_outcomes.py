@@ -1,6 +1,6 @@
 """Recorded outcomes (prompt x model -> quality): what every router learns from.
 
-Two on-disk forms are read:
+Two on-disk forms are read (both specified in ``docs/outcomes-format.md``):
 
 * the **outcomes format** (a folder): ``prompts.jsonl`` (``id``, ``prompt``, optional ``task``),
   ``scores.csv`` (``id,<model>,...``, quality in [0, 1], empty cell = not measured), optional
@@ -8,13 +8,16 @@ Two on-disk forms are read:
 * **pairwise battles** (RouteLLM / Chatbot Arena style JSONL): ``prompt``, ``model_a``, ``model_b``,
   ``winner`` in ``model_a`` | ``model_b`` | ``tie`` | ``tie (bothbad)``.
 
-Both become win counts between models per unique prompt (``pairwise_counts``): the sufficient
-statistic the Bradley-Terry routers aggregate.
+Both become win counts between models (``pairwise_counts``): the sufficient statistic the
+Bradley-Terry routers aggregate. Every malformed input raises ``OutcomesError`` naming the file and
+line, because a silently skipped row would bias every router trained on it.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -29,6 +32,9 @@ from ._exceptions import OutcomesError
 __all__ = ["Battles", "Outcomes", "load_battles", "load_outcomes", "pairwise_counts"]
 
 _TIE_WINNERS = {"tie", "tie (bothbad)"}
+_PRICE_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok")
+#: The datasets' token estimate: one token per four characters, rounded up.
+CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,11 +52,13 @@ class Outcomes:
     scores : ndarray of shape (n_prompts, n_models)
         Quality in [0, 1]; NaN where a model was not measured on a prompt.
     costs : ndarray of shape (n_prompts, n_models), default=None
-        USD each call cost; NaN where unknown.
+        USD each call cost (>= 0); NaN where unknown.
     tasks : list of str, default=None
         Benchmark or subset each prompt came from.
     prices : dict, default={}
         ``models.json`` content: per model ``input_usd_per_mtok``, ``output_usd_per_mtok``, ...
+    source : str, default=None
+        Where the outcomes were read from (used in error messages).
     """
 
     ids: list[str]
@@ -63,9 +71,16 @@ class Outcomes:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        # Coerce once so every consumer can rely on float64 arrays and a tuple of names.
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
+        if self.costs is not None:
+            object.__setattr__(self, "costs", np.asarray(self.costs, dtype=np.float64))
         n, m = len(self.ids), len(self.models)
         if len(self.prompts) != n:
             raise OutcomesError(f"{len(self.prompts)} prompts for {n} ids", path=self.source)
+        if self.tasks is not None and len(self.tasks) != n:
+            raise OutcomesError(f"{len(self.tasks)} tasks for {n} ids", path=self.source)
         if self.scores.shape != (n, m):
             raise OutcomesError(
                 f"scores has shape {self.scores.shape}, expected ({n}, {m})", path=self.source
@@ -74,10 +89,22 @@ class Outcomes:
             raise OutcomesError(
                 f"costs has shape {self.costs.shape}, expected ({n}, {m})", path=self.source
             )
+        if any(not isinstance(name, str) or not name for name in self.models):
+            raise OutcomesError(f"model names must be non-empty str, got {list(self.models)}")
         if len(set(self.models)) != m:
             raise OutcomesError(f"duplicate model names in {list(self.models)}", path=self.source)
         if len(set(self.ids)) != n:
             raise OutcomesError("duplicate prompt ids", path=self.source)
+        measured = self.scores[~np.isnan(self.scores)]
+        if measured.size and not (np.all(np.isfinite(measured)) and measured.min() >= 0.0
+                                  and measured.max() <= 1.0):
+            raise OutcomesError("scores must lie in [0, 1] (NaN = not measured)", path=self.source)
+        if self.costs is not None:
+            known = self.costs[~np.isnan(self.costs)]
+            if known.size and not (np.all(np.isfinite(known)) and known.min() >= 0.0):
+                raise OutcomesError(
+                    "costs must be finite and >= 0 (NaN = unknown)", path=self.source
+                )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,43 +112,87 @@ class Outcomes:
     def subset(self, rows: Sequence[int] | np.ndarray) -> Outcomes:
         """The same outcomes restricted to ``rows`` (indices or a boolean mask)."""
         idx = np.arange(len(self))[np.asarray(rows)]
-        return Outcomes(
+        return dataclasses.replace(
+            self,
             ids=[self.ids[i] for i in idx],
             prompts=[self.prompts[i] for i in idx],
-            models=self.models,
             scores=self.scores[idx],
             costs=None if self.costs is None else self.costs[idx],
             tasks=None if self.tasks is None else [self.tasks[i] for i in idx],
-            prices=self.prices,
-            source=self.source,
         )
 
     def select_models(self, models: Sequence[str]) -> Outcomes:
         """The same prompts with only ``models`` (in that order)."""
+        if isinstance(models, str):
+            raise TypeError("select_models() takes a sequence of model names, not a single str")
         unknown = [name for name in models if name not in self.models]
         if unknown:
             raise OutcomesError(f"unknown models {unknown}; known: {list(self.models)}")
         cols = [self.models.index(name) for name in models]
-        return Outcomes(
+        return dataclasses.replace(
+            self,
             ids=list(self.ids),
             prompts=list(self.prompts),
             models=tuple(models),
             scores=self.scores[:, cols],
             costs=None if self.costs is None else self.costs[:, cols],
-            tasks=self.tasks,
+            tasks=None if self.tasks is None else list(self.tasks),
             prices={k: v for k, v in self.prices.items() if k in models},
-            source=self.source,
         )
 
+    def with_estimated_costs(self, output_tokens: float | Sequence[float] | np.ndarray) -> Outcomes:
+        """A copy whose ``costs`` are estimated from ``prices`` and the prompt lengths.
+
+        Cost of a call = ceil(len(prompt) / 4) input tokens x ``input_usd_per_mtok`` +
+        ``output_tokens`` x ``output_usd_per_mtok``, divided by one million (the datasets'
+        estimate). The answers' lengths are not part of the format, so the caller states the
+        expected output length: one number, or one per prompt (shape (n,)) or per call (n, M).
+        """
+        missing = [
+            name for name in self.models
+            if not all(isinstance(self.prices.get(name, {}).get(f), (int, float))
+                       for f in _PRICE_FIELDS)
+        ]
+        if missing:
+            raise OutcomesError(
+                f"models {missing} have no {' / '.join(_PRICE_FIELDS)} in models.json; "
+                "cannot estimate their costs",
+                path=self.source,
+            )
+        out_tokens = np.asarray(output_tokens, dtype=np.float64)
+        if out_tokens.ndim == 1:
+            out_tokens = out_tokens[:, None]
+        n, m = len(self), len(self.models)
+        try:
+            out_tokens = np.broadcast_to(out_tokens, (n, m))
+        except ValueError:
+            raise ValueError(
+                f"output_tokens must be a number, shape ({n},) or ({n}, {m}); "
+                f"got shape {np.shape(output_tokens)}"
+            ) from None
+        if not (np.all(np.isfinite(out_tokens)) and np.all(out_tokens >= 0)):
+            raise ValueError("output_tokens must be finite and >= 0")
+        in_price = np.array([self.prices[k]["input_usd_per_mtok"] for k in self.models], float)
+        out_price = np.array([self.prices[k]["output_usd_per_mtok"] for k in self.models], float)
+        in_tokens = np.ceil(np.array([len(p) for p in self.prompts], float) / CHARS_PER_TOKEN)
+        costs = (in_tokens[:, None] * in_price + out_tokens * out_price) / 1e6
+        return dataclasses.replace(self, costs=costs)
+
     def mean_costs(self) -> np.ndarray | None:
-        """Average USD per call of each model (NaN-aware), or None without cost data."""
-        if self.costs is None:
-            return None
-        return np.nanmean(self.costs, axis=0)
+        """Average USD per call of each model (NaN-aware; NaN if never known), or None."""
+        return None if self.costs is None else _nanmean_columns(self.costs)
 
     def mean_scores(self) -> np.ndarray:
-        """Average quality of each model (NaN-aware)."""
-        return np.nanmean(self.scores, axis=0)
+        """Average quality of each model (NaN-aware; NaN if never measured)."""
+        return _nanmean_columns(self.scores)
+
+
+def _nanmean_columns(values: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN, without numpy's empty-slice warning."""
+    known = ~np.isnan(values)
+    count = known.sum(axis=0)
+    total = np.where(known, values, 0.0).sum(axis=0)
+    return np.divide(total, count, out=np.full(values.shape[1], np.nan), where=count > 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,11 +215,12 @@ class Battles:
 
 
 def pairwise_counts(data: Outcomes | Battles) -> tuple[list[str], np.ndarray]:
-    """Per unique prompt, the matrix of wins of row model over column model (ties count 0.5 each).
+    """Matrices of wins of row model over column model (ties count 0.5 to each side).
 
     Returns ``(prompts, counts)`` with ``counts`` of shape (n_prompts, n_models, n_models),
-    float64. From scores, the higher score wins and equal scores tie; unmeasured (NaN) pairs
-    contribute nothing.
+    float64. For ``Outcomes`` there is one matrix per row (aligned with ``data.prompts``); the
+    higher score wins, equal scores tie, and unmeasured (NaN) pairs contribute nothing. For
+    ``Battles`` there is one matrix per unique prompt text, summing all its battles.
     """
     if isinstance(data, Outcomes):
         s = data.scores
@@ -168,15 +240,66 @@ def pairwise_counts(data: Outcomes | Battles) -> tuple[list[str], np.ndarray]:
     raise TypeError(f"expected Outcomes or Battles, got {type(data).__name__}")
 
 
+# -- reading ---------------------------------------------------------------------------------------
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, optional BOM); undecodable bytes raise with their line."""
+    if not path.is_file():
+        raise OutcomesError(f"missing {path.name}", path=path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise OutcomesError(f"not UTF-8 text ({exc.reason})", path=path, line=line) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _parse_json(text: str, path: Path, line: int | None) -> Any:
+    """``json.loads`` that refuses NaN/Infinity and reports errors with file and line."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        where = line if line is not None else exc.lineno
+        raise OutcomesError(f"invalid JSON: {exc.msg}", path=path, line=where) from None
+    except ValueError as exc:
+        raise OutcomesError(f"invalid JSON: {exc}", path=path, line=line) from None
+
+
+def _jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSONL file."""
+    out = []
+    # Split on "\n" only: str.splitlines() would also break inside prompts at U+2028, U+0085...
+    for lineno, raw in enumerate(_read_text(path).split("\n"), start=1):
+        if not raw.strip():
+            continue
+        obj = _parse_json(raw, path, lineno)
+        if not isinstance(obj, dict):
+            raise OutcomesError("expected a JSON object", path=path, line=lineno)
+        out.append((lineno, obj))
+    return out
+
+
 def load_outcomes(path: str | Path) -> Outcomes:
-    """Read an outcomes folder (see module docstring); malformed input raises OutcomesError."""
+    """Read an outcomes folder (see ``docs/outcomes-format.md``).
+
+    ``costs`` is None when the folder has no ``costs.csv``; ``Outcomes.with_estimated_costs``
+    then derives estimates from ``models.json`` prices. Malformed input raises ``OutcomesError``.
+    """
     root = Path(path)
     if not root.is_dir():
         raise OutcomesError("not a folder of outcomes (prompts.jsonl, scores.csv)", path=root)
-    ids, prompts, tasks = _read_prompts(root / "prompts.jsonl")
+    prompts_path = root / "prompts.jsonl"
+    ids, prompts, tasks, id_lines = _read_prompts(prompts_path)
     known = set(ids)
-    models, score_rows = _read_matrix(root / "scores.csv", known, check_unit=True)
-    scores = _align(score_rows, ids, len(models), root / "scores.csv")
+    scores_path = root / "scores.csv"
+    models, score_rows = _read_matrix(scores_path, known, check_unit=True)
+    scores = _align(score_rows, ids, id_lines, len(models), scores_path, prompts_path)
+    for j, name in enumerate(models):
+        if np.isnan(scores[:, j]).all():
+            raise OutcomesError(f"model {name!r} has no measured score", path=scores_path, line=1)
     costs = None
     cost_path = root / "costs.csv"
     if cost_path.exists():
@@ -188,19 +311,9 @@ def load_outcomes(path: str | Path) -> Outcomes:
                 line=1,
             )
         order = [cost_models.index(name) for name in models]
-        costs = _align(cost_rows, ids, len(models), cost_path)[:, order]
-    prices: dict[str, dict[str, Any]] = {}
+        costs = _align(cost_rows, ids, id_lines, len(models), cost_path, prompts_path)[:, order]
     models_path = root / "models.json"
-    if models_path.exists():
-        try:
-            prices = json.loads(models_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise OutcomesError(f"invalid JSON: {exc.msg}", path=models_path, line=exc.lineno) from exc
-        if not isinstance(prices, dict):
-            raise OutcomesError("expected an object of model name -> prices", path=models_path)
-        unknown = sorted(set(prices) - set(models))
-        if unknown:
-            raise OutcomesError(f"models {unknown} are not columns of scores.csv", path=models_path)
+    prices = _read_prices(models_path, models) if models_path.exists() else {}
     return Outcomes(
         ids=ids,
         prompts=prompts,
@@ -213,55 +326,51 @@ def load_outcomes(path: str | Path) -> Outcomes:
     )
 
 
-def _read_prompts(path: Path) -> tuple[list[str], list[str], list[Any]]:
-    if not path.exists():
-        raise OutcomesError("missing prompts.jsonl", path=path)
+def _read_prompts(path: Path) -> tuple[list[str], list[str], list[Any], dict[str, int]]:
     ids: list[str] = []
     prompts: list[str] = []
     tasks: list[Any] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise OutcomesError(f"invalid JSON: {exc.msg}", path=path, line=lineno) from exc
-            if not isinstance(obj, dict):
-                raise OutcomesError("expected a JSON object", path=path, line=lineno)
-            pid = obj.get("id")
-            if pid is None or (isinstance(pid, str) and not pid):
-                raise OutcomesError("missing id", path=path, line=lineno)
-            pid = str(pid)
-            if pid in seen:
-                raise OutcomesError(
-                    f"duplicate id {pid!r} (first on line {seen[pid]})", path=path, line=lineno
-                )
-            prompt = obj.get("prompt")
-            if not isinstance(prompt, str):
-                raise OutcomesError(f"id {pid!r}: missing or non-text prompt", path=path, line=lineno)
-            seen[pid] = lineno
-            ids.append(pid)
-            prompts.append(prompt)
-            tasks.append(obj.get("task"))
+    for lineno, obj in _jsonl_objects(path):
+        pid = obj.get("id")
+        if isinstance(pid, bool) or not isinstance(pid, (str, int)) or pid == "":
+            problem = "missing id" if pid in (None, "") else f"id must be a string, got {pid!r}"
+            raise OutcomesError(problem, path=path, line=lineno)
+        pid = str(pid)
+        if pid in seen:
+            raise OutcomesError(
+                f"duplicate id {pid!r} (first on line {seen[pid]})", path=path, line=lineno
+            )
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise OutcomesError(f"id {pid!r}: missing, empty or non-text prompt", path=path,
+                                line=lineno)
+        task = obj.get("task")
+        if task is not None and not isinstance(task, str):
+            raise OutcomesError(f"id {pid!r}: task must be a string, got {task!r}", path=path,
+                                line=lineno)
+        seen[pid] = lineno
+        ids.append(pid)
+        prompts.append(prompt)
+        tasks.append(task)
     if not ids:
-        raise OutcomesError("no prompts", path=path)
-    return ids, prompts, tasks
+        raise OutcomesError("no prompts (empty file)", path=path)
+    return ids, prompts, tasks, seen
 
 
 def _read_matrix(
     path: Path, known_ids: set[str], *, check_unit: bool
 ) -> tuple[list[str], dict[str, tuple[int, list[float]]]]:
-    if not path.exists():
-        raise OutcomesError(f"missing {path.name}", path=path)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
     rows: dict[str, tuple[int, list[float]]] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
+    try:
         header = next(reader, None)
-        if not header or header[0] != "id" or len(header) < 2:
+        if header is None:
+            raise OutcomesError("empty file; expected header 'id,<model>,...'", path=path, line=1)
+        header = [name.strip() for name in header]
+        if len(header) < 2 or header[0] != "id":
             raise OutcomesError("header must be 'id,<model>,<model>,...'", path=path, line=1)
-        models = [name.strip() for name in header[1:]]
+        models = header[1:]
         if any(not name for name in models):
             raise OutcomesError("empty model name in header", path=path, line=1)
         if len(set(models)) != len(models):
@@ -283,104 +392,137 @@ def _read_matrix(
                 raise OutcomesError(
                     f"duplicate id {pid!r} (first on line {rows[pid][0]})", path=path, line=lineno
                 )
-            values: list[float] = []
-            for model, cell in zip(models, cells[1:], strict=True):
-                cell = cell.strip()
-                if cell == "":
-                    values.append(math.nan)
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise OutcomesError(
-                        f"{model}: {cell!r} is not a number", path=path, line=lineno
-                    ) from None
-                if not math.isfinite(value):
-                    raise OutcomesError(f"{model}: {cell!r} is not finite", path=path, line=lineno)
-                if check_unit and not 0.0 <= value <= 1.0:
-                    raise OutcomesError(
-                        f"{model}: score {value} is outside [0, 1]", path=path, line=lineno
-                    )
-                if not check_unit and value < 0.0:
-                    raise OutcomesError(f"{model}: negative cost {value}", path=path, line=lineno)
-                values.append(value)
-            rows[pid] = (lineno, values)
+            rows[pid] = (lineno, [_cell(m, c, path, lineno, check_unit)
+                                  for m, c in zip(models, cells[1:], strict=True)])
+    except csv.Error as exc:
+        raise OutcomesError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
     return models, rows
 
 
-def _align(
-    rows: dict[str, tuple[int, list[float]]], ids: list[str], n_models: int, path: Path
-) -> np.ndarray:
-    missing = [pid for pid in ids if pid not in rows]
-    if missing:
+def _cell(model: str, cell: str, path: Path, lineno: int, check_unit: bool) -> float:
+    cell = cell.strip()
+    if cell == "":
+        return math.nan
+    try:
+        value = float(cell)
+    except ValueError:
+        raise OutcomesError(f"{model}: {cell!r} is not a number", path=path, line=lineno) from None
+    if not math.isfinite(value):
         raise OutcomesError(
-            f"{len(missing)} prompt ids have no row, first {missing[0]!r}", path=path
+            f"{model}: {cell!r} is not finite (leave the cell empty for 'not measured')",
+            path=path,
+            line=lineno,
         )
+    if check_unit and not 0.0 <= value <= 1.0:
+        raise OutcomesError(f"{model}: score {value} is outside [0, 1]", path=path, line=lineno)
+    if not check_unit and value < 0.0:
+        raise OutcomesError(f"{model}: negative cost {value}", path=path, line=lineno)
+    return value
+
+
+def _align(
+    rows: dict[str, tuple[int, list[float]]],
+    ids: list[str],
+    id_lines: dict[str, int],
+    n_models: int,
+    path: Path,
+    prompts_path: Path,
+) -> np.ndarray:
+    for pid in ids:
+        if pid not in rows:
+            raise OutcomesError(
+                f"id {pid!r} has no row in {path.name}", path=prompts_path, line=id_lines[pid]
+            )
     out = np.empty((len(ids), n_models), dtype=np.float64)
     for i, pid in enumerate(ids):
         out[i] = rows[pid][1]
     return out
 
 
+def _read_prices(path: Path, models: list[str]) -> dict[str, dict[str, Any]]:
+    text = _read_text(path)
+    prices = _parse_json(text, path, None)
+    if not isinstance(prices, dict):
+        raise OutcomesError("expected an object of model name -> prices", path=path, line=1)
+
+    def line_of(name: str) -> int | None:
+        at = text.find(json.dumps(name))
+        return None if at < 0 else text.count("\n", 0, at) + 1
+
+    for name, entry in prices.items():
+        if name not in models:
+            raise OutcomesError(
+                f"model {name!r} is not a column of scores.csv", path=path, line=line_of(name)
+            )
+        if not isinstance(entry, dict):
+            raise OutcomesError(f"{name}: expected an object of prices", path=path,
+                                line=line_of(name))
+        for key in _PRICE_FIELDS:
+            value = entry.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise OutcomesError(
+                    f"{name}: {key} must be a number >= 0, got {value!r}", path=path,
+                    line=line_of(name),
+                )
+    return prices
+
+
 def load_battles(path: str | Path, *, models: Sequence[str] | None = None) -> Battles:
     """Read RouteLLM-style pairwise battles (JSONL: prompt, model_a, model_b, winner).
 
     ``models`` fixes the model order (and rejects battles naming others); by default the models
-    are taken in order of first appearance.
+    are taken in order of first appearance. Battles on the same prompt text are grouped.
     """
     file = Path(path)
     if not file.is_file():
         raise OutcomesError("no such battles file", path=file)
+    if isinstance(models, str):
+        raise TypeError("models must be a sequence of model names, not a single str")
     order: dict[str, int] = {name: i for i, name in enumerate(models or [])}
+    if models is not None and len(order) != len(models):
+        raise OutcomesError(f"duplicate names in models {list(models)}", path=file)
     fixed = models is not None
     prompt_ids: dict[str, int] = {}
     pi: list[int] = []
     ma: list[int] = []
     mb: list[int] = []
     res: list[float] = []
-    with file.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise OutcomesError(f"invalid JSON: {exc.msg}", path=file, line=lineno) from exc
-            if not isinstance(obj, dict):
-                raise OutcomesError("expected a JSON object", path=file, line=lineno)
-            for key in ("prompt", "model_a", "model_b", "winner"):
-                if not isinstance(obj.get(key), str):
-                    raise OutcomesError(f"missing or non-text {key!r}", path=file, line=lineno)
-            a, b, winner = obj["model_a"], obj["model_b"], obj["winner"]
-            if a == b:
-                raise OutcomesError(f"model_a and model_b are both {a!r}", path=file, line=lineno)
-            for name in (a, b):
-                if name not in order:
-                    if fixed:
-                        raise OutcomesError(
-                            f"unknown model {name!r}; expected one of {list(order)}",
-                            path=file,
-                            line=lineno,
-                        )
-                    order[name] = len(order)
-            if winner == "model_a":
-                outcome = 1.0
-            elif winner == "model_b":
-                outcome = 0.0
-            elif winner in _TIE_WINNERS:
-                outcome = 0.5
-            else:
-                raise OutcomesError(
-                    f"winner {winner!r} is not model_a, model_b, tie or 'tie (bothbad)'",
-                    path=file,
-                    line=lineno,
-                )
-            pi.append(prompt_ids.setdefault(obj["prompt"], len(prompt_ids)))
-            ma.append(order[a])
-            mb.append(order[b])
-            res.append(outcome)
+    for lineno, obj in _jsonl_objects(file):
+        for key in ("prompt", "model_a", "model_b", "winner"):
+            if not isinstance(obj.get(key), str) or not obj[key]:
+                raise OutcomesError(f"missing, empty or non-text {key!r}", path=file, line=lineno)
+        a, b, winner = obj["model_a"], obj["model_b"], obj["winner"]
+        if a == b:
+            raise OutcomesError(f"model_a and model_b are both {a!r}", path=file, line=lineno)
+        for name in (a, b):
+            if name not in order:
+                if fixed:
+                    raise OutcomesError(
+                        f"unknown model {name!r}; expected one of {list(order)}",
+                        path=file,
+                        line=lineno,
+                    )
+                order[name] = len(order)
+        if winner == "model_a":
+            outcome = 1.0
+        elif winner == "model_b":
+            outcome = 0.0
+        elif winner in _TIE_WINNERS:
+            outcome = 0.5
+        else:
+            raise OutcomesError(
+                f"winner {winner!r} is not model_a, model_b, tie or 'tie (bothbad)'",
+                path=file,
+                line=lineno,
+            )
+        pi.append(prompt_ids.setdefault(obj["prompt"], len(prompt_ids)))
+        ma.append(order[a])
+        mb.append(order[b])
+        res.append(outcome)
     if not pi:
-        raise OutcomesError("no battles", path=file)
+        raise OutcomesError("no battles (empty file)", path=file)
     return Battles(
         prompts=list(prompt_ids),
         models=tuple(order),

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._exceptions import RouterConfigError
 from ._base import Embedder
+from ._disk_cache import CACHE_ENV_VAR, EmbeddingDiskCache
 from ._hashing import HashingEmbedder
+from ._openai import OpenAIEmbedder
 from ._sentence_transformers import SentenceTransformerEmbedder, default_model_path
 
 __all__ = [
+    "CACHE_ENV_VAR",
     "Embedder",
+    "EmbeddingDiskCache",
     "HashingEmbedder",
+    "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
     "default_model_path",
     "embedder_from_config",
@@ -18,15 +24,24 @@ __all__ = [
 
 _KINDS: dict[str, type[Embedder]] = {
     HashingEmbedder.kind: HashingEmbedder,
+    OpenAIEmbedder.kind: OpenAIEmbedder,
     SentenceTransformerEmbedder.kind: SentenceTransformerEmbedder,
 }
 
 
 def embedder_from_config(config: dict[str, Any]) -> Embedder:
-    """Rebuild an embedder from ``{"kind": ..., **embedder.get_config()}`` (as saved in router files)."""
+    """Rebuild an embedder from ``{"kind": ..., **get_config()}`` (as saved in router files).
+
+    Raises ``RouterConfigError`` (a ValueError) for an unknown kind or settings it does not take.
+    """
+    if not isinstance(config, dict):
+        raise RouterConfigError(f"embedder config must be a dict, got {type(config).__name__}")
     settings = dict(config)
     kind = settings.pop("kind", None)
     cls = _KINDS.get(str(kind))
     if cls is None:
-        raise ValueError(f"unknown embedder kind {kind!r}; known: {sorted(_KINDS)}")
-    return cls(**settings)
+        raise RouterConfigError(f"unknown embedder kind {kind!r}; known: {sorted(_KINDS)}")
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as exc:
+        raise RouterConfigError(f"invalid {kind} embedder config {settings}: {exc}") from exc

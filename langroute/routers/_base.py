@@ -84,6 +84,13 @@ class BaseRouter(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _validate_params(self) -> None:
+        """Check ``__init__`` arguments (raise RouterConfigError); called by ``fit`` and ``load``.
+
+        The base router has none to check; subclasses with parameters override it.
+        """
+        return None
+
     # -- fitting and scoring ----------------------------------------------------------------------
     @abstractmethod
     def fit(self, outcomes: Outcomes | Battles) -> Self:
@@ -200,10 +207,11 @@ class BaseRouter(ABC):
             raise RouterFileError(f"{path}: unknown router kind {kind!r}; known {sorted(_REGISTRY)}")
         if cls is not BaseRouter and not issubclass(target, cls):
             raise RouterFileError(f"{path}: holds a {target.__name__}, not a {cls.__name__}")
-        if isinstance(params.get("embedder"), dict):
-            params["embedder"] = embedder_from_config(params["embedder"])
         try:
+            if isinstance(params.get("embedder"), dict):
+                params["embedder"] = embedder_from_config(params["embedder"])
             router = target(**params)
+            router._validate_params()
             router.models_ = [str(m) for m in state.pop("models_")]
             costs = state.pop("costs_")
             router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)

@@ -8,7 +8,9 @@ battles row model ``i`` won against column model ``j``; a tie adds half to each 
 which is exactly the per-battle weighted logistic likelihood (RouteLLM's
 ``compute_elo_mle_with_tie`` with sample weights) summed by model pair. A ``prior`` of virtual ties
 added to every pair keeps ratings finite when one model never lost. Newton's method on the
-concave objective converges in a handful of steps and is vectorised over a batch of prompts.
+concave objective converges in a handful of steps and is vectorised over a batch of prompts;
+steps are capped (``_MAX_STEP``) so lopsided counts, where the plain Newton step overshoots,
+still converge.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import numpy as np
 
 __all__ = ["fit_bradley_terry", "win_probabilities"]
 
+#: Largest change of any rating in one Newton step (natural-log units).
+_MAX_STEP = 4.0
+#: Converged when the log-likelihood left to gain is below this fraction of the battles' weight.
+_DECREMENT_TOL = 1e-15
+
 
 def fit_bradley_terry(
     counts: np.ndarray,
@@ -24,7 +31,7 @@ def fit_bradley_terry(
     prior: float = 0.0,
     l2: float = 1e-9,
     max_iter: int = 100,
-    tol: float = 1e-10,
+    tol: float = 1e-12,
 ) -> np.ndarray:
     """Ratings (natural-log scale, mean zero) for win-count matrices.
 
@@ -36,10 +43,21 @@ def fit_bradley_terry(
         Virtual ties added to every pair of models (half a win each way).
     l2 : float, default=1e-9
         Ridge on the ratings; the tiny default only fixes the gauge of models with no battles.
+    max_iter, tol : int, float
+        Newton steps at most; a fit has converged when no win probability moved by more than
+        ``tol`` in the last step, or the log-likelihood left to gain is at float precision
+        (ratings of a model that never lost drift towards infinity without changing any
+        probability that matters).
 
     Returns
     -------
     ndarray of shape (M,) or (B, M)
+
+    Raises
+    ------
+    ValueError
+        If ``counts`` is not square, has negative or non-finite entries, or ``prior`` / ``l2``
+        are negative; ``RuntimeError`` if Newton has not converged after ``max_iter`` steps.
     """
     w = np.asarray(counts, dtype=np.float64)
     single = w.ndim == 2
@@ -47,11 +65,16 @@ def fit_bradley_terry(
         w = w[None]
     if w.ndim != 3 or w.shape[1] != w.shape[2]:
         raise ValueError(f"counts must have shape (M, M) or (B, M, M), got {np.shape(counts)}")
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+        raise ValueError("counts must be finite and >= 0")
+    if not (np.isfinite(prior) and prior >= 0 and np.isfinite(l2) and l2 > 0):
+        raise ValueError(f"prior must be >= 0 and l2 > 0, got prior={prior!r}, l2={l2!r}")
     b, m, _ = w.shape
     eye = np.eye(m, dtype=bool)
     w = np.where(eye, 0.0, w + prior / 2.0)
     games = w + np.swapaxes(w, 1, 2)  # N_ij
     wins = w.sum(axis=2)  # sum_j W_ij
+    total = np.maximum(wins.sum(axis=1), 1.0)
     r = np.zeros((b, m))
     active = np.ones(b, dtype=bool)
     for _ in range(max_iter):
@@ -63,14 +86,25 @@ def fit_bradley_terry(
         curv = g_active * p * (1.0 - p)
         hess = curv - np.eye(m) * (curv.sum(axis=2)[:, :, None] + l2)  # negative definite
         step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        # Newton decrement: twice the log-likelihood still to gain. Float noise floor with large
+        # counts makes it (not the step) the reliable sign of convergence.
+        decrement = -(grad * step).sum(axis=1)
+        biggest = np.abs(step).max(axis=1, keepdims=True)
+        step *= np.minimum(1.0, _MAX_STEP / np.maximum(biggest, 1e-300))
         ra = ra - step
         ra -= ra.mean(axis=1, keepdims=True)
         r[active] = ra
-        done = np.abs(step).max(axis=1) < tol
+        moved = np.abs(1.0 / (1.0 + np.exp(-(ra[:, :, None] - ra[:, None, :]))) - p)
+        done = (moved.max(axis=(1, 2)) < tol) | (decrement <= _DECREMENT_TOL * total[active])
         idx = np.flatnonzero(active)
         active[idx[done]] = False
         if not active.any():
             break
+    else:
+        raise RuntimeError(
+            f"Bradley-Terry did not converge in {max_iter} Newton steps for {active.sum()} of "
+            f"{b} count matrices"
+        )
     return r[0] if single else r
 
 

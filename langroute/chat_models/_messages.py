@@ -1,0 +1,116 @@
+"""What a conversation tells the router: the text to route on, and who owns a tool loop.
+
+Routing looks only at the last user message's text parts (images, audio and other blocks are
+ignored for routing but reach the model unchanged). A conversation whose last messages are
+ToolMessages answering the latest AIMessage's tool calls is mid tool loop: the model that made
+those calls must answer them, since another provider would not recognise the tool-call ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+__all__ = ["ToolLoop", "find_tool_loop", "routing_text"]
+
+
+def routing_text(messages: Sequence[BaseMessage]) -> str:
+    """The text parts of the last HumanMessage, joined by newlines.
+
+    Raises ValueError when there are no messages, no user message, or the last user message has
+    no text to route on.
+    """
+    if not messages:
+        raise ValueError("cannot route an empty message list")
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            text = message.text.strip()
+            if not text:
+                raise ValueError(
+                    "the last user message has no text parts to route on "
+                    f"(content: {_describe(message.content)})"
+                )
+            return message.text
+    kinds = sorted({type(m).__name__ for m in messages})
+    raise ValueError(f"no user (HumanMessage) message to route on; the messages are {kinds}")
+
+
+def _describe(content: object) -> str:
+    if isinstance(content, str):
+        return "empty text"
+    if isinstance(content, list):
+        kinds = [b.get("type", "?") if isinstance(b, dict) else type(b).__name__ for b in content]
+        return f"blocks {kinds}" if kinds else "no blocks"
+    return type(content).__name__
+
+
+@dataclass(frozen=True)
+class ToolLoop:
+    """A tool loop in flight: ``maker`` is the candidate that made the calls, or None with
+    ``note`` saying why it could not be identified."""
+
+    maker: str | None
+    note: str
+
+
+def find_tool_loop(
+    messages: Sequence[BaseMessage], models: Mapping[str, BaseChatModel]
+) -> ToolLoop | None:
+    """The tool loop the conversation ends in, or None if it does not end in one."""
+    tail = 0
+    while tail < len(messages) and isinstance(messages[-1 - tail], ToolMessage):
+        tail += 1
+    if tail == 0 or tail == len(messages):
+        return None
+    caller = messages[-1 - tail]
+    if not isinstance(caller, AIMessage) or not caller.tool_calls:
+        return None
+    call_ids = {call.get("id") for call in caller.tool_calls}
+    answered = {m.tool_call_id for m in messages[len(messages) - tail:]}  # type: ignore[attr-defined]
+    if not answered <= call_ids:
+        return None
+    return _identify_maker(caller, models)
+
+
+def _identify_maker(message: AIMessage, models: Mapping[str, BaseChatModel]) -> ToolLoop:
+    stamped = message.response_metadata.get("langroute")
+    if isinstance(stamped, Mapping) and stamped.get("model") in models:
+        return ToolLoop(stamped["model"], f"tool calls made by {stamped['model']} (langroute "
+                                          "metadata); it answers them")
+    served = message.response_metadata.get("model_name") or message.response_metadata.get("model")
+    if not isinstance(served, str) or not served:
+        return ToolLoop(None, "tool calls in flight, but the AIMessage names no model; "
+                              "routed normally")
+    if served in models:
+        return ToolLoop(served, f"tool calls made by {served} (model_name); it answers them")
+    matches = _match_model_name(served, models)
+    if len(matches) == 1:
+        return ToolLoop(matches[0],
+                        f"tool calls made by {served!r} = {matches[0]}; it answers them")
+    if matches:
+        return ToolLoop(None, f"tool calls made by {served!r}, which matches several candidates "
+                              f"{matches}; routed normally")
+    return ToolLoop(None, f"tool calls made by {served!r}, which is none of the candidates; "
+                          "routed normally")
+
+
+def _match_model_name(served: str, models: Mapping[str, BaseChatModel]) -> list[str]:
+    """Candidates whose configured model name is ``served``, or the longest dated prefix of it
+    (providers answer "gpt-4o" requests as "gpt-4o-2024-08-06")."""
+    configured = {}
+    for name, model in models.items():
+        value = getattr(model, "model_name", None) or getattr(model, "model", None)
+        if isinstance(value, str) and value:
+            configured[name] = value
+    exact = [name for name, value in configured.items() if value == served]
+    if exact:
+        return exact
+    prefixed = {name: value for name, value in configured.items()
+                if served.startswith(value + "-")}
+    if not prefixed:
+        return []
+    longest = max(len(value) for value in prefixed.values())
+    return [name for name, value in prefixed.items() if len(value) == longest]

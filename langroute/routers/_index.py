@@ -1,0 +1,444 @@
+"""How SW routing sums similarity-weighted win counts over stored exemplars, fast.
+
+Two pieces, both plain numpy:
+
+* ``OutcomeStore`` holds what each exemplar says about the models. Outcomes with few distinct
+  score rows (binary scores, few models) are stored as distinct win-count *patterns* plus one
+  index per exemplar, so a weighted sum is one ``bincount`` and a tiny matrix product. When
+  patterns do not compress (continuous scores, many models) the per-exemplar *score vectors*
+  are kept instead (``M`` floats instead of ``M * M``) and win counts are rebuilt only for the
+  rows a request actually needs.
+* ``ExemplarIndex`` finds the exemplar similarities. ``exact`` scores every exemplar (one
+  matrix-vector product). ``clustered`` partitions the exemplars with spherical k-means at fit
+  time; a request scores the centroids, re-weights the members of the ``n_probe`` most similar
+  clusters exactly, and weights every other cluster's *pre-summed* win counts by the similarity
+  to its mean vector (the mean of its members' similarities, exactly). RouteLLM's weights are
+  flat (``gamma ** (1 + s / max s)`` spans 10..100 for gamma=10), so the far clusters matter in
+  aggregate but not one by one; the only error is the spread of weights inside a far cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ExemplarIndex",
+    "OutcomeStore",
+    "default_n_clusters",
+    "describe",
+    "sampled_spherical_kmeans",
+]
+
+#: Most points k-means iterates on; the rest are only assigned once at the end.
+_MAX_SAMPLE = 65_536
+#: Elements per temporary block (about 16 MB of float32) in chunked computations.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+class OutcomeStore:
+    """Per-exemplar win counts of ``n_models`` models, as patterns or as score vectors.
+
+    Use ``from_counts`` / ``from_scores``; ``counts(rows)`` gives flattened (r, M*M) win-count
+    matrices for any rows, and the weighted-sum methods aggregate them.
+    """
+
+    def __init__(
+        self,
+        n_models: int,
+        *,
+        patterns: np.ndarray | None = None,
+        pattern_index: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+    ) -> None:
+        self.n_models = n_models
+        self.patterns = patterns
+        self.pattern_index = pattern_index
+        self.scores = scores
+
+    @property
+    def kind(self) -> str:
+        return "patterns" if self.patterns is not None else "scores"
+
+    def __len__(self) -> int:
+        if self.pattern_index is not None:
+            return int(self.pattern_index.shape[0])
+        assert self.scores is not None
+        return int(self.scores.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.patterns, self.pattern_index, self.scores)
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> OutcomeStore:
+        """Patterns from win-count matrices (n, M, M) (pairwise battles, or compressible scores)."""
+        n, m, _ = counts.shape
+        flat = counts.reshape(n, m * m).astype(np.float32)
+        patterns, inverse = np.unique(flat, axis=0, return_inverse=True)
+        return cls(m, patterns=patterns, pattern_index=inverse.reshape(-1).astype(np.int32))
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray) -> OutcomeStore:
+        """Patterns if the score rows compress (at most a quarter distinct), else score vectors.
+
+        Higher score wins, equal scores tie (half a win each), NaN (unmeasured) plays no battle.
+        """
+        s = np.asarray(scores, dtype=np.float32)
+        n, m = s.shape
+        keyed = np.where(np.isnan(s), np.float32(-1.0), s)  # scores lie in [0, 1]
+        distinct, inverse = np.unique(keyed, axis=0, return_inverse=True)
+        if distinct.shape[0] * 4 <= n:
+            rows = np.where(distinct < 0, np.float32(np.nan), distinct)
+            patterns = _counts_from_scores(rows).reshape(-1, m * m)
+            return cls(m, patterns=patterns, pattern_index=inverse.reshape(-1).astype(np.int32))
+        return cls(m, scores=np.ascontiguousarray(s))
+
+    def take(self, order: np.ndarray) -> OutcomeStore:
+        """The same store with exemplars reordered (or subset) by ``order``."""
+        if self.patterns is not None:
+            assert self.pattern_index is not None
+            return OutcomeStore(
+                self.n_models, patterns=self.patterns, pattern_index=self.pattern_index[order]
+            )
+        assert self.scores is not None
+        return OutcomeStore(self.n_models, scores=np.ascontiguousarray(self.scores[order]))
+
+    # -- aggregation -------------------------------------------------------------------------------
+    def counts(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Flattened win-count matrices of ``rows``, shape (r, M*M), float32."""
+        m = self.n_models
+        if self.patterns is not None:
+            assert self.pattern_index is not None
+            return self.patterns[self.pattern_index[rows]]
+        assert self.scores is not None
+        return _counts_from_scores(self.scores[rows]).reshape(-1, m * m)
+
+    def weighted_sum(self, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``sum_k weights[k] * counts[rows[k]]`` (all exemplars if ``rows`` is None), (M*M,)."""
+        if self.patterns is not None:
+            assert self.pattern_index is not None
+            index = self.pattern_index if rows is None else self.pattern_index[rows]
+            n_patterns = self.patterns.shape[0]
+            if n_patterns <= index.shape[0]:
+                per_pattern = np.bincount(index, weights=weights, minlength=n_patterns)
+                return per_pattern @ self.patterns.astype(np.float64)
+        total = np.zeros(self.n_models * self.n_models)
+        n = len(self) if rows is None else rows.shape[0]
+        step = max(1, _BLOCK_ELEMENTS // (self.n_models * self.n_models))
+        for start in range(0, n, step):
+            part = slice(start, min(n, start + step))
+            chunk_rows = part if rows is None else rows[part]
+            total += weights[part] @ self.counts(chunk_rows).astype(np.float64)
+        return total
+
+    def weighted_sums(self, weights: np.ndarray) -> np.ndarray:
+        """Batched ``weighted_sum`` over all exemplars: (b, n) weights -> (b, M*M)."""
+        b, n = weights.shape
+        m2 = self.n_models * self.n_models
+        if self.patterns is not None and self.patterns.shape[0] <= n:
+            assert self.pattern_index is not None
+            n_patterns = self.patterns.shape[0]
+            per_pattern = np.empty((b, n_patterns))
+            for row in range(b):
+                per_pattern[row] = np.bincount(
+                    self.pattern_index, weights=weights[row], minlength=n_patterns
+                )
+            return per_pattern @ self.patterns.astype(np.float64)
+        total = np.zeros((b, m2))
+        step = max(1, _BLOCK_ELEMENTS // m2)
+        for start in range(0, n, step):
+            part = slice(start, min(n, start + step))
+            total += weights[:, part] @ self.counts(part).astype(np.float64)
+        return total
+
+    def segment_sums(self, offsets: np.ndarray) -> np.ndarray:
+        """Summed win counts of consecutive exemplar segments ``offsets[c]:offsets[c + 1]``."""
+        n_segments = offsets.shape[0] - 1
+        m2 = self.n_models * self.n_models
+        sums = np.zeros((n_segments, m2))
+        step = max(1, _BLOCK_ELEMENTS // m2)
+        labels = np.repeat(np.arange(n_segments), np.diff(offsets))
+        for start in range(0, len(self), step):
+            stop = min(len(self), start + step)
+            chunk_labels = labels[start:stop]
+            bounds = np.flatnonzero(np.diff(chunk_labels)) + 1
+            starts = np.concatenate([[0], bounds])
+            sums[chunk_labels[starts]] += np.add.reduceat(
+                self.counts(slice(start, stop)).astype(np.float64), starts, axis=0
+            )
+        return sums
+
+    # -- persistence -------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        if self.patterns is not None:
+            assert self.pattern_index is not None
+            return {"patterns": self.patterns, "pattern_index": self.pattern_index}
+        assert self.scores is not None
+        return {"scores": self.scores}
+
+    @classmethod
+    def from_arrays(cls, n_models: int, arrays: dict[str, np.ndarray]) -> OutcomeStore:
+        if "patterns" in arrays:
+            patterns = np.ascontiguousarray(arrays["patterns"], dtype=np.float32)
+            index = np.ascontiguousarray(arrays["pattern_index"], dtype=np.int32)
+            if patterns.ndim != 2 or patterns.shape[1] != n_models * n_models or index.ndim != 1:
+                raise ValueError("pattern arrays do not match the model list")
+            if index.size and (index.min() < 0 or index.max() >= patterns.shape[0]):
+                raise ValueError("pattern_index points outside patterns")
+            return cls(n_models, patterns=patterns, pattern_index=index)
+        scores = np.ascontiguousarray(arrays["scores"], dtype=np.float32)
+        if scores.ndim != 2 or scores.shape[1] != n_models:
+            raise ValueError("scores do not match the model list")
+        return cls(n_models, scores=scores)
+
+
+def _counts_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Win counts (r, M, M) float32 from score rows (r, M): higher wins, equal ties, NaN none."""
+    a = scores[:, :, None]
+    b = scores[:, None, :]
+    counts = (a > b).astype(np.float32)
+    counts += np.float32(0.5) * (a == b)
+    diag = np.arange(scores.shape[1])
+    counts[:, diag, diag] = 0.0
+    return counts
+
+
+# -- clustering ------------------------------------------------------------------------------------
+def sampled_spherical_kmeans(
+    embeddings: np.ndarray,
+    n_clusters: int,
+    *,
+    rng: np.random.Generator,
+    sample_per_cluster: int = 32,
+    n_iter: int = 8,
+) -> np.ndarray:
+    """Cluster labels (n,) of unit rows: Lloyd on a random sample, then one pass over all rows.
+
+    The clusters only group exemplars for the ``clustered`` index, so a sample of
+    ``sample_per_cluster`` points per cluster and a few iterations are enough; the quality of
+    the partition affects speed and approximation error, never which exemplars are stored.
+    Fitting costs O(n * n_clusters * dim) for the final assignment.
+    """
+    n = embeddings.shape[0]
+    sample_size = min(n, max(n_clusters, min(_MAX_SAMPLE, n_clusters * sample_per_cluster)))
+    sample = embeddings[np.sort(rng.choice(n, size=sample_size, replace=False))]
+    centroids = sample[rng.choice(sample_size, size=n_clusters, replace=False)].copy()
+    for _ in range(n_iter):
+        labels = _nearest(sample, centroids)
+        order = np.argsort(labels, kind="stable")
+        present, starts = np.unique(labels[order], return_index=True)
+        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
+        centroids[present] = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(
+            np.float32
+        )
+        # An emptied cluster restarts at a random sample point (keeps n_clusters meaningful).
+        empty = np.setdiff1d(np.arange(n_clusters), present)
+        if empty.size:
+            centroids[empty] = sample[rng.choice(sample_size, size=empty.size, replace=False)]
+    return _nearest(embeddings, centroids)
+
+
+def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the most similar centroid for every point, in blocks."""
+    out = np.empty(points.shape[0], dtype=np.int64)
+    step = max(1, _BLOCK_ELEMENTS // max(1, centroids.shape[0]))
+    for start in range(0, points.shape[0], step):
+        block = points[start : start + step] @ centroids.T
+        out[start : start + step] = block.argmax(axis=1)
+    return out
+
+
+# -- search ----------------------------------------------------------------------------------------
+class ExemplarIndex:
+    """Exemplar embeddings, laid out for exact or clustered similarity weighting.
+
+    For ``clustered``, exemplars are stored sorted by cluster (``offsets[c]:offsets[c + 1]`` is
+    cluster ``c``), ``means[c]`` is the (unnormalised) mean of its members -- so
+    ``q @ means[c]`` is exactly their mean similarity -- and ``cluster_counts[c]`` their summed
+    win counts. ``order`` maps stored positions back to the caller's exemplar order.
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        *,
+        order: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
+        means: np.ndarray | None = None,
+        cluster_counts: np.ndarray | None = None,
+        residual_shape: np.ndarray | None = None,
+    ) -> None:
+        self.embeddings = embeddings
+        self.order = order
+        self.offsets = offsets
+        self.means = means
+        self.cluster_counts = cluster_counts
+        self.residual_shape = residual_shape
+
+    def spread(self, query: np.ndarray) -> np.ndarray:
+        """Estimated variance of the members' similarities to ``query``, per cluster.
+
+        Exactly ``q' S_c q`` for each cluster's covariance ``S_c`` if all clusters shared one
+        shape; here the pooled within-cluster covariance, normalised to trace 1
+        (``residual_shape``), gives the direction and each cluster's total variance
+        ``1 - |mean|^2`` (exact for unit rows) the size.
+        """
+        assert self.means is not None and self.residual_shape is not None
+        along = float(query @ self.residual_shape @ query)
+        total = np.maximum(1.0 - np.einsum("kd,kd->k", self.means, self.means), 0.0)
+        return along * total.astype(np.float64)
+
+    @property
+    def clustered(self) -> bool:
+        return self.offsets is not None
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.embeddings, self.order, self.offsets, self.means, self.cluster_counts,
+                  self.residual_shape)
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @classmethod
+    def build_exact(cls, embeddings: np.ndarray) -> ExemplarIndex:
+        return cls(np.ascontiguousarray(embeddings, dtype=np.float32))
+
+    @classmethod
+    def build_clustered(
+        cls,
+        embeddings: np.ndarray,
+        store: OutcomeStore,
+        n_clusters: int,
+        rng: np.random.Generator,
+    ) -> tuple[ExemplarIndex, OutcomeStore]:
+        """The clustered index and the outcome store reordered to match it."""
+        e = np.ascontiguousarray(embeddings, dtype=np.float32)
+        labels = sampled_spherical_kmeans(e, n_clusters, rng=rng)
+        order = np.argsort(labels, kind="stable")
+        sizes = np.bincount(labels, minlength=n_clusters)
+        keep = sizes > 0  # drop clusters that ended empty after the final assignment
+        offsets = np.concatenate([[0], np.cumsum(sizes[keep])]).astype(np.int64)
+        sorted_embeddings = np.ascontiguousarray(e[order])
+        sorted_store = store.take(order)
+        sums = np.add.reduceat(sorted_embeddings.astype(np.float64), offsets[:-1], axis=0)
+        means = (sums / sizes[keep][:, None]).astype(np.float32)
+        cluster_counts = sorted_store.segment_sums(offsets)
+        index = cls(
+            sorted_embeddings,
+            order=order.astype(np.int64),
+            offsets=offsets,
+            means=means,
+            cluster_counts=cluster_counts,
+            residual_shape=_pooled_residual_shape(sorted_embeddings, means, offsets),
+        )
+        return index, sorted_store
+
+    def probe(
+        self, query: np.ndarray, n_probe: int, min_members: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Clusters to weigh exactly for one query, their members and similarities.
+
+        The ``n_probe`` clusters with the highest mean similarity, extended (in that order)
+        until they hold at least ``min_members`` exemplars. Returns ``(mean_sims, probed,
+        members, sims)``: every cluster's mean similarity, the probed cluster ids, the stored
+        positions of their members and the members' exact similarities (float64).
+        """
+        assert self.offsets is not None and self.means is not None
+        mean_sims = (self.means @ query).astype(np.float64)
+        k = self.means.shape[0]
+        sizes = np.diff(self.offsets)
+        take = min(n_probe, k)
+        if take < k:
+            probed = np.argpartition(-mean_sims, take - 1)[:take]
+        else:
+            probed = np.arange(k)
+        if sizes[probed].sum() < min_members:
+            ranked = np.argsort(-mean_sims, kind="stable")
+            needed = int(np.searchsorted(np.cumsum(sizes[ranked]), min_members)) + 1
+            probed = ranked[: min(k, max(take, needed))]
+        probed = np.sort(probed)
+        # Contiguous slices: no gather copy of the members' embeddings.
+        sims = np.concatenate(
+            [self.embeddings[self.offsets[c] : self.offsets[c + 1]] @ query for c in probed]
+        ).astype(np.float64)
+        starts = self.offsets[probed]
+        lengths = sizes[probed]
+        members = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+            lengths.sum()
+        )
+        return mean_sims, probed, members, sims
+
+    # -- persistence -------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"embeddings": self.embeddings}
+        if self.clustered:
+            assert self.order is not None and self.offsets is not None
+            assert self.means is not None and self.cluster_counts is not None
+            assert self.residual_shape is not None
+            arrays.update(
+                order=self.order,
+                offsets=self.offsets,
+                means=self.means,
+                cluster_counts=self.cluster_counts,
+                residual_shape=self.residual_shape,
+            )
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], n_models: int) -> ExemplarIndex:
+        embeddings = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
+        if embeddings.ndim != 2:
+            raise ValueError("embeddings must be 2-D")
+        if "offsets" not in arrays:
+            return cls(embeddings)
+        n = embeddings.shape[0]
+        offsets = np.ascontiguousarray(arrays["offsets"], dtype=np.int64)
+        order = np.ascontiguousarray(arrays["order"], dtype=np.int64)
+        means = np.ascontiguousarray(arrays["means"], dtype=np.float32)
+        cluster_counts = np.ascontiguousarray(arrays["cluster_counts"], dtype=np.float64)
+        residual_shape = np.ascontiguousarray(arrays["residual_shape"], dtype=np.float64)
+        k = offsets.shape[0] - 1
+        if (
+            offsets.ndim != 1 or k < 1 or offsets[0] != 0 or offsets[-1] != n
+            or np.any(np.diff(offsets) <= 0)
+            or order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n))
+            or means.shape != (k, embeddings.shape[1])
+            or cluster_counts.shape != (k, n_models * n_models)
+            or residual_shape.shape != (embeddings.shape[1],) * 2
+        ):
+            raise ValueError("clustered index arrays are inconsistent")
+        return cls(embeddings, order=order, offsets=offsets, means=means,
+                   cluster_counts=cluster_counts, residual_shape=residual_shape)
+
+
+def _pooled_residual_shape(
+    embeddings: np.ndarray, means: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """Within-cluster covariance pooled over clusters, scaled to trace 1, (dim, dim) float64."""
+    dim = embeddings.shape[1]
+    scatter = np.zeros((dim, dim))
+    labels = np.repeat(np.arange(means.shape[0]), np.diff(offsets))
+    step = max(1, _BLOCK_ELEMENTS // dim)
+    for start in range(0, embeddings.shape[0], step):
+        block = embeddings[start : start + step] - means[labels[start : start + step]]
+        scatter += (block.T @ block).astype(np.float64)
+    trace = np.trace(scatter)
+    return scatter / trace if trace > 0 else np.eye(dim) / dim
+
+
+def default_n_clusters(n_exemplars: int) -> int:
+    """2 sqrt(n) clusters: scoring the centroids and probing a few both cost O(sqrt(n) * dim)."""
+    return max(1, min(n_exemplars, math.ceil(2.0 * math.sqrt(n_exemplars))))
+
+
+def describe(index: ExemplarIndex, store: OutcomeStore) -> dict[str, Any]:
+    """Sizes for benchmarks and reprs."""
+    return {
+        "exemplars": int(index.embeddings.shape[0]),
+        "clusters": 0 if index.offsets is None else int(index.offsets.shape[0] - 1),
+        "store": store.kind,
+        "bytes": index.nbytes + store.nbytes,
+    }

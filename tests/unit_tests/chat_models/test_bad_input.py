@@ -1,0 +1,130 @@
+"""Bad setups fail at construction and bad calls before any model runs, naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
+
+from langroute import NotFittedError, Outcomes, RouterConfigError, SWRouter
+from langroute.chat_models import RoutedChatModel
+from langroute.embeddings import HashingEmbedder
+
+from .fakes import EASY, STRONG, WEAK, ScriptedChatModel
+
+
+def _build(strong, weak, router, **overrides):
+    params = {"models": {STRONG: strong, WEAK: weak}, "router": router, "threshold": 0.5}
+    return RoutedChatModel(**{**params, **overrides})
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.5", True, None])
+def test_threshold_must_be_a_number_in_unit_interval(strong, weak, router, threshold):
+    with pytest.raises(ValidationError, match="threshold must"):
+        _build(strong, weak, router, threshold=threshold)
+
+
+def test_model_unknown_to_the_router(strong, weak, router):
+    models = {STRONG: strong, "mystery-model": weak}
+    with pytest.raises(ValidationError, match=r"\['mystery-model'\] are unknown to the router"):
+        _build(strong, weak, router, models=models)
+
+
+def test_router_that_knows_none_of_the_models(strong, weak, router):
+    with pytest.raises(ValidationError, match="the router knows none of the models"):
+        _build(strong, weak, router, models={"a": strong, "b": weak})
+
+
+def test_unfitted_router(strong, weak):
+    with pytest.raises(ValidationError, match="not fitted"):
+        _build(strong, weak, SWRouter(HashingEmbedder(cache_dir=False)))
+    # outside pydantic the same check raises the library's own error
+    with pytest.raises(NotFittedError):
+        _ = SWRouter(HashingEmbedder(cache_dir=False)).models
+
+
+def test_router_that_is_not_a_router(strong, weak):
+    with pytest.raises(ValidationError, match="router must be a fitted langroute router"):
+        _build(strong, weak, router={"models": [STRONG, WEAK]})
+
+
+@pytest.mark.parametrize("bad", ["gpt-4o", None, object()])
+def test_models_values_must_be_chat_models(strong, weak, router, bad):
+    with pytest.raises(ValidationError, match=rf"models\['{WEAK}'\] is a .*not a LangChain "
+                                              "BaseChatModel"):
+        _build(strong, weak, router, models={STRONG: strong, WEAK: bad})
+
+
+def test_models_must_be_a_non_empty_dict(strong, weak, router):
+    with pytest.raises(ValidationError, match="models is empty"):
+        _build(strong, weak, router, models={})
+    with pytest.raises(ValidationError, match="models must be a dict"):
+        _build(strong, weak, router, models=[strong, weak])
+
+
+def test_no_costs_anywhere(strong, weak):
+    outcomes = Outcomes(ids=["a", "b"], prompts=["hello", "what is 2+2"], models=(STRONG, WEAK),
+                        scores=np.array([[1.0, 1.0], [1.0, 0.0]]))
+    router = SWRouter(HashingEmbedder(cache_dir=False)).fit(outcomes)
+    with pytest.raises(ValidationError, match="no costs to order the models by"):
+        _build(strong, weak, router)
+    assert _build(strong, weak, router, costs={STRONG: 1.0, WEAK: 0.1}).route(EASY)
+
+
+@pytest.mark.parametrize(("costs", "problem"), [
+    ({STRONG: 1.0}, "no USD-per-call figure for models"),
+    ({STRONG: 1.0, WEAK: -1.0}, "must be a finite USD-per-call number"),
+    ({STRONG: 1.0, WEAK: 0.1, "other": 0.5}, "not in models"),
+])
+def test_bad_costs(strong, weak, router, costs, problem):
+    with pytest.raises(ValidationError, match=problem):
+        _build(strong, weak, router, costs=costs)
+
+
+def test_misspelt_constructor_argument_is_rejected(strong, weak, router):
+    with pytest.raises(ValidationError, match="thresold"):
+        _build(strong, weak, router, thresold=0.3)
+
+
+def test_construction_errors_carry_the_library_error(strong, weak, router):
+    with pytest.raises(ValidationError) as info:
+        _build(strong, weak, router, models={"a": strong})
+    assert isinstance(info.value.errors()[0]["ctx"]["error"], RouterConfigError)
+
+
+@pytest.mark.parametrize(("messages", "problem"), [
+    ([], "cannot route an empty message list"),
+    ([SystemMessage("you are helpful")], "no user \\(HumanMessage\\) message"),
+    ([HumanMessage(content=[{"type": "image_url", "image_url": {"url": "data:,"}}])],
+     "the last user message has no text parts"),
+    ([HumanMessage("   ")], "the last user message has no text parts"),
+    ([HumanMessage(EASY), AIMessage("hi")], None),  # routes on the earlier user message
+])
+def test_messages_without_routable_text(routed, strong, weak, messages, problem):
+    if problem is None:
+        assert routed.route(messages).text_chars == len(EASY)
+        return
+    for call in (routed.route, routed.invoke, lambda m: list(routed.stream(m))):
+        with pytest.raises(ValueError, match=problem):
+            call(messages)
+    assert strong.received == [] and weak.received == []
+
+
+async def test_async_calls_reject_bad_messages_too(routed):
+    with pytest.raises(ValueError, match="cannot route an empty message list"):
+        await routed.ainvoke([])
+    with pytest.raises(ValueError, match="no user"):
+        [chunk async for chunk in routed.astream([SystemMessage("x")])]
+
+
+def test_inner_errors_propagate_unchanged(router):
+    boom = ConnectionError("provider down")
+    failing = ScriptedChatModel(model_name=STRONG, error=boom)
+    routed = RoutedChatModel(models={STRONG: failing, WEAK: ScriptedChatModel(model_name=WEAK)},
+                             router=router, threshold=0.0)
+    for call in (routed.invoke, lambda m: list(routed.stream(m)),
+                 lambda m: routed.generate([[HumanMessage(m)]])):
+        with pytest.raises(ConnectionError) as info:
+            call(EASY)
+        assert info.value is boom

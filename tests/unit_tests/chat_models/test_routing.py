@@ -1,0 +1,213 @@
+"""Every entry point routes: hard prompts reach the strong model, easy ones the weak one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+
+from langroute import Outcomes, SWRouter
+from langroute.chat_models import RoutedChatModel, RoutingDecision
+from langroute.embeddings import HashingEmbedder
+
+from .fakes import CHAT, EASY, HARD, MATHS, STRONG, THRESHOLD, WEAK, ScriptedChatModel
+
+
+def test_is_a_chat_model_that_keeps_the_candidates(routed, strong, weak):
+    assert isinstance(routed, BaseChatModel)
+    assert routed.models[STRONG] is strong and routed.models[WEAK] is weak
+
+
+def test_the_router_separates_hard_from_easy_around_the_threshold(routed):
+    hard, easy = routed.route(HARD), routed.route(EASY)
+    assert hard.strong_score > THRESHOLD > easy.strong_score
+    assert (hard.model, easy.model) == (STRONG, WEAK)
+    assert hard.reason == easy.reason == "routed"
+
+
+def test_invoke_routes_and_carries_the_decision(routed, strong, weak):
+    hard = routed.invoke(HARD)
+    easy = routed.invoke([SystemMessage("be brief"), HumanMessage(EASY)])
+    assert isinstance(hard, AIMessage)
+    assert hard.content == f"answer from {STRONG}"
+    assert easy.content == f"answer from {WEAK}"
+    assert len(strong.received) == 1 and len(weak.received) == 1
+    meta = hard.response_metadata["langroute"]
+    assert meta["model"] == STRONG
+    assert meta["router"] == "sw" and meta["threshold"] == THRESHOLD
+    assert meta["strong_score"] > THRESHOLD and meta["latency_ms"] >= 0
+    # the inner model's own metadata and usage are untouched
+    assert hard.response_metadata["model_name"] == STRONG
+    assert hard.usage_metadata == {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}
+    json.dumps(meta)
+
+
+async def test_ainvoke_routes(routed, strong, weak):
+    assert (await routed.ainvoke(HARD)).content == f"answer from {STRONG}"
+    assert (await routed.ainvoke(EASY)).content == f"answer from {WEAK}"
+
+
+def test_stream_yields_the_chosen_models_chunks_as_they_come(routed, strong, weak):
+    stream = routed.stream(HARD)
+    first = next(stream)
+    assert strong.chunks_produced == 1  # the rest is not produced yet: a real stream
+    rest = list(stream)
+    assert [c.content for c in [first, *rest]] == ["answer", " from", f" {STRONG}"]
+    assert weak.chunks_produced == 0
+    full = first
+    for chunk in rest:
+        full = full + chunk
+    assert isinstance(full, AIMessageChunk)
+    assert full.content == f"answer from {STRONG}"
+    assert full.response_metadata["langroute"]["model"] == STRONG
+    assert sum("langroute" in c.response_metadata for c in [first, *rest]) == 1
+    assert full.usage_metadata["total_tokens"] == 13
+
+
+async def test_astream_routes_and_streams(routed, weak):
+    chunks = [chunk async for chunk in routed.astream(EASY)]
+    assert "".join(c.content for c in chunks) == f"answer from {WEAK}"
+    assert len(chunks) == 3 and weak.chunks_produced == 3
+    assert chunks[-1].chunk_position == "last"
+
+
+def test_batch_routes_each_input(routed):
+    answers = routed.batch([HARD, EASY, HARD])
+    assert [a.response_metadata["langroute"]["model"] for a in answers] == [STRONG, WEAK, STRONG]
+
+
+async def test_abatch_routes_each_input(routed):
+    answers = await routed.abatch([EASY, HARD])
+    assert [a.content for a in answers] == [f"answer from {WEAK}", f"answer from {STRONG}"]
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.0, STRONG), (1.0, WEAK)])
+def test_threshold_extremes(strong, weak, router, threshold, expected):
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=threshold)
+    for prompt in (HARD, EASY):
+        assert routed.invoke(prompt).response_metadata["langroute"]["model"] == expected
+
+
+def test_generate_routes_too(routed, strong, weak):
+    result = routed.generate([[HumanMessage(HARD)], [HumanMessage(EASY)]])
+    messages = [generations[0].message for generations in result.generations]
+    assert [m.content for m in messages] == [f"answer from {STRONG}", f"answer from {WEAK}"]
+    assert messages[1].response_metadata["langroute"]["model"] == WEAK
+
+
+async def test_agenerate_routes_too(routed):
+    result = await routed.agenerate([[HumanMessage(HARD)]])
+    assert result.generations[0][0].message.response_metadata["langroute"]["model"] == STRONG
+
+
+def test_route_decides_without_calling_any_model(routed, strong, weak):
+    decision = routed.route([HumanMessage(HARD)])
+    assert isinstance(decision, RoutingDecision)
+    assert strong.received == [] and weak.received == []
+    text = str(decision)
+    assert text.startswith(f"-> {STRONG} (routed; sw router, threshold {THRESHOLD:g}")
+    assert f"{WEAK}: a pricier model wins with P=" in text and "-> escalate" in text
+    easy = str(routed.route(EASY))
+    assert f"{WEAK}: a pricier model wins" in easy and "-> accept" in easy
+
+
+def test_the_trace_holds_the_text_length_and_hash_not_the_text(routed, strong, weak, router):
+    event = routed.route(HARD).to_event()
+    assert event["text_chars"] == len(HARD) and len(event["text_sha256"]) == 64
+    assert HARD not in json.dumps(event)
+    verbose = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                              threshold=THRESHOLD, trace_prompt=True)
+    assert verbose.route(HARD).to_event()["text"] == HARD
+
+
+def test_routes_on_the_last_user_text_and_passes_other_parts_unchanged(routed, strong):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    content = [{"type": "text", "text": HARD}, image]
+    messages = [HumanMessage(EASY), AIMessage("hi"), HumanMessage(content=content)]
+    assert routed.route(messages).text_chars == len(HARD)
+    routed.invoke(messages)
+    assert strong.received[-1][-1].content == content
+
+
+def test_single_candidate_is_always_chosen(strong, router):
+    routed = RoutedChatModel(models={STRONG: strong}, router=router, threshold=0.99)
+    decision = routed.route(EASY)
+    assert decision.model == STRONG and decision.reason == "single candidate"
+    assert decision.strong_score is None and decision.levels is None
+    assert routed.invoke(EASY).content == f"answer from {STRONG}"
+
+
+def test_costs_given_explicitly_order_the_ladder(strong, weak, router):
+    cheap_weak = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                                 threshold=THRESHOLD, costs={STRONG: 0.01, WEAK: 0.001})
+    assert cheap_weak.route(EASY).rungs == (WEAK, STRONG)
+    assert cheap_weak.route(EASY).estimated_cost_usd == 0.001
+    # priced above a model that is better on the training data, "weak" is never worth calling
+    dominated = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                                threshold=1.0, costs={STRONG: 0.001, WEAK: 0.01})
+    decision = dominated.route(EASY)
+    assert decision.rungs == (STRONG,)
+    assert (decision.model, decision.reason) == (STRONG, "single candidate")
+
+
+def test_standard_params_and_unknown_kwargs_reach_the_chosen_model(strong, weak, router):
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD, temperature=0.2, stop=["END"])
+    routed.invoke(HARD, seed=7)
+    assert strong.received_kwargs[-1] == {"temperature": 0.2, "seed": 7, "stop": ["END"]}
+    routed.invoke(HARD, stop=["STOP"], temperature=0.9)
+    assert strong.received_kwargs[-1] == {"temperature": 0.9, "stop": ["STOP"]}
+    ls = routed._get_ls_params(model="override")
+    assert ls["ls_model_name"] == "override" and ls["ls_provider"] == "langroute"
+    assert routed._get_ls_params()["ls_model_name"] == f"{STRONG}|{WEAK}"
+
+
+def test_reassigning_the_threshold_takes_effect(routed):
+    assert routed.route(HARD).model == STRONG
+    routed.threshold = 1.0
+    assert routed.route(HARD).model == WEAK
+
+
+def test_streaming_flag_makes_the_chosen_model_stream_under_invoke(strong, weak, router):
+    tokens = []
+
+    class Collect(BaseCallbackHandler):
+        def on_llm_new_token(self, token, **kwargs):
+            tokens.append(token)
+
+    plain = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD)
+    plain.invoke(HARD, {"callbacks": [Collect()]})
+    assert tokens == []
+    streaming = plain.model_copy(update={"streaming": True})
+    answer = streaming.invoke(HARD, {"callbacks": [Collect()]})
+    assert tokens == ["answer", " from", f" {STRONG}"]
+    assert answer.content == f"answer from {STRONG}"
+
+
+def test_three_models_climb_the_ladder(router):
+    prompts = MATHS + CHAT
+    # "mid" solves the maths "strong" solves only half the time
+    scores = np.array([[1.0, 1.0, 0.0]] * len(MATHS) + [[1.0, 1.0, 1.0]] * len(CHAT))
+    outcomes = Outcomes(ids=[f"p{i}" for i in range(len(prompts))], prompts=prompts,
+                        models=("big", "mid", "small"), scores=scores,
+                        costs=np.array([[1e-2, 1e-3, 1e-4]] * len(prompts)))
+    three = SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(outcomes)
+    routed = RoutedChatModel(
+        models={name: ScriptedChatModel(model_name=name) for name in ("big", "mid", "small")},
+        router=three, threshold=THRESHOLD)
+    hard, easy = routed.route(HARD), routed.route(EASY)
+    assert hard.rungs == ("small", "mid", "big")
+    assert (hard.model, easy.model) == ("mid", "small")
+    assert set(hard.levels) == {"small", "mid", "big"} and hard.levels["big"] is None
+    assert hard.levels["small"] >= THRESHOLD > hard.levels["mid"]
+    lines = str(hard).splitlines()
+    assert lines[1].startswith("   small:") and "escalate" in lines[1]
+    assert lines[2].startswith("   mid:") and "accept" in lines[2] and len(lines) == 3
+    assert routed.invoke(HARD).content == "answer from mid"
+    assert routed.model_copy(update={"threshold": 0.0}).route(HARD).model == "big"

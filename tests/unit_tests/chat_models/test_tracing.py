@@ -1,0 +1,84 @@
+"""RoutingTracer: decisions, usage and failures per routed call, summarised per model."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from langroute import RouterConfigError
+from langroute.chat_models import RoutedChatModel, RoutingTracer
+
+from .fakes import EASY, HARD, STRONG, WEAK, ScriptedChatModel
+
+# every ScriptedChatModel answer uses 10 input and 3 output tokens
+PRICES = {STRONG: {"input_usd_per_mtok": 5.0, "output_usd_per_mtok": 20.0}}
+STRONG_CALL_USD = (10 * 5.0 + 3 * 20.0) / 1e6
+WEAK_CALL_ESTIMATE = 2e-4  # the router's mean cost per call of the weak model
+
+
+def test_summary_counts_calls_spend_and_strong_share(routed):
+    tracer = RoutingTracer(prices=PRICES)
+    config = {"callbacks": [tracer]}
+    routed.invoke(HARD, config)
+    list(routed.stream(EASY, config))
+    routed.batch([EASY, EASY], config)
+    routed.generate([[HumanMessage(HARD)]], callbacks=[tracer])
+    summary = tracer.summary()
+    assert summary.calls == 5 and summary.failed == 0
+    assert summary.strong_share == pytest.approx(2 / 5)
+    strong, weak = summary.per_model[STRONG], summary.per_model[WEAK]
+    assert (strong.calls, strong.input_tokens, strong.output_tokens) == (2, 20, 6)
+    assert strong.spend_usd == pytest.approx(2 * STRONG_CALL_USD)
+    assert strong.spend_source == "usage x prices"
+    assert weak.calls == 3 and weak.spend_source == "estimated per call"
+    assert weak.spend_usd == pytest.approx(3 * WEAK_CALL_ESTIMATE)
+    assert summary.total_spend_usd == pytest.approx(strong.spend_usd + weak.spend_usd)
+    assert "5 routed calls (0 failed), 40% to the top rung" in str(summary)
+
+
+async def test_works_from_async_code(routed):
+    tracer = RoutingTracer()
+    await routed.ainvoke(HARD, {"callbacks": [tracer]})
+    [chunk async for chunk in routed.astream(EASY, {"callbacks": [tracer]})]
+    await routed.abatch([HARD, EASY], {"callbacks": [tracer]})
+    assert [c.decision["model"] for c in tracer.calls].count(STRONG) == 2
+    assert all(c.has_usage and c.input_tokens == 10 for c in tracer.calls)
+    assert tracer.summary().strong_share == pytest.approx(0.5)
+
+
+def test_failed_calls_are_recorded_with_their_decision(router):
+    boom = RuntimeError("rate limited")
+    routed = RoutedChatModel(
+        models={STRONG: ScriptedChatModel(model_name=STRONG, error=boom),
+                WEAK: ScriptedChatModel(model_name=WEAK)},
+        router=router, threshold=0.7)
+    tracer = RoutingTracer()
+    with pytest.raises(RuntimeError):
+        routed.invoke(HARD, {"callbacks": [tracer]})
+    routed.invoke(EASY, {"callbacks": [tracer]})
+    failed, ok = tracer.calls
+    assert (failed.decision["model"], failed.failed) == (STRONG, True)
+    assert failed.error == "RuntimeError: rate limited"
+    assert (ok.decision["model"], ok.failed) == (WEAK, False)
+    summary = tracer.summary()
+    assert (summary.calls, summary.failed) == (2, 1)
+    assert summary.per_model[STRONG].spend_usd == 0.0
+
+
+def test_ignores_runs_that_were_not_routed(routed, weak):
+    tracer = RoutingTracer()
+    weak.invoke("direct call", {"callbacks": [tracer]})
+    assert tracer.calls == [] and tracer.summary().calls == 0
+    routed.invoke(EASY, {"callbacks": [tracer]})
+    tracer.reset()
+    assert tracer.calls == []
+
+
+@pytest.mark.parametrize("prices", [
+    {STRONG: {"input_usd_per_mtok": 1.0}},
+    {STRONG: {"input_usd_per_mtok": -1.0, "output_usd_per_mtok": 1.0}},
+    {STRONG: 3.0},
+])
+def test_bad_prices(prices):
+    with pytest.raises(RouterConfigError, match=f"prices\\['{STRONG}'\\]"):
+        RoutingTracer(prices=prices)

@@ -1,0 +1,163 @@
+"""The persistent embedding cache: reuse across instances and processes, no silent corruption."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langroute import EmbeddingError
+from langroute.embeddings import CACHE_ENV_VAR, EmbeddingDiskCache, HashingEmbedder
+
+from .test_base import RecordingEmbedder, expected
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_env(monkeypatch):
+    monkeypatch.delenv(CACHE_ENV_VAR, raising=False)
+
+
+def shards(root: Path) -> list[Path]:
+    return sorted(root.glob("*/shard-*.npz"))
+
+
+def test_second_instance_reads_the_cache_without_the_backend(tmp_path):
+    texts = [f"prompt {i}" for i in range(10)]
+    first = RecordingEmbedder(batch_size=4, cache_dir=tmp_path)
+    vectors = first.embed(texts)
+    assert sum(len(b) for b in first.batches) == 10
+    second = RecordingEmbedder(cache_dir=tmp_path)
+    np.testing.assert_array_equal(second.embed(texts[::-1]), vectors[::-1])
+    assert second.batches == []
+    # only what is new reaches the backend, and is added to the cache
+    mixed = second.embed(["prompt 3", "fresh"])
+    assert second.batches == [["fresh"]]
+    np.testing.assert_allclose(mixed, expected(["prompt 3", "fresh"]), rtol=1e-6)
+    third = RecordingEmbedder(cache_dir=tmp_path)
+    third.embed(["fresh"])
+    assert third.batches == []
+
+
+def test_files_are_npz_of_uint8_keys_and_float32_vectors(tmp_path):
+    HashingEmbedder(16, cache_dir=tmp_path).embed(["a", "b"])
+    (shard,) = shards(tmp_path)
+    with np.load(shard, allow_pickle=False) as npz:
+        assert npz["keys"].dtype == np.uint8 and npz["keys"].shape == (2, 32)
+        assert npz["vectors"].dtype == np.float32 and npz["vectors"].shape == (2, 16)
+    identity = (shard.parent / "config.json").read_text()
+    assert identity.strip() == '{"dimension": 16, "kind": "hashing"}'
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_environment_variable_turns_the_cache_on_and_false_turns_it_off(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
+    RecordingEmbedder(cache_dir=None).embed(["x"])
+    assert len(shards(tmp_path)) == 1
+    reader = RecordingEmbedder(cache_dir=None)
+    reader.embed(["x"])
+    assert reader.batches == []
+    off = RecordingEmbedder(cache_dir=False)
+    off.embed(["x", "y"])
+    assert off.batches == [["x", "y"]] and len(shards(tmp_path)) == 1
+
+
+def test_cache_is_namespaced_by_kind_and_config(tmp_path):
+    small, large = HashingEmbedder(16, cache_dir=tmp_path), HashingEmbedder(32, cache_dir=tmp_path)
+    assert small.embed(["same text"]).shape == (1, 16)
+    assert large.embed(["same text"]).shape == (1, 32)
+    assert len({p.parent for p in shards(tmp_path)}) == 2
+    # batch_size and cache_dir do not change the vectors, so they share a namespace
+    assert HashingEmbedder(16, batch_size=3, cache_dir=tmp_path).disk_cache.directory == \
+        small.disk_cache.directory
+
+
+def test_vectors_computed_before_a_failure_are_kept(tmp_path):
+    def fail_on_boom(texts):
+        if "boom" in texts:
+            raise RuntimeError("backend down")
+        return np.ones((len(texts), 3))
+
+    embedder = RecordingEmbedder(batch_size=2, cache_dir=tmp_path, output=fail_on_boom)
+    with pytest.raises(RuntimeError, match="backend down"):
+        embedder.embed(["a", "b", "c", "boom"])
+    reader = RecordingEmbedder(cache_dir=tmp_path, output=fail_on_boom)
+    reader.embed(["a", "b"])
+    assert reader.batches == []
+
+
+def test_many_small_writes_are_compacted(tmp_path):
+    embedder = RecordingEmbedder(cache_dir=tmp_path)
+    for i in range(40):
+        embedder.embed([f"text {i}"])
+    assert 1 <= len(shards(tmp_path)) <= 33
+    reader = RecordingEmbedder(cache_dir=tmp_path)
+    out = reader.embed([f"text {i}" for i in range(40)])
+    assert reader.batches == [] and len(reader.disk_cache) == 40
+    np.testing.assert_allclose(out, expected([f"text {i}" for i in range(40)]), rtol=1e-6)
+
+
+def _embed_range(root: str, start: int, stop: int) -> None:
+    HashingEmbedder(16, batch_size=7, cache_dir=root).embed([f"t{i}" for i in range(start, stop)])
+
+
+def test_concurrent_writer_processes_do_not_clobber_each_other(tmp_path):
+    context = multiprocessing.get_context("spawn")  # no fork: torch may hold locks
+    workers = [context.Process(target=_embed_range, args=(str(tmp_path), k * 50, k * 50 + 80))
+               for k in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    texts = [f"t{i}" for i in range(180)]
+    reader = HashingEmbedder(16, cache_dir=tmp_path)
+    reader._embed_batch = None  # any backend call would now fail
+    np.testing.assert_array_equal(reader.embed(texts), HashingEmbedder(16).embed(texts))
+
+
+def test_new_shards_of_another_process_are_picked_up(tmp_path):
+    reader = RecordingEmbedder(cache_dir=tmp_path)
+    reader.embed(["mine"])
+    RecordingEmbedder(cache_dir=tmp_path).embed(["theirs"])
+    reader.embed(["theirs"])
+    assert reader.batches == [["mine"]]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        lambda p: p.write_bytes(b"not a zip file at all"),
+        lambda p: np.savez(p.open("wb"), keys=np.zeros((2, 32), np.uint8), vectors=np.ones((3, 3))),
+        lambda p: np.savez(p.open("wb"), keys=np.zeros((1, 32), np.uint8),
+                           vectors=np.array([[np.nan, 0, 0]], np.float32)),
+        lambda p: np.savez(p.open("wb"), keys=np.zeros((1, 32), np.uint8)),
+        lambda p: p.write_bytes(pickle.dumps({"keys": 1})),
+    ],
+    ids=["truncated", "garbage", "shape-mismatch", "nan", "missing-array", "pickle"],
+)
+def test_a_damaged_cache_file_raises_naming_it(tmp_path, damage):
+    RecordingEmbedder(cache_dir=tmp_path).embed(["a", "b"])
+    (shard,) = shards(tmp_path)
+    damage(shard)
+    with pytest.raises(EmbeddingError, match="corrupt") as info:
+        RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
+    assert str(shard) in str(info.value)
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
+    (shard,) = shards(tmp_path)
+    with shard.open("wb") as fh:
+        np.savez(fh, keys=np.array([object()], dtype=object), vectors=np.ones((1, 3), np.float32))
+    with pytest.raises(EmbeddingError, match="corrupt"):
+        RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
+
+
+def test_store_validates_its_arguments(tmp_path):
+    cache = EmbeddingDiskCache(tmp_path, "x", {})
+    with pytest.raises(ValueError, match="32-byte"):
+        cache.store([b"short"], np.ones((1, 3), np.float32))

@@ -1,0 +1,88 @@
+"""evaluate() end to end on real outcome data, with the instant hashing embedder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from langroute import OutcomesError, RouterConfigError, SWRouter, load_outcomes
+from langroute.embeddings import HashingEmbedder
+from langroute.evaluation import EvaluationReport, evaluate, make_router, router_names
+from tests.conftest import shared_dataset
+
+
+@pytest.fixture(scope="module")
+def mtbench_report():
+    return evaluate(shared_dataset("routellm-mtbench"), ["sw"], embedder=HashingEmbedder(64),
+                    folds=4, seeds=2, progress=False)
+
+
+def test_two_model_report_has_routellm_metrics_and_baselines(mtbench_report):
+    d = mtbench_report.to_dict()
+    assert d["settings"]["n_evaluations"] == 8
+    assert sum(f["n_test"] for f in d["folds"]) == 2 * 80
+    m = d["routers"]["sw"]["metrics"]
+    for name in ("apgr", "cpt50", "cpt80", "aiq", "max_quality"):
+        assert len(m[name]["folds"]) == 8
+    assert 0.0 <= m["apgr"]["mean"] <= 1.0
+    assert m["cpt50"]["mean"] <= m["cpt80"]["mean"]
+    b = d["baselines"]
+    assert b["random"]["apgr"]["mean"] == pytest.approx(0.5)
+    assert b["best_single"]["model"] == "gpt-4-1106-preview"
+    assert b["oracle"]["quality"]["mean"] >= b["best_single"]["quality"]["mean"]
+    # a router's curve ends at "always strong": its best is at least the strong model's
+    assert m["max_quality"]["mean"] >= b["best_single"]["quality"]["mean"] - 1e-12
+    json.loads(mtbench_report.to_json())  # strict JSON (no NaN)
+
+
+def test_report_is_deterministic(mtbench_report):
+    again = evaluate(shared_dataset("routellm-mtbench"), ["sw"], embedder=HashingEmbedder(64),
+                     folds=4, seeds=2, progress=False)
+    first = mtbench_report.data["routers"]["sw"]["metrics"]["apgr"]["folds"]
+    assert again.data["routers"]["sw"]["metrics"]["apgr"]["folds"] == first
+
+
+def test_markdown_table_lists_routers_and_baselines(mtbench_report):
+    table = mtbench_report.to_markdown()
+    for text in ("**sw**", "oracle", "single-model hull", "APGR", "mixtral-8x7b-instruct-v0.1"):
+        assert text in table
+    assert EvaluationReport.from_json(mtbench_report.to_json()).to_markdown() == table
+
+
+def test_n_model_report_on_zeroeval_subset():
+    data = load_outcomes(shared_dataset("zeroeval-math-l5"))
+    data = data.subset(np.arange(200))
+    report = evaluate(data, {"sw-local": SWRouter(gamma=50.0)}, embedder=HashingEmbedder(64),
+                      folds=3, progress=False)
+    d = report.data
+    assert d["dataset"]["strong_model"] is None
+    m = d["routers"]["sw-local"]["metrics"]
+    assert "apgr" not in m and 0.0 < m["aiq"]["mean"] <= 1.0
+    assert d["settings"]["routers"]["sw-local"]["params"]["gamma"] == 50.0
+    assert d["settings"]["routers"]["sw-local"]["params"]["embedder"]["kind"] == "hashing"
+    assert len(d["routers"]["sw-local"]["curve"]["cost"]) == 101
+    hull = d["baselines"]["single_model_hull"]["aiq"]["folds"]
+    gaps = d["routers"]["sw-local"]["comparisons"]["aiq_minus_hull"]["folds"]
+    assert gaps == pytest.approx(np.array(m["aiq"]["folds"]) - np.array(hull))
+
+
+def test_missing_costs_and_scores_are_clear_errors(tmp_path):
+    data = load_outcomes(shared_dataset("routellm-mtbench"))
+    no_costs = type(data)(ids=data.ids, prompts=data.prompts, models=data.models,
+                          scores=data.scores)
+    with pytest.raises(OutcomesError, match="with_estimated_costs"):
+        evaluate(no_costs, ["sw"], embedder=HashingEmbedder(16), progress=False)
+    holes = data.scores.copy()
+    holes[3, 1] = np.nan
+    with pytest.raises(OutcomesError, match="1 of 80 prompts lack a score"):
+        evaluate(type(data)(ids=data.ids, prompts=data.prompts, models=data.models,
+                            scores=holes, costs=data.costs),
+                 ["sw"], embedder=HashingEmbedder(16), progress=False)
+
+
+def test_unknown_router_name_lists_valid_ones():
+    with pytest.raises(RouterConfigError, match=r"valid names: \['sw'"):
+        make_router("nope")
+    assert router_names()[:4] == ["sw", "knn", "cluster", "mf"]

@@ -1,0 +1,140 @@
+"""KNNRouter: exact neighbours, the smoothed pairwise vote, and its edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langroute import Outcomes, RouterConfigError, load_outcomes, pairwise_counts
+from langroute.embeddings import HashingEmbedder
+from langroute.routers import KNNRouter
+from tests.conftest import shared_dataset
+
+from .synthetic import math_prompt, poem_prompt, split_outcomes
+
+
+def outcomes_from(prompts: list[str], scores: list[list[float]]) -> Outcomes:
+    return Outcomes(
+        ids=[f"q{i}" for i in range(len(prompts))],
+        prompts=prompts,
+        models=("a", "b", "c")[: len(scores[0])],
+        scores=np.asarray(scores, dtype=float),
+    )
+
+
+def brute_force_vote(train: Outcomes, embedder, queries: list[str], k: int, prior: float):
+    """The documented formula, computed the slow obvious way."""
+    _, counts = pairwise_counts(train)
+    exemplars = embedder.embed(train.prompts).astype(np.float64)
+    out = []
+    for q in embedder.embed(queries).astype(np.float64):
+        nearest = np.argsort(-(exemplars @ q), kind="stable")[:k]
+        votes = counts[nearest].sum(axis=0)
+        win = (votes + prior) / (votes + votes.T + 2 * prior)
+        np.fill_diagonal(win, 0.5)
+        out.append(win)
+    return np.asarray(out)
+
+
+def test_win_matrix_is_the_smoothed_neighbour_vote():
+    train = split_outcomes(20, seed=1)
+    embedder = HashingEmbedder(dimension=96)
+    queries = [math_prompt(50), poem_prompt(51), "an unrelated question about gardening"]
+    router = KNNRouter(embedder, k=9, prior=0.7).fit(train)
+    np.testing.assert_allclose(
+        router.win_matrices(queries), brute_force_vote(train, embedder, queries, 9, 0.7),
+        atol=1e-12,
+    )
+
+
+def test_kneighbors_are_exact_and_sorted():
+    train = split_outcomes(25)
+    router = KNNRouter(HashingEmbedder(dimension=64), k=6).fit(train)
+    queries = router.embedder.embed([math_prompt(70), poem_prompt(71)])
+    indices, sims = router.kneighbors(queries)
+    assert indices.shape == sims.shape == (2, 6)
+    all_sims = queries @ router.embeddings_.T
+    for row in range(2):
+        assert np.all(np.diff(sims[row]) <= 0)
+        np.testing.assert_allclose(sims[row], all_sims[row, indices[row]], atol=1e-6)
+        kth = np.sort(all_sims[row])[::-1][5]
+        assert sims[row, -1] >= kth - 1e-6 and len(set(indices[row])) == 6
+
+
+def test_training_prompt_with_one_neighbour_and_no_prior_gets_its_own_outcome():
+    prompts = ["alpha beta gamma", "delta epsilon zeta", "eta theta iota"]
+    train = outcomes_from(prompts, [[1, 0, 0.5], [0, 1, 1], [0.3, 0.3, np.nan]])
+    router = KNNRouter(HashingEmbedder(dimension=256), k=1, prior=0.0).fit(train)
+    win = router.win_matrices(prompts)
+    np.testing.assert_array_equal(win[0], [[0.5, 1, 1], [0, 0.5, 0], [0, 1, 0.5]])
+    np.testing.assert_array_equal(win[1], [[0.5, 0, 0], [1, 0.5, 0.5], [1, 0.5, 0.5]])
+    # Model c was not measured on the third prompt: no vote on its pairs means an even chance.
+    np.testing.assert_array_equal(win[2], np.full((3, 3), 0.5))
+
+
+def test_k_equal_to_the_pool_gives_every_prompt_the_global_vote():
+    train = split_outcomes(10)
+    router = KNNRouter(HashingEmbedder(dimension=64), k=len(train), prior=0.0).fit(train)
+    _, counts = pairwise_counts(train)
+    total = counts.sum(axis=0)
+    np.fill_diagonal(total, 1.0)  # the diagonal is 0/0; it is defined as 1/2
+    expected = total / (total + total.T)
+    for win in router.win_matrices([math_prompt(99), "anything at all"]):
+        np.testing.assert_allclose(win, expected, atol=1e-12)
+
+
+def test_prior_pulls_towards_one_half():
+    train = split_outcomes(15)
+    query = [math_prompt(40)]
+    sharp = KNNRouter(HashingEmbedder(dimension=64), k=5, prior=0.0).fit(train)
+    smooth = KNNRouter(HashingEmbedder(dimension=64), k=5, prior=5.0).fit(train)
+    p_sharp, p_smooth = sharp.win_matrix(query[0])[1, 2], smooth.win_matrix(query[0])[1, 2]
+    assert p_sharp == 1.0  # all five nearest maths prompts: calc beat poet
+    assert p_smooth == pytest.approx((5 + 5) / (5 + 10))
+
+
+def test_many_queries_are_scored_in_chunks_like_one_by_one():
+    # 3000 exemplars: the scorer splits 1500 queries into several blocks.
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(400)])
+    prompts = [" ".join(rng.choice(words, 6)) for _ in range(3000)]
+    scores = rng.integers(0, 2, (3000, 2)).astype(float)
+    router = KNNRouter(HashingEmbedder(dimension=32), k=5).fit(outcomes_from(prompts, scores))
+    queries = rng.standard_normal((1500, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    batch = router.win_matrices_from_embeddings(queries)
+    for row in (0, 700, 1499):
+        alone = router.win_matrices_from_embeddings(queries[row])
+        np.testing.assert_array_equal(alone, batch[[row]])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"k": 0}, "k must be"), ({"k": 2.5}, "k must be"), ({"k": True}, "k must be"),
+     ({"prior": -1.0}, "prior must be"), ({"prior": float("nan")}, "prior must be")],
+)
+def test_bad_parameters_are_named_at_fit(params, message):
+    router = KNNRouter(HashingEmbedder(dimension=16), **params)
+    with pytest.raises(RouterConfigError, match=message):
+        router.fit(split_outcomes(5))
+
+
+def test_more_neighbours_than_prompts_is_an_error():
+    with pytest.raises(RouterConfigError, match="only 10 prompts"):
+        KNNRouter(HashingEmbedder(dimension=16), k=11).fit(split_outcomes(5))
+
+
+def test_wrong_embedding_width_is_an_error():
+    router = KNNRouter(HashingEmbedder(dimension=16), k=3).fit(split_outcomes(5))
+    with pytest.raises(ValueError, match=r"shape \(n, 16\)"):
+        router.win_matrices_from_embeddings(np.ones((2, 8), dtype=np.float32))
+
+
+def test_real_gsm8k_subset_self_vote():
+    data = load_outcomes(shared_dataset("routellm-gsm8k"))
+    train = data.subset(np.arange(300))
+    router = KNNRouter(HashingEmbedder(dimension=128), k=1, prior=0.0).fit(train)
+    win = router.win_matrices(train.prompts[:40])
+    strong_won = train.scores[:40, 0] > train.scores[:40, 1]
+    tied = train.scores[:40, 0] == train.scores[:40, 1]
+    np.testing.assert_array_equal(win[:, 0, 1], np.where(tied, 0.5, strong_won.astype(float)))

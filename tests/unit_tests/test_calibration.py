@@ -1,0 +1,181 @@
+"""Threshold calibration: the realised share or cost on the calibration prompts meets the target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langroute import NotFittedError, Outcomes, RouterConfigError, SWRouter, load_outcomes
+from langroute._calibration import calibrate_threshold, routing_ladder
+from langroute.embeddings import HashingEmbedder
+from tests.conftest import shared_dataset
+
+
+def split(outcomes, n_train, seed=0):
+    order = np.random.default_rng(seed).permutation(len(outcomes))
+    return outcomes.subset(order[:n_train]), outcomes.subset(order[n_train:])
+
+
+@pytest.fixture(scope="module")
+def pair():
+    train, test = split(load_outcomes(shared_dataset("routellm-gsm8k")), 800)
+    router = SWRouter(HashingEmbedder(128)).fit(train)
+    ladder = routing_ladder(router)
+    levels = ladder.levels(router.win_matrices(test.prompts))
+    return router, test.prompts, ladder, levels
+
+
+@pytest.fixture(scope="module")
+def many():
+    train, test = split(load_outcomes(shared_dataset("zeroeval-gsm8k")), 800)
+    router = SWRouter(HashingEmbedder(128)).fit(train)
+    ladder = routing_ladder(router)
+    levels = ladder.levels(router.win_matrices(test.prompts))
+    return router, test.prompts, ladder, levels
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.8, 1.0])
+def test_strong_fraction_is_realised_within_one_prompt(pair, fraction):
+    router, prompts, ladder, levels = pair
+    threshold = calibrate_threshold(router, prompts, strong_fraction=fraction)
+    chosen = ladder.choose(levels, threshold)
+    share = np.mean(chosen == ladder.rungs[-1])
+    assert abs(share - fraction) <= 1.0 / len(prompts)
+    # RouteLLM's rule: strong iff P(strong wins) >= threshold, i.e. the (1 - f) score quantile
+    scores = ladder.strong_scores(levels)
+    assert np.mean(scores >= threshold) == share
+    if 0 < fraction < 1:
+        assert abs(threshold - np.quantile(scores, 1 - fraction)) <= np.ptp(scores) / 20
+
+
+@pytest.mark.data
+def test_threshold_and_realised_share_are_monotone(pair):
+    router, prompts, ladder, levels = pair
+    fractions = np.linspace(0, 1, 11)
+    thresholds = [calibrate_threshold(router, prompts, strong_fraction=f) for f in fractions]
+    assert np.all(np.diff(thresholds) <= 0)
+    shares = [np.mean(ladder.choose(levels, t) == ladder.rungs[-1]) for t in thresholds]
+    assert np.all(np.diff(shares) >= 0)
+
+
+@pytest.mark.data
+def test_two_model_cost_target(pair):
+    router, prompts, ladder, levels = pair
+    costs = ladder.costs  # mean USD per call of each model on the training prompts
+    step = costs.max() / len(prompts)
+    for fraction in (0.2, 0.6):
+        target = costs.min() + fraction * (costs.max() - costs.min())
+        threshold = calibrate_threshold(router, prompts, target_cost=target)
+        realised = costs[ladder.choose(levels, threshold)].mean()
+        assert abs(realised - target) <= step
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7])
+def test_n_model_cost_target_is_realised_within_one_prompt(many, fraction):
+    router, prompts, ladder, levels = many
+    rung_costs = ladder.costs[ladder.rungs]
+    target = rung_costs[0] + fraction * (rung_costs[-1] - rung_costs[0])
+    threshold = calibrate_threshold(router, prompts, target_cost=target)
+    chosen = ladder.choose(levels, threshold)
+    realised = ladder.costs[chosen].mean()
+    # one prompt moving between two rungs changes the mean by at most this much
+    assert abs(realised - target) <= (rung_costs[-1] - rung_costs[0]) / len(prompts)
+    assert len(set(chosen.tolist())) >= 2
+
+
+@pytest.mark.data
+def test_n_model_cost_is_monotone_and_brute_force_optimal(many):
+    router, prompts, ladder, levels = many
+    rung_costs = ladder.costs[ladder.rungs]
+    targets = np.linspace(rung_costs[0], rung_costs[-1], 7)
+    thresholds = [calibrate_threshold(router, prompts, target_cost=t) for t in targets]
+    realised = [ladder.costs[ladder.choose(levels, t)].mean() for t in thresholds]
+    assert np.all(np.diff(thresholds) <= 0) and np.all(np.diff(realised) >= -1e-15)
+    # no threshold at any level value does better than the calibrated one
+    candidates = np.unique(levels[np.isfinite(levels)])
+    probe = np.concatenate([candidates, np.nextafter(candidates, np.inf)])
+    all_costs = ladder.costs[ladder.choose(levels[None], probe[:, None])].mean(axis=1)
+    for target, got in zip(targets, realised, strict=True):
+        assert abs(got - target) <= np.abs(all_costs - target).min() + 1e-15
+
+
+@pytest.mark.data
+def test_n_model_strong_fraction(many):
+    router, prompts, ladder, levels = many
+    threshold = calibrate_threshold(router, prompts, strong_fraction=0.3)
+    share = np.mean(ladder.choose(levels, threshold) == ladder.rungs[-1])
+    assert abs(share - 0.3) <= 1.0 / len(prompts)
+
+
+@pytest.mark.data
+def test_models_and_costs_restrict_and_price_the_ladder(many):
+    router, prompts, _, _ = many
+    names = ["gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"]
+    costs = {"gpt-4o-mini-2024-07-18": 0.0002, "gpt-4o-2024-08-06": 0.003}
+    ladder = routing_ladder(router, models=names, costs=costs)
+    assert ladder.rung_names == names
+    threshold = calibrate_threshold(router, prompts, target_cost=0.001, models=names, costs=costs)
+    chosen = ladder.choose(ladder.levels(router.win_matrices(prompts)), threshold)
+    realised = np.array([0.0002, 0.003])[chosen].mean()
+    assert abs(realised - 0.001) <= 0.003 / len(prompts)
+    same = calibrate_threshold(router, prompts, target_cost=0.001, models=names,
+                               costs=[0.0002, 0.003])
+    assert same == threshold
+
+
+# -- validation (synthetic, no data needed) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_router():
+    prompts = [f"question {i} about {topic}" for i, topic in
+               enumerate(["maths", "poems", "code", "history"] * 5)]
+    scores = np.random.default_rng(0).integers(0, 2, size=(20, 2)).astype(float)
+    scores[:, 0] = np.maximum(scores[:, 0], scores[:, 1])  # the pricier model is better
+    outcomes = Outcomes(ids=[str(i) for i in range(20)], prompts=prompts, models=("big", "small"),
+                        scores=scores, costs=np.tile([0.01, 0.001], (20, 1)))
+    return SWRouter(HashingEmbedder(32)).fit(outcomes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"strong_fraction": 0.5, "target_cost": 0.01}, "exactly one"),
+        ({"strong_fraction": 1.5}, r"in \[0, 1\]"),
+        ({"strong_fraction": -0.1}, r"in \[0, 1\]"),
+        ({"strong_fraction": True}, r"in \[0, 1\]"),
+        ({"target_cost": 0.0}, "positive"),
+        ({"target_cost": float("nan")}, "positive"),
+        ({"target_cost": 0.0001}, "below the cheapest"),
+        ({"strong_fraction": 0.5, "models": ["big", "huge"]}, "unknown"),
+        ({"strong_fraction": 0.5, "models": ["big", "big"]}, "twice"),
+        ({"strong_fraction": 0.5, "models": ["big"]}, "one rung"),
+        ({"strong_fraction": 0.5, "costs": [0.1]}, "1 values for 2 models"),
+        ({"strong_fraction": 0.5, "costs": {"big": 0.1}}, "no entry for"),
+        ({"strong_fraction": 0.5, "costs": [0.1, -1.0]}, ">= 0"),
+    ],
+)
+def test_invalid_arguments(small_router, kwargs, message):
+    with pytest.raises(RouterConfigError, match=message):
+        calibrate_threshold(small_router, ["a prompt"], **kwargs)
+
+
+def test_prompts_must_be_a_non_empty_sequence(small_router):
+    with pytest.raises(RouterConfigError, match="at least one prompt"):
+        calibrate_threshold(small_router, [], strong_fraction=0.5)
+    with pytest.raises(TypeError, match="not a single str"):
+        calibrate_threshold(small_router, "a prompt", strong_fraction=0.5)
+
+
+def test_unfitted_router_and_missing_costs():
+    with pytest.raises(NotFittedError):
+        calibrate_threshold(SWRouter(HashingEmbedder()), ["x"], strong_fraction=0.5)
+    router = SWRouter(HashingEmbedder(16)).fit(
+        Outcomes(ids=["a", "b"], prompts=["x y", "z w"], models=("m", "n"),
+                 scores=np.array([[1.0, 0.0], [1.0, 1.0]])))
+    with pytest.raises(RouterConfigError, match="pass costs="):
+        calibrate_threshold(router, ["x"], strong_fraction=0.5)
+    threshold = calibrate_threshold(router, ["x", "z", "y"], strong_fraction=1 / 3,
+                                    costs={"m": 1.0, "n": 0.5})
+    assert isinstance(threshold, float)

@@ -1,0 +1,219 @@
+"""Router files: exact round trips, and every kind of damaged or foreign file is refused."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langroute import NotFittedError, Outcomes, RouterFileError, SWRouter, load_router
+from langroute._persistence import FORMAT_VERSION, read_router_file, write_router_file
+from langroute.embeddings import HashingEmbedder
+
+PROMPTS = [
+    "add two numbers", "sum of 3 and 4", "multiply 6 by 7", "write a poem about the sea",
+    "a sonnet on autumn leaves", "haiku about snow", "translate hello to French",
+    "what is the capital of Peru", "explain photosynthesis", "prove sqrt 2 is irrational",
+]
+
+
+@pytest.fixture
+def outcomes():
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 2, size=(len(PROMPTS), 3)).astype(float)
+    scores[3, 2] = np.nan
+    costs = np.tile([0.01, 0.001, 0.0001], (len(PROMPTS), 1))
+    return Outcomes(ids=[f"p{i}" for i in range(len(PROMPTS))], prompts=PROMPTS,
+                    models=("big", "mid", "small"), scores=scores, costs=costs)
+
+
+@pytest.fixture
+def saved(tmp_path, outcomes):
+    router = SWRouter(HashingEmbedder(64), gamma=5.0, top_k=4, prior=0.5).fit(outcomes)
+    path = tmp_path / "router.safetensors"
+    router.save(path)
+    return router, path
+
+
+QUERIES = ["add 5 and 9", "a poem about rivers", "capital of Chile"]
+
+
+def test_round_trip_gives_identical_win_matrices_and_params(saved):
+    router, path = saved
+    loaded = load_router(path)
+    assert type(loaded) is SWRouter
+    params, original = loaded.get_params(), router.get_params()
+    assert params.pop("embedder").get_config() == original.pop("embedder").get_config()
+    assert params == original and params["gamma"] == 5.0 and params["top_k"] == 4
+    assert loaded.models == router.models
+    np.testing.assert_array_equal(loaded.costs_, router.costs_)
+    np.testing.assert_array_equal(loaded.quality_, router.quality_)
+    np.testing.assert_array_equal(loaded.win_matrices(QUERIES), router.win_matrices(QUERIES))
+    assert SWRouter.load(path).models == router.models
+    assert not list(path.parent.glob(".*tmp"))  # the atomic write left nothing behind
+
+
+def test_unfitted_router_cannot_be_saved(tmp_path):
+    with pytest.raises(NotFittedError):
+        SWRouter(HashingEmbedder()).save(tmp_path / "x.safetensors")
+
+
+def header_bounds(data: bytes) -> tuple[int, int]:
+    (size,) = struct.unpack("<Q", data[:8])
+    return 8, 8 + size
+
+
+def rewrite_header(path: Path, edit) -> None:
+    """Edit the langroute JSON header in place (keeping the safetensors framing valid)."""
+    data = path.read_bytes()
+    start, end = header_bounds(data)
+    outer = json.loads(data[start:end])
+    inner = json.loads(outer["__metadata__"]["langroute"])
+    edit(inner)
+    outer["__metadata__"]["langroute"] = json.dumps(inner)
+    raw = json.dumps(outer).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[end:])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.update(version=FORMAT_VERSION + 1), "format version 2"),
+        (lambda h: h.update(format="other.tool"), "format 'other.tool'"),
+        (lambda h: h.update(kind="knn"), "checksum mismatch"),
+        (lambda h: h["params"].update(gamma=-3), "checksum mismatch"),
+        (lambda h: h["state"].update(models_=["a", "b", "c"]), "checksum mismatch"),
+        (lambda h: h.update(params="gamma=3"), "header lacks"),
+        (lambda h: h.pop("sha256"), "checksum mismatch"),
+    ],
+)
+def test_edited_header_is_refused(saved, edit, message):
+    _, path = saved
+    rewrite_header(path, edit)
+    with pytest.raises(RouterFileError, match=message):
+        load_router(path)
+
+
+def test_flipped_byte_in_an_array_is_detected(saved):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    _, end = header_bounds(bytes(data))
+    data[end + (len(data) - end) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(RouterFileError, match="checksum mismatch"):
+        load_router(path)
+
+
+@pytest.mark.parametrize("keep", [0.99, 0.5, 0.01])
+def test_truncated_file_is_refused(saved, keep):
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(RouterFileError, match="not a readable router file"):
+        load_router(path)
+
+
+def test_random_bytes_and_missing_files_are_refused(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(RouterFileError, match="not a readable router file"):
+        load_router(junk)
+    with pytest.raises(RouterFileError, match="no such router file"):
+        load_router(tmp_path / "missing.safetensors")
+    with pytest.raises(RouterFileError, match="no such router file"):
+        load_router(tmp_path)
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_file_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "router.pkl"
+    path.write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(RouterFileError):
+        load_router(path)
+    assert not marker.exists()
+    pickle.loads(path.read_bytes())  # the payload is live: unpickling would have run it
+    assert marker.exists()
+
+
+def test_safetensors_file_without_langroute_header(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"weight": np.ones((2, 2), np.float32)}, str(path))
+    with pytest.raises(RouterFileError, match="no langroute header"):
+        load_router(path)
+
+
+def _write(tmp_path, router, **changes) -> Path:
+    """A well-formed, correctly checksummed file whose content is nonetheless wrong."""
+    state, arrays = router._get_state()
+    params = router._params_for_file()
+    state = {**state, "models_": router.models_, "costs_": list(router.costs_),
+             "quality_": list(router.quality_)}
+    fields = {"kind": router.kind, "params": params, "state": state, "arrays": arrays}
+    for key, edit in changes.items():
+        fields[key] = edit(fields[key])
+    path = tmp_path / "crafted.safetensors"
+    write_router_file(path, **fields)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": lambda k: "no-such-router"}, "unknown router kind"),
+        ({"params": lambda p: {**p, "gamma": "steep"}}, "gamma must be"),
+        ({"params": lambda p: {**p, "gamma": 0.5}}, "gamma must be"),
+        ({"params": lambda p: {**p, "colour": 1}}, "unexpected keyword"),
+        ({"params": lambda p: {**p, "embedder": {"kind": "word2vec"}}}, "unknown embedder kind"),
+        ({"params": lambda p: {**p, "embedder": {"kind": "hashing", "dimension": 0}}},
+         "invalid hashing embedder"),
+        ({"state": lambda s: {k: v for k, v in s.items() if k != "models_"}}, "models_"),
+        ({"state": lambda s: {**s, "models_": [*s["models_"], "extra"],
+                              "costs_": [*s["costs_"], 1.0], "quality_": [*s["quality_"], 1.0]}},
+         "inconsistent"),
+    ],
+)
+def test_consistent_but_invalid_contents_are_refused(tmp_path, saved, changes, message):
+    router, _ = saved
+    path = _write(tmp_path, router, **changes)
+    with pytest.raises(RouterFileError, match=message):
+        load_router(path)
+
+
+def test_every_missing_array_is_refused(tmp_path, saved):
+    router, _ = saved
+    names = sorted(router._get_state()[1])
+    assert names
+    for name in names:
+        path = _write(tmp_path, router, arrays=lambda a, drop=name: {
+            k: v for k, v in a.items() if k != drop})
+        with pytest.raises(RouterFileError, match="inconsistent"):
+            load_router(path)
+
+
+def test_read_router_file_returns_exactly_what_was_written(tmp_path):
+    arrays = {"a": np.arange(6, dtype=np.int32).reshape(2, 3), "b": np.linspace(0, 1, 4)}
+    path = tmp_path / "raw.safetensors"
+    write_router_file(path, kind="k", params={"x": 1.5, "y": None}, state={"s": [1, 2]},
+                      arrays=arrays)
+    kind, params, state, back = read_router_file(path)
+    assert (kind, params, state) == ("k", {"x": 1.5, "y": None}, {"s": [1, 2]})
+    for name, arr in arrays.items():
+        assert back[name].dtype == arr.dtype
+        np.testing.assert_array_equal(back[name], arr)
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        write_router_file(path, kind="k", params={"x": object()}, state={}, arrays=arrays)
