@@ -6,7 +6,8 @@
 Writes ``benchmarks/results/eval_sweep.md`` and ``eval_sweep.json`` and prints the total wall
 time (target: under 10 minutes on 2 CPU cores with MiniLM). One embedder instance serves every
 dataset, router and fold, backed by the disk cache (``$LANGROUTE_EMBEDDING_CACHE`` or
-``.langroute-cache/`` in the repository), so a second run embeds nothing.
+``.langroute-cache/embeddings`` in the repository, shared with the other benchmarks), so a
+second run embeds nothing.
 
 Checks stated for every dataset: SWRouter's AIQ is at least the single-model hull's, and its
 highest quality at least the best single model's; the table says where not, and why.
@@ -36,7 +37,8 @@ def _explain(name: str, report: dict) -> list[str]:
         gap = comp["aiq_minus_hull"]
         within = abs(gap["mean"]) <= gap["std"]
         notes.append(
-            f"AIQ {entry['metrics']['aiq']['mean']:.4f} < hull {base['single_model_hull']['aiq']['mean']:.4f} "
+            f"AIQ {entry['metrics']['aiq']['mean']:.4f} < "
+            f"hull {base['single_model_hull']['aiq']['mean']:.4f} "
             f"(gap {gap['mean']:+.4f} ± {gap['std']:.4f}"
             f"{', within fold noise' if within else ''})"
         )
@@ -66,7 +68,8 @@ def main() -> int:
     from langroute.evaluation import available_router_names, evaluate
 
     started = time.perf_counter()
-    cache_dir = os.environ.get("LANGROUTE_EMBEDDING_CACHE") or REPO / ".langroute-cache"
+    cache_dir = (os.environ.get("LANGROUTE_EMBEDDING_CACHE")
+                 or REPO / ".langroute-cache" / "embeddings")
     embedder = (SentenceTransformerEmbedder(cache_dir=cache_dir) if args.embedder == "minilm"
                 else HashingEmbedder(cache_dir=False))
     routers = args.routers.split(",") if args.routers else available_router_names()

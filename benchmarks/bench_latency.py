@@ -92,35 +92,45 @@ def time_decisions(router: SWRouter, queries: np.ndarray) -> tuple[float, float]
 def section_synthetic(sizes: list[int], models: list[int], n_queries: int) -> None:
     print("\n## 1-2. Decision latency excluding the embedding (one prompt per call)")
     print(f"{'exemplars':>9} {'models':>6} {'algo':>9} {'store':>8} {'fit s':>7} "
-          f"{'MB held':>8} {'RSS+MB':>7} {'p50 ms':>8} {'p99 ms':>8} {'RouteLLM p50 ms':>16} "
-          f"{'ratio':>7}")
+          f"{'MB held':>8} {'RSS+MB':>7} {'p50 ms':>8} {'p99 ms':>8} {'max|dP|':>8} "
+          f"{'RouteLLM p50 ms':>16} {'ratio':>7}")
     rng = np.random.default_rng(0)
     for n in sizes:
         embeddings = unit_rows(rng, n)
         queries = unit_rows(rng, n_queries)
         for m in models:
             data = synthetic_outcomes(rng, n, m)
-            algorithms = ["auto"] + (["exact"] if n > 20_000 else [])
-            for algorithm in algorithms:
+            results = {}
+            for algorithm in ("auto", "exact"):
+                if algorithm == "exact" and results["auto"][0].algorithm_ == "exact":
+                    break
                 gc.collect()
                 before = rss_bytes()
                 start = time.perf_counter()
                 router = SWRouter(algorithm=algorithm).fit(data, embeddings=embeddings)
                 fit_s = time.perf_counter() - start
                 grown = (rss_bytes() - before) / 1e6
-                held = (router.index_.nbytes + router.store_.nbytes) / 1e6
-                reps = queries if router.algorithm_ == "clustered" or n <= 100_000 else queries[:20]
+                # Exact scoring of 1M exemplars takes ~0.1-1 s a request: fewer repetitions.
+                reps = queries if router.algorithm_ == "clustered" or n <= 100_000 else queries[:10]
                 p50, p99 = time_decisions(router, reps)
-                ref = ""
-                ratio = ""
+                results[algorithm] = (router, fit_s, grown, p50, p99)
+            error = ""
+            if "exact" in results:
+                check = queries[:10]
+                error = np.abs(results["auto"][0].win_matrices_from_embeddings(check)
+                               - results["exact"][0].win_matrices_from_embeddings(check)).max()
+                error = f"{error:8.1e}"
+            for algorithm, (router, fit_s, grown, p50, p99) in results.items():
+                held = (router.index_.nbytes + router.store_.nbytes) / 1e6
+                ref = ratio = ""
                 if algorithm == "auto" and n * m * (m - 1) // 2 <= 500_000:
                     ref_p50 = time_routellm(data, embeddings, queries[:3])
                     ref, ratio = f"{ref_p50:16.0f}", f"{ref_p50 / p50:7.0f}"
                 print(f"{n:>9} {m:>6} {router.algorithm_:>9} {router.store_.kind:>8} "
                       f"{fit_s:7.1f} {held:8.0f} {grown:7.0f} {p50:8.2f} {p99:8.2f} "
-                      f"{ref:>16} {ratio:>7}", flush=True)
-                del router
-            del data
+                      f"{error if algorithm == 'auto' else '':>8} {ref:>16} {ratio:>7}",
+                      flush=True)
+            del results, router, data
         del embeddings
 
 

@@ -14,9 +14,9 @@ request:
 
 Here the pandas bookkeeping is replaced by the equivalent numpy (pandas is not installed and it
 is not where the time goes), ``gamma`` generalises the base 10, and two options exist only for
-the equivalence test: ``virtual_tie_weight`` adds virtual ties per model pair as extra weighted battles (the
-objective langroute solves), and ``tol`` / ``max_iter`` let the solver run to convergence
-(RouteLLM keeps scikit-learn's defaults, 1e-4 and 100 iterations). Used by
+the equivalence test: ``virtual_tie_weight`` adds virtual ties per model pair as extra weighted
+battles (the objective langroute solves), and ``tol`` / ``max_iter`` let the solver run to
+convergence (RouteLLM keeps scikit-learn's defaults, 1e-4 and 100 iterations). Used by
 ``benchmarks/bench_latency.py`` (timing) and ``tests/unit_tests/routers/test_sw.py`` (exactness).
 Ratings are returned on the natural-log scale, centred, so ``sigmoid(r_i - r_j)`` is
 P(i beats j).

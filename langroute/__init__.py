@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._calibration import calibrate_threshold, routing_ladder
 from ._exceptions import (
     EmbeddingError,
     LangrouteError,
@@ -12,24 +13,52 @@ from ._exceptions import (
 )
 from ._outcomes import Battles, Outcomes, load_battles, load_outcomes, pairwise_counts
 from ._policy import EscalationLadder
-from .routers import BaseRouter, SWRouter, load_router
+from .chat_models import (
+    ROUTE_EVENT,
+    ModelSpend,
+    RoutedCall,
+    RoutedChatModel,
+    RouteEvent,
+    RoutingDecision,
+    RoutingSummary,
+    RoutingTracer,
+)
+from .embeddings import Embedder, HashingEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from .routers import BaseRouter, ClusterRouter, KNNRouter, MFRouter, SWRouter, load_router
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ROUTE_EVENT",
     "BaseRouter",
     "Battles",
+    "ClusterRouter",
+    "Embedder",
     "EmbeddingError",
     "EscalationLadder",
+    "HashingEmbedder",
+    "KNNRouter",
     "LangrouteError",
+    "MFRouter",
+    "ModelSpend",
     "NotFittedError",
+    "OpenAIEmbedder",
     "Outcomes",
     "OutcomesError",
+    "RouteEvent",
+    "RoutedCall",
+    "RoutedChatModel",
     "RouterConfigError",
     "RouterFileError",
+    "RoutingDecision",
+    "RoutingSummary",
+    "RoutingTracer",
     "SWRouter",
+    "SentenceTransformerEmbedder",
+    "calibrate_threshold",
     "load_battles",
     "load_outcomes",
     "load_router",
     "pairwise_counts",
+    "routing_ladder",
 ]

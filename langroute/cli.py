@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="repetitions with seeds 0..N-1 (default 1)")
     ev.add_argument("--out", metavar="DIR", help="write report.json, report.md and plot.png")
     ev.add_argument("--no-plot", action="store_true", help="with --out, skip plot.png")
-    ev.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    ev.add_argument("--json", action="store_true",
+                    help="print the JSON report instead of the table")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     tr = sub.add_parser("train", help="fit a router on a dataset and save it")

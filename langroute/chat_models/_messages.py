@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-__all__ = ["ToolLoop", "find_tool_loop", "routing_text"]
+__all__ = ["ToolLoop", "find_tool_loop", "last_user_text", "routing_text"]
+
+
+def last_user_text(messages: Sequence[BaseMessage]) -> str | None:
+    """The text parts of the last HumanMessage, or None if there is no HumanMessage."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return None
 
 
 def routing_text(messages: Sequence[BaseMessage]) -> str:
@@ -25,15 +33,15 @@ def routing_text(messages: Sequence[BaseMessage]) -> str:
     """
     if not messages:
         raise ValueError("cannot route an empty message list")
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            text = message.text.strip()
-            if not text:
-                raise ValueError(
-                    "the last user message has no text parts to route on "
-                    f"(content: {_describe(message.content)})"
-                )
-            return message.text
+    text = last_user_text(messages)
+    if text is not None and text.strip():
+        return text
+    if text is not None:
+        last = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
+        raise ValueError(
+            "the last user message has no text parts to route on "
+            f"(content: {_describe(last.content)})"
+        )
     kinds = sorted({type(m).__name__ for m in messages})
     raise ValueError(f"no user (HumanMessage) message to route on; the messages are {kinds}")
 

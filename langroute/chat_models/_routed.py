@@ -47,7 +47,7 @@ from ._decision import (
     RoutingDecision,
     RoutingPolicy,
 )
-from ._messages import find_tool_loop, routing_text
+from ._messages import find_tool_loop, last_user_text, routing_text
 
 __all__ = ["RoutedChatModel"]
 
@@ -149,13 +149,22 @@ class RoutedChatModel(BaseChatModel):
 
     @model_validator(mode="after")
     def _check_routing(self) -> RoutedChatModel:
+        # Calls pass through to the chosen model, which owns caching and rate limiting.
+        if self.rate_limiter is not None:
+            raise ValueError("rate_limiter belongs on the candidate models, not on RoutedChatModel")
+        if self.cache is not None and self.cache is not False:
+            raise ValueError("cache belongs on the candidate models, not on RoutedChatModel")
         self._routing_policy()  # raises RouterConfigError / NotFittedError naming the problem
         return self
 
     def _routing_policy(self) -> RoutingPolicy:
         """The policy for the current fields (rebuilt if a field was reassigned)."""
-        key = (id(self.router), self.threshold, tuple(self.models),
-               None if self.costs is None else tuple(sorted(self.costs.items())))
+        router = self.router
+        fitted = getattr(router, "is_fitted", True)  # a refit router gets new learned arrays
+        costs = None if self.costs is None else tuple(sorted(self.costs.items()))
+        key = (id(router), fitted and id(getattr(router, "costs_", None)),
+               fitted and id(getattr(router, "quality_", None)), self.threshold,
+               tuple(self.models), costs)
         if self._policy is None or self._policy_key != key:
             self._policy = RoutingPolicy.build(self.router, list(self.models), self.threshold,
                                                self.costs)
@@ -204,12 +213,13 @@ class RoutedChatModel(BaseChatModel):
     def route(self, input: LanguageModelInput) -> RoutingDecision:
         """Decide which model would answer ``input``, without calling any model."""
         messages = self._convert_input(input).to_messages()
-        text = routing_text(messages)
         policy = self._routing_policy()
         loop = find_tool_loop(messages, self.models)
         if loop is not None and loop.maker is not None:
+            # the router is not asked, so a conversation without user text can still continue
+            text = last_user_text(messages) or ""
             return policy.stick(loop.maker, text, note=loop.note, keep_text=self.trace_prompt)
-        (decision,) = policy.decide([text], keep_text=self.trace_prompt)
+        (decision,) = policy.decide([routing_text(messages)], keep_text=self.trace_prompt)
         if loop is not None:
             decision = replace(decision, reason=REASON_UNIDENTIFIED_MAKER, note=loop.note)
         return decision

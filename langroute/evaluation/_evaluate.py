@@ -92,7 +92,9 @@ def evaluate(
     labelled = _label_routers(routers)
     shared = embedder
     if shared is not None and not isinstance(shared, Embedder):
-        raise RouterConfigError(f"embedder must be a langroute Embedder, got {type(shared).__name__}")
+        raise RouterConfigError(
+            f"embedder must be a langroute Embedder, got {type(shared).__name__}"
+        )
     templates: dict[str, BaseRouter] = {}
     for label, router in labelled.items():
         params = router.get_params()
@@ -114,7 +116,9 @@ def evaluate(
     fold_records: list[dict[str, Any]] = []
     baselines: list[FoldBaselines] = []
     curves: dict[str, list[CostQualityCurve]] = {label: [] for label in templates}
-    share_curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {label: [] for label in templates}
+    share_curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        label: [] for label in templates
+    }
     with tqdm(total=len(splits) * len(templates), desc="evaluate", unit="fit", file=sys.stderr,
               disable=not show) as bar:
         for sp in splits:
@@ -175,7 +179,7 @@ def evaluate(
         "folds": fold_records,
         "elapsed_seconds": time.perf_counter() - started,
     }
-    for label, entry in report["routers"].items():
+    for entry in report["routers"].values():
         entry["comparisons"] = _comparisons(entry["metrics"], report["baselines"])
     return EvaluationReport(report)
 
@@ -187,7 +191,8 @@ def _check_outcomes(data: Outcomes) -> None:
                             path=data.source)
     if data.costs is None:
         raise OutcomesError(
-            "outcomes have no costs (no costs.csv); use outcomes.with_estimated_costs(output_tokens) "
+            "outcomes have no costs (no costs.csv); use "
+            "outcomes.with_estimated_costs(output_tokens) "
             "or the CLI's --output-tokens",
             path=data.source,
         )
@@ -229,7 +234,9 @@ def _label_routers(
         )
     for label, router in items:
         if not isinstance(router, BaseRouter):
-            raise RouterConfigError(f"router {label!r} is a {type(router).__name__}, not a BaseRouter")
+            raise RouterConfigError(
+                f"router {label!r} is a {type(router).__name__}, not a BaseRouter"
+            )
     return dict(items)
 
 
@@ -262,7 +269,8 @@ def _win_matrices(
     parts = []
     for start in range(0, len(rows), _SCORE_BATCH):
         if embeddings is not None:
-            parts.append(router.win_matrices_from_embeddings(embeddings[rows[start : start + _SCORE_BATCH]]))
+            batch = embeddings[rows[start : start + _SCORE_BATCH]]
+            parts.append(router.win_matrices_from_embeddings(batch))
         else:
             parts.append(router.win_matrices(prompts[start : start + _SCORE_BATCH]))
     return np.concatenate(parts)
@@ -282,12 +290,12 @@ def _router_metrics(
     levels = ladder.levels(win)
     curve = threshold_sweep(levels, ladder.columns[ladder.rungs], test.scores, test.costs)
     best_cost = float(base.model_costs[base.best_model])
-    match = cost_to_reach(curve.costs, curve.qualities, float(base.model_qualities[base.best_model]))
+    best_quality = float(base.model_qualities[base.best_model])
+    match = cost_to_reach(curve.costs, curve.qualities, best_quality)
     metrics: dict[str, Any] = {
         "aiq": aiq(curve.costs, curve.qualities, cost_range=base.cost_range),
         "max_quality": float(curve.qualities.max()),
-        "cost_to_match_best": None if math.isnan(match) else match / best_cost if best_cost > 0
-        else 0.0,
+        "cost_to_match_best": _share_of(match, best_cost),
         "n_points": len(curve),
         "ladder": ladder.rung_names,
     }
@@ -298,6 +306,13 @@ def _router_metrics(
         metrics["cpt50"] = _none_if_nan(cpt(shares, pgr, 0.5)) if defined else None
         metrics["cpt80"] = _none_if_nan(cpt(shares, pgr, 0.8)) if defined else None
     return metrics, curve
+
+
+def _share_of(cost: float, reference: float) -> float | None:
+    """``cost`` as a share of ``reference``; None for "never" (NaN); free matches free (1.0)."""
+    if math.isnan(cost):
+        return None
+    return cost / reference if reference > 0 else 1.0
 
 
 def _none_if_nan(value: float) -> float | None:

@@ -62,7 +62,9 @@ def make_router(name: str, embedder: Embedder | None = None) -> BaseRouter:
     else:
         raise RouterConfigError(f"unknown router {name!r}; valid names: {router_names()}")
     if not isinstance(router, BaseRouter):
-        raise RouterConfigError(f"router {name!r} built a {type(router).__name__}, not a BaseRouter")
+        raise RouterConfigError(
+            f"router {name!r} built a {type(router).__name__}, not a BaseRouter"
+        )
     return router
 
 

@@ -69,7 +69,8 @@ class EvaluationReport:
         ds, st = d["dataset"], d["settings"]
         split = (f"{st['folds']}-fold" if st["split"] == "kfold" else "50/50 halves")
         lines = [
-            f"## {ds['name'] or 'outcomes'}: {ds['n_prompts']} prompts x {len(ds['models'])} models",
+            f"## {ds['name'] or 'outcomes'}: "
+            f"{ds['n_prompts']} prompts x {len(ds['models'])} models",
             "",
             f"{split}, seeds {st['seeds']} ({st['n_evaluations']} test folds); "
             "mean ± std over folds; cost in USD per 1k calls.",
@@ -126,7 +127,7 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: str | Path, *, plot: bool = True) -> dict[str, Path]:
-        """Write ``report.json``, ``report.md`` and (with ``plot``) ``plot.png`` into ``out_dir``."""
+        """Write ``report.json``, ``report.md`` and (with ``plot``) ``plot.png`` to ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "report.json", "markdown": out / "report.md"}

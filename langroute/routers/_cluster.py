@@ -225,17 +225,13 @@ def spherical_kmeans(
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise ValueError(f"embeddings must be a finite 2-D array, got shape {np.shape(embeddings)}")
-    distinct = np.unique(x, axis=0).shape[0]
-    if n_clusters > distinct:
-        raise RouterConfigError(
-            f"n_clusters={n_clusters} but the training prompts have only {distinct} distinct "
-            "embeddings; lower n_clusters"
-        )
     rng = np.random.default_rng(random_state)
+    # scikit-learn's stopping rule: total squared centre shift below 1e-4 x mean variance.
+    tol = 1e-4 * float(np.mean(np.var(x, axis=0))) if x.shape[0] else 0.0
     best: tuple[np.ndarray, np.ndarray, float] | None = None
     for _ in range(n_init):
         centroids = _kmeans_plus_plus(x, n_clusters, rng)
-        centroids, labels, inertia = _lloyd(x, centroids, max_iter)
+        centroids, labels, inertia = _lloyd(x, centroids, max_iter, tol)
         if best is None or inertia < best[2]:
             best = (centroids, labels, inertia)
     assert best is not None  # n_init >= 1
@@ -246,21 +242,34 @@ def spherical_kmeans(
 def _kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
     """k-means++ seeding: each new centre is drawn with probability ~ squared distance."""
     n = x.shape[0]
+    if n < n_clusters:
+        raise RouterConfigError(
+            f"n_clusters={n_clusters} but there are only {n} training prompts; lower n_clusters"
+        )
     centres = np.empty((n_clusters, x.shape[1]))
     centres[0] = x[rng.integers(n)]
-    closest = np.maximum(2.0 - 2.0 * (x @ centres[0]), 0.0)
+    closest = _squared_distances(x, centres[0])
     for c in range(1, n_clusters):
         total = closest.sum()
-        if total <= 0:  # only duplicates of chosen centres left: n_clusters > distinct rows
-            raise RouterConfigError("cannot seed more clusters than distinct embeddings")
+        if total <= 0:  # every point duplicates a chosen centre: they are all the distinct ones
+            raise RouterConfigError(
+                f"n_clusters={n_clusters} but the training prompts have only {c} distinct "
+                "embeddings; lower n_clusters"
+            )
         pick = rng.choice(n, p=closest / total)
         centres[c] = x[pick]
-        closest = np.minimum(closest, np.maximum(2.0 - 2.0 * (x @ centres[c]), 0.0))
+        closest = np.minimum(closest, _squared_distances(x, centres[c]))
     return centres
 
 
+def _squared_distances(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``|x - centre|^2 = 2 - 2 cos`` for unit vectors; rounding noise below 1e-12 is zero."""
+    d = 2.0 - 2.0 * (x @ centre)
+    return np.where(d > 1e-12, d, 0.0)
+
+
 def _lloyd(
-    x: np.ndarray, centroids: np.ndarray, max_iter: int
+    x: np.ndarray, centroids: np.ndarray, max_iter: int, tol: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
     n_clusters = centroids.shape[0]
     labels = np.full(x.shape[0], -1)
@@ -281,7 +290,9 @@ def _lloyd(
             sums[empty] = x[far]
             sims[far, :] = np.inf  # do not pick the same point twice
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = sums / np.where(norms > 0, norms, 1.0)
+        previous, centroids = centroids, sums / np.where(norms > 0, norms, 1.0)
+        if np.sum((centroids - previous) ** 2) <= tol:
+            break
     sims = x @ centroids.T
     labels = sims.argmax(axis=1)
     inertia = float(np.sum(1.0 - sims[np.arange(x.shape[0]), labels]))

@@ -24,10 +24,11 @@ Where langroute differs from RouteLLM, and why:
 * When the largest similarity is not positive, ``s / max s`` would flip the order, so the raw
   similarities are used for that request.
 
-Above 20,000 exemplars a request that scores every exemplar costs more than a few milliseconds
-(memory bandwidth), so ``algorithm="auto"`` switches to the ``clustered`` index of
-``_index.py``: exact weights for the members of the most similar clusters, pre-summed counts for
-the rest. ``benchmarks/bench_latency.py`` measures its error against exact scoring.
+Beyond about 20,000 MiniLM exemplars a request that scores every exemplar costs more than a
+couple of milliseconds (memory bandwidth), so ``algorithm="auto"`` switches to the
+``clustered`` index of ``_index.py``: exact weights for the members of the most similar
+clusters, pre-summed counts for the rest. ``benchmarks/bench_latency.py`` measures its error
+against exact scoring.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
 __all__ = ["SWRouter"]
 
 _ALGORITHMS = ("auto", "exact", "clustered")
-#: ``algorithm="auto"`` scores every exemplar up to this many (about 2 ms with 384-d MiniLM).
-EXACT_MAX_EXEMPLARS = 20_000
+#: ``algorithm="auto"`` scores every exemplar while a request costs at most this many
+#: multiply-adds: ``n * (dim + 2)`` with compressible outcomes (20,000 MiniLM exemplars, about
+#: 2 ms), ``n * (dim + 3 M^2)`` when win counts are rebuilt from per-exemplar scores.
+EXACT_MAX_WORK = 8_000_000
 #: Rows of query-by-exemplar similarities computed at once in batched exact scoring.
 _QUERY_BLOCK_ELEMENTS = 1 << 22
 
@@ -74,8 +77,8 @@ class SWRouter(BaseRouter):
     algorithm : {"auto", "exact", "clustered"}, default="auto"
         ``exact`` weights every exemplar; ``clustered`` re-weights the members of the
         ``n_probe`` most similar k-means clusters exactly and every other cluster by its mean
-        similarity (approximate, see the module docstring); ``auto`` is ``exact`` up to
-        20,000 exemplars.
+        similarity (approximate, see the module docstring); ``auto`` is ``exact`` while a
+        request costs at most ~8M multiply-adds (about 20,000 MiniLM exemplars with 0/1 scores).
     n_clusters : int, default=None
         Clusters of the ``clustered`` index; None means ``ceil(2 * sqrt(n_exemplars))``.
     n_probe : int, default=16
@@ -192,7 +195,9 @@ class SWRouter(BaseRouter):
         vectors = _unit_rows(vectors, "training embeddings")
         algorithm = self.algorithm
         if algorithm == "auto":
-            algorithm = "exact" if n <= EXACT_MAX_EXEMPLARS else "clustered"
+            m = len(outcomes.models)
+            per_exemplar = vectors.shape[1] + (2 if store.kind == "patterns" else 3 * m * m)
+            algorithm = "exact" if n * per_exemplar <= EXACT_MAX_WORK else "clustered"
         if algorithm == "exact":
             index = ExemplarIndex.build_exact(vectors)
         else:

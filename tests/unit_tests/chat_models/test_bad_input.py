@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from langchain_core.caches import InMemoryCache
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.rate_limiters import InMemoryRateLimiter
 from pydantic import ValidationError
 
 from langroute import NotFittedError, Outcomes, RouterConfigError, SWRouter
@@ -85,6 +87,13 @@ def test_bad_costs(strong, weak, router, costs, problem):
 def test_misspelt_constructor_argument_is_rejected(strong, weak, router):
     with pytest.raises(ValidationError, match="thresold"):
         _build(strong, weak, router, thresold=0.3)
+
+
+def test_caching_and_rate_limits_belong_to_the_candidates(strong, weak, router):
+    with pytest.raises(ValidationError, match="rate_limiter belongs on the candidate models"):
+        _build(strong, weak, router, rate_limiter=InMemoryRateLimiter())
+    with pytest.raises(ValidationError, match="cache belongs on the candidate models"):
+        _build(strong, weak, router, cache=InMemoryCache())
 
 
 def test_construction_errors_carry_the_library_error(strong, weak, router):

@@ -14,7 +14,17 @@ from langroute import Outcomes, SWRouter
 from langroute.chat_models import RoutedChatModel, RoutingDecision
 from langroute.embeddings import HashingEmbedder
 
-from .fakes import CHAT, EASY, HARD, MATHS, STRONG, THRESHOLD, WEAK, ScriptedChatModel
+from .fakes import (
+    CHAT,
+    EASY,
+    HARD,
+    MATHS,
+    STRONG,
+    THRESHOLD,
+    WEAK,
+    ScriptedChatModel,
+    synthetic_outcomes,
+)
 
 
 def test_is_a_chat_model_that_keeps_the_candidates(routed, strong, weak):
@@ -190,10 +200,11 @@ def test_streaming_flag_makes_the_chosen_model_stream_under_invoke(strong, weak,
     assert answer.content == f"answer from {STRONG}"
 
 
-def test_three_models_climb_the_ladder(router):
+def test_three_models_climb_the_ladder():
     prompts = MATHS + CHAT
-    # "mid" solves the maths "strong" solves only half the time
-    scores = np.array([[1.0, 1.0, 0.0]] * len(MATHS) + [[1.0, 1.0, 1.0]] * len(CHAT))
+    # "mid" solves every maths prompt but the last, "small" only chit-chat, "big" everything
+    maths = [[1.0, 1.0, 0.0]] * (len(MATHS) - 1) + [[1.0, 0.0, 0.0]]
+    scores = np.array(maths + [[1.0, 1.0, 1.0]] * len(CHAT))
     outcomes = Outcomes(ids=[f"p{i}" for i in range(len(prompts))], prompts=prompts,
                         models=("big", "mid", "small"), scores=scores,
                         costs=np.array([[1e-2, 1e-3, 1e-4]] * len(prompts)))
@@ -211,3 +222,14 @@ def test_three_models_climb_the_ladder(router):
     assert lines[2].startswith("   mid:") and "accept" in lines[2] and len(lines) == 3
     assert routed.invoke(HARD).content == "answer from mid"
     assert routed.model_copy(update={"threshold": 0.0}).route(HARD).model == "big"
+
+
+def test_refitting_the_router_in_place_takes_effect(strong, weak):
+    router = SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(synthetic_outcomes())
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD)
+    assert routed.route(EASY).estimated_cost_usd == pytest.approx(2e-4)
+    cheaper = synthetic_outcomes()
+    router.fit(Outcomes(ids=cheaper.ids, prompts=cheaper.prompts, models=cheaper.models,
+                        scores=cheaper.scores, costs=cheaper.costs / 2))
+    assert routed.route(EASY).estimated_cost_usd == pytest.approx(1e-4)

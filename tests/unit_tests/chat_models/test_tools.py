@@ -133,3 +133,9 @@ def test_a_full_tool_loop_stays_on_the_model_that_started_it(routed, strong, wea
     assert second.response_metadata["langroute"]["reason"] == "sticky tool loop"
     assert second.content == f"answer from {STRONG} using 391"
     assert weak.received == []
+
+
+def test_tool_loop_without_user_text_still_sticks(routed):
+    messages = _tool_loop({"langroute": {"model": STRONG}})[1:]  # no HumanMessage at all
+    decision = routed.route(messages)
+    assert (decision.model, decision.reason, decision.text_chars) == (STRONG, "sticky tool loop", 0)

@@ -86,3 +86,24 @@ def test_unknown_router_name_lists_valid_ones():
     with pytest.raises(RouterConfigError, match=r"valid names: \['sw'"):
         make_router("nope")
     assert router_names()[:4] == ["sw", "knn", "cluster", "mf"]
+
+
+class CountingEmbedder(HashingEmbedder):
+    """Counts the texts that reach the backend (cache misses)."""
+
+    def __init__(self, dimension: int = 32) -> None:
+        super().__init__(dimension, cache_dir=False)
+        self.computed = 0
+
+    def _embed_batch(self, texts):
+        self.computed += len(texts)
+        return super()._embed_batch(texts)
+
+
+def test_each_prompt_is_embedded_once_for_all_routers_and_folds():
+    data = load_outcomes(shared_dataset("routellm-mtbench"))
+    embedder = CountingEmbedder()
+    report = evaluate(data, ["sw", SWRouter(gamma=3.0)], embedder=embedder, folds=3, seeds=2,
+                      progress=False)
+    assert set(report.data["routers"]) == {"sw", "SWRouter"}
+    assert embedder.computed == len(set(data.prompts))
