@@ -6,7 +6,8 @@ PGR(share) = (q(share) - q_weak) / (q_strong - q_weak) over the share of strong 
 (``langroute.evaluation.pgr_curve`` / ``apgr``). A random router scores 0.5.
 
 Reported per dataset: the default ``SWRouter()``, RouteLLM's setting (gamma=10, no prior), and
-a setting chosen per split by 3-fold cross-validation on the training half only. The grid's
+a setting chosen per split by 3-fold cross-validation on the training half only (the CV-tuned
+column equals the default with ``--no-cv``). The grid's
 mean inner-CV APGR over both datasets and all seeds (training halves only) is printed too: it
 is what the defaults are chosen from.
 
@@ -84,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--grid", choices=("small", "full"), default="small")
+    parser.add_argument("--no-cv", action="store_true", help="only the fixed settings")
     args = parser.parse_args()
     embedder = SentenceTransformerEmbedder(cache_dir=CACHE)
     configs = grid(args.grid)
@@ -96,9 +98,12 @@ def main() -> None:
         print(f"{name}: {len(data)} prompts embedded in {time.perf_counter() - start:.1f} s",
               file=sys.stderr)
         for split in make_splits(data.prompts, scheme="halves", seeds=args.seeds):
-            cv = inner_cv(data, emb, split.train, configs, split.seed)
-            cv_scores[name, split.seed] = cv
-            chosen = configs[int(np.argmax(cv))]
+            if args.no_cv:
+                chosen = {}
+            else:
+                cv = inner_cv(data, emb, split.train, configs, split.seed)
+                cv_scores[name, split.seed] = cv
+                chosen = configs[int(np.argmax(cv))]
             rows.append({
                 "dataset": name,
                 "seed": split.seed,
@@ -108,6 +113,21 @@ def main() -> None:
                 "chosen": chosen,
             })
             print(rows[-1], file=sys.stderr)
+    if cv_scores:
+        print_cv_table(cv_scores, configs)
+    print(f"\nTest-half APGR ({args.seeds} seeds x 50/50 splits; random router = 0.5)")
+    print(f"{'dataset':>16} {'SWRouter()':>12} {'RouteLLM SW':>12} {'CV-tuned':>12}")
+    for name in DATASETS:
+        mine = [r for r in rows if r["dataset"] == name]
+        cells = []
+        for key in ("default", "routellm", "cv"):
+            values = np.array([r[key] for r in mine])
+            cells.append(f"{values.mean():.4f}±{values.std():.3f}")
+        print(f"{name:>16} " + " ".join(f"{c:>12}" for c in cells))
+    print("\ndefaults:", {k: v for k, v in SWRouter().get_params().items() if k != "embedder"})
+
+
+def print_cv_table(cv_scores: dict, configs: list[dict]) -> None:
     print("\nInner-CV APGR on training halves (mean over datasets and seeds), best first:")
     by_dataset = {
         name: np.mean([v for (d, _), v in cv_scores.items() if d == name], axis=0)
@@ -120,16 +140,6 @@ def main() -> None:
         p = configs[c]
         print(f"{p['gamma']:>8.0e} {p['top_k']!s:>6} {p['normalize']!s:>9} " +
               " ".join(f"{by_dataset[n][c]:>15.4f}" for n in DATASETS) + f" {overall[c]:>7.4f}")
-    print(f"\nTest-half APGR ({args.seeds} seeds x 50/50 splits; random router = 0.5)")
-    print(f"{'dataset':>16} {'SWRouter()':>12} {'RouteLLM SW':>12} {'CV-tuned':>12}")
-    for name in DATASETS:
-        mine = [r for r in rows if r["dataset"] == name]
-        cells = []
-        for key in ("default", "routellm", "cv"):
-            values = np.array([r[key] for r in mine])
-            cells.append(f"{values.mean():.4f}±{values.std():.3f}")
-        print(f"{name:>16} " + " ".join(f"{c:>12}" for c in cells))
-    print("\ndefaults:", {k: v for k, v in SWRouter().get_params().items() if k != "embedder"})
 
 
 if __name__ == "__main__":

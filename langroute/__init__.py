@@ -24,6 +24,7 @@ from .chat_models import (
     RoutingTracer,
 )
 from .embeddings import Embedder, HashingEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from .evaluation import EvaluationReport, evaluate
 from .routers import BaseRouter, ClusterRouter, KNNRouter, MFRouter, SWRouter, load_router
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "EscalationLadder",
+    "EvaluationReport",
     "HashingEmbedder",
     "KNNRouter",
     "LangrouteError",
@@ -56,6 +58,7 @@ __all__ = [
     "SWRouter",
     "SentenceTransformerEmbedder",
     "calibrate_threshold",
+    "evaluate",
     "load_battles",
     "load_outcomes",
     "load_router",

@@ -75,7 +75,7 @@ def test_matches_per_battle_weighted_likelihood_on_real_data(request, dataset, g
 
 
 def test_weights_are_routellms(zeroeval):
-    router = SWRouter(EMBEDDER).fit(zeroeval)
+    router = SWRouter(EMBEDDER, gamma=10.0).fit(zeroeval)
     query = EMBEDDER.embed(["How many apples are left if Tom eats three?"])
     ours = router.exemplar_weights_from_embeddings(query)[0]
     theirs = routellm_weights(EMBEDDER.embed(zeroeval.prompts).astype(np.float64), query[0])
@@ -130,7 +130,7 @@ def test_top_k_one_counts_only_the_nearest_prompt():
 def test_weighted_counts_are_the_weighted_sum_of_every_prompts_counts(m, binary):
     data = _synthetic(300, m, binary=binary)
     router = SWRouter(EMBEDDER, gamma=30.0).fit(data)
-    assert router.store_.kind == ("patterns" if m == 2 else "scores")
+    assert router.store_.kind == ("patterns" if m == 2 else "counts")
     queries = EMBEDDER.embed(["algebra", "history of football", "python poems"])
     weights = router.exemplar_weights_from_embeddings(queries)
     _, counts = pairwise_counts(data)
@@ -152,7 +152,7 @@ def test_seventeen_models_win_matrix_properties(zeroeval):
     ratings = router.ratings(prompts)
     np.testing.assert_allclose(ratings.mean(axis=1), 0.0, atol=1e-9)
     np.testing.assert_allclose(win_probabilities(ratings), wins, atol=1e-12)
-    np.testing.assert_allclose(router.rating(prompts[0]), ratings[0], atol=1e-12)
+    np.testing.assert_allclose(router.rating(prompts[0]), ratings[0], atol=1e-6)
     # The overall best model on the training data is rated above the overall worst.
     best, worst = np.argmax(router.quality_), np.argmin(router.quality_)
     assert np.all(ratings[:, best] > ratings[:, worst])
@@ -165,7 +165,8 @@ def test_batched_equals_single_prompts():
         router = SWRouter(EMBEDDER, algorithm=algorithm, n_clusters=12, n_probe=3).fit(data)
         together = router.win_matrices(prompts)
         one_by_one = np.stack([router.win_matrix(p) for p in prompts])
-        np.testing.assert_allclose(together, one_by_one, atol=1e-9)
+        # Per-exemplar counts are summed in float32 (relative error ~1e-6 in the counts).
+        np.testing.assert_allclose(together, one_by_one, atol=1e-6)
 
 
 def test_fits_pairwise_battles(tmp_path):
@@ -206,21 +207,23 @@ def test_clustered_error_is_small_on_real_data(zeroeval):
     assert approx_router.index_.clustered
     approx = approx_router.win_matrices(test)
     # Hashed bag-of-words vectors cluster poorly (MiniLM's do better, see bench_latency.py),
-    # so this bounds the worst case: 16 of 52 clusters probed, 17 models.
-    assert np.abs(approx - exact).max() < 0.015
+    # so this bounds a bad case: 16 of 52 clusters probed, 17 models, default gamma=100.
+    assert np.abs(approx - exact).max() < 0.025
+    assert np.abs(approx - exact).mean() < 0.004
     # Routing decisions (P(row beats column) >= 0.5) agree almost everywhere.
-    assert np.mean((approx >= 0.5) == (exact >= 0.5)) > 0.98
+    assert np.mean((approx >= 0.5) == (exact >= 0.5)) > 0.97
 
 
 def test_auto_is_exact_for_small_data_and_clustered_for_large():
     router = SWRouter(EMBEDDER).fit(_synthetic(50, 2, binary=True))
     assert router.algorithm_ == "exact" and not router.index_.clustered
-    # 20 models with continuous scores: counts are rebuilt per exemplar, so exact gets costly
-    # sooner (7,000 x (128 + 3 * 400) multiply-adds > 8M).
-    data = _synthetic(7000, 20, binary=False)
-    vectors = np.random.default_rng(0).normal(size=(7000, 128))
-    router = SWRouter(EMBEDDER).fit(data, embeddings=vectors)
-    assert router.algorithm_ == "clustered" and router.index_.clustered
+    # A request costs n * (dim + 2) multiply-adds with compressible outcomes, n * (dim + M^2)
+    # when every exemplar keeps its own counts; above 8M, auto is clustered.
+    vectors = np.random.default_rng(0).normal(size=(13_000, 256))
+    router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 2, binary=True), embeddings=vectors)
+    assert router.algorithm_ == "exact"  # 13,000 x 258 = 3.4M
+    router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 20, binary=False), embeddings=vectors)
+    assert router.algorithm_ == "clustered" and router.index_.clustered  # 13,000 x 656 = 8.5M
 
 
 # -- persistence, embeddings given -----------------------------------------------------------------
