@@ -59,9 +59,10 @@ class EscalationLadder:
     ) -> EscalationLadder:
         """A ladder over ``candidates`` (default: all router models).
 
-        ``costs`` and ``quality`` are aligned with ``router_models``. With ``quality``, a
-        candidate that is pricier than a cheaper candidate without being strictly better is
-        left off the ladder.
+        ``costs`` and ``quality`` are aligned with ``router_models``. With ``quality`` known for
+        every candidate, a candidate that is pricier than a cheaper candidate without being
+        strictly better is left off the ladder; if any candidate's quality is unknown (NaN, e.g.
+        a model with no battles) the ladder keeps every candidate.
         """
         names = list(router_models)
         cand = list(candidates) if candidates is not None else names
@@ -78,8 +79,8 @@ class EscalationLadder:
         columns = np.asarray([names.index(c) for c in cand], dtype=np.int64)
         cand_costs = cost_arr[columns]
         order = np.lexsort((columns, cand_costs))  # by cost, ties by router order
-        if quality is not None:
-            q = np.asarray(quality, dtype=np.float64)[columns]
+        q = None if quality is None else np.asarray(quality, dtype=np.float64)[columns]
+        if q is not None and np.all(np.isfinite(q)):  # unknown quality: keep every candidate
             keep = []
             best = -np.inf
             for i in order:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
+from .._calibration import routing_ladder
 from .._exceptions import RouterConfigError
 from .._policy import EscalationLadder
 
@@ -215,13 +216,8 @@ class RoutingPolicy:
                 f"models {unknown} are unknown to the router; it knows {router_models}"
             )
         per_call = cls._candidate_costs(router, router_models, names, costs)
-        aligned = [per_call.get(name, 0.0) for name in router_models]  # non-candidates unused
-        quality = getattr(router, "quality_", None)
-        if quality is not None:
-            quality = np.asarray(quality, dtype=np.float64)
-            if not np.all(np.isfinite(quality[[router_models.index(n) for n in names]])):
-                quality = None  # unknown quality: keep every candidate on the ladder
-        ladder = EscalationLadder.build(router_models, aligned, quality=quality, candidates=names)
+        # The same ladder calibrate_threshold uses, so a calibrated threshold means the same here.
+        ladder = routing_ladder(router, models=names, costs=per_call)
         kind = getattr(router, "kind", "") or type(router).__name__
         return cls(router, ladder, value, per_call, str(kind))
 
