@@ -17,7 +17,8 @@ Sections (each prints a table):
 4. End to end with the default MiniLM embedder (fresh prompts, no cache) at 100k x 10 models.
 
 BLAS runs single-threaded (``OPENBLAS_NUM_THREADS=1`` unless set): on this 2-core machine a
-multi-threaded small matrix-vector product can take ~12 ms when the other core is busy.
+multi-threaded small matrix-vector product can take ~12 ms when the other core is busy. The
+same holds for torch: section 4 reports MiniLM with 1 thread and with torch's default.
 
 Run:  python benchmarks/bench_latency.py [--quick] [--sizes 10000,100000,1000000]
 """
@@ -193,14 +194,21 @@ def section_end_to_end(n: int, m: int, n_queries: int) -> None:
     )
     words = "the a model prompt route cost quality answer question maths code poem".split()
     router.win_matrix("warm up the model")
-    times = []
-    for i in range(n_queries):
-        prompt = " ".join(rng.choice(words, size=12)) + f" {i}"
-        start = time.perf_counter()
-        router.win_matrix(prompt)
-        times.append(time.perf_counter() - start)
-    p50, p99 = percentiles(times)
-    print(f"embedding + decision: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({router.algorithm_})")
+    import torch
+
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        times = []
+        for i in range(n_queries):
+            prompt = " ".join(rng.choice(words, size=12)) + f" {threads}-{i}"
+            start = time.perf_counter()
+            router.win_matrix(prompt)
+            times.append(time.perf_counter() - start)
+        p50, p99 = percentiles(times)
+        print(f"torch threads {threads}: embedding + decision p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              f"({router.algorithm_})", flush=True)
+    torch.set_num_threads(default_threads)
 
 
 def main() -> None:

@@ -12,15 +12,16 @@ Two pieces, both plain numpy:
   matrix-vector product). ``clustered`` partitions the exemplars with spherical k-means at fit
   time; a request scores the centroids, re-weights the members of the ``n_probe`` most similar
   clusters exactly, and weights every other cluster's *pre-summed* win counts by the similarity
-  to its mean vector (the mean of its members' similarities, exactly). RouteLLM's weights are
-  flat (``gamma ** (1 + s / max s)`` spans 10..100 for gamma=10), so the far clusters matter in
-  aggregate but not one by one; the only error is the spread of weights inside a far cluster.
+  to its mean vector (the mean of its members' similarities, exactly), corrected to second
+  order for the spread of those similarities. RouteLLM's weights are flat
+  (``gamma ** (1 + s / max s)`` spans 10..100 for gamma=10), so the far clusters matter in
+  aggregate but not one by one; the error left is how a far cluster's outcomes vary with its
+  members' similarity (measured in ``benchmarks/bench_latency.py``: max |dP| 5e-3 on MMLU).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,6 @@ __all__ = [
     "ExemplarIndex",
     "OutcomeStore",
     "default_n_clusters",
-    "describe",
     "sampled_spherical_kmeans",
 ]
 
@@ -113,7 +113,8 @@ class OutcomeStore:
                 self.n_models, patterns=self.patterns, pattern_index=self.pattern_index[order]
             )
         assert self.half_counts is not None
-        return OutcomeStore(self.n_models, half_counts=np.ascontiguousarray(self.half_counts[order]))
+        half = np.ascontiguousarray(self.half_counts[order])
+        return OutcomeStore(self.n_models, half_counts=half)
 
     # -- aggregation -------------------------------------------------------------------------------
     def counts(self, rows: np.ndarray | slice) -> np.ndarray:
@@ -453,12 +454,3 @@ def default_n_clusters(n_exemplars: int) -> int:
     """2 sqrt(n) clusters: scoring the centroids and probing a few both cost O(sqrt(n) * dim)."""
     return max(1, min(n_exemplars, math.ceil(2.0 * math.sqrt(n_exemplars))))
 
-
-def describe(index: ExemplarIndex, store: OutcomeStore) -> dict[str, Any]:
-    """Sizes for benchmarks and reprs."""
-    return {
-        "exemplars": int(index.embeddings.shape[0]),
-        "clusters": 0 if index.offsets is None else int(index.offsets.shape[0] - 1),
-        "store": store.kind,
-        "bytes": index.nbytes + store.nbytes,
-    }

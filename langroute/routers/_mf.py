@@ -23,6 +23,7 @@ __all__ = ["MFRouter"]
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
+_NEGLIGIBLE_WEIGHT = 1e-12
 
 
 class MFRouter(BaseRouter):
@@ -218,7 +219,8 @@ def _train(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Minibatch Adam on sum_ij W_ij * -log sigmoid(s_i - s_j) / (games in the batch).
 
-    Returns ``([raw model embeddings, W1, w2], loss per epoch)``; float32 throughout.
+    Returns ``([raw model embeddings, W1, w2], loss per epoch)``: float32 weights, float64
+    optimiser state.
     """
     n, d = embeddings.shape
     m = counts.shape[1]
@@ -228,8 +230,10 @@ def _train(
     proj = rng.uniform(-bound_proj, bound_proj, (dim, d)).astype(np.float32)
     head = rng.uniform(-bound_head, bound_head, dim).astype(np.float32)
     params = [models, proj, head]
-    first = [np.zeros_like(p) for p in params]
-    second = [np.zeros_like(p) for p in params]
+    # Adam's moments in float64: squared gradients of barely-used weights would be subnormal
+    # in float32 (see the flush below).
+    first = [np.zeros(p.shape) for p in params]
+    second = [np.zeros(p.shape) for p in params]
     beta1, beta2 = _ADAM_BETAS
     step = 0
     losses = np.empty(epochs)
@@ -270,6 +274,10 @@ def _train(
                 m_hat = first[i] / (1 - beta1**step)
                 v_hat = second[i] / (1 - beta2**step)
                 params[i] -= (lr * m_hat / (np.sqrt(v_hat) + _ADAM_EPS)).astype(np.float32)
+                # Weight decay shrinks unused weights geometrically; products of such weights
+                # become subnormal floats, which make every later step many times slower. A
+                # weight below 1e-12 changes no score, so it is set to exactly 0.
+                np.copyto(params[i], 0.0, where=np.abs(params[i]) < _NEGLIGIBLE_WEIGHT)
             models, proj, head = params
         losses[epoch] = total_loss / total_games
     return params, losses
