@@ -52,7 +52,8 @@ class KNNRouter(BaseRouter):
         Number of neighbours that vote; at most the number of training prompts. Chosen by
         5-fold cross-validation of held-out pairwise log-loss on six shared datasets (MiniLM
         embeddings; k in 10, 30, 50, 100, 200): 100 had the lowest total, 100-200 also ranked
-        held-out pairs best, and k <= 30 did worse than one global Bradley-Terry model.
+        held-out pairs best, and k = 10 did worse than one global Bradley-Terry model on
+        every dataset.
     prior : float, default=1.0
         Virtual ties per model pair added to the vote; keeps probabilities off 0 and 1.
 
