@@ -91,13 +91,17 @@ class RoutedChatModel(BaseChatModel):
     Only the text parts of the last user message are routed on. While a tool loop is in flight
     (the last messages answer the latest AIMessage's tool calls), the model that made the calls
     answers them. ``bind_tools`` and ``with_structured_output`` are replayed on the chosen model
-    through its own methods; unknown call keywords pass through to it unchanged.
+    through its own methods; unknown call keywords pass through to it unchanged -- including
+    ``model=``, which the chosen client reads as its own model override (it does not pick a
+    candidate). Credentials, timeouts and retries (``api_key``, ``timeout``, ``max_retries``)
+    belong on each candidate client: the routed model makes no requests of its own and rejects
+    them.
 
     Examples
     --------
     >>> routed = RoutedChatModel(  # doctest: +SKIP
-    ...     models={"gpt-4o": ChatOpenAI(model="gpt-4o"),
-    ...             "gpt-4o-mini": ChatOpenAI(model="gpt-4o-mini")},
+    ...     models={"gpt-4-1106-preview": ChatOpenAI(model="gpt-4o"),
+    ...             "mixtral-8x7b-instruct-v0.1": ChatOpenAI(model="gpt-4o-mini")},
     ...     router=SWRouter().fit(load_outcomes("../shared/data/routellm-gsm8k")),
     ...     threshold=0.5,
     ... )
