@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ._base import BaseRouter, load_router
 from ._bradley_terry import fit_bradley_terry, win_probabilities
-from ._cluster import ClusterRouter, spherical_kmeans
+from ._cluster import ClusterRouter
+from ._kmeans import spherical_kmeans
 from ._knn import KNNRouter
 from ._mf import MFRouter
 from ._sw import SWRouter

@@ -12,12 +12,12 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, overload
 
 import numpy as np
 
-from .._exceptions import NotFittedError, RouterConfigError, RouterFileError
-from .._outcomes import Battles, Outcomes
+from .._exceptions import NotFittedError, OutcomesError, RouterConfigError, RouterFileError
+from .._outcomes import Battles, Outcomes, pairwise_counts
 from .._persistence import read_router_file, write_router_file
 from ..embeddings import Embedder, SentenceTransformerEmbedder, embedder_from_config
 
@@ -96,6 +96,71 @@ class BaseRouter(ABC):
     def fit(self, outcomes: Outcomes | Battles) -> Self:
         """Learn from recorded outcomes; returns ``self``."""
         raise NotImplementedError(f"{type(self).__name__} must implement fit()")
+
+    @overload
+    def _fit_inputs(
+        self,
+        data: Outcomes | Battles,
+        embeddings: np.ndarray | None = None,
+        *,
+        need_counts: Literal[True] = True,
+    ) -> tuple[list[str], np.ndarray, np.ndarray]: ...
+
+    @overload
+    def _fit_inputs(
+        self,
+        data: Outcomes | Battles,
+        embeddings: np.ndarray | None = None,
+        *,
+        need_counts: bool,
+    ) -> tuple[list[str], np.ndarray | None, np.ndarray]: ...
+
+    def _fit_inputs(
+        self,
+        data: Outcomes | Battles,
+        embeddings: np.ndarray | None = None,
+        *,
+        need_counts: bool = True,
+    ) -> tuple[list[str], np.ndarray | None, np.ndarray]:
+        """The start of every ``fit``: check parameters and data, count wins, embed prompts.
+
+        Returns ``(prompts, counts, embeddings)``: the training prompts, their win counts
+        (n, M, M) from ``pairwise_counts`` and their embeddings (n, dim) float32. Routers that
+        keep the raw scores pass ``need_counts=False`` to skip the counts of Outcomes (None is
+        returned; Battles always get counts, their prompts come from pairing the battles).
+        ``embeddings`` are the prompts already embedded by this router's embedder; otherwise
+        they are embedded here, after ``_check_training_data`` so bad data fails fast.
+        """
+        self._validate_params()
+        if not isinstance(data, (Outcomes, Battles)):
+            raise TypeError(f"fit() takes Outcomes or Battles, got {type(data).__name__}")
+        if len(data.models) < 2:
+            raise OutcomesError(f"routing needs at least 2 models, got {list(data.models)}")
+        counts: np.ndarray | None
+        if need_counts or isinstance(data, Battles):
+            prompts, counts = pairwise_counts(data)
+        else:
+            prompts, counts = list(data.prompts), None
+        self._check_training_data(prompts, counts)
+        n = len(prompts)
+        if embeddings is None:
+            vectors = self._resolve_embedder().embed(prompts)
+        else:
+            vectors = np.asarray(embeddings, dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != n:
+                raise ValueError(
+                    f"embeddings must have shape ({n}, dim) for {n} training prompts, "
+                    f"got {np.shape(embeddings)}"
+                )
+        return prompts, counts, vectors
+
+    def _check_training_data(self, prompts: list[str], counts: np.ndarray | None) -> None:
+        """Refuse training data this router cannot learn from (before embedding it).
+
+        ``counts`` is None when ``_fit_inputs`` was asked not to build them. No check here;
+        subclasses override it.
+        """
+        return None
 
     @property
     def is_fitted(self) -> bool:
@@ -204,7 +269,9 @@ class BaseRouter(ABC):
         kind, params, state, arrays = read_router_file(path)
         target = _REGISTRY.get(kind)
         if target is None:
-            raise RouterFileError(f"{path}: unknown router kind {kind!r}; known {sorted(_REGISTRY)}")
+            raise RouterFileError(
+                f"{path}: unknown router kind {kind!r}; known {sorted(_REGISTRY)}"
+            )
         if cls is not BaseRouter and not issubclass(target, cls):
             raise RouterFileError(f"{path}: holds a {target.__name__}, not a {cls.__name__}")
         try:

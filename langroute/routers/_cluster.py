@@ -12,13 +12,14 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes, pairwise_counts
+from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import fit_bradley_terry, win_probabilities
+from ._kmeans import spherical_kmeans
+from ._validation import check_int, check_number, check_random_state
 
-__all__ = ["ClusterRouter", "spherical_kmeans"]
+__all__ = ["ClusterRouter"]
 
 
 class ClusterRouter(BaseRouter):
@@ -99,27 +100,13 @@ class ClusterRouter(BaseRouter):
 
     def _validate_params(self) -> None:
         for name in ("n_clusters", "n_init", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RouterConfigError(f"{name} must be an int >= 1, got {value!r}")
-        if (
-            isinstance(self.prior, bool)
-            or not isinstance(self.prior, (int, float))
-            or not np.isfinite(self.prior)
-            or self.prior < 0
-        ):
-            raise RouterConfigError(f"prior must be a finite number >= 0, got {self.prior!r}")
-        _check_random_state(self.random_state)
+            check_int(name, getattr(self, name))
+        check_number("prior", self.prior)
+        check_random_state(self.random_state)
 
     def fit(self, outcomes: Outcomes | Battles) -> Self:
         """Cluster the training prompts and fit one Bradley-Terry model per cluster."""
-        self._validate_params()
-        if not isinstance(outcomes, (Outcomes, Battles)):
-            raise TypeError(f"fit() takes Outcomes or Battles, got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        prompts, counts = pairwise_counts(outcomes)
-        embeddings = self._resolve_embedder().embed(prompts)
+        _, counts, embeddings = self._fit_inputs(outcomes)
         centroids, labels, inertia = spherical_kmeans(
             embeddings,
             self.n_clusters,
@@ -184,117 +171,3 @@ class ClusterRouter(BaseRouter):
         ):
             raise ValueError("array shapes do not match the model list and cluster count")
 
-
-def _check_random_state(random_state: Any) -> None:
-    # Only None or an int: the value is saved in router files, which hold JSON, not objects.
-    if random_state is not None and (
-        isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0
-    ):
-        raise RouterConfigError(f"random_state must be None or an int >= 0, got {random_state!r}")
-
-
-def spherical_kmeans(
-    embeddings: np.ndarray,
-    n_clusters: int,
-    *,
-    n_init: int = 4,
-    max_iter: int = 100,
-    random_state: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """k-means on the unit sphere (cosine similarity): k-means++ seeding, then Lloyd.
-
-    Centroids are the normalised means of their members, and points join the centroid they are
-    most similar to; for unit vectors this is ordinary k-means on squared Euclidean distance
-    ``2 - 2 cos``. An emptied cluster is reseeded at the point farthest from its centroid.
-
-    Parameters
-    ----------
-    embeddings : ndarray of shape (n, dim)
-        Unit-length rows.
-    n_clusters : int
-        At most the number of distinct rows.
-    n_init, max_iter, random_state
-        Restarts (the best is kept), Lloyd iterations per restart, seed.
-
-    Returns
-    -------
-    centroids : ndarray of shape (n_clusters, dim), float32
-    labels : ndarray of shape (n,), int64
-    inertia : float
-        ``sum(1 - cos(point, its centroid))``.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or not np.all(np.isfinite(x)):
-        raise ValueError(f"embeddings must be a finite 2-D array, got shape {np.shape(embeddings)}")
-    rng = np.random.default_rng(random_state)
-    # scikit-learn's stopping rule: total squared centre shift below 1e-4 x mean variance.
-    tol = 1e-4 * float(np.mean(np.var(x, axis=0))) if x.shape[0] else 0.0
-    best: tuple[np.ndarray, np.ndarray, float] | None = None
-    for _ in range(n_init):
-        centroids = _kmeans_plus_plus(x, n_clusters, rng)
-        centroids, labels, inertia = _lloyd(x, centroids, max_iter, tol)
-        if best is None or inertia < best[2]:
-            best = (centroids, labels, inertia)
-    assert best is not None  # n_init >= 1
-    centroids, labels, inertia = best
-    return centroids.astype(np.float32), labels.astype(np.int64), inertia
-
-
-def _kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each new centre is drawn with probability ~ squared distance."""
-    n = x.shape[0]
-    if n < n_clusters:
-        raise RouterConfigError(
-            f"n_clusters={n_clusters} but there are only {n} training prompts; lower n_clusters"
-        )
-    centres = np.empty((n_clusters, x.shape[1]))
-    centres[0] = x[rng.integers(n)]
-    closest = _squared_distances(x, centres[0])
-    for c in range(1, n_clusters):
-        total = closest.sum()
-        if total <= 0:  # every point duplicates a chosen centre: they are all the distinct ones
-            raise RouterConfigError(
-                f"n_clusters={n_clusters} but the training prompts have only {c} distinct "
-                "embeddings; lower n_clusters"
-            )
-        pick = rng.choice(n, p=closest / total)
-        centres[c] = x[pick]
-        closest = np.minimum(closest, _squared_distances(x, centres[c]))
-    return centres
-
-
-def _squared_distances(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """``|x - centre|^2 = 2 - 2 cos`` for unit vectors; rounding noise below 1e-12 is zero."""
-    d = 2.0 - 2.0 * (x @ centre)
-    return np.where(d > 1e-12, d, 0.0)
-
-
-def _lloyd(
-    x: np.ndarray, centroids: np.ndarray, max_iter: int, tol: float
-) -> tuple[np.ndarray, np.ndarray, float]:
-    n_clusters = centroids.shape[0]
-    labels = np.full(x.shape[0], -1)
-    for _ in range(max_iter):
-        sims = x @ centroids.T
-        new_labels = sims.argmax(axis=1)
-        if np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-        members = np.zeros((n_clusters, x.shape[0]))
-        members[labels, np.arange(x.shape[0])] = 1.0
-        sums = members @ x
-        sizes = np.bincount(labels, minlength=n_clusters)
-        for empty in np.flatnonzero(sizes == 0):
-            # Reseed at the point least similar to its own centroid (ties: lowest index).
-            own = sims[np.arange(x.shape[0]), labels]
-            far = int(np.argmin(own))
-            sums[empty] = x[far]
-            sims[far, :] = np.inf  # do not pick the same point twice
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        previous, centroids = centroids, sums / np.where(norms > 0, norms, 1.0)
-        if np.sum((centroids - previous) ** 2) <= tol:
-            break
-    sims = x @ centroids.T
-    labels = sims.argmax(axis=1)
-    inertia = float(np.sum(1.0 - sims[np.arange(x.shape[0]), labels]))
-    return centroids, labels, inertia

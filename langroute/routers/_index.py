@@ -25,15 +25,17 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "ExemplarIndex",
-    "OutcomeStore",
-    "default_n_clusters",
-    "sampled_spherical_kmeans",
-]
+from ._kmeans import spherical_kmeans
+
+__all__ = ["ExemplarIndex", "OutcomeStore", "default_n_clusters"]
 
 #: Most points k-means iterates on; the rest are only assigned once at the end.
 _MAX_SAMPLE = 65_536
+#: k-means sample points per cluster, and Lloyd iterations on them. The clusters only group
+#: exemplars for the ``clustered`` index, so a sample and a few iterations are enough: the
+#: partition affects speed and approximation error, never which exemplars are stored.
+_SAMPLE_PER_CLUSTER = 32
+_KMEANS_ITERATIONS = 8
 #: Elements per temporary block (about 16 MB of float32) in chunked computations.
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -228,51 +230,6 @@ def _counts_from_scores(scores: np.ndarray) -> np.ndarray:
     return counts
 
 
-# -- clustering ------------------------------------------------------------------------------------
-def sampled_spherical_kmeans(
-    embeddings: np.ndarray,
-    n_clusters: int,
-    *,
-    rng: np.random.Generator,
-    sample_per_cluster: int = 32,
-    n_iter: int = 8,
-) -> np.ndarray:
-    """Cluster labels (n,) of unit rows: Lloyd on a random sample, then one pass over all rows.
-
-    The clusters only group exemplars for the ``clustered`` index, so a sample of
-    ``sample_per_cluster`` points per cluster and a few iterations are enough; the quality of
-    the partition affects speed and approximation error, never which exemplars are stored.
-    Fitting costs O(n * n_clusters * dim) for the final assignment.
-    """
-    n = embeddings.shape[0]
-    sample_size = min(n, max(n_clusters, min(_MAX_SAMPLE, n_clusters * sample_per_cluster)))
-    sample = embeddings[np.sort(rng.choice(n, size=sample_size, replace=False))]
-    centroids = sample[rng.choice(sample_size, size=n_clusters, replace=False)].copy()
-    for _ in range(n_iter):
-        labels = _nearest(sample, centroids)
-        order = np.argsort(labels, kind="stable")
-        present, starts = np.unique(labels[order], return_index=True)
-        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
-        centroids[present] = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(
-            np.float32
-        )
-        # An emptied cluster restarts at a random sample point (keeps n_clusters meaningful).
-        empty = np.setdiff1d(np.arange(n_clusters), present)
-        if empty.size:
-            centroids[empty] = sample[rng.choice(sample_size, size=empty.size, replace=False)]
-    return _nearest(embeddings, centroids)
-
-
-def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the most similar centroid for every point, in blocks."""
-    out = np.empty(points.shape[0], dtype=np.int64)
-    step = max(1, _BLOCK_ELEMENTS // max(1, centroids.shape[0]))
-    for start in range(0, points.shape[0], step):
-        block = points[start : start + step] @ centroids.T
-        out[start : start + step] = block.argmax(axis=1)
-    return out
-
-
 # -- search ----------------------------------------------------------------------------------------
 class ExemplarIndex:
     """Exemplar embeddings, laid out for exact or clustered similarity weighting.
@@ -337,7 +294,12 @@ class ExemplarIndex:
     ) -> tuple[ExemplarIndex, OutcomeStore]:
         """The clustered index and the outcome store reordered to match it."""
         e = np.ascontiguousarray(embeddings, dtype=np.float32)
-        labels = sampled_spherical_kmeans(e, n_clusters, rng=rng)
+        sample_size = max(n_clusters, min(_MAX_SAMPLE, n_clusters * _SAMPLE_PER_CLUSTER))
+        # Random seeding: k-means++ would cost n_clusters passes over the sample.
+        _, labels, _ = spherical_kmeans(
+            e, n_clusters, n_init=1, max_iter=_KMEANS_ITERATIONS, random_state=rng,
+            sample_size=sample_size, init="random",
+        )
         order = np.argsort(labels, kind="stable")
         sizes = np.bincount(labels, minlength=n_clusters)
         keep = sizes > 0  # drop clusters that ended empty after the final assignment

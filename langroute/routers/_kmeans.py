@@ -46,8 +46,9 @@ def spherical_kmeans(
     n_init, max_iter, random_state
         Restarts (the best is kept), Lloyd iterations per restart, seed (or a Generator).
     sample_size : int, default=None
-        Iterate on this many randomly chosen rows only, then assign every row once to the
-        resulting centroids (float32); None (or at least ``n``) iterates on all rows.
+        Iterate on this many randomly chosen rows only (in float32), then assign every row
+        once to the resulting centroids; None (or at least ``n``) iterates on all rows in
+        float64.
     init : {"k-means++", "random"}, default="k-means++"
         k-means++ seeding (each new centre drawn with probability ~ squared distance), or
         distinct random points (O(n_clusters), for thousands of clusters).
@@ -68,8 +69,9 @@ def spherical_kmeans(
     sampled = sample_size is not None and sample_size < n
     if sampled:
         assert sample_size is not None
+        # float32 like the final pass: the sample only shapes the clusters, and is large.
         x = np.asarray(embeddings[np.sort(rng.choice(n, size=sample_size, replace=False))],
-                       dtype=np.float64)
+                       dtype=np.float32)
     else:
         x = np.asarray(embeddings, dtype=np.float64)
     if not np.all(np.isfinite(x)):
@@ -101,7 +103,7 @@ def _kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) 
         raise RouterConfigError(
             f"n_clusters={n_clusters} but there are only {n} training prompts; lower n_clusters"
         )
-    centres = np.empty((n_clusters, x.shape[1]))
+    centres = np.empty((n_clusters, x.shape[1]), dtype=x.dtype)
     centres[0] = x[rng.integers(n)]
     closest = _squared_distances(x, centres[0])
     for c in range(1, n_clusters):
@@ -177,9 +179,10 @@ def _lloyd(
             farthest = np.argsort(own, kind="stable")[: empties.size]
             sums[empties] = x[farthest]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        previous, centroids = centroids, sums / np.where(norms > 0, norms, 1.0)
+        previous = centroids
+        centroids = (sums / np.where(norms > 0, norms, 1.0)).astype(x.dtype, copy=False)
         if np.sum((centroids - previous) ** 2) <= tol:
             break
     labels, own = _assign(x, centroids)
-    inertia = float(np.sum(1.0 - own))
+    inertia = float(np.sum(1.0 - own.astype(np.float64)))
     return centroids, labels, inertia

@@ -13,10 +13,11 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes, pairwise_counts
+from .._exceptions import RouterConfigError
+from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ._base import BaseRouter
+from ._validation import check_int, check_number
 
 __all__ = ["KNNRouter"]
 
@@ -92,30 +93,19 @@ class KNNRouter(BaseRouter):
         self.prior = prior
 
     def _validate_params(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise RouterConfigError(f"k must be an int >= 1, got {self.k!r}")
-        if (
-            isinstance(self.prior, bool)
-            or not isinstance(self.prior, (int, float))
-            or not np.isfinite(self.prior)
-            or self.prior < 0
-        ):
-            raise RouterConfigError(f"prior must be a finite number >= 0, got {self.prior!r}")
+        check_int("k", self.k)
+        check_number("prior", self.prior)
 
-    def fit(self, outcomes: Outcomes | Battles) -> Self:
-        """Embed the training prompts and store their win counts as exemplars; returns ``self``."""
-        self._validate_params()
-        if not isinstance(outcomes, (Outcomes, Battles)):
-            raise TypeError(f"fit() takes Outcomes or Battles, got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        prompts, counts = pairwise_counts(outcomes)
+    def _check_training_data(self, prompts: list[str], counts: np.ndarray | None) -> None:
         if self.k > len(prompts):
             raise RouterConfigError(
                 f"k={self.k} neighbours requested but the training data has only "
                 f"{len(prompts)} prompts; lower k"
             )
-        embeddings = self._resolve_embedder().embed(prompts)
+
+    def fit(self, outcomes: Outcomes | Battles) -> Self:
+        """Embed the training prompts and store their win counts as exemplars; returns ``self``."""
+        _, counts, embeddings = self._fit_inputs(outcomes)
         n, m, _ = counts.shape
         patterns, inverse = np.unique(counts.reshape(n, m * m), axis=0, return_inverse=True)
         self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -13,11 +13,12 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes, pairwise_counts
+from .._exceptions import OutcomesError
+from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import win_probabilities
+from ._validation import check_int, check_number, check_random_state
 
 __all__ = ["MFRouter"]
 
@@ -116,37 +117,20 @@ class MFRouter(BaseRouter):
 
     def _validate_params(self) -> None:
         for name in ("dim", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RouterConfigError(f"{name} must be an int >= 1, got {value!r}")
-        for name, positive in (("lr", True), ("weight_decay", False), ("noise", False)):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not np.isfinite(value)
-                or value < 0
-                or (positive and value == 0)
-            ):
-                bound = "> 0" if positive else ">= 0"
-                raise RouterConfigError(f"{name} must be a finite number {bound}, got {value!r}")
-        rs = self.random_state
-        # Only None or an int: the value is saved in router files, which hold JSON, not objects.
-        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int) or rs < 0):
-            raise RouterConfigError(f"random_state must be None or an int >= 0, got {rs!r}")
+            check_int(name, getattr(self, name))
+        check_number("lr", self.lr, strict=True)
+        check_number("weight_decay", self.weight_decay)
+        check_number("noise", self.noise)
+        check_random_state(self.random_state)
+
+    def _check_training_data(self, prompts: list[str], counts: np.ndarray | None) -> None:
+        if counts is not None and not (counts.sum(axis=(1, 2)) > 0).any():
+            raise OutcomesError("no prompt has two measured models to compare; nothing to learn")
 
     def fit(self, outcomes: Outcomes | Battles) -> Self:
         """Embed the training prompts and train the factorisation with Adam; returns ``self``."""
-        self._validate_params()
-        if not isinstance(outcomes, (Outcomes, Battles)):
-            raise TypeError(f"fit() takes Outcomes or Battles, got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        prompts, counts = pairwise_counts(outcomes)
+        _, counts, embeddings = self._fit_inputs(outcomes)
         compared = counts.sum(axis=(1, 2)) > 0
-        if not compared.any():
-            raise OutcomesError("no prompt has two measured models to compare; nothing to learn")
-        embeddings = self._resolve_embedder().embed(prompts)
         rng = np.random.default_rng(self.random_state)
         params, self.loss_curve_ = _train(
             embeddings[compared].astype(np.float32),

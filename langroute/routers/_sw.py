@@ -37,17 +37,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral, Real
 from typing import Any, Self
 
 import numpy as np
 
 from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes, pairwise_counts
+from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import fit_bradley_terry, win_probabilities
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
+from ._validation import check_int, check_number, check_random_state
 
 __all__ = ["SWRouter"]
 
@@ -136,28 +136,25 @@ class SWRouter(BaseRouter):
         self.random_state = random_state
 
     def _validate_params(self) -> None:
-        if not (_is_real(self.gamma) and math.isfinite(self.gamma) and self.gamma > 1.0):
-            raise RouterConfigError(f"gamma must be a finite number > 1, got {self.gamma!r}")
-        if self.top_k is not None and not (_is_int(self.top_k) and self.top_k >= 1):
-            raise RouterConfigError(f"top_k must be None or an int >= 1, got {self.top_k!r}")
-        if not (_is_real(self.prior) and math.isfinite(self.prior) and self.prior >= 0):
-            raise RouterConfigError(f"prior must be a finite number >= 0, got {self.prior!r}")
+        check_number("gamma", self.gamma, minimum=1.0, strict=True)
+        check_int("top_k", self.top_k, optional=True)
+        check_number("prior", self.prior)
         if not isinstance(self.normalize, bool):
             raise RouterConfigError(f"normalize must be True or False, got {self.normalize!r}")
         if self.algorithm not in _ALGORITHMS:
             raise RouterConfigError(
                 f"algorithm must be one of {list(_ALGORITHMS)}, got {self.algorithm!r}"
             )
-        if self.n_clusters is not None and not (_is_int(self.n_clusters) and self.n_clusters >= 1):
-            raise RouterConfigError(
-                f"n_clusters must be None or an int >= 1, got {self.n_clusters!r}"
-            )
-        if not (_is_int(self.n_probe) and self.n_probe >= 1):
-            raise RouterConfigError(f"n_probe must be an int >= 1, got {self.n_probe!r}")
-        if self.random_state is not None and not _is_int(self.random_state):
-            raise RouterConfigError(
-                f"random_state must be None or an int, got {self.random_state!r}"
-            )
+        check_int("n_clusters", self.n_clusters, optional=True)
+        check_int("n_probe", self.n_probe)
+        check_random_state(self.random_state)
+
+    def _check_training_data(self, prompts: list[str], counts: np.ndarray | None) -> None:
+        n = len(prompts)
+        if n == 0:
+            raise OutcomesError("no training prompts")
+        if self.top_k is not None and self.top_k > n:
+            raise RouterConfigError(f"top_k={self.top_k} but there are only {n} training prompts")
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None) -> Self:
@@ -171,31 +168,13 @@ class SWRouter(BaseRouter):
             The prompts already embedded by this router's embedder (``outcomes.prompts`` for
             Outcomes, the unique battle prompts for Battles); skips embedding them again.
         """
-        self._validate_params()
-        if not isinstance(outcomes, (Outcomes, Battles)):
-            raise TypeError(f"fit() takes Outcomes or Battles, got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        if isinstance(outcomes, Outcomes):
-            prompts = list(outcomes.prompts)
+        prompts, counts, vectors = self._fit_inputs(outcomes, embeddings, need_counts=False)
+        if counts is None:
+            assert isinstance(outcomes, Outcomes)
             store = OutcomeStore.from_scores(outcomes.scores)
         else:
-            prompts, counts = pairwise_counts(outcomes)
             store = OutcomeStore.from_counts(counts)
         n = len(prompts)
-        if n == 0:
-            raise OutcomesError("no training prompts")
-        if self.top_k is not None and self.top_k > n:
-            raise RouterConfigError(f"top_k={self.top_k} but there are only {n} training prompts")
-        if embeddings is None:
-            vectors = self._resolve_embedder().embed(prompts)
-        else:
-            vectors = np.asarray(embeddings, dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[0] != n:
-                raise ValueError(
-                    f"embeddings must have shape ({n}, dim) for {n} training prompts, "
-                    f"got {np.shape(embeddings)}"
-                )
         vectors = _unit_rows(vectors, "training embeddings")
         algorithm = self.algorithm
         if algorithm == "auto":
@@ -371,14 +350,6 @@ class SWRouter(BaseRouter):
         self.n_exemplars_ = n
         self.index_ = index
         self.store_ = store
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

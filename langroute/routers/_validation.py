@@ -34,8 +34,8 @@ def check_number(
         and (value > minimum if strict else value >= minimum)
     )
     if not ok:
-        bound = ">" if strict else ">="
-        raise RouterConfigError(f"{name} must be a finite number {bound} {minimum:g}, got {value!r}")
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise RouterConfigError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def check_random_state(value: Any) -> None:
