@@ -55,10 +55,9 @@ def main() -> None:
     router = SWRouter().fit(train)
     print(f"Trained {router!r} on {len(train)} prompts in {time.perf_counter() - started:.1f} s")
 
-    threshold = calibrate_threshold(router, held_out.prompts, strong_fraction=args.strong_fraction)
-    print(
-        f"Threshold {threshold:.4f}: {args.strong_fraction:.0%} of held-out prompts go to {STRONG}\n"
-    )
+    share = args.strong_fraction
+    threshold = calibrate_threshold(router, held_out.prompts, strong_fraction=share)
+    print(f"Threshold {threshold:.4f}: {share:.0%} of held-out prompts go to {STRONG}\n")
 
     models, live = build_models()
     routed = RoutedChatModel(models=models, router=router, threshold=threshold)
@@ -76,7 +75,8 @@ def main() -> None:
         return
     question = held_out.prompts[0]
     answer = routed.invoke(question)
-    print(f"\nLive call -> {answer.response_metadata['langroute']['model']}: {answer.content[:200]}")
+    chosen = answer.response_metadata["langroute"]["model"]
+    print(f"\nLive call -> {chosen}: {answer.content[:200]}")
     print(f"usage: {answer.usage_metadata}")
 
 

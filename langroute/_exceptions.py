@@ -6,7 +6,7 @@ Hierarchy::
     ├── OutcomesError (ValueError)          malformed outcome data; carries ``path`` and ``line``
     ├── RouterConfigError (ValueError)      a router or RoutedChatModel was set up wrongly
     ├── NotFittedError (ValueError, AttributeError)  a router was used before ``fit``
-    ├── RouterFileError (ValueError)        a saved router file is truncated, tampered or of another version
+    ├── RouterFileError (ValueError)        a router file is truncated, tampered or of another format
     └── EmbeddingError (RuntimeError)       an embedder could not produce vectors
 
 Each also subclasses a built-in error, so generic ``except ValueError`` handlers keep working.
@@ -51,7 +51,7 @@ class NotFittedError(LangrouteError, ValueError, AttributeError):
 
 
 class RouterFileError(LangrouteError, ValueError):
-    """A saved router file cannot be trusted: truncated, tampered with, or of another format version."""
+    """A saved router file cannot be trusted: truncated, tampered with, or of another version."""
 
 
 class EmbeddingError(LangrouteError, RuntimeError):

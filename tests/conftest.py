@@ -10,7 +10,9 @@ import pytest
 from langroute.embeddings import HashingEmbedder
 
 SHARED_DATA = Path(
-    os.environ.get("LANGROUTE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    os.environ.get(
+        "LANGROUTE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
 )
 
 

@@ -148,7 +148,7 @@ def evaluate(
                 bar.update(1)
             fold_records.append(record)
 
-    report = {
+    report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "dataset": {
             "name": Path(data.source).name if data.source else None,
