@@ -6,7 +6,7 @@ Hierarchy::
     ├── OutcomesError (ValueError)          malformed outcome data; carries ``path`` and ``line``
     ├── RouterConfigError (ValueError)      a router or RoutedChatModel was set up wrongly
     ├── NotFittedError (ValueError, AttributeError)  a router was used before ``fit``
-    ├── RouterFileError (ValueError)        a router file is truncated, tampered or of another format
+    ├── RouterFileError (ValueError)        a router file is truncated, tampered or foreign
     └── EmbeddingError (RuntimeError)       an embedder could not produce vectors
 
 Each also subclasses a built-in error, so generic ``except ValueError`` handlers keep working.
