@@ -63,6 +63,14 @@ def plot_report(report: EvaluationReport, path: str | Path) -> Path:
     return out
 
 
+def _draw_band(ax: Any, k: int, x: np.ndarray, mean: Any, std: Any, label: str) -> None:
+    """One router's mean curve over folds, with a +-1 std band, in the k-th router colour."""
+    y, sd = _array(mean), _array(std)
+    colour = _ROUTER_COLOURS[k % len(_ROUTER_COLOURS)]
+    ax.plot(x, y, color=colour, lw=2, label=label)
+    ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.15, lw=0)
+
+
 def _draw_two_models(ax: Any, d: dict[str, Any]) -> None:
     b = d["baselines"]
     weak, strong = d["dataset"]["weak_model"], d["dataset"]["strong_model"]
@@ -70,14 +78,10 @@ def _draw_two_models(ax: Any, d: dict[str, Any]) -> None:
     qs = b["single_models"][strong]["quality"]["mean"]
     for k, (label, entry) in enumerate(d["routers"].items()):
         curve = entry["curve"]
-        x = 100 * np.asarray(curve["strong_share"])
-        y = _array(curve["quality_by_share_mean"])
-        sd = _array(curve["quality_by_share_std"])
-        colour = _ROUTER_COLOURS[k % len(_ROUTER_COLOURS)]
         apgr = entry["metrics"]["apgr"]["mean"]
-        name = f"{label} (APGR {apgr:.3f})" if apgr is not None else label
-        ax.plot(x, y, color=colour, lw=2, label=name)
-        ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.15, lw=0)
+        _draw_band(ax, k, 100 * np.asarray(curve["strong_share"]),
+                   curve["quality_by_share_mean"], curve["quality_by_share_std"],
+                   f"{label} (APGR {apgr:.3f})" if apgr is not None else label)
     ax.plot([0, 100], [qw, qs], "k--", lw=1, label="random routing (APGR 0.5)")
     ax.scatter([0], [qw], color="black", marker="o", zorder=3, label=f"{weak} only")
     ax.scatter([100], [qs], color="black", marker="s", zorder=3, label=f"{strong} only")
@@ -95,13 +99,9 @@ def _draw_cost_quality(ax: Any, d: dict[str, Any]) -> None:
     quals = np.array([b["single_models"][m]["quality"]["mean"] for m in models])
     for k, (label, entry) in enumerate(d["routers"].items()):
         curve = entry["curve"]
-        x = 1000 * np.asarray(curve["cost"])
-        y = _array(curve["quality_mean"])
-        sd = _array(curve["quality_std"])
-        colour = _ROUTER_COLOURS[k % len(_ROUTER_COLOURS)]
         aiq = entry["metrics"]["aiq"]["mean"]
-        ax.plot(x, y, color=colour, lw=2, label=f"{label} (AIQ {aiq:.3f})")
-        ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.15, lw=0)
+        _draw_band(ax, k, 1000 * np.asarray(curve["cost"]), curve["quality_mean"],
+                   curve["quality_std"], f"{label} (AIQ {aiq:.3f})")
     from ._metrics import convex_hull_nondecreasing
 
     hx, hy = convex_hull_nondecreasing(costs, quals)
