@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -50,6 +50,8 @@ from ._decision import (
 from ._messages import find_tool_loop, last_user_text, routing_text
 
 __all__ = ["RoutedChatModel"]
+
+_M = TypeVar("_M", CallbackManager, AsyncCallbackManager)
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,7 @@ class RoutedChatModel(BaseChatModel):
         model = self.models[call.decision.model]
         extra = call_kwargs_of(call.binding, model)
         if run_manager is not None:
-            _llm_run_dispatcher(run_manager).on_custom_event(
+            _run_dispatcher(run_manager, CallbackManager).on_custom_event(
                 ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
         result = model._generate_with_cache(messages, run_manager=run_manager,
                                             **{**call.kwargs, **extra})
@@ -440,7 +442,7 @@ class RoutedChatModel(BaseChatModel):
         model = self.models[call.decision.model]
         extra = call_kwargs_of(call.binding, model)
         if run_manager is not None:
-            await _allm_run_dispatcher(run_manager).on_custom_event(
+            await _run_dispatcher(run_manager, AsyncCallbackManager).on_custom_event(
                 ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
         result = await model._agenerate_with_cache(messages, run_manager=run_manager,
                                                    **{**call.kwargs, **extra})
@@ -457,7 +459,7 @@ class RoutedChatModel(BaseChatModel):
         model = self.models[call.decision.model]
         extra = {**call.kwargs, **call_kwargs_of(call.binding, model)}
         if run_manager is not None:
-            _llm_run_dispatcher(run_manager).on_custom_event(
+            _run_dispatcher(run_manager, CallbackManager).on_custom_event(
                 ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
         if type(model)._stream is BaseChatModel._stream:
             result = model._generate_with_cache(messages, run_manager=run_manager, **extra)
@@ -477,7 +479,7 @@ class RoutedChatModel(BaseChatModel):
         model = self.models[call.decision.model]
         extra = {**call.kwargs, **call_kwargs_of(call.binding, model)}
         if run_manager is not None:
-            await _allm_run_dispatcher(run_manager).on_custom_event(
+            await _run_dispatcher(run_manager, AsyncCallbackManager).on_custom_event(
                 ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
         cls = type(model)
         if cls._astream is BaseChatModel._astream and cls._stream is BaseChatModel._stream:
@@ -537,19 +539,9 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
     return ChatGenerationChunk(message=chunk, generation_info=result.generations[0].generation_info)
 
 
-def _llm_run_dispatcher(run_manager: CallbackManagerForLLMRun) -> CallbackManager:
-    """A manager that dispatches custom events to the handlers of a chat-model run."""
-    return CallbackManager(
-        handlers=run_manager.handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
-        parent_run_id=run_manager.parent_run_id,
-        tags=run_manager.tags,
-        metadata=run_manager.metadata,
-    )
-
-
-def _allm_run_dispatcher(run_manager: AsyncCallbackManagerForLLMRun) -> AsyncCallbackManager:
-    return AsyncCallbackManager(
+def _run_dispatcher(run_manager: Any, manager_class: type[_M]) -> _M:
+    """A (sync or async) manager that dispatches custom events to a chat-model run's handlers."""
+    return manager_class(
         handlers=run_manager.handlers,
         inheritable_handlers=run_manager.inheritable_handlers,
         parent_run_id=run_manager.parent_run_id,
