@@ -9,6 +9,7 @@ this prompt, P(model i beats model j) for all i, j -- so one routing policy serv
 from __future__ import annotations
 
 import inspect
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -217,7 +218,17 @@ class BaseRouter(ABC):
     def _win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _win_matrices()")
 
+    def _new_fit_version(self) -> None:
+        """Mark the learned state as changed: policies keyed on ``fit_version_`` rebuild.
+
+        Called by ``fit``, ``load`` and every method that changes what the router learned
+        (``partial_fit``, ``add_model``). A fresh random token, never an ``id()`` that a freed
+        array's address could repeat.
+        """
+        self.fit_version_ = uuid.uuid4().hex
+
     def _set_common_fitted(self, data: Outcomes | Battles) -> None:
+        self._new_fit_version()
         self.models_ = list(data.models)
         if isinstance(data, Outcomes):
             self.costs_ = data.mean_costs()
@@ -284,6 +295,7 @@ class BaseRouter(ABC):
             router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)
             router.quality_ = np.asarray(state.pop("quality_"), dtype=np.float64)
             router._set_state(state, arrays)
+            router._new_fit_version()
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, RouterFileError):
                 raise
