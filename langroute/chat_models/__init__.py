@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._decision import ROUTE_EVENT, RouteEvent, RoutingDecision
+from .._decision import ROUTE_EVENT, RouteEvent, RoutingDecision
 from ._routed import RoutedChatModel
 from ._tracing import ModelSpend, RoutedCall, RoutingSummary, RoutingTracer
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from .._exceptions import MessageError
+
 __all__ = ["ToolLoop", "find_tool_loop", "last_user_text", "routing_text"]
 
 
@@ -28,22 +30,22 @@ def last_user_text(messages: Sequence[BaseMessage]) -> str | None:
 def routing_text(messages: Sequence[BaseMessage]) -> str:
     """The text parts of the last HumanMessage, joined by newlines.
 
-    Raises ValueError when there are no messages, no user message, or the last user message has
-    no text to route on.
+    Raises MessageError (a ValueError) when there are no messages, no user message, or the
+    last user message has no text to route on.
     """
     if not messages:
-        raise ValueError("cannot route an empty message list")
+        raise MessageError("cannot route an empty message list")
     text = last_user_text(messages)
     if text is not None and text.strip():
         return text
     if text is not None:
         last = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
-        raise ValueError(
+        raise MessageError(
             "the last user message has no text parts to route on "
             f"(content: {_describe(last.content)})"
         )
     kinds = sorted({type(m).__name__ for m in messages})
-    raise ValueError(f"no user (HumanMessage) message to route on; the messages are {kinds}")
+    raise MessageError(f"no user (HumanMessage) message to route on; the messages are {kinds}")
 
 
 def _describe(content: object) -> str:

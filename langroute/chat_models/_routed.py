@@ -1,66 +1,98 @@
 """``RoutedChatModel``: a LangChain chat model that sends each call to one of several others.
 
-One call is: decide (pure, shared by sync and async) -> budget hook -> call the chosen model ->
-cascade hook -> record. The Runnable entry points (invoke, ainvoke, stream, astream; batch and
-abatch come through invoke) open a *chain* run named after the class, dispatch the
-``langroute.route`` event inside it and call the chosen model with a child config, so the chosen
-model's chat-model run is the only chat-model run of the call and a child of the routed run:
-usage is counted once. ``_generate`` / ``_stream`` and their async forms serve ``generate()`` and
-the v3 event stream, where the routed run already *is* the chat-model run; they call the chosen
-model's generation directly so that, there too, only one chat-model run exists.
+A thin adapter over the framework-free call pipeline (``langroute.pipeline``): it reads the
+call's messages and config into a ``RouteRequest``, and tells the pipeline how to reach a
+LangChain model (``_caller``). Every entry point runs the same steps -- decide -> budget ->
+call (retries, fallback) -> cascade -> record:
+
+- invoke / ainvoke / batch / abatch: a *chain* run named after the class, in which the
+  ``langroute.route`` event is dispatched and each provider call is the chosen model's own
+  Runnable call (one chat-model run each, children of the routed run: usage counted once).
+  ``batch`` decides all its inputs in one router call, then calls the models concurrently.
+- stream / astream: the same run, delivering the chosen model's chunks.
+- generate / agenerate and the event streams (``_generate``, ``_stream`` and async forms):
+  the routed run *is* the chat-model run; the answering model's generation reports through it.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
     AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
-    CallbackManager,
     CallbackManagerForChainRun,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
-from langchain_core.runnables.config import merge_configs, run_in_executor
-from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
+from langchain_core.runnables.config import (
+    get_config_list,
+    get_executor_for_config,
+    merge_configs,
+    run_in_executor,
+)
+from langchain_core.runnables.utils import gather_with_concurrency
+from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ._bindings import (
-    BINDING_KWARG,
-    PendingBinding,
-    StructuredOutputBinding,
-    ToolsBinding,
-    call_kwargs_of,
+from .._decision import RoutingDecision, RoutingPolicy
+from .._exceptions import LangrouteError, RouterConfigError
+from ..pipeline import (
+    CallContext,
+    CallPipeline,
+    CallResult,
+    Fallback,
+    ModelRef,
+    RetryPolicy,
+    RouteRequest,
+    TokenEstimate,
+    run_async,
+    run_sync,
+    stream_async,
+    stream_sync,
 )
-from ._decision import (
-    REASON_UNIDENTIFIED_MAKER,
-    ROUTE_EVENT,
-    RoutingDecision,
-    RoutingPolicy,
-)
+from ..pipeline._types import THRESHOLD_KEY
+from ._bindings import BINDING_KWARG, PendingBinding, StructuredOutputBinding, ToolsBinding
+from ._caller import GenerationCaller, RunnableCaller, stamp
 from ._messages import find_tool_loop, last_user_text, routing_text
 
 __all__ = ["RoutedChatModel"]
 
-_M = TypeVar("_M", CallbackManager, AsyncCallbackManager)
-
 
 @dataclass(frozen=True)
-class _Call:
-    """Everything one routed call needs once the decision is made."""
+class _Prepared:
+    """One call's input read for the pipeline: its route request and the chosen model's
+    call keywords (binding replayed on the chosen model)."""
 
-    decision: RoutingDecision
+    request: RouteRequest
+    messages: list[BaseMessage]
     binding: PendingBinding | None
     kwargs: dict[str, Any]
+
+
+def _counts_its_own_tokens(model: BaseChatModel) -> bool:
+    """True when the model counts tokens with its provider's tokenizer (not LangChain's
+    generic GPT-2 fallback, which downloads a tokenizer at first use)."""
+    cls = type(model)
+    return (model.custom_get_token_ids is not None
+            or cls.get_num_tokens_from_messages is not BaseChatModel.get_num_tokens_from_messages
+            or cls.get_token_ids is not BaseChatModel.get_token_ids)
+
+
+def _langroute_error(exc: ValidationError) -> LangrouteError:
+    """The library's own error behind a pydantic ValidationError (or a RouterConfigError
+    carrying pydantic's message), so ``except LangrouteError`` catches construction errors."""
+    for error in exc.errors():
+        original = (error.get("ctx") or {}).get("error")
+        if isinstance(original, LangrouteError):
+            return original
+    return RouterConfigError(str(exc))
 
 
 class RoutedChatModel(BaseChatModel):
@@ -72,40 +104,64 @@ class RoutedChatModel(BaseChatModel):
         The candidates, keyed by the names the router was fitted with.
     router : BaseRouter
         A fitted langroute router that knows every name in ``models``.
-    threshold : float
+    threshold : float, default=None
         In [0, 1]. The ladder climbs from the cheapest candidate and stops at the first one no
         pricier candidate beats with probability >= ``threshold``; with two models the strong
         one is called iff P(strong wins) >= ``threshold``. 0 always calls the best model.
+        Routers' scores are squeezed (e.g. all in [0.58, 0.63]), so prefer an operating point:
+    strong_fraction : float, default=None
+        Share of calls that should go to the top rung, resolved to a threshold from the
+        out-of-fold calibration scores the router kept when it was fitted (no prompt is
+        embedded again). Give exactly one of ``threshold``, ``strong_fraction``, ``target_cost``.
+    target_cost : float, default=None
+        Average USD per call to aim for, resolved the same way.
     costs : dict of str to float, default=None
         USD per call of each candidate (orders the ladder and is the per-call spend estimate).
         Default: the router's mean cost per call from its training outcomes.
+    timeout : float, default=None
+        Seconds one provider call may take before it counts as failed (and is retried).
+    max_retries : int, default=2
+        Retries of the chosen model on retryable errors (rate limit, timeout, connection error,
+        5xx), with exponential backoff and jitter, honouring ``Retry-After``.
+    fallback : {"stronger", "cheaper", None}, default="stronger"
+        Where a call goes once the chosen model's retries are spent: the next pricier
+        candidate (a failed cheap call goes up, never silently down), the next cheaper one, or
+        nowhere (the error propagates). Non-retryable errors (400, 401, 403, validation)
+        propagate at once. A stream falls back only before its first chunk was delivered.
+    cascade : CascadeStep, default=None
+        Answer-checking escalation (``langroute.cascade.Cascade``).
+    budgets : dict of str to Budget, default=None
+        Per-scope cost limits (scope from the call's ``lc_agent_name`` / ``agent`` / ``user``
+        / ``tenant`` metadata; ``"*"`` for everyone else), kept in ``spend_store``.
+    spend_store : str, default=None
+        Where spend is kept: ``"sqlite:///spend.db"`` (the default store when budgets are
+        given is ``sqlite:///langroute-spend.db``), ``"redis://host:port/0"`` or ``"memory://"``.
     trace_prompt : bool, default=False
         Put the routing text itself in the ``langroute.route`` event (by default only its length
         and SHA-256 are traced).
     temperature, max_tokens, stop : default=None
         Standard parameters passed to whichever model is chosen (per-call values win).
     streaming : bool, default=False
-        Have the chosen model stream even under ``invoke`` (passes ``stream=True`` to it), so
-        token callbacks fire; the answer is the same.
+        Have the chosen model stream even under ``invoke`` (passes ``stream=True`` to it).
 
     Notes
     -----
     Only the text parts of the last user message are routed on. While a tool loop is in flight
-    (the last messages answer the latest AIMessage's tool calls), the model that made the calls
-    answers them. ``bind_tools`` and ``with_structured_output`` are replayed on the chosen model
-    through its own methods; unknown call keywords pass through to it unchanged -- including
-    ``model=``, which the chosen client reads as its own model override (it does not pick a
-    candidate). Credentials, timeouts and retries (``api_key``, ``timeout``, ``max_retries``)
-    belong on each candidate client: the routed model makes no requests of its own and rejects
-    them.
+    the model that made the calls answers them (and never falls back). ``bind_tools`` and
+    ``with_structured_output`` are replayed on the chosen model through its own methods;
+    unknown call keywords pass through to it unchanged -- including ``model=``, which the
+    chosen client reads as its own model override (the record's ``provider_model`` says what
+    was called). A per-call threshold can be set in the call's metadata
+    (``with_config(metadata={"langroute_threshold": 0.9})``). Credentials (``api_key``)
+    belong on each candidate client: the routed model makes no requests of its own.
 
     Examples
     --------
     >>> routed = RoutedChatModel(  # doctest: +SKIP
     ...     models={"gpt-4-1106-preview": ChatOpenAI(model="gpt-4o"),
     ...             "mixtral-8x7b-instruct-v0.1": ChatOpenAI(model="gpt-4o-mini")},
-    ...     router=SWRouter().fit(load_outcomes("../shared/data/routellm-gsm8k")),
-    ...     threshold=0.5,
+    ...     router=SWRouter().fit(train),
+    ...     strong_fraction=0.3,
     ... )
     >>> print(routed.route("What is 17 * 23?"))  # doctest: +SKIP
     """
@@ -114,68 +170,197 @@ class RoutedChatModel(BaseChatModel):
 
     models: dict[str, BaseChatModel]
     router: Any
-    threshold: float
+    threshold: float | None = None
+    strong_fraction: float | None = None
+    target_cost: float | None = None
     costs: dict[str, float] | None = None
+    timeout: float | None = None
+    max_retries: int = 2
+    fallback: Literal["stronger", "cheaper"] | None = "stronger"
+    cascade: Any = None
+    budgets: dict[str, Any] | None = None
+    spend_store: Any = None
     trace_prompt: bool = False
     temperature: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
     streaming: bool = False
 
-    _policy: RoutingPolicy | None = PrivateAttr(default=None)
-    _policy_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _pipeline: CallPipeline | None = PrivateAttr(default=None)
+    _pipeline_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _budget_step: Any = PrivateAttr(default=None)
+    _budget_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _langroute_error(exc) from exc
 
     # -- validation -------------------------------------------------------------------------------
     @field_validator("models", mode="before")
     @classmethod
     def _check_models(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise RouterConfigError(
                 f"models must be a dict of name -> chat model, got {type(value).__name__}"
             )
         if not value:
-            raise ValueError("models is empty; give at least one chat model")
+            raise RouterConfigError("models is empty; give at least one chat model")
         for name, model in value.items():
             if not isinstance(name, str) or not name:
-                raise ValueError(f"model names must be non-empty str, got {name!r}")
+                raise RouterConfigError(f"model names must be non-empty str, got {name!r}")
             if not isinstance(model, BaseChatModel):
-                raise ValueError(
+                raise RouterConfigError(
                     f"models[{name!r}] is a {type(model).__name__}, not a LangChain BaseChatModel"
                 )
         return dict(value)
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "strong_fraction", mode="before")
     @classmethod
-    def _check_threshold(cls, value: Any) -> Any:
+    def _check_unit_interval(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"threshold must be a number in [0, 1], got {value!r}")
+            raise RouterConfigError(f"{info.field_name} must be a number in [0, 1], got {value!r}")
         if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {value!r}")
+            raise RouterConfigError(f"{info.field_name} must lie in [0, 1], got {value!r}")
         return float(value)
+
+    @field_validator("target_cost", "timeout", mode="before")
+    @classmethod
+    def _check_positive(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value > 0
+        ):
+            raise RouterConfigError(f"{info.field_name} must be a number > 0, got {value!r}")
+        return float(value)
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _check_retries(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise RouterConfigError(f"max_retries must be an int >= 0, got {value!r}")
+        return value
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _check_fallback(cls, value: Any) -> Any:
+        if value not in ("stronger", "cheaper", None):
+            raise RouterConfigError(
+                f"fallback must be 'stronger', 'cheaper' or None, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_credentials(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key in ("api_key", "openai_api_key", "base_url"):
+                if key in data:
+                    raise RouterConfigError(
+                        f"{key} belongs on each candidate model: RoutedChatModel makes no "
+                        "provider requests of its own, the chosen candidate's client does"
+                    )
+        return data
 
     @model_validator(mode="after")
     def _check_routing(self) -> RoutedChatModel:
         # Calls pass through to the chosen model, which owns caching and rate limiting.
         if self.rate_limiter is not None:
-            raise ValueError("rate_limiter belongs on the candidate models, not on RoutedChatModel")
+            raise RouterConfigError(
+                "rate_limiter belongs on the candidate models, not on RoutedChatModel")
         if self.cache is not None and self.cache is not False:
-            raise ValueError("cache belongs on the candidate models, not on RoutedChatModel")
-        self._routing_policy()  # raises RouterConfigError / NotFittedError naming the problem
+            raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
+        given = [n for n in ("threshold", "strong_fraction", "target_cost")
+                 if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise RouterConfigError(
+                "give exactly one of threshold=, strong_fraction= or target_cost= "
+                f"(got {given or 'none'})"
+            )
+        self._call_pipeline()  # raises RouterConfigError / NotFittedError naming the problem
+        self._warm_up()
         return self
 
-    def _routing_policy(self) -> RoutingPolicy:
-        """The policy for the current fields (rebuilt if a field was reassigned)."""
+    def _warm_up(self) -> None:
+        """Load the router's embedder now, so the first decision does not pay for it."""
+        warm = getattr(self.router, "warm_up", None)
+        if callable(warm):
+            warm()
+
+    # -- the pipeline, rebuilt when a field or the router's fit changes ----------------------------
+    def _requested_point(self) -> dict[str, float] | None:
+        if self.strong_fraction is not None:
+            return {"strong_fraction": self.strong_fraction}
+        if self.target_cost is not None:
+            return {"target_cost": self.target_cost}
+        return None
+
+    def _resolved_threshold(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        from .._calibration import calibrate_threshold
+
+        return calibrate_threshold(self.router, None, strong_fraction=self.strong_fraction,
+                                   target_cost=self.target_cost, models=list(self.models),
+                                   costs=self.costs)
+
+    def _refs(self) -> dict[str, ModelRef]:
+        refs = {}
+        for name, model in self.models.items():
+            served = getattr(model, "model_name", None) or getattr(model, "model", None)
+            try:
+                provider = model._get_ls_params().get("ls_provider")
+            except Exception:  # noqa: BLE001 -- a client without LangSmith params still routes
+                provider = None
+            refs[name] = ModelRef(name, model, served if isinstance(served, str) else None,
+                                  provider if isinstance(provider, str) else None)
+        return refs
+
+    def _call_pipeline(self) -> CallPipeline:
         router = self.router
-        fitted = getattr(router, "is_fitted", True)  # a refit router gets new learned arrays
         costs = None if self.costs is None else tuple(sorted(self.costs.items()))
-        key = (id(router), fitted and id(getattr(router, "costs_", None)),
-               fitted and id(getattr(router, "quality_", None)), self.threshold,
-               tuple(self.models), costs)
-        if self._policy is None or self._policy_key != key:
-            self._policy = RoutingPolicy.build(self.router, list(self.models), self.threshold,
-                                               self.costs)
-            self._policy_key = key
-        return self._policy
+        key = (id(router), getattr(router, "fit_version_", None), self.threshold,
+               self.strong_fraction, self.target_cost, tuple(self.models.items()), costs,
+               self.timeout, self.max_retries, self.fallback, id(self.cascade),
+               id(self.budgets), self.spend_store, self.trace_prompt)
+        if self._pipeline is None or self._pipeline_key != key:
+            # a fitted router is checked before anything is calibrated on it
+            RoutingPolicy.build(router, list(self.models), 0.5, self.costs)
+            policy = RoutingPolicy.build(router, list(self.models), self._resolved_threshold(),
+                                         self.costs, requested=self._requested_point())
+            refs = self._refs()
+            self._pipeline = CallPipeline(
+                policy, refs,
+                retry=RetryPolicy(self.max_retries),
+                fallback=Fallback(self.fallback),
+                timeout=self.timeout,
+                budget=self._budget(refs),
+                cascade=self.cascade,
+                keep_text=self.trace_prompt,
+            )
+            self._pipeline_key = key
+        return self._pipeline
+
+    @property
+    def pipeline(self) -> CallPipeline:
+        """The call pipeline every entry point runs (rebuilt when a field or the router's fit
+        changes). Its ``sleep`` / ``asleep`` are injectable, e.g. to record backoff waits."""
+        return self._call_pipeline()
+
+    def _budget(self, refs: Mapping[str, ModelRef]) -> Any:
+        if self.budgets is None:
+            if self.spend_store is not None:
+                raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
+            return None
+        from ..budgets import budget_step
+
+        store = self.spend_store if self.spend_store is not None else (
+            "sqlite:///langroute-spend.db")
+        return budget_step(self.budgets, store, refs)
 
     # -- what LangChain asks of a chat model -------------------------------------------------------
     @property
@@ -183,21 +368,27 @@ class RoutedChatModel(BaseChatModel):
         return "langroute-routed"
 
     @property
+    def model_name(self) -> str:
+        """The candidates' names joined by ``|`` (what LangSmith shows as the model)."""
+        return "|".join(self.models)
+
+    @property
     def _identifying_params(self) -> dict[str, Any]:
+        pipeline = self._call_pipeline()
         return {
             "models": {
                 name: {"_type": model._llm_type, **model._identifying_params}
                 for name, model in self.models.items()
             },
-            "router": self._routing_policy().router_kind,
-            "threshold": self.threshold,
+            "router": pipeline.policy.router_kind,
+            "threshold": pipeline.policy.threshold,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model")
         params = LangSmithParams(
             ls_provider="langroute",
-            ls_model_name=model if isinstance(model, str) else "|".join(self.models),
+            ls_model_name=model if isinstance(model, str) else self.model_name,
             ls_model_type="chat",
         )
         temperature = kwargs.get("temperature", self.temperature)
@@ -211,27 +402,41 @@ class RoutedChatModel(BaseChatModel):
         return params
 
     def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
-        # generate() must reach _generate, which owns the decision event; the chosen model
-        # still streams tokens to the run's handlers from inside its own generation.
+        # generate() must reach _generate, which runs the pipeline; the chosen model still
+        # streams tokens to the run's handlers from inside its own generation.
         return False
 
-    # -- the pure part: decide ------------------------------------------------------------------
-    def route(self, input: LanguageModelInput) -> RoutingDecision:
-        """Decide which model would answer ``input``, without calling any model."""
-        messages = self._convert_input(input).to_messages()
-        policy = self._routing_policy()
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage],
+                                     tools: Sequence[Any] | None = None) -> int:
+        """Counted by the candidate the router would choose for these messages (its own
+        tokenizer), not by a generic one."""
+        model = self.models[self.route(messages).model]
+        return model.get_num_tokens_from_messages(messages, tools=tools)
+
+    def get_num_tokens(self, text: str) -> int:
+        """Counted by the candidate the router would choose for ``text``."""
+        return self.models[self.route(text).model].get_num_tokens(text)
+
+    # -- reading a call ----------------------------------------------------------------------------
+    def _context(self, config: RunnableConfig | None) -> CallContext:
+        config = ensure_config(config)
+        metadata = {**(self.metadata or {}), **(config.get("metadata") or {})}
+        tags = tuple(self.tags or []) + tuple(config.get("tags") or [])
+        return CallContext(metadata=metadata, tags=tags)
+
+    def _request(self, messages: list[BaseMessage], context: CallContext) -> RouteRequest:
         loop = find_tool_loop(messages, self.models)
         if loop is not None and loop.maker is not None:
             # the router is not asked, so a conversation without user text can still continue
-            text = last_user_text(messages) or ""
-            return policy.stick(loop.maker, text, note=loop.note, keep_text=self.trace_prompt)
-        (decision,) = policy.decide([routing_text(messages)], keep_text=self.trace_prompt)
+            return RouteRequest(last_user_text(messages) or "", context, loop.maker, loop.note)
+        text = routing_text(messages)
         if loop is not None:
-            decision = replace(decision, reason=REASON_UNIDENTIFIED_MAKER, note=loop.note)
-        return decision
+            return RouteRequest(text, context, None, loop.note, unidentified_loop=True)
+        return RouteRequest(text, context)
 
-    def _prepare(self, input: LanguageModelInput, stop: list[str] | None,
-                 kwargs: Mapping[str, Any]) -> _Call:
+    def _prepare(self, input: LanguageModelInput, context: CallContext,
+                 stop: list[str] | None, kwargs: Mapping[str, Any]) -> _Prepared:
+        messages = self._convert_input(input).to_messages()
         call_kwargs = dict(kwargs)
         binding = call_kwargs.pop(BINDING_KWARG, None)
         if binding is not None and not isinstance(binding, (ToolsBinding, StructuredOutputBinding)):
@@ -245,50 +450,53 @@ class RoutedChatModel(BaseChatModel):
         stop = stop if stop is not None else self.stop
         if stop is not None:
             call_kwargs["stop"] = stop
-        decision = self._apply_budget(self.route(input))
-        return _Call(decision, binding, call_kwargs)
+        return _Prepared(self._request(messages, context), messages, binding, call_kwargs)
 
-    # -- seams for later steps ------------------------------------------------------------------
-    def _apply_budget(self, decision: RoutingDecision) -> RoutingDecision:
-        """Budget check hook, between deciding and calling: may replace the decision.
+    def _estimator(self, prepared: _Prepared) -> Any:
+        """Worst-case tokens of a call to a model, for budget reservations."""
 
-        No budgets yet; the decision passes unchanged.
-        """
+        def estimate(ref: ModelRef) -> TokenEstimate:
+            model = ref.model
+            limit = prepared.kwargs.get("max_tokens", getattr(model, "max_tokens", None))
+            limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+            if _counts_its_own_tokens(model):
+                return TokenEstimate(int(model.get_num_tokens_from_messages(prepared.messages)),
+                                     limit)
+            # LangChain's generic counter downloads a GPT-2 tokenizer: over-estimate instead.
+            chars = sum(len(m.text) for m in prepared.messages)
+            return TokenEstimate(math.ceil(chars / 3) + 8 * len(prepared.messages), limit,
+                                 method="chars/3")
+
+        return estimate
+
+    # -- the pure part: decide ------------------------------------------------------------------
+    def route(self, input: LanguageModelInput,
+              config: RunnableConfig | None = None) -> RoutingDecision:
+        """Decide which model would answer ``input``, without calling any model."""
+        messages = self._convert_input(input).to_messages()
+        (decision,) = self._call_pipeline().decide([self._request(messages,
+                                                                  self._context(config))])
         return decision
 
-    def _check_cascade(self, call: _Call, output: Any) -> Any:
-        """Cascade hook, after the chosen model answered: may escalate to a stronger model.
-
-        No cascade yet; the output passes unchanged.
-        """
-        return output
-
-    def _record(self, call: _Call, output: Any) -> Any:
-        """Attach the decision to the answer: ``response_metadata["langroute"]``."""
-        if isinstance(output, AIMessage):
-            return _stamped(output, call.decision)
-        if isinstance(output, dict) and isinstance(output.get("raw"), AIMessage):
-            return {**output, "raw": _stamped(output["raw"], call.decision)}
-        return output
-
-    def _chosen_runnable(self, call: _Call) -> Runnable[Any, Any]:
-        model = self.models[call.decision.model]
-        return model if call.binding is None else call.binding.apply(model)
-
-    def _routed_config(self, config: RunnableConfig | None, call: _Call) -> RunnableConfig:
+    def _routed_config(self, config: RunnableConfig | None,
+                       decision: RoutingDecision) -> RunnableConfig:
         # The model's own callbacks, tags and metadata apply as they would to any chat model.
         own: RunnableConfig = {"callbacks": self.callbacks, "tags": self.tags or [],
                                "metadata": self.metadata or {}}
         config = merge_configs(own, ensure_config(config))
         metadata = {
             **(config.get("metadata") or {}),
-            "langroute_model": call.decision.model,
-            "langroute_threshold": call.decision.threshold,
-            "langroute_reason": call.decision.reason,
+            "langroute_model": decision.model,
+            THRESHOLD_KEY: decision.threshold,
+            "langroute_reason": decision.reason,
+            "langroute_decision_id": decision.decision_id,
         }
         return {**config, "metadata": metadata}
 
-    # -- Runnable entry points: a chain run around the chosen model's own run ----------------------
+    def _result(self, result: CallResult) -> Any:
+        return stamp(result.answer.raw, result.record())
+
+    # -- Runnable entry points: a chain run around the pipeline ----------------------------------
     def invoke(
         self,
         input: LanguageModelInput,
@@ -297,17 +505,24 @@ class RoutedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        call = self._prepare(input, stop, kwargs)
-        # (core types these helpers' functions without extra keywords; ``call`` is passed through)
-        return self._call_with_config(self._invoke_chosen, input,  # type: ignore[arg-type]
-                                      self._routed_config(config, call), call=call)
+        prepared = self._prepare(input, self._context(config), stop, kwargs)
+        (decision,) = self._call_pipeline().decide([prepared.request])
+        return self._invoke_decided(input, config, prepared, decision)
 
-    def _invoke_chosen(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
-                       config: RunnableConfig, *, call: _Call) -> Any:
-        run_manager.get_child().on_custom_event(ROUTE_EVENT, call.decision.to_event(),
-                                                run_id=run_manager.run_id)
-        output = self._chosen_runnable(call).invoke(input, config, **call.kwargs)
-        return self._record(call, self._check_cascade(call, output))
+    def _invoke_decided(self, input: LanguageModelInput, config: RunnableConfig | None,
+                        prepared: _Prepared, decision: RoutingDecision) -> Any:
+        return self._call_with_config(  # type: ignore[arg-type]
+            self._run_chosen, input, self._routed_config(config, decision),
+            prepared=prepared, decision=decision)
+
+    def _run_chosen(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
+                    config: RunnableConfig, *, prepared: _Prepared,
+                    decision: RoutingDecision) -> Any:
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        pipeline = self._call_pipeline()
+        run = pipeline.run(prepared.request, decision=decision,
+                           estimate=self._estimator(prepared))
+        return self._result(run_sync(run, caller))
 
     async def ainvoke(
         self,
@@ -317,17 +532,102 @@ class RoutedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        call = await run_in_executor(None, self._prepare, input, stop, kwargs)
-        return await self._acall_with_config(self._ainvoke_chosen, input,  # type: ignore[arg-type]
-                                             self._routed_config(config, call), call=call)
+        prepared = self._prepare(input, self._context(config), stop, kwargs)
+        (decision,) = await run_in_executor(None, self._call_pipeline().decide,
+                                            [prepared.request])
+        return await self._ainvoke_decided(input, config, prepared, decision)
 
-    async def _ainvoke_chosen(self, input: LanguageModelInput,
-                              run_manager: AsyncCallbackManagerForChainRun,
-                              config: RunnableConfig, *, call: _Call) -> Any:
-        await run_manager.get_child().on_custom_event(ROUTE_EVENT, call.decision.to_event(),
-                                                      run_id=run_manager.run_id)
-        output = await self._chosen_runnable(call).ainvoke(input, config, **call.kwargs)
-        return self._record(call, self._check_cascade(call, output))
+    async def _ainvoke_decided(self, input: LanguageModelInput, config: RunnableConfig | None,
+                               prepared: _Prepared, decision: RoutingDecision) -> Any:
+        return await self._acall_with_config(  # type: ignore[arg-type]
+            self._arun_chosen, input, self._routed_config(config, decision),
+            prepared=prepared, decision=decision)
+
+    async def _arun_chosen(self, input: LanguageModelInput,
+                           run_manager: AsyncCallbackManagerForChainRun,
+                           config: RunnableConfig, *, prepared: _Prepared,
+                           decision: RoutingDecision) -> Any:
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run(prepared.request, decision=decision,
+                                        estimate=self._estimator(prepared))
+        return self._result(await run_async(run, caller))
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Decide every input in ONE router call, then call the chosen models concurrently."""
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        prepared, decisions = self._prepare_many(inputs, configs, kwargs, return_exceptions)
+
+        def one(i: int) -> Any:
+            if isinstance(prepared[i], Exception):
+                return prepared[i]
+            try:
+                return self._invoke_decided(inputs[i], configs[i], prepared[i], decisions[i])
+            except Exception as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        with get_executor_for_config(configs[0]) as executor:
+            return list(executor.map(one, range(len(inputs))))
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``batch`` for async callers: one router call, then concurrent ``ainvoke``-s."""
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        prepared, decisions = await run_in_executor(
+            None, self._prepare_many, inputs, configs, kwargs, return_exceptions)
+
+        async def one(i: int) -> Any:
+            if isinstance(prepared[i], Exception):
+                return prepared[i]
+            try:
+                return await self._ainvoke_decided(inputs[i], configs[i], prepared[i],
+                                                   decisions[i])
+            except Exception as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        return list(await gather_with_concurrency(configs[0].get("max_concurrency"),
+                                                  *(one(i) for i in range(len(inputs)))))
+
+    def _prepare_many(self, inputs: Sequence[LanguageModelInput],
+                      configs: Sequence[RunnableConfig], kwargs: Mapping[str, Any],
+                      return_exceptions: bool) -> tuple[list[Any], list[Any]]:
+        stop = kwargs.get("stop")
+        rest = {k: v for k, v in kwargs.items() if k != "stop"}
+        prepared: list[Any] = []
+        for input, config in zip(inputs, configs, strict=True):
+            try:
+                prepared.append(self._prepare(input, self._context(config), stop, rest))
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                prepared.append(exc)
+        ready = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
+        decisions: list[Any] = [None] * len(prepared)
+        if ready:
+            decided = self._call_pipeline().decide([prepared[i].request for i in ready])
+            for i, decision in zip(ready, decided, strict=True):
+                decisions[i] = decision
+        return prepared, decisions
 
     def stream(
         self,
@@ -337,23 +637,21 @@ class RoutedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        call = self._prepare(input, stop, kwargs)
+        prepared = self._prepare(input, self._context(config), stop, kwargs)
+        (decision,) = self._call_pipeline().decide([prepared.request])
         yield from self._transform_stream_with_config(
             iter([input]), self._stream_chosen,  # type: ignore[arg-type]
-            self._routed_config(config, call), call=call,
+            self._routed_config(config, decision), prepared=prepared, decision=decision,
         )
 
     def _stream_chosen(self, inputs: Iterator[LanguageModelInput],
                        run_manager: CallbackManagerForChainRun, config: RunnableConfig, *,
-                       call: _Call) -> Iterator[Any]:
+                       prepared: _Prepared, decision: RoutingDecision) -> Iterator[Any]:
         (input,) = inputs
-        run_manager.get_child().on_custom_event(ROUTE_EVENT, call.decision.to_event(),
-                                                run_id=run_manager.run_id)
-        stamped = False
-        for chunk in self._chosen_runnable(call).stream(input, config, **call.kwargs):
-            if not stamped and isinstance(chunk, AIMessage):
-                chunk, stamped = self._record(call, chunk), True
-            yield chunk
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run_stream(prepared.request, decision=decision,
+                                               estimate=self._estimator(prepared))
+        yield from stream_sync(run, caller)
 
     async def astream(
         self,
@@ -363,27 +661,28 @@ class RoutedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        call = await run_in_executor(None, self._prepare, input, stop, kwargs)
+        prepared = self._prepare(input, self._context(config), stop, kwargs)
+        (decision,) = await run_in_executor(None, self._call_pipeline().decide,
+                                            [prepared.request])
 
         async def single() -> AsyncIterator[LanguageModelInput]:
             yield input
 
         async for chunk in self._atransform_stream_with_config(
             single(), self._astream_chosen,  # type: ignore[arg-type]
-            self._routed_config(config, call), call=call,
+            self._routed_config(config, decision), prepared=prepared, decision=decision,
         ):
             yield chunk
 
     async def _astream_chosen(self, inputs: AsyncIterator[LanguageModelInput],
                               run_manager: AsyncCallbackManagerForChainRun,
-                              config: RunnableConfig, *, call: _Call) -> AsyncIterator[Any]:
+                              config: RunnableConfig, *, prepared: _Prepared,
+                              decision: RoutingDecision) -> AsyncIterator[Any]:
         input = [item async for item in inputs][0]
-        await run_manager.get_child().on_custom_event(ROUTE_EVENT, call.decision.to_event(),
-                                                      run_id=run_manager.run_id)
-        stamped = False
-        async for chunk in self._chosen_runnable(call).astream(input, config, **call.kwargs):
-            if not stamped and isinstance(chunk, AIMessage):
-                chunk, stamped = self._record(call, chunk), True
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run_stream(prepared.request, decision=decision,
+                                               estimate=self._estimator(prepared))
+        async for chunk in stream_async(run, caller):
             yield chunk
 
     # -- tools and structured output: replayed on whichever model is chosen -----------------------
@@ -413,7 +712,13 @@ class RoutedChatModel(BaseChatModel):
         binding = StructuredOutputBinding(schema, include_raw, dict(kwargs))
         return self.bind(**{BINDING_KWARG: binding})
 
-    # -- generate() and the v3 event stream: the routed run is the chat-model run -----------------
+    # -- generate() and the event streams: the routed run is the chat-model run -------------------
+    def _generation_context(self, run_manager: Any) -> CallContext:
+        if run_manager is None:
+            return self._context(None)
+        return CallContext(metadata=dict(run_manager.metadata or {}),
+                           tags=tuple(run_manager.tags or []))
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -421,15 +726,10 @@ class RoutedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._prepare(messages, stop, kwargs)
-        model = self.models[call.decision.model]
-        extra = call_kwargs_of(call.binding, model)
-        if run_manager is not None:
-            _run_dispatcher(run_manager, CallbackManager).on_custom_event(
-                ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
-        result = model._generate_with_cache(messages, run_manager=run_manager,
-                                            **{**call.kwargs, **extra})
-        return self._stamped_result(call, self._check_cascade(call, result))
+        prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
+        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
+        return self._generation_result(run_sync(run, caller))
 
     async def _agenerate(
         self,
@@ -438,15 +738,32 @@ class RoutedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = await run_in_executor(None, self._prepare, messages, stop, kwargs)
-        model = self.models[call.decision.model]
-        extra = call_kwargs_of(call.binding, model)
-        if run_manager is not None:
-            await _run_dispatcher(run_manager, AsyncCallbackManager).on_custom_event(
-                ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
-        result = await model._agenerate_with_cache(messages, run_manager=run_manager,
-                                                   **{**call.kwargs, **extra})
-        return self._stamped_result(call, self._check_cascade(call, result))
+        prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
+        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
+        return self._generation_result(await run_async(run, caller))
+
+    def _generation_result(self, result: CallResult) -> ChatResult:
+        """The answering ChatResult, stamped. Every answer call of this run reported through
+        the routed run itself, so its usage is their sum (each provider call counted once)."""
+        raw = result.answer.raw
+        answers = [a for a in result.attempts if a.purpose != "verify" and a.usage is not None]
+        if len(answers) > 1 and isinstance(raw, ChatResult) and raw.generations:
+            total = answers[0].usage
+            for attempt in answers[1:]:
+                total = total + attempt.usage  # type: ignore[operator]
+            message = raw.generations[0].message
+            if isinstance(message, AIMessage) and total is not None:
+                usage = {"input_tokens": total.input_tokens,
+                         "output_tokens": total.output_tokens,
+                         "total_tokens": total.input_tokens + total.output_tokens}
+                message = message.model_copy(update={"usage_metadata": usage})
+                raw = ChatResult(generations=[ChatGeneration(
+                    message=message, generation_info=raw.generations[0].generation_info)],
+                    llm_output=raw.llm_output)
+        if isinstance(raw, (AIMessage, BaseMessage)):  # a verifier-style answer
+            raw = ChatResult(generations=[ChatGeneration(message=raw)])
+        return stamp(raw, result.record())  # type: ignore[no-any-return]
 
     def _stream(
         self,
@@ -455,18 +772,11 @@ class RoutedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call = self._prepare(messages, stop, kwargs)
-        model = self.models[call.decision.model]
-        extra = {**call.kwargs, **call_kwargs_of(call.binding, model)}
-        if run_manager is not None:
-            _run_dispatcher(run_manager, CallbackManager).on_custom_event(
-                ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
-        if type(model)._stream is BaseChatModel._stream:
-            result = model._generate_with_cache(messages, run_manager=run_manager, **extra)
-            chunks: Iterator[ChatGenerationChunk] = iter([_as_chunk(result)])
-        else:
-            chunks = model._stream(messages, run_manager=run_manager, **extra)
-        yield from self._stamped_chunks(call, chunks)
+        prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
+        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run_stream(prepared.request,
+                                               estimate=self._estimator(prepared))
+        yield from stream_sync(run, caller)
 
     async def _astream(
         self,
@@ -475,76 +785,9 @@ class RoutedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        call = await run_in_executor(None, self._prepare, messages, stop, kwargs)
-        model = self.models[call.decision.model]
-        extra = {**call.kwargs, **call_kwargs_of(call.binding, model)}
-        if run_manager is not None:
-            await _run_dispatcher(run_manager, AsyncCallbackManager).on_custom_event(
-                ROUTE_EVENT, call.decision.to_event(), run_id=run_manager.run_id)
-        cls = type(model)
-        if cls._astream is BaseChatModel._astream and cls._stream is BaseChatModel._stream:
-            result = await model._agenerate_with_cache(messages, run_manager=run_manager, **extra)
-            chunk = self._record_chunk(call, _as_chunk(result))
+        prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
+        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        run = self._call_pipeline().run_stream(prepared.request,
+                                               estimate=self._estimator(prepared))
+        async for chunk in stream_async(run, caller):
             yield chunk
-            return
-        stamped = False
-        async for chunk in model._astream(messages, run_manager=run_manager, **extra):
-            if not stamped:
-                chunk, stamped = self._record_chunk(call, chunk), True
-            yield chunk
-
-    def _stamped_result(self, call: _Call, result: ChatResult) -> ChatResult:
-        generations = [
-            ChatGeneration(message=self._record(call, g.message), generation_info=g.generation_info)
-            for g in result.generations
-        ]
-        return ChatResult(generations=generations, llm_output=result.llm_output)
-
-    def _stamped_chunks(self, call: _Call, chunks: Iterator[ChatGenerationChunk]
-                        ) -> Iterator[ChatGenerationChunk]:
-        stamped = False
-        for chunk in chunks:
-            if not stamped:
-                chunk, stamped = self._record_chunk(call, chunk), True
-            yield chunk
-
-    def _record_chunk(self, call: _Call, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
-        return ChatGenerationChunk(message=self._record(call, chunk.message),
-                                   generation_info=chunk.generation_info)
-
-
-def _stamped(message: AIMessage, decision: RoutingDecision) -> AIMessage:
-    metadata = {**message.response_metadata, "langroute": decision.to_event()}
-    return message.model_copy(update={"response_metadata": metadata})
-
-
-def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """A whole answer as the single, last chunk of a stream (for models that cannot stream)."""
-    message = result.generations[0].message
-    if not isinstance(message, AIMessage):
-        raise TypeError(f"expected an AIMessage from the chosen model, got {type(message)}")
-    chunk = AIMessageChunk(
-        content=message.content,
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        usage_metadata=message.usage_metadata,
-        id=message.id,
-        name=message.name,
-        tool_call_chunks=[
-            tool_call_chunk(name=tc["name"], args=json.dumps(tc["args"]), id=tc["id"], index=i)
-            for i, tc in enumerate(message.tool_calls)
-        ],
-        chunk_position="last",
-    )
-    return ChatGenerationChunk(message=chunk, generation_info=result.generations[0].generation_info)
-
-
-def _run_dispatcher(run_manager: Any, manager_class: type[_M]) -> _M:
-    """A (sync or async) manager that dispatches custom events to a chat-model run's handlers."""
-    return manager_class(
-        handlers=run_manager.handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
-        parent_run_id=run_manager.parent_run_id,
-        tags=run_manager.tags,
-        metadata=run_manager.metadata,
-    )

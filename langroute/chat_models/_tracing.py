@@ -18,8 +18,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from .._decision import ROUTE_EVENT, RouteEvent
 from .._exceptions import RouterConfigError
-from ._decision import ROUTE_EVENT, RouteEvent
 
 __all__ = ["ModelSpend", "RoutedCall", "RoutingSummary", "RoutingTracer"]
 

@@ -121,7 +121,8 @@ def test_usage_is_counted_once(fake: FakeOpenAI, routed: RoutedChatModel) -> Non
 @pytest.mark.parametrize("failing", ["fail-500", "fail-429", "fail-stream"])
 def test_inner_errors_propagate_as_chatopenai_raises_them(fake: FakeOpenAI, failing: str) -> None:
     models = {STRONG_MODEL: fake.chat_openai(failing), WEAK_MODEL: fake.chat_openai(WEAK_MODEL)}
-    routed = RoutedChatModel(models=models, router=fitted_router(), threshold=0.7)
+    # no retries: once they are spent (see test_retries_and_fallback.py) the error is ChatOpenAI's
+    routed = RoutedChatModel(models=models, router=fitted_router(), threshold=0.7, max_retries=0)
     plain = fake.chat_openai(failing)
 
     def call(model: Any) -> None:

@@ -54,11 +54,9 @@ class TestRoutedChatModelUnit(UnservableSkips, ChatModelUnitTests):
 
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
-        # A router holds no credentials and makes no HTTP calls of its own: api_key, timeout and
-        # max_retries belong to the inner clients, and RoutedChatModel rejects them (extra=forbid;
-        # see .notes/peer-suite.md). temperature, max_tokens and stop are forwarded, so they stay.
-        dropped = {"api_key", "timeout", "max_retries"}
-        return {k: v for k, v in super().standard_chat_model_params.items() if k not in dropped}
+        # timeout and max_retries are honoured by the routed call (retries, then fallback);
+        # only credentials stay on the inner clients (RoutedChatModel rejects api_key).
+        return {k: v for k, v in super().standard_chat_model_params.items() if k != "api_key"}
 
     @property
     def supports_json_mode(self) -> bool:

@@ -64,6 +64,10 @@ class ScriptedChatModel(BaseChatModel):
     model_name: str
     tool_args: dict[str, Any] = Field(default_factory=dict)
     error: Exception | None = None
+    #: Errors raised by the next calls, one per call, before the model answers normally.
+    errors: list[Exception] = Field(default_factory=list)
+    #: Fail with this error after streaming this many chunks (a mid-stream failure).
+    fail_mid_stream: tuple[int, Exception] | None = None
     received: list[list[BaseMessage]] = Field(default_factory=list)
     received_kwargs: list[dict[str, Any]] = Field(default_factory=list)
     bind_tools_calls: list[tuple[list[Any], Any, dict[str, Any]]] = Field(default_factory=list)
@@ -80,6 +84,8 @@ class ScriptedChatModel(BaseChatModel):
         self.received_kwargs.append({**kwargs, **({"stop": stop} if stop else {})})
         if self.error is not None:
             raise self.error
+        if self.errors:
+            raise self.errors.pop(0)
         usage = {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}
         meta = {"model_name": self.model_name}
         tools = kwargs.get("tools")
@@ -115,6 +121,8 @@ class ScriptedChatModel(BaseChatModel):
         words = str(message.content).split(" ")
         for i, word in enumerate(words):
             last = i == len(words) - 1
+            if self.fail_mid_stream is not None and i == self.fail_mid_stream[0]:
+                raise self.fail_mid_stream[1]
             self.chunks_produced += 1
             yield ChatGenerationChunk(message=AIMessageChunk(
                 content=word if i == 0 else " " + word,

@@ -7,9 +7,8 @@ import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.rate_limiters import InMemoryRateLimiter
-from pydantic import ValidationError
 
-from langroute import NotFittedError, Outcomes, RouterConfigError, SWRouter
+from langroute import LangrouteError, NotFittedError, Outcomes, RouterConfigError, SWRouter
 from langroute.chat_models import RoutedChatModel
 from langroute.embeddings import HashingEmbedder
 
@@ -21,25 +20,25 @@ def _build(strong, weak, router, **overrides):
     return RoutedChatModel(**{**params, **overrides})
 
 
-@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.5", True, None])
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.5", True])
 def test_threshold_must_be_a_number_in_unit_interval(strong, weak, router, threshold):
-    with pytest.raises(ValidationError, match="threshold must"):
+    with pytest.raises(LangrouteError, match="threshold must"):
         _build(strong, weak, router, threshold=threshold)
 
 
 def test_model_unknown_to_the_router(strong, weak, router):
     models = {STRONG: strong, "mystery-model": weak}
-    with pytest.raises(ValidationError, match=r"\['mystery-model'\] are unknown to the router"):
+    with pytest.raises(LangrouteError, match=r"\['mystery-model'\] are unknown to the router"):
         _build(strong, weak, router, models=models)
 
 
 def test_router_that_knows_none_of_the_models(strong, weak, router):
-    with pytest.raises(ValidationError, match="the router knows none of the models"):
+    with pytest.raises(LangrouteError, match="the router knows none of the models"):
         _build(strong, weak, router, models={"a": strong, "b": weak})
 
 
 def test_unfitted_router(strong, weak):
-    with pytest.raises(ValidationError, match="not fitted"):
+    with pytest.raises(LangrouteError, match="not fitted"):
         _build(strong, weak, SWRouter(HashingEmbedder(cache_dir=False)))
     # outside pydantic the same check raises the library's own error
     with pytest.raises(NotFittedError):
@@ -47,21 +46,21 @@ def test_unfitted_router(strong, weak):
 
 
 def test_router_that_is_not_a_router(strong, weak):
-    with pytest.raises(ValidationError, match="router must be a fitted langroute router"):
+    with pytest.raises(LangrouteError, match="router must be a fitted langroute router"):
         _build(strong, weak, router={"models": [STRONG, WEAK]})
 
 
 @pytest.mark.parametrize("bad", ["gpt-4o", None, object()])
 def test_models_values_must_be_chat_models(strong, weak, router, bad):
-    with pytest.raises(ValidationError, match=rf"models\['{WEAK}'\] is a .*not a LangChain "
+    with pytest.raises(LangrouteError, match=rf"models\['{WEAK}'\] is a .*not a LangChain "
                                               "BaseChatModel"):
         _build(strong, weak, router, models={STRONG: strong, WEAK: bad})
 
 
 def test_models_must_be_a_non_empty_dict(strong, weak, router):
-    with pytest.raises(ValidationError, match="models is empty"):
+    with pytest.raises(LangrouteError, match="models is empty"):
         _build(strong, weak, router, models={})
-    with pytest.raises(ValidationError, match="models must be a dict"):
+    with pytest.raises(LangrouteError, match="models must be a dict"):
         _build(strong, weak, router, models=[strong, weak])
 
 
@@ -69,7 +68,7 @@ def test_no_costs_anywhere(strong, weak):
     outcomes = Outcomes(ids=["a", "b"], prompts=["hello", "what is 2+2"], models=(STRONG, WEAK),
                         scores=np.array([[1.0, 1.0], [1.0, 0.0]]))
     router = SWRouter(HashingEmbedder(cache_dir=False)).fit(outcomes)
-    with pytest.raises(ValidationError, match="no costs to order the models by"):
+    with pytest.raises(LangrouteError, match="no costs to order the models by"):
         _build(strong, weak, router)
     assert _build(strong, weak, router, costs={STRONG: 1.0, WEAK: 0.1}).route(EASY)
 
@@ -80,26 +79,41 @@ def test_no_costs_anywhere(strong, weak):
     ({STRONG: 1.0, WEAK: 0.1, "other": 0.5}, "not in models"),
 ])
 def test_bad_costs(strong, weak, router, costs, problem):
-    with pytest.raises(ValidationError, match=problem):
+    with pytest.raises(LangrouteError, match=problem):
         _build(strong, weak, router, costs=costs)
 
 
 def test_misspelt_constructor_argument_is_rejected(strong, weak, router):
-    with pytest.raises(ValidationError, match="thresold"):
+    with pytest.raises(LangrouteError, match="thresold"):
         _build(strong, weak, router, thresold=0.3)
 
 
 def test_caching_and_rate_limits_belong_to_the_candidates(strong, weak, router):
-    with pytest.raises(ValidationError, match="rate_limiter belongs on the candidate models"):
+    with pytest.raises(LangrouteError, match="rate_limiter belongs on the candidate models"):
         _build(strong, weak, router, rate_limiter=InMemoryRateLimiter())
-    with pytest.raises(ValidationError, match="cache belongs on the candidate models"):
+    with pytest.raises(LangrouteError, match="cache belongs on the candidate models"):
         _build(strong, weak, router, cache=InMemoryCache())
 
 
-def test_construction_errors_carry_the_library_error(strong, weak, router):
-    with pytest.raises(ValidationError) as info:
+def test_construction_errors_are_the_library_errors(strong, weak, router):
+    """Pydantic's ValidationError is unwrapped: ``except LangrouteError`` catches every bad
+    setup, and ``except ValueError`` still does too."""
+    with pytest.raises(RouterConfigError) as info:
         _build(strong, weak, router, models={"a": strong})
-    assert isinstance(info.value.errors()[0]["ctx"]["error"], RouterConfigError)
+    assert isinstance(info.value, ValueError)
+    assert "knows none of the models" in str(info.value)
+
+
+def test_exactly_one_operating_point(strong, weak, router):
+    with pytest.raises(RouterConfigError, match="exactly one of threshold="):
+        _build(strong, weak, router, threshold=None)
+    with pytest.raises(RouterConfigError, match="exactly one of threshold="):
+        _build(strong, weak, router, strong_fraction=0.3)
+
+
+def test_credentials_are_rejected_with_the_reason(strong, weak, router):
+    with pytest.raises(RouterConfigError, match="api_key belongs on each candidate model"):
+        _build(strong, weak, router, api_key="sk-test")
 
 
 @pytest.mark.parametrize(("messages", "problem"), [
@@ -131,7 +145,7 @@ def test_inner_errors_propagate_unchanged(router):
     boom = ConnectionError("provider down")
     failing = ScriptedChatModel(model_name=STRONG, error=boom)
     routed = RoutedChatModel(models={STRONG: failing, WEAK: ScriptedChatModel(model_name=WEAK)},
-                             router=router, threshold=0.0)
+                             router=router, threshold=0.0, max_retries=0)
     for call in (routed.invoke, lambda m: list(routed.stream(m)),
                  lambda m: routed.generate([[HumanMessage(m)]])):
         with pytest.raises(ConnectionError) as info:

@@ -129,7 +129,7 @@ def test_failed_call_is_still_traced(router, recorder):
     routed = RoutedChatModel(
         models={STRONG: ScriptedChatModel(model_name=STRONG, error=boom),
                 WEAK: ScriptedChatModel(model_name=WEAK)},
-        router=router, threshold=0.7)
+        router=router, threshold=0.7, max_retries=0)
     with pytest.raises(TimeoutError):
         routed.invoke(HARD, {"callbacks": [recorder]})
     assert [e["data"]["model"] for e in recorder.custom] == [STRONG]

@@ -1,4 +1,4 @@
-"""One routing decision, made by a pure policy both the sync and async paths call.
+"""One routing decision, made by a pure policy every entry path (sync, async, batch) calls.
 
 ``RoutingPolicy`` turns a routing text into a ``RoutingDecision`` with no I/O besides the router's
 embedding: the win matrix goes through the ``EscalationLadder`` and the record keeps why the model
@@ -14,14 +14,14 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
-from .._calibration import routing_ladder
-from .._exceptions import RouterConfigError
-from .._policy import EscalationLadder
+from ._calibration import routing_ladder
+from ._exceptions import RouterConfigError
+from ._policy import EscalationLadder
 
 __all__ = [
     "REASON_ROUTED",
@@ -78,6 +78,10 @@ class RouteEvent(TypedDict, total=False):
     text_chars: int
     text_sha256: str
     text: str
+    decision_id: str
+    requested: dict[str, float]
+    budget: dict[str, Any]
+    attempts: list[dict[str, Any]]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -105,6 +109,12 @@ class RoutingDecision:
     estimated_cost_usd: float | None = None
     note: str = ""
     text: str | None = field(default=None, repr=False)
+    decision_id: str = ""
+    #: The operating point the user asked for (``{"strong_fraction": 0.3}``) that ``threshold``
+    #: was resolved from, or None when a threshold was given directly.
+    requested: Mapping[str, float] | None = None
+    #: Budget state of the caller's scope when the call was admitted (set by the budget step).
+    budget: Mapping[str, Any] | None = None
 
     def to_event(self) -> RouteEvent:
         """The decision as a plain, JSON-serialisable dict (the custom event's payload)."""
@@ -125,7 +135,28 @@ class RoutingDecision:
         )
         if self.text is not None:
             event["text"] = self.text
+        if self.decision_id:
+            event["decision_id"] = self.decision_id
+        if self.requested is not None:
+            event["requested"] = dict(self.requested)
+        if self.budget is not None:
+            event["budget"] = dict(self.budget)
         return event
+
+    def with_threshold(self, threshold: float, ladder: EscalationLadder) -> RoutingDecision:
+        """The same decision re-read at another threshold (no router call: the levels are kept).
+
+        Used by steps that shift routing after the decision, e.g. a soft budget raising the
+        threshold as spend grows. A decision the router did not make (sticky, single) is kept.
+        """
+        value = _validate_threshold(threshold)
+        if self.levels is None:
+            return replace(self, threshold=value)
+        levels = np.array([[np.inf if self.levels[r] is None else self.levels[r]
+                            for r in self.rungs]], dtype=np.float64)
+        levels[0, -1] = -np.inf
+        chosen = ladder.models[int(ladder.choose(levels, value)[0])]
+        return replace(self, threshold=value, model=chosen)
 
     def explain(self) -> list[str]:
         """Why each cheaper rung was passed over and the chosen one accepted, one line each."""
@@ -179,6 +210,7 @@ class RoutingPolicy:
     threshold: float
     costs: Mapping[str, float]
     router_kind: str
+    requested: Mapping[str, float] | None = None
     # Embedders keep an LRU cache that is not thread-safe; batch() decides from worker threads.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -189,6 +221,8 @@ class RoutingPolicy:
         candidates: Sequence[str],
         threshold: Any,
         costs: Mapping[str, float] | None = None,
+        *,
+        requested: Mapping[str, float] | None = None,
     ) -> RoutingPolicy:
         """Validate the pieces and lay out the ladder.
 
@@ -219,7 +253,8 @@ class RoutingPolicy:
         # The same ladder calibrate_threshold uses, so a calibrated threshold means the same here.
         ladder = routing_ladder(router, models=names, costs=per_call)
         kind = getattr(router, "kind", "") or type(router).__name__
-        return cls(router, ladder, value, per_call, str(kind))
+        return cls(router, ladder, value, per_call, str(kind),
+                   None if requested is None else dict(requested))
 
     @staticmethod
     def _candidate_costs(
@@ -261,9 +296,28 @@ class RoutingPolicy:
     def candidates(self) -> tuple[str, ...]:
         return self.ladder.models
 
-    def decide(self, texts: Sequence[str], *, keep_text: bool = False) -> list[RoutingDecision]:
-        """One decision per routing text (batched through the router in one call)."""
+    def decide(
+        self,
+        texts: Sequence[str],
+        *,
+        keep_text: bool = False,
+        thresholds: Sequence[float | None] | None = None,
+        decision_ids: Sequence[str] | None = None,
+    ) -> list[RoutingDecision]:
+        """One decision per routing text, batched through the router in ONE call (one embedding
+        batch, one ``win_matrices``).
+
+        ``thresholds`` overrides the policy's threshold per text (None keeps it): one router
+        serves callers with different cost preferences. ``decision_ids`` name each decision.
+        """
         start = time.perf_counter()
+        per_text = np.full(len(texts), self.threshold)
+        if thresholds is not None:
+            if len(thresholds) != len(texts):
+                raise RouterConfigError(f"{len(thresholds)} thresholds for {len(texts)} texts")
+            for i, value in enumerate(thresholds):
+                if value is not None:
+                    per_text[i] = _validate_threshold(value)
         rungs = self.ladder.rung_names
         if len(rungs) == 1:
             levels = np.full((len(texts), 1), -np.inf)
@@ -271,18 +325,20 @@ class RoutingPolicy:
             with self._lock:
                 wins = self.router.win_matrices(list(texts))
             levels = self.ladder.levels(wins)
-        chosen = self.ladder.choose(levels, self.threshold)
+        chosen = self.ladder.choose(levels, per_text)
         strong = EscalationLadder.strong_scores(levels)
         latency = (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
         decisions = []
         for row, text in enumerate(texts):
             model = self.ladder.models[int(chosen[row])]
+            ident = {"decision_id": decision_ids[row] if decision_ids is not None else "",
+                     "threshold": float(per_text[row])}
             if len(rungs) == 1:
                 decisions.append(self._decision(model, text, REASON_SINGLE, latency, keep_text,
-                                                note=f"only {model} is on the ladder"))
+                                                note=f"only {model} is on the ladder", **ident))
                 continue
             decisions.append(self._decision(
-                model, text, REASON_ROUTED, latency, keep_text,
+                model, text, REASON_ROUTED, latency, keep_text, **ident,
                 strong_score=_finite_or_none(strong[row]),
                 levels={name: _finite_or_none(lv) for name, lv in zip(rungs, levels[row],
                                                                        strict=True)},
@@ -290,29 +346,32 @@ class RoutingPolicy:
         return decisions
 
     def stick(
-        self, model: str, text: str, *, note: str, keep_text: bool = False
+        self, model: str, text: str, *, note: str, keep_text: bool = False,
+        decision_id: str = "",
     ) -> RoutingDecision:
         """The decision that keeps a tool loop on the model that made the calls."""
         start = time.perf_counter()
         if model not in self.candidates:
             raise RouterConfigError(f"{model!r} is not one of the candidates {self.candidates}")
         latency = (time.perf_counter() - start) * 1000.0
-        return self._decision(model, text, REASON_STICKY, latency, keep_text, note=note)
+        return self._decision(model, text, REASON_STICKY, latency, keep_text, note=note,
+                              decision_id=decision_id)
 
     def _decision(
         self, model: str, text: str, reason: str, latency_ms: float, keep_text: bool, **extra: Any
     ) -> RoutingDecision:
+        extra.setdefault("threshold", self.threshold)
         return RoutingDecision(
             model=model,
             candidates=self.candidates,
             rungs=tuple(self.ladder.rung_names),
             router=self.router_kind,
-            threshold=self.threshold,
             reason=reason,
             latency_ms=latency_ms,
             text_chars=len(text),
             text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
             estimated_cost_usd=self.costs.get(model),
             text=text if keep_text else None,
+            requested=self.requested,
             **extra,
         )

@@ -1,0 +1,323 @@
+"""How the call pipeline reaches LangChain models: the two ``Caller`` adapters.
+
+``RunnableCaller`` serves the Runnable entry points (invoke, stream, batch and their async
+forms): every provider call is the chosen model's own Runnable call under the routed chain run's
+child config, so each is one chat-model run that callbacks (and ``UsageMetadataCallbackHandler``)
+see exactly once. ``GenerationCaller`` serves ``generate()`` and the event streams, where the
+routed run already *is* the chat-model run: the answering model's generation reports through that
+run; calls a step makes of its own (a verifier) become child runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForChainRun,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForChainRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from .._exceptions import MessageError
+from ..pipeline import Answer, ModelRef, Usage
+from ._bindings import PendingBinding, call_kwargs_of
+
+__all__ = ["GenerationCaller", "RunnableCaller", "answer_of", "stamp", "usage_of"]
+
+#: Call keywords that describe the request and also suit a verifier's call.
+_SHARED_KWARGS = ("temperature", "max_tokens", "stop")
+
+
+def usage_of(message: Any) -> Usage | None:
+    """A message's ``usage_metadata`` as a ``Usage`` (None when the provider sent none)."""
+    usage = getattr(message, "usage_metadata", None)
+    if not usage:
+        return None
+    details_in = usage.get("input_token_details") or {}
+    details_out = usage.get("output_token_details") or {}
+    return Usage(
+        input_tokens=int(usage.get("input_tokens", 0) or 0),
+        output_tokens=int(usage.get("output_tokens", 0) or 0),
+        cache_read_tokens=int(details_in.get("cache_read", 0) or 0),
+        reasoning_tokens=int(details_out.get("reasoning", 0) or 0),
+    )
+
+
+def _logprobs_of(message: Any) -> tuple[float, ...] | None:
+    metadata = getattr(message, "response_metadata", None) or {}
+    logprobs = metadata.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content:
+        return None
+    values = [entry.get("logprob") for entry in content if isinstance(entry, Mapping)]
+    return tuple(float(v) for v in values if isinstance(v, (int, float)))
+
+
+def answer_of(output: Any) -> Answer:
+    """Read what steps need from a model's output (a message, a ChatResult, a chunk, or a
+    structured-output value)."""
+    message: Any = output
+    if isinstance(output, ChatResult):
+        message = output.generations[0].message if output.generations else None
+    elif isinstance(output, (ChatGeneration, ChatGenerationChunk)):
+        message = output.message
+    elif isinstance(output, Mapping) and isinstance(output.get("raw"), BaseMessage):
+        message = output["raw"]
+    if isinstance(message, BaseMessage):
+        return Answer(raw=output, text=message.text, usage=usage_of(message),
+                      tool_calls=len(getattr(message, "tool_calls", None) or []),
+                      token_logprobs=_logprobs_of(message))
+    # A parsed structured output: its JSON is the answer's text (no usage is attached).
+    if hasattr(output, "model_dump"):
+        text = json.dumps(output.model_dump(), sort_keys=True, default=str)
+    else:
+        text = json.dumps(output, sort_keys=True, default=str)
+    return Answer(raw=output, text=text)
+
+
+def _stamped_message(message: BaseMessage, record: dict[str, Any]) -> BaseMessage:
+    metadata = {**message.response_metadata, "langroute": record}
+    return message.model_copy(update={"response_metadata": metadata})
+
+
+def stamp(raw: Any, record: dict[str, Any]) -> Any:
+    """Attach the call record as ``response_metadata["langroute"]`` (on the raw message of a
+    structured output with ``include_raw=True``; a parsed value is returned unchanged)."""
+    if isinstance(raw, AIMessage):
+        return _stamped_message(raw, record)
+    if isinstance(raw, ChatGenerationChunk):
+        return ChatGenerationChunk(message=_stamped_message(raw.message, record),
+                                   generation_info=raw.generation_info)
+    if isinstance(raw, ChatResult):
+        return ChatResult(
+            generations=[ChatGeneration(message=_stamped_message(g.message, record),
+                                        generation_info=g.generation_info)
+                         for g in raw.generations],
+            llm_output=raw.llm_output,
+        )
+    if isinstance(raw, Mapping) and isinstance(raw.get("raw"), AIMessage):
+        return {**raw, "raw": _stamped_message(raw["raw"], record)}
+    return raw
+
+
+def _as_messages(messages: Sequence[tuple[str, str]]) -> list[BaseMessage]:
+    """A step's own prompt (``(role, text)`` pairs) as LangChain messages."""
+    out: list[BaseMessage] = []
+    for role, text in messages:
+        if role == "system":
+            out.append(SystemMessage(text))
+        elif role in ("user", "human"):
+            out.append(HumanMessage(text))
+        elif role in ("assistant", "ai"):
+            out.append(AIMessage(text))
+        else:
+            raise MessageError(f"unknown message role {role!r} (use system, user or assistant)")
+    return out
+
+
+def _merge(chunks: list[Any]) -> Any:
+    """Merge a Runnable stream: message chunks add up; other values (parsed structured
+    output) are cumulative, so the last one is the whole."""
+    if chunks and all(isinstance(c, BaseMessageChunk) for c in chunks):
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged = merged + chunk
+        return merged
+    return chunks[-1] if chunks else None
+
+
+class RunnableCaller:
+    """Calls candidates as Runnables, under the routed chain run (invoke/stream/batch)."""
+
+    def __init__(self, input: Any, config: RunnableConfig, kwargs: Mapping[str, Any],
+                 binding: PendingBinding | None,
+                 run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun):
+        self.input = input
+        self.config = config
+        self.kwargs = dict(kwargs)
+        self.binding = binding
+        self.run_manager = run_manager
+
+    def _target(self, ref: ModelRef, messages: Any) -> tuple[Runnable[Any, Any], Any, dict]:
+        model = ref.model
+        if messages is not None:
+            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+            return model, _as_messages(messages), shared
+        if not ref.candidate:
+            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+            runnable = model if self.binding is None else self.binding.apply(model)
+            return runnable, self.input, shared
+        runnable = model if self.binding is None else self.binding.apply(model)
+        return runnable, self.input, self.kwargs
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        runnable, input, kwargs = self._target(ref, messages)
+        return answer_of(runnable.invoke(input, self.config, **kwargs))
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        runnable, input, kwargs = self._target(ref, messages)
+        return answer_of(await runnable.ainvoke(input, self.config, **kwargs))
+
+    def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
+        runnable, input, kwargs = self._target(ref, None)
+        return iter(runnable.stream(input, self.config, **kwargs))
+
+    def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
+        runnable, input, kwargs = self._target(ref, None)
+        return aiter(runnable.astream(input, self.config, **kwargs))
+
+    def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
+        return answer_of(_merge(chunks))
+
+    def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
+        if isinstance(raw, AIMessageChunk):
+            return _stamped_message(raw, record)
+        return stamp(raw, record)
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        manager = self.run_manager
+        assert isinstance(manager, CallbackManagerForChainRun)
+        manager.get_child().on_custom_event(name, payload, run_id=manager.run_id)
+
+    async def aemit(self, name: str, payload: dict[str, Any]) -> None:
+        manager = self.run_manager
+        assert isinstance(manager, AsyncCallbackManagerForChainRun)
+        await manager.get_child().on_custom_event(name, payload, run_id=manager.run_id)
+
+
+class GenerationCaller:
+    """Calls candidates' generation directly, reporting through the routed chat-model run
+    (``generate()``, ``agenerate()`` and the event streams)."""
+
+    def __init__(self, messages: list[BaseMessage], kwargs: Mapping[str, Any],
+                 binding: PendingBinding | None,
+                 run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None):
+        self.messages = messages
+        self.kwargs = dict(kwargs)
+        self.binding = binding
+        self.run_manager = run_manager
+
+    def _kwargs(self, model: BaseChatModel) -> dict[str, Any]:
+        return {**self.kwargs, **call_kwargs_of(self.binding, model)}
+
+    def _child_config(self) -> RunnableConfig:
+        return {"callbacks": self.run_manager.get_child()} if self.run_manager else {}
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        model: BaseChatModel = ref.model
+        if messages is not None or not ref.candidate:
+            # a step's own call is a child run of its own (its usage is its own)
+            input = self.messages if messages is None else _as_messages(messages)
+            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+            return answer_of(model.invoke(input, self._child_config(), **shared))
+        result = model._generate_with_cache(self.messages, run_manager=self.run_manager,
+                                            **self._kwargs(model))
+        return answer_of(result)
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        model: BaseChatModel = ref.model
+        if messages is not None or not ref.candidate:
+            input = self.messages if messages is None else _as_messages(messages)
+            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+            return answer_of(await model.ainvoke(input, self._child_config(), **shared))
+        result = await model._agenerate_with_cache(self.messages, run_manager=self.run_manager,
+                                                   **self._kwargs(model))
+        return answer_of(result)
+
+    def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
+        model: BaseChatModel = ref.model
+        kwargs = self._kwargs(model)
+        if type(model)._stream is BaseChatModel._stream:
+            result = model._generate_with_cache(self.messages, run_manager=self.run_manager,
+                                                **kwargs)
+            return iter([_as_chunk(result)])
+        if model.rate_limiter is not None:  # stream() would acquire it; _stream does not
+            model.rate_limiter.acquire(blocking=True)
+        # No run manager: the routed model's own stream() reports each chunk it yields as a
+        # token of the routed run, so passing it down would report every token twice.
+        return iter(model._stream(self.messages, run_manager=None, **kwargs))
+
+    def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
+        return self._astream(ref)
+
+    async def _astream(self, ref: ModelRef) -> AsyncIterator[Any]:
+        model: BaseChatModel = ref.model
+        kwargs = self._kwargs(model)
+        cls = type(model)
+        if cls._astream is BaseChatModel._astream and cls._stream is BaseChatModel._stream:
+            result = await model._agenerate_with_cache(self.messages,
+                                                       run_manager=self.run_manager, **kwargs)
+            yield _as_chunk(result)
+            return
+        if model.rate_limiter is not None:
+            await model.rate_limiter.aacquire(blocking=True)
+        async for chunk in model._astream(self.messages, run_manager=None, **kwargs):
+            yield chunk
+
+    def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged = merged + chunk
+        return answer_of(merged)
+
+    def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
+        return stamp(raw, record)
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        if self.run_manager is not None:
+            _run_dispatcher(self.run_manager, CallbackManager).on_custom_event(
+                name, payload, run_id=self.run_manager.run_id)
+
+    async def aemit(self, name: str, payload: dict[str, Any]) -> None:
+        if self.run_manager is not None:
+            await _run_dispatcher(self.run_manager, AsyncCallbackManager).on_custom_event(
+                name, payload, run_id=self.run_manager.run_id)
+
+
+def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """A whole answer as the single, last chunk of a stream (for models that cannot stream)."""
+    message = result.generations[0].message
+    if not isinstance(message, AIMessage):
+        raise TypeError(f"expected an AIMessage from the chosen model, got {type(message)}")
+    chunk = AIMessageChunk(
+        content=message.content,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata,
+        id=message.id,
+        name=message.name,
+        tool_call_chunks=[
+            tool_call_chunk(name=tc["name"], args=json.dumps(tc["args"]), id=tc["id"], index=i)
+            for i, tc in enumerate(message.tool_calls)
+        ],
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=result.generations[0].generation_info)
+
+
+def _run_dispatcher(run_manager: Any, manager_class: type[Any]) -> Any:
+    """A (sync or async) manager that dispatches custom events to a chat-model run's handlers."""
+    return manager_class(
+        handlers=run_manager.handlers,
+        inheritable_handlers=run_manager.inheritable_handlers,
+        parent_run_id=run_manager.parent_run_id,
+        tags=run_manager.tags,
+        metadata=run_manager.metadata,
+    )

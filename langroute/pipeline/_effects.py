@@ -1,0 +1,394 @@
+"""One logic for sync and async: the pipeline yields effects, a driver carries them out.
+
+The call pipeline is written once, as a generator that *yields* what it needs done (call this
+model, wait this long, dispatch this event, ask this budget store) and receives the result.
+``run_sync`` and ``run_async`` carry the same effects out with blocking or awaitable calls;
+``stream_sync`` / ``stream_async`` also hand ``Deliver``-ed chunks to the consumer. This is
+tenacity's ``iter()`` idea (the retry loop decides, ``Retrying`` / ``AsyncRetrying`` act) applied
+to the whole call, so no step has a copied sync/async body.
+
+An effect that raises is thrown back into the generator at the point that yielded it, so the
+pipeline's own ``try``/``except`` sees provider errors exactly as straight-line code would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from .._exceptions import CallTimeoutError
+from ._types import Answer, ModelRef
+
+__all__ = [
+    "END_OF_STREAM",
+    "Caller",
+    "CallModel",
+    "Collect",
+    "Compute",
+    "Deliver",
+    "Dual",
+    "Effect",
+    "Emit",
+    "Gather",
+    "NextChunk",
+    "OpenStream",
+    "Pipeline",
+    "Sleep",
+    "StreamClosed",
+    "run_async",
+    "run_sync",
+    "stream_async",
+    "stream_sync",
+]
+
+T = TypeVar("T")
+
+#: What ``NextChunk`` returns when the stream is exhausted.
+END_OF_STREAM: Any = object()
+
+
+class Caller(Protocol):
+    """What an adapter does for the pipeline: the framework-specific calls.
+
+    ``call`` / ``acall`` answer with one model; ``stream`` / ``astream`` open its stream
+    (an iterator of framework chunks); ``collect`` merges a stream's chunks into one ``Answer``;
+    ``emit`` / ``aemit`` dispatch a trace event to the framework's callbacks.
+    """
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer: ...
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer: ...
+
+    def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]: ...
+
+    def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]: ...
+
+    def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer: ...
+
+    def stamp(self, raw: Any, record: dict[str, Any]) -> Any: ...
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None: ...
+
+    async def aemit(self, name: str, payload: dict[str, Any]) -> None: ...
+
+
+class Effect:
+    """Something the pipeline needs done; ``run`` does it blocking, ``arun`` awaiting."""
+
+    def run(self, caller: Caller) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    async def arun(self, caller: Caller) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement arun()")
+
+
+#: A pipeline: a generator of effects that returns the call's result.
+Pipeline = Generator[Effect, Any, T]
+
+
+@dataclass(frozen=True)
+class Compute(Effect):
+    """CPU work (embedding, deciding): inline when sync, in a worker thread when async."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+    def run(self, caller: Caller) -> Any:
+        return self.fn(*self.args)
+
+    async def arun(self, caller: Caller) -> Any:
+        return await asyncio.to_thread(self.fn, *self.args)
+
+
+@dataclass(frozen=True)
+class Dual(Effect):
+    """A step's own I/O, which it provides in both forms (e.g. a budget store's reserve)."""
+
+    sync: Callable[..., Any]
+    async_: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...] = ()
+
+    def run(self, caller: Caller) -> Any:
+        return self.sync(*self.args)
+
+    async def arun(self, caller: Caller) -> Any:
+        return await self.async_(*self.args)
+
+
+@dataclass(frozen=True)
+class CallModel(Effect):
+    """One provider call, under a per-attempt deadline when ``timeout`` is set.
+
+    Async calls are cancelled at the deadline. A blocking call cannot be interrupted: it runs in
+    a worker thread that is abandoned at the deadline (the provider may still finish and bill it;
+    its callbacks still report its usage).
+    """
+
+    ref: ModelRef
+    purpose: str
+    timeout: float | None = None
+    messages: Any = None
+
+    def run(self, caller: Caller) -> Answer:
+        if self.timeout is None:
+            return caller.call(self.ref, self.purpose, self.messages)
+        context = contextvars.copy_context()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(context.run, caller.call, self.ref, self.purpose, self.messages)
+        pool.shutdown(wait=False)
+        try:
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            raise CallTimeoutError(
+                f"{self.ref.name} did not answer within timeout={self.timeout:g} s"
+            ) from None
+
+    async def arun(self, caller: Caller) -> Answer:
+        if self.timeout is None:
+            return await caller.acall(self.ref, self.purpose, self.messages)
+        try:
+            return await asyncio.wait_for(
+                caller.acall(self.ref, self.purpose, self.messages), self.timeout)
+        except TimeoutError:
+            raise CallTimeoutError(
+                f"{self.ref.name} did not answer within timeout={self.timeout:g} s"
+            ) from None
+
+
+@dataclass(frozen=True)
+class OpenStream(Effect):
+    """Open one provider stream (chunks are pulled with ``NextChunk``)."""
+
+    ref: ModelRef
+    purpose: str
+
+    def run(self, caller: Caller) -> Iterator[Any]:
+        return iter(caller.stream(self.ref, self.purpose))
+
+    async def arun(self, caller: Caller) -> AsyncIterator[Any]:
+        return aiter(caller.astream(self.ref, self.purpose))
+
+
+@dataclass(frozen=True)
+class NextChunk(Effect):
+    """The next chunk of an open stream, or ``END_OF_STREAM``."""
+
+    stream: Any
+    timeout: float | None = None
+
+    def run(self, caller: Caller) -> Any:
+        return next(self.stream, END_OF_STREAM)
+
+    async def arun(self, caller: Caller) -> Any:
+        if self.timeout is None:
+            return await anext(self.stream, END_OF_STREAM)
+        try:
+            return await asyncio.wait_for(anext(self.stream, END_OF_STREAM), self.timeout)
+        except TimeoutError:
+            raise CallTimeoutError(
+                f"the stream sent nothing within timeout={self.timeout:g} s"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Collect(Effect):
+    """Merge a finished stream's chunks into one Answer (pure)."""
+
+    ref: ModelRef
+    chunks: list[Any] = field(default_factory=list)
+
+    def run(self, caller: Caller) -> Answer:
+        return caller.collect(self.ref, self.chunks)
+
+    async def arun(self, caller: Caller) -> Answer:
+        return caller.collect(self.ref, self.chunks)
+
+
+@dataclass(frozen=True)
+class Emit(Effect):
+    """Dispatch a trace event to the framework's callbacks."""
+
+    name: str
+    payload: dict[str, Any]
+
+    def run(self, caller: Caller) -> None:
+        caller.emit(self.name, self.payload)
+
+    async def arun(self, caller: Caller) -> None:
+        await caller.aemit(self.name, self.payload)
+
+
+@dataclass(frozen=True)
+class Sleep(Effect):
+    """Wait before the next attempt; ``sleep`` / ``asleep`` are injectable (tests record)."""
+
+    seconds: float
+    sleep: Callable[[float], None] = time.sleep
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def run(self, caller: Caller) -> None:
+        if self.seconds > 0:
+            self.sleep(self.seconds)
+
+    async def arun(self, caller: Caller) -> None:
+        if self.seconds > 0:
+            await self.asleep(self.seconds)
+
+
+@dataclass(frozen=True)
+class Gather(Effect):
+    """Run several sub-pipelines at once (threads when sync, ``asyncio.gather`` when async);
+    returns their results in order. Used by scorers that ask several verifiers in parallel."""
+
+    pipelines: tuple[Pipeline[Any], ...]
+
+    def run(self, caller: Caller) -> list[Any]:
+        if len(self.pipelines) == 1:
+            return [run_sync(self.pipelines[0], caller)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.pipelines)) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run_sync, p, caller)
+                       for p in self.pipelines]
+            return [f.result() for f in futures]
+
+    async def arun(self, caller: Caller) -> list[Any]:
+        return list(await asyncio.gather(*(run_async(p, caller) for p in self.pipelines)))
+
+
+@dataclass(frozen=True)
+class Deliver(Effect):
+    """Hand a chunk to the consumer of a stream (only the stream drivers accept it); with
+    ``stamp``, the adapter first attaches that call record to it."""
+
+    chunk: Any
+    stamp: dict[str, Any] | None = None
+
+    def run(self, caller: Caller) -> None:
+        raise TypeError("Deliver is only valid under stream_sync / stream_async")
+
+    async def arun(self, caller: Caller) -> None:
+        raise TypeError("Deliver is only valid under stream_sync / stream_async")
+
+
+def run_sync(pipeline: Pipeline[T], caller: Caller) -> T:
+    """Carry a pipeline out with blocking calls; returns its result."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, error = effect.run(caller), None
+        except Exception as exc:  # thrown back into the pipeline, which decides
+            value, error = None, exc
+
+
+async def run_async(pipeline: Pipeline[T], caller: Caller) -> T:
+    """Carry a pipeline out with awaitable calls; returns its result."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, error = await effect.arun(caller), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+class StreamClosed(Exception):
+    """Thrown into a streaming pipeline when its consumer stops early (``close()`` / ``break``),
+    so the pipeline can release what it holds (a budget reservation) before it ends."""
+
+
+def stream_sync(pipeline: Pipeline[Any], caller: Caller) -> Iterator[Any]:
+    """Carry a streaming pipeline out, yielding each ``Deliver``-ed chunk to the consumer."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except StopIteration:
+            return
+        if isinstance(effect, Deliver):
+            value, error = None, None
+            chunk = effect.chunk if effect.stamp is None else caller.stamp(effect.chunk,
+                                                                           effect.stamp)
+            try:
+                yield chunk
+            except GeneratorExit:
+                _clean_up_sync(pipeline, caller)
+                raise
+            continue
+        try:
+            value, error = effect.run(caller), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+async def stream_async(pipeline: Pipeline[Any], caller: Caller) -> AsyncIterator[Any]:
+    """``stream_sync`` with awaitable calls."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except StopIteration:
+            return
+        if isinstance(effect, Deliver):
+            value, error = None, None
+            chunk = effect.chunk if effect.stamp is None else caller.stamp(effect.chunk,
+                                                                           effect.stamp)
+            try:
+                yield chunk
+            except GeneratorExit:
+                await _clean_up_async(pipeline, caller)
+                raise
+            continue
+        try:
+            value, error = await effect.arun(caller), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+def _clean_up_sync(pipeline: Pipeline[Any], caller: Caller) -> None:
+    """Let a pipeline whose consumer left run its clean-up effects (chunks are dropped)."""
+    error: BaseException | None = StreamClosed("the consumer closed the stream")
+    value: Any = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except (StopIteration, StreamClosed):
+            return
+        if isinstance(effect, Deliver):
+            value, error = None, StreamClosed("the consumer closed the stream")
+            continue
+        try:
+            value, error = effect.run(caller), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+async def _clean_up_async(pipeline: Pipeline[Any], caller: Caller) -> None:
+    error: BaseException | None = StreamClosed("the consumer closed the stream")
+    value: Any = None
+    while True:
+        try:
+            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
+        except (StopIteration, StreamClosed):
+            return
+        if isinstance(effect, Deliver):
+            value, error = None, StreamClosed("the consumer closed the stream")
+            continue
+        try:
+            value, error = await effect.arun(caller), None
+        except Exception as exc:
+            value, error = None, exc

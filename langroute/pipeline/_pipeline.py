@@ -1,0 +1,447 @@
+"""``CallPipeline``: decide -> budget -> call -> cascade -> record, for every entry path.
+
+One routed call is one generator of effects (see ``_effects``): the LangChain chat model and the
+LlamaIndex LLM only say how to call a model and where events go (a ``Caller``), then run the same
+generator with ``run_sync``, ``run_async``, ``stream_sync`` or ``stream_async``. So every entry
+path (invoke, ainvoke, stream, astream, batch, abatch, generate, the event streams) runs every
+step, and a step written once works under both frameworks.
+
+Order of one call:
+
+1. **decide**: the routing policy picks a model (``decide`` is batched: ``batch()`` decides all
+   its inputs in one router call, then runs each call with its decision).
+2. **budget**: ``admit`` may shift the decision cheaper or deny the call; the ``langroute.route``
+   event is dispatched with the admitted decision.
+3. **call**: the model answers; each provider call is reserved -> committed/released on the
+   budget. Retryable errors are retried with backoff (``RetryPolicy``), then fall back along the
+   ladder (``Fallback``), each hop traced as ``langroute.fallback``. A stream may fall back only
+   before its first chunk was delivered; after that the error propagates.
+4. **cascade**: if the cascade step plans this call, the answer is scored and, while the score
+   is below ``accept``, the next model up answers (``langroute.cascade`` per scored answer). A
+   cascaded stream is buffered and only the accepted answer is delivered.
+5. **record**: recorders are told; the result carries the decision and every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import tenacity
+
+from .._decision import REASON_UNIDENTIFIED_MAKER, ROUTE_EVENT, RoutingDecision, RoutingPolicy
+from ._effects import (
+    END_OF_STREAM,
+    CallModel,
+    Collect,
+    Compute,
+    Deliver,
+    Dual,
+    Emit,
+    NextChunk,
+    OpenStream,
+    Pipeline,
+    Sleep,
+)
+from ._retry import Fallback, RetryPolicy
+from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, TokenEstimate
+from ._types import Answer, Attempt, ModelRef
+
+__all__ = [
+    "BUDGET_EVENT",
+    "CASCADE_EVENT",
+    "FALLBACK_EVENT",
+    "ROUTE_EVENT",
+    "CallPipeline",
+    "CallResult",
+]
+
+#: A failed model is replaced by another rung (after its retries).
+FALLBACK_EVENT = "langroute.fallback"
+#: A cascaded answer was scored: accepted or escalated.
+CASCADE_EVENT = "langroute.cascade"
+#: A budget reservation, commit, release or denial.
+BUDGET_EVENT = "langroute.budget"
+
+
+@dataclass
+class CallResult:
+    """What a routed call produced: the accepted answer, who gave it, and every attempt."""
+
+    answer: Answer
+    model: str
+    decision: RoutingDecision
+    attempts: list[Attempt] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The call's trace record: the decision's event payload plus who answered and how."""
+        return _record(self.decision, self.model, self.attempts, self.notes)
+
+
+def _record(decision: RoutingDecision, model: str, attempts: Sequence[Attempt],
+            notes: Mapping[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = dict(decision.to_event())
+    record["answered_by"] = model
+    record["attempts"] = [a.to_event() for a in attempts]
+    if notes:
+        record["notes"] = dict(notes)
+    return record
+
+
+class CallPipeline:
+    """The steps of a routed call, composed once and run by any adapter.
+
+    Parameters
+    ----------
+    policy : RoutingPolicy
+        Decides which candidate answers.
+    refs : dict of str to ModelRef
+        The candidates as the adapter describes them (provider model ids, for pricing).
+    retry : RetryPolicy, default=RetryPolicy()
+    fallback : Fallback, default=Fallback("stronger")
+    timeout : float, default=None
+        Per-attempt deadline in seconds.
+    budget : BudgetStep, default=None
+    cascade : CascadeStep, default=None
+    recorders : sequence of Recorder, default=()
+    keep_text : bool, default=False
+        Keep the routing text in decisions (``trace_prompt``).
+    sleep, asleep : callables, default=time.sleep, asyncio.sleep
+        How the backoff waits (injectable: tests record the waits).
+    """
+
+    def __init__(
+        self,
+        policy: RoutingPolicy,
+        refs: Mapping[str, ModelRef],
+        *,
+        retry: RetryPolicy | None = None,
+        fallback: Fallback | None = None,
+        timeout: float | None = None,
+        budget: BudgetStep | None = None,
+        cascade: CascadeStep | None = None,
+        recorders: Sequence[Recorder] = (),
+        keep_text: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.policy = policy
+        self.refs = dict(refs)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.fallback = fallback if fallback is not None else Fallback()
+        self.timeout = timeout
+        self.budget = budget
+        self.cascade = cascade
+        self.recorders = tuple(recorders)
+        self.keep_text = keep_text
+        self.sleep = sleep
+        self.asleep = asleep
+
+    # -- 1. decide (pure, batched) ----------------------------------------------------------------
+    def decide(self, requests: Sequence[RouteRequest]) -> list[RoutingDecision]:
+        """One decision per request; all routed ones in ONE router call."""
+        out: list[RoutingDecision | None] = [None] * len(requests)
+        routed = []
+        for i, request in enumerate(requests):
+            if request.sticky_model is not None:
+                out[i] = self.policy.stick(request.sticky_model, request.text, note=request.note,
+                                           keep_text=self.keep_text,
+                                           decision_id=request.context.call_id)
+            else:
+                routed.append(i)
+        if routed:
+            decided = self.policy.decide(
+                [requests[i].text for i in routed], keep_text=self.keep_text,
+                thresholds=[requests[i].context.threshold for i in routed],
+                decision_ids=[requests[i].context.call_id for i in routed],
+            )
+            for i, decision in zip(routed, decided, strict=True):
+                if requests[i].unidentified_loop:
+                    decision = replace(decision, reason=REASON_UNIDENTIFIED_MAKER,
+                                       note=requests[i].note)
+                out[i] = decision
+        return [d for d in out if d is not None]
+
+    # -- the two entry shapes ----------------------------------------------------------------------
+    def run(self, request: RouteRequest, *, decision: RoutingDecision | None = None,
+            estimate: Callable[[ModelRef], TokenEstimate] | None = None
+            ) -> Pipeline[CallResult]:
+        """One routed call answered whole (invoke, ainvoke, batch, generate)."""
+        state = yield from self._begin(request, decision, False, estimate)
+        start = self.cascade.plan(state) if self.cascade is not None else None
+        model, answer = yield from self._answer(state, start or state.decision.model, "answer",
+                                                self._call)
+        if start is not None:
+            model, answer = yield from self._escalate(state, model, answer, self._call)
+        yield from self._finish(state, answer)
+        return CallResult(answer, model, state.decision, state.attempts, state.notes)
+
+    def run_stream(self, request: RouteRequest, *, decision: RoutingDecision | None = None,
+                   estimate: Callable[[ModelRef], TokenEstimate] | None = None
+                   ) -> Pipeline[CallResult]:
+        """One routed call delivered as chunks (stream, astream, the event streams).
+
+        Without a cascade the chosen model's chunks are delivered as they arrive, the first
+        one stamped with the call record. A cascaded call buffers each answer and delivers only
+        the accepted one.
+        """
+        state = yield from self._begin(request, decision, True, estimate)
+        start = self.cascade.plan(state) if self.cascade is not None else None
+        if start is None:
+            model, opened = yield from self._answer(state, state.decision.model, "answer",
+                                                    self._open)
+            answer = yield from self._pump(state, model, opened)
+        else:
+            model, answer = yield from self._answer(state, start, "answer", self._buffered)
+            model, answer = yield from self._escalate(state, model, answer, self._buffered)
+            chunks = answer.raw[1]
+            answer = replace(answer, raw=answer.raw[0])
+            record = _record(state.decision, model, state.attempts, state.notes)
+            for i, chunk in enumerate(chunks):
+                yield Deliver(chunk, record if i == 0 else None)
+        yield from self._finish(state, answer)
+        return CallResult(answer, model, state.decision, state.attempts, state.notes)
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _begin(self, request: RouteRequest, decision: RoutingDecision | None, streaming: bool,
+               estimate: Callable[[ModelRef], TokenEstimate] | None) -> Pipeline[CallState]:
+        if decision is None:
+            (decision,) = yield Compute(self.decide, ([request],))
+        state = CallState(context=request.context, request=request, policy=self.policy,
+                          decision=decision, streaming=streaming, estimate=estimate)
+        state.ask = functools.partial(self._ask, state)
+        if self.budget is not None:
+            try:
+                state.decision = yield Dual(self.budget.admit, self.budget.aadmit, (state,))
+            except Exception as exc:
+                yield Emit(ROUTE_EVENT, dict(state.decision.to_event()))
+                yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": request.context.call_id,
+                                          "error": f"{type(exc).__name__}: {exc}"})
+                raise
+        yield Emit(ROUTE_EVENT, dict(state.decision.to_event()))
+        return state
+
+    def _ref(self, model: str) -> ModelRef:
+        return self.refs.get(model) or ModelRef(model)
+
+    def _answer(self, state: CallState, model: str, purpose: str,
+                attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
+                ) -> Pipeline[tuple[str, Any]]:
+        """``model`` answers, with retries, then fallback along the ladder."""
+        tried: list[str] = []
+        while True:
+            tried.append(model)
+            try:
+                result = yield from self._retrying(state, self._ref(model), purpose, attempt)
+                return model, result
+            except Exception as exc:
+                if not self.retry.retry_on(exc) or state.request.sticky_model is not None:
+                    raise
+                following = self.fallback.next_model(model, tried, self.policy.costs)
+                if following is None:
+                    raise
+                yield Emit(FALLBACK_EVENT, {
+                    "decision_id": state.context.call_id, "failed_model": model,
+                    "error": type(exc).__name__, "message": str(exc)[:500],
+                    "next_model": following, "attempts": len(state.attempts),
+                })
+                model, purpose = following, "fallback"
+
+    def _retrying(self, state: CallState, ref: ModelRef, purpose: str,
+                  attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
+                  ) -> Pipeline[Any]:
+        """tenacity's decision loop (``Retrying.iter``), with the attempt and the wait as
+        effects, so sync and async retry alike."""
+        retrying = self.retry.retrying()
+        retrying.begin()
+        retry_state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+        first = True
+        while True:
+            action = retrying.iter(retry_state)
+            if isinstance(action, tenacity.DoAttempt):
+                try:
+                    result = yield from attempt(state, ref, purpose if first else "retry")
+                except Exception:
+                    retry_state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                else:
+                    retry_state.set_result(result)
+                first = False
+            elif isinstance(action, tenacity.DoSleep):
+                retry_state.prepare_for_next_attempt()
+                yield Sleep(float(action), self.sleep, self.asleep)
+            else:
+                return action
+
+    def _reserve(self, state: CallState, ref: ModelRef) -> Pipeline[Any]:
+        if self.budget is None:
+            return None
+        hold = yield Dual(self.budget.reserve, self.budget.areserve, (state, ref))
+        if hold is not None:  # None: no budget applies to this caller
+            yield Emit(BUDGET_EVENT, {"action": "reserve", **_event_of(hold)})
+        return hold
+
+    def _settle(self, hold: Any, answer: Answer | None, error: BaseException | None,
+                attempt: Attempt) -> Pipeline[None]:
+        if hold is None or self.budget is None:
+            return
+        if answer is not None:
+            info = yield Dual(self.budget.commit, self.budget.acommit, (hold, answer))
+            info = dict(info or {})
+            cost = info.get("cost_usd")
+            attempt.cost_usd = float(cost) if isinstance(cost, (int, float)) else None
+            yield Emit(BUDGET_EVENT, {"action": "commit", **info})
+        else:
+            info = yield Dual(self.budget.release, self.budget.arelease, (hold, error))
+            yield Emit(BUDGET_EVENT, {"action": "release", **dict(info or {})})
+
+    def _call(self, state: CallState, ref: ModelRef, purpose: str,
+              messages: Any = None) -> Pipeline[Answer]:
+        """One budgeted, recorded provider call answered whole."""
+        hold = yield from self._reserve(state, ref)
+        attempt = Attempt(ref.name, purpose)
+        state.attempts.append(attempt)
+        start = time.perf_counter()
+        try:
+            answer = yield CallModel(ref, purpose, self.timeout, messages)
+        except Exception as exc:
+            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
+            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
+            yield from self._settle(hold, None, exc, attempt)
+            raise
+        attempt.latency_ms = (time.perf_counter() - start) * 1000.0
+        attempt.usage = answer.usage
+        yield from self._settle(hold, answer, None, attempt)
+        return answer  # type: ignore[no-any-return]
+
+    def _open(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Any]:
+        """Open a stream and wait for its first chunk (errors until then can be retried)."""
+        hold = yield from self._reserve(state, ref)
+        attempt = Attempt(ref.name, purpose)
+        state.attempts.append(attempt)
+        start = time.perf_counter()
+        try:
+            stream = yield OpenStream(ref, purpose)
+            first = yield NextChunk(stream, self.timeout)
+        except Exception as exc:
+            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
+            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
+            yield from self._settle(hold, None, exc, attempt)
+            raise
+        return _Opened(ref, stream, first, hold, attempt, start)
+
+    def _pump(self, state: CallState, model: str, opened: _Opened) -> Pipeline[Answer]:
+        """Deliver an open stream's chunks as they come; merge them into the answer."""
+        chunks: list[Any] = []
+        chunk = opened.first
+        try:
+            record = _record(state.decision, model, state.attempts, state.notes)
+            while chunk is not END_OF_STREAM:
+                chunks.append(chunk)
+                yield Deliver(chunk, record if len(chunks) == 1 else None)
+                chunk = yield NextChunk(opened.stream)
+            answer: Answer = yield Collect(opened.ref, chunks)
+        except Exception as exc:
+            opened.attempt.outcome = "error"
+            opened.attempt.error = f"{type(exc).__name__}: {exc}"[:500]
+            opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
+            yield from self._settle(opened.hold, None, exc, opened.attempt)
+            raise
+        opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
+        opened.attempt.usage = answer.usage
+        yield from self._settle(opened.hold, answer, None, opened.attempt)
+        return answer
+
+    def _buffered(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
+        """A whole stream, buffered: an Answer whose ``raw`` is ``(merged, chunks)``."""
+        hold = yield from self._reserve(state, ref)
+        attempt = Attempt(ref.name, purpose)
+        state.attempts.append(attempt)
+        start = time.perf_counter()
+        chunks: list[Any] = []
+        try:
+            stream = yield OpenStream(ref, purpose)
+            while (chunk := (yield NextChunk(stream, self.timeout))) is not END_OF_STREAM:
+                chunks.append(chunk)
+            answer: Answer = yield Collect(ref, chunks)
+        except Exception as exc:
+            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
+            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
+            yield from self._settle(hold, None, exc, attempt)
+            raise
+        attempt.latency_ms = (time.perf_counter() - start) * 1000.0
+        attempt.usage = answer.usage
+        yield from self._settle(hold, answer, None, attempt)
+        return replace(answer, raw=(answer.raw, chunks))
+
+    def _ask(self, state: CallState, ref: ModelRef, messages: Any = None) -> Pipeline[Answer]:
+        """A call a step makes of its own (a verifier, a judge): budgeted, traced, retried."""
+
+        def attempt(state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
+            return self._call(state, ref, "verify", messages)
+
+        result = yield from self._retrying(state, ref, "verify", attempt)
+        return result  # type: ignore[no-any-return]
+
+    def _escalate(self, state: CallState, model: str, answer: Answer,
+                  attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
+                  ) -> Pipeline[tuple[str, Answer]]:
+        """Score the answer; while it is doubtful, the next model up answers."""
+        cascade = self.cascade
+        assert cascade is not None
+        steps = 0
+        while True:
+            answered = _last_answer(state.attempts, model)
+            scored = answer if not isinstance(answer.raw, tuple) else replace(
+                answer, raw=answer.raw[0])
+            score = yield from cascade.score(state, scored)
+            accepted = cascade.accepts(score)
+            following = None
+            if not accepted and steps < cascade.max_steps:
+                following = cascade.escalate_to(state, model)
+            if answered is not None:
+                answered.score = float(score)
+                answered.outcome = "escalated" if following is not None else "accepted"
+            yield Emit(CASCADE_EVENT, {
+                "decision_id": state.context.call_id, "model": model, "score": float(score),
+                "accepted": following is None, "passed": bool(accepted),
+                "escalate_to": following, "step": steps,
+                "latency_ms": None if answered is None else round(answered.latency_ms, 3),
+                "cost_usd": None if answered is None else answered.cost_usd,
+            })
+            if following is None:
+                return model, answer
+            model, answer = yield from self._answer(state, following, "cascade", attempt)
+            steps += 1
+
+    def _finish(self, state: CallState, answer: Answer) -> Pipeline[None]:
+        for recorder in self.recorders:
+            yield Dual(recorder.record, recorder.arecord, (state, answer))
+
+
+@dataclass
+class _Opened:
+    ref: ModelRef
+    stream: Any
+    first: Any
+    hold: Any
+    attempt: Attempt
+    start: float
+
+
+def _last_answer(attempts: Sequence[Attempt], model: str) -> Attempt | None:
+    for attempt in reversed(attempts):
+        if attempt.model == model and attempt.purpose != "verify" and attempt.outcome == "ok":
+            return attempt
+    return None
+
+
+def _event_of(hold: Any) -> dict[str, Any]:
+    to_event = getattr(hold, "to_event", None)
+    return dict(to_event()) if callable(to_event) else {}
+

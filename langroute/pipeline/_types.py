@@ -1,0 +1,146 @@
+"""The records one routed call passes between its steps, free of any framework.
+
+An adapter (the LangChain chat model, the LlamaIndex LLM) turns its own objects into these: the
+caller's context (``CallContext``), each provider answer (``Answer`` with its ``Usage``), and
+reads back the attempts the pipeline made (``Attempt``). Steps (budget, cascade, recorders) see
+only these, so one step works under every framework.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCOPE_KEYS",
+    "THRESHOLD_KEY",
+    "Answer",
+    "Attempt",
+    "CallContext",
+    "ModelRef",
+    "Usage",
+]
+
+#: Metadata keys that name who is calling, most specific first. LangChain agents set
+#: ``lc_agent_name``; applications may set ``agent``, ``user`` or ``tenant`` themselves.
+SCOPE_KEYS = ("lc_agent_name", "agent", "user", "tenant")
+
+#: Metadata key of a per-call threshold: one router, a different cost preference per caller
+#: (``model.with_config(metadata={"langroute_threshold": 0.8})``). The routed run's metadata
+#: carries the threshold actually used under the same key.
+THRESHOLD_KEY = "langroute_threshold"
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling and how: the caller's metadata and tags, and the call's id.
+
+    ``call_id`` is the decision id: stable, unique, and what feedback refers to.
+    """
+
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def scope(self) -> str | None:
+        """The first of ``SCOPE_KEYS`` the metadata sets (a non-empty str), as ``key:value``
+        for ``agent``/``user``/``tenant`` and the bare agent name for ``lc_agent_name``."""
+        for key in SCOPE_KEYS:
+            value = self.metadata.get(key)
+            if isinstance(value, str) and value:
+                return value if key in ("lc_agent_name", "agent") else f"{key}:{value}"
+        return None
+
+    @property
+    def threshold(self) -> float | None:
+        """The per-call threshold override, if the caller set one (validated by the policy)."""
+        value = self.metadata.get(THRESHOLD_KEY)
+        return None if value is None else value
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one provider call used (from the provider's own usage report)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.cache_read_tokens + other.cache_read_tokens,
+                     self.reasoning_tokens + other.reasoning_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cache_read_tokens": self.cache_read_tokens,
+                "reasoning_tokens": self.reasoning_tokens}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model a call may go to: a candidate (by its routing name) or an extra model a step
+    uses (a verifier or judge), with what pricing needs to know of it.
+
+    ``model`` is the framework object (opaque here); ``provider_model`` the provider's model id
+    (e.g. ``"gpt-4o-mini"``), None when the adapter cannot tell.
+    """
+
+    name: str
+    model: Any = field(default=None, repr=False, compare=False)
+    provider_model: str | None = None
+    provider: str | None = None
+    candidate: bool = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One provider answer as steps see it; the framework's object stays in ``raw``.
+
+    ``text`` is the answer's text (for structured output, its JSON); ``tool_calls`` how many
+    tool calls it makes; ``token_logprobs`` the sampled tokens' log-probabilities when the
+    provider returned them.
+    """
+
+    raw: Any = field(repr=False)
+    text: str
+    usage: Usage | None = None
+    tool_calls: int = 0
+    token_logprobs: tuple[float, ...] | None = None
+
+
+@dataclass
+class Attempt:
+    """One provider call the pipeline made, whatever came of it.
+
+    ``purpose`` is ``"answer"`` (the routed model), ``"retry"`` (the same model again),
+    ``"fallback"`` (another rung after errors), ``"cascade"`` (an escalation after a doubtful
+    answer) or ``"verify"`` (a call a scorer made). ``outcome`` is ``"ok"``, ``"error"``,
+    ``"accepted"`` or ``"escalated"``.
+    """
+
+    model: str
+    purpose: str
+    outcome: str = "ok"
+    error: str | None = None
+    latency_ms: float = 0.0
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    score: float | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "purpose": self.purpose,
+            "outcome": self.outcome,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 3),
+            "usage": None if self.usage is None else self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
+            "score": self.score,
+        }
