@@ -37,7 +37,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from .._exceptions import MessageError
 from ..pipeline import Answer, ModelRef, Usage
-from ._bindings import PendingBinding, call_kwargs_of
+from ._bindings import PendingBinding, StructuredOutputBinding, call_kwargs_of
 
 __all__ = ["GenerationCaller", "RunnableCaller", "answer_of", "stamp", "usage_of"]
 
@@ -132,6 +132,20 @@ def _as_messages(messages: Sequence[tuple[str, str]]) -> list[BaseMessage]:
     return out
 
 
+def _parsed(output: Any, unwrap: bool) -> Answer:
+    """An answer from a structured-output call made with ``include_raw=True`` on the caller's
+    behalf: usage and text from the raw message, ``raw`` the parsed value (a parsing error
+    raises, as ``with_structured_output`` would without ``include_raw``)."""
+    answer = answer_of(output)
+    if not unwrap:
+        return answer
+    error = output.get("parsing_error") if isinstance(output, Mapping) else None
+    if error is not None:
+        raise error
+    return Answer(raw=output["parsed"], text=answer.text, usage=answer.usage,
+                  tool_calls=0, token_logprobs=answer.token_logprobs)
+
+
 def _merge(chunks: list[Any]) -> Any:
     """Merge a Runnable stream: message chunks add up; other values (parsed structured
     output) are cumulative, so the last one is the whole."""
@@ -167,13 +181,27 @@ class RunnableCaller:
         runnable = model if self.binding is None else self.binding.apply(model)
         return runnable, self.input, self.kwargs
 
-    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+    def _with_raw(self, ref: ModelRef, messages: Any) -> tuple[Runnable[Any, Any], Any, dict,
+                                                               bool]:
+        """The call's runnable; a structured-output call asks for the raw message too, so
+        its usage is known (the parsed value is what the caller gets back)."""
+        binding = self.binding
+        if (messages is None and isinstance(binding, StructuredOutputBinding)
+                and not binding.include_raw):
+            raw_binding = StructuredOutputBinding(binding.schema, True, binding.kwargs)
+            kwargs = self.kwargs if ref.candidate else {
+                k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+            return raw_binding.apply(ref.model), self.input, kwargs, True
         runnable, input, kwargs = self._target(ref, messages)
-        return answer_of(runnable.invoke(input, self.config, **kwargs))
+        return runnable, input, kwargs, False
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        runnable, input, kwargs, unwrap = self._with_raw(ref, messages)
+        return _parsed(runnable.invoke(input, self.config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        runnable, input, kwargs = self._target(ref, messages)
-        return answer_of(await runnable.ainvoke(input, self.config, **kwargs))
+        runnable, input, kwargs, unwrap = self._with_raw(ref, messages)
+        return _parsed(await runnable.ainvoke(input, self.config, **kwargs), unwrap)
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
         runnable, input, kwargs = self._target(ref, None)

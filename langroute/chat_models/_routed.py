@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -136,6 +136,11 @@ class RoutedChatModel(BaseChatModel):
     spend_store : str, default=None
         Where spend is kept: ``"sqlite:///spend.db"`` (the default store when budgets are
         given is ``sqlite:///langroute-spend.db``), ``"redis://host:port/0"`` or ``"memory://"``.
+    prices : dict, default=None
+        Budget prices overriding or adding to genai-prices' table, by candidate name or provider
+        model id, in USD per million tokens: ``{"my-model": {"input_mtok": 0.5,
+        "output_mtok": 1.5, "cache_read_mtok": 0.05}}``. A candidate neither table nor
+        ``prices`` knows is a ``RouterConfigError`` when budgets are given.
     trace_prompt : bool, default=False
         Put the routing text itself in the ``langroute.route`` event (by default only its length
         and SHA-256 are traced).
@@ -180,6 +185,7 @@ class RoutedChatModel(BaseChatModel):
     cascade: Any = None
     budgets: dict[str, Any] | None = None
     spend_store: Any = None
+    prices: dict[str, Any] | None = None
     trace_prompt: bool = False
     temperature: float | None = None
     max_tokens: int | None = None
@@ -326,7 +332,7 @@ class RoutedChatModel(BaseChatModel):
         key = (id(router), getattr(router, "fit_version_", None), self.threshold,
                self.strong_fraction, self.target_cost, tuple(self.models.items()), costs,
                self.timeout, self.max_retries, self.fallback, id(self.cascade),
-               id(self.budgets), self.spend_store, self.trace_prompt)
+               id(self.budgets), self.spend_store, id(self.prices), self.trace_prompt)
         if self._pipeline is None or self._pipeline_key != key:
             # a fitted router is checked before anything is calibrated on it
             RoutingPolicy.build(router, list(self.models), 0.5, self.costs)
@@ -355,12 +361,21 @@ class RoutedChatModel(BaseChatModel):
         if self.budgets is None:
             if self.spend_store is not None:
                 raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
+            if self.prices is not None:
+                raise RouterConfigError("prices is set but budgets is not; give budgets=")
             return None
         from ..budgets import budget_step
 
         store = self.spend_store if self.spend_store is not None else (
             "sqlite:///langroute-spend.db")
-        return budget_step(self.budgets, store, refs)
+        # Kept across pipeline rebuilds (a refit router): one store connection, and a
+        # "memory://" store keeps its spend.
+        key = (id(self.budgets), store, id(self.prices),
+               tuple((r.name, r.provider_model, r.provider) for r in refs.values()))
+        if self._budget_step is None or self._budget_key != key:
+            self._budget_step = budget_step(self.budgets, store, refs, self.prices)
+            self._budget_key = key
+        return self._budget_step
 
     # -- what LangChain asks of a chat model -------------------------------------------------------
     @property
@@ -450,7 +465,11 @@ class RoutedChatModel(BaseChatModel):
         stop = stop if stop is not None else self.stop
         if stop is not None:
             call_kwargs["stop"] = stop
-        return _Prepared(self._request(messages, context), messages, binding, call_kwargs)
+        request = self._request(messages, context)
+        override = call_kwargs.get("model")
+        if isinstance(override, str):
+            request = replace(request, model_override=override)
+        return _Prepared(request, messages, binding, call_kwargs)
 
     def _estimator(self, prepared: _Prepared) -> Any:
         """Worst-case tokens of a call to a model, for budget reservations."""

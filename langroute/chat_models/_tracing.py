@@ -1,25 +1,27 @@
 """``RoutingTracer``: a callback handler that collects routing decisions and what they cost.
 
-It listens for the ``langroute.route`` custom event of each routed call, then for the usage of
-the chat-model run that answered it (the routed run's child, or the routed run itself on the
-``generate()`` path) and for errors. ``summary()`` turns that into calls and spend per model and
-the share of calls that went to the top (most expensive) rung.
+It listens to the pipeline's own events, not to the run tree: ``langroute.route`` opens a routed
+call, each ``langroute.attempt`` is one provider call made for it (the answer, a retry, a
+fallback, a cascade escalation, a verifier's check) with its usage, and ``langroute.cascade``
+marks a checked answer. So every provider call is counted exactly once whatever runs LangChain
+puts in between (``with_structured_output`` adds a parser run; the generate path has none).
+Memory is bounded: the newest ``max_calls`` calls are kept, older ones are folded into totals.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
 
 from .._decision import ROUTE_EVENT, RouteEvent
 from .._exceptions import RouterConfigError
+from ..pipeline import ATTEMPT_EVENT, CASCADE_EVENT
 
 __all__ = ["ModelSpend", "RoutedCall", "RoutingSummary", "RoutingTracer"]
 
@@ -28,22 +30,41 @@ _PRICE_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok")
 
 @dataclass
 class RoutedCall:
-    """One routed call as the tracer saw it."""
+    """One routed call as the tracer saw it: its decision and every provider call made."""
 
     run_id: UUID
     decision: RouteEvent
-    input_tokens: int = 0
-    output_tokens: int = 0
-    has_usage: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    cascaded: bool = False
     failed: bool = False
     error: str | None = None
+
+    @property
+    def input_tokens(self) -> int:
+        return sum((a.get("usage") or {}).get("input_tokens", 0) for a in self.attempts)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum((a.get("usage") or {}).get("output_tokens", 0) for a in self.attempts)
+
+    @property
+    def has_usage(self) -> bool:
+        return any(a.get("usage") for a in self.attempts)
+
+    @property
+    def answered_by(self) -> str | None:
+        """The model whose answer was returned (None while in flight or failed)."""
+        answers = [a for a in self.attempts if a.get("purpose") != "verify"
+                   and a.get("outcome") in ("ok", "accepted")]
+        return answers[-1]["model"] if answers and not self.failed else None
 
 
 @dataclass(frozen=True)
 class ModelSpend:
-    """Calls and spend of one model. ``spend_source`` says how spend was computed:
-    "usage x prices" (token counts times the given prices), "estimated per call" (the router's
-    or ``costs=`` USD per call), "mixed", or "unknown"."""
+    """Provider calls to one model and their spend. ``spend_source`` says how spend was
+    computed: "usage x prices" (token counts times the given prices), "budget" (the budget
+    step's priced commit), "estimated per call" (the router's or ``costs=`` USD per call),
+    "mixed", or "unknown"."""
 
     calls: int
     failed: int
@@ -55,19 +76,30 @@ class ModelSpend:
 
 @dataclass(frozen=True)
 class RoutingSummary:
-    """Totals over every routed call the tracer saw."""
+    """Totals over every routed call the tracer saw.
+
+    ``strong_share``: share of calls answered by the top rung. ``cascade_share``: share of
+    calls whose answer was checked; ``checking_spend_usd``: what checking cost (verifier calls
+    and answers that were escalated). ``per_scope``: spend per budget scope (agent/user).
+    """
 
     calls: int
     failed: int
     strong_share: float
     total_spend_usd: float
     per_model: dict[str, ModelSpend] = field(default_factory=dict)
+    cascade_share: float = 0.0
+    checking_spend_usd: float = 0.0
+    per_scope: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [
             f"{self.calls} routed calls ({self.failed} failed), "
             f"{self.strong_share:.0%} to the top rung, ${self.total_spend_usd:.6f} spent"
         ]
+        if self.cascade_share:
+            lines.append(f"  {self.cascade_share:.0%} cascaded, checking cost "
+                         f"${self.checking_spend_usd:.6f}")
         for name, spend in sorted(self.per_model.items()):
             lines.append(
                 f"  {name}: {spend.calls} calls, {spend.input_tokens}+{spend.output_tokens} "
@@ -76,127 +108,185 @@ class RoutingSummary:
         return "\n".join(lines)
 
 
+@dataclass
+class _ModelTotals:
+    calls: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spend_usd: float = 0.0
+    sources: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Totals:
+    calls: int = 0
+    failed: int = 0
+    top: int = 0
+    cascaded: int = 0
+    checking_usd: float = 0.0
+    per_model: dict[str, _ModelTotals] = field(default_factory=dict)
+    per_scope: dict[str, float] = field(default_factory=dict)
+
+    def copy(self) -> _Totals:
+        return _Totals(self.calls, self.failed, self.top, self.cascaded, self.checking_usd,
+                       {k: _ModelTotals(v.calls, v.failed, v.input_tokens, v.output_tokens,
+                                        v.spend_usd, set(v.sources))
+                        for k, v in self.per_model.items()},
+                       dict(self.per_scope))
+
+
 class RoutingTracer(BaseCallbackHandler):
     """Collect the decisions of RoutedChatModel calls and summarise calls and spend per model.
 
     Pass it like any callback handler (``config={"callbacks": [tracer]}``), from sync or async
-    code. Spend of a call is its usage_metadata tokens times ``prices`` when the model has
-    prices, else the decision's estimated USD per call.
+    code. A provider call's spend is its usage times ``prices`` when the model has prices, else
+    the budget step's priced cost when budgets are on, else the decision's estimated USD per
+    call.
 
     Parameters
     ----------
     prices : dict, default=None
         Per model name, ``{"input_usd_per_mtok": float, "output_usd_per_mtok": float}`` (the
         fields of an outcomes folder's models.json).
+    max_calls : int, default=10000
+        How many recent calls ``calls`` keeps; older ones count in ``summary()`` only.
     """
 
     # Run in the caller's thread even under async callback managers, so events of one call
     # arrive in order and no executor hop is needed for a few dict updates.
     run_inline = True
 
-    def __init__(self, prices: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    def __init__(self, prices: Mapping[str, Mapping[str, float]] | None = None, *,
+                 max_calls: int = 10_000) -> None:
         super().__init__()
+        if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
+            raise RouterConfigError(f"max_calls must be an int >= 1, got {max_calls!r}")
         self.prices = _checked_prices(prices)
-        self._calls: dict[UUID, RoutedCall] = {}
+        self.max_calls = max_calls
+        self._calls: OrderedDict[str, RoutedCall] = OrderedDict()  # by decision id
+        self._by_run: dict[UUID, RoutedCall] = {}
+        self._retired = _Totals()
         self._lock = threading.Lock()
 
     @property
     def calls(self) -> list[RoutedCall]:
-        """The routed calls seen so far, in the order they were decided."""
+        """The most recent routed calls (at most ``max_calls``), in the order decided."""
         with self._lock:
             return list(self._calls.values())
 
     # -- callbacks ------------------------------------------------------------------------------
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if name != ROUTE_EVENT:
-            return
+        if name == ROUTE_EVENT:
+            with self._lock:
+                call = RoutedCall(run_id=run_id, decision=data)
+                self._calls[str(data.get("decision_id") or run_id)] = call
+                self._by_run[run_id] = call
+                while len(self._calls) > self.max_calls:
+                    _, old = self._calls.popitem(last=False)
+                    self._by_run.pop(old.run_id, None)
+                    self._fold(self._retired, old)
+        elif name in (ATTEMPT_EVENT, CASCADE_EVENT):
+            with self._lock:
+                call = self._calls.get(str(data.get("decision_id")))
+                if call is None:
+                    return
+                if name == ATTEMPT_EVENT:
+                    call.attempts.append(dict(data))
+                else:
+                    call.cascaded = True
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._fail(run_id, error)
+
+    def _fail(self, run_id: UUID, error: BaseException) -> None:
         with self._lock:
-            self._calls[run_id] = RoutedCall(run_id=run_id, decision=data)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
-                   **kwargs: Any) -> None:
-        with self._lock:
-            call = self._owner(run_id, parent_run_id)
-            if call is None:
-                return
-            for generations in response.generations:
-                for generation in generations:
-                    message = generation.message if isinstance(generation, ChatGeneration) else None
-                    usage = message.usage_metadata if isinstance(message, AIMessage) else None
-                    if usage:
-                        call.input_tokens += int(usage.get("input_tokens", 0))
-                        call.output_tokens += int(usage.get("output_tokens", 0))
-                        call.has_usage = True
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID,
-                     parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._fail(run_id, parent_run_id, error)
-
-    def on_chain_error(self, error: BaseException, *, run_id: UUID,
-                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._fail(run_id, None, error)
-
-    def _fail(self, run_id: UUID, parent_run_id: UUID | None, error: BaseException) -> None:
-        with self._lock:
-            call = self._owner(run_id, parent_run_id)
+            call = self._by_run.get(run_id)
             if call is not None:
                 call.failed = True
                 call.error = f"{type(error).__name__}: {error}"
-
-    def _owner(self, run_id: UUID, parent_run_id: UUID | None) -> RoutedCall | None:
-        """The routed call a run belongs to: itself (generate path) or its parent."""
-        return self._calls.get(run_id) or (
-            self._calls.get(parent_run_id) if parent_run_id is not None else None
-        )
 
     # -- summary --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every call seen so far."""
         with self._lock:
             self._calls.clear()
+            self._by_run.clear()
+            self._retired = _Totals()
 
     def summary(self) -> RoutingSummary:
-        """Calls and spend per model, and the share of calls answered by the top rung."""
-        calls = self.calls
-        per_model: dict[str, list[RoutedCall]] = {}
-        for call in calls:
-            per_model.setdefault(call.decision["model"], []).append(call)
-        spends = {name: self._model_spend(name, group) for name, group in per_model.items()}
-        top = sum(1 for c in calls if c.decision["rungs"] and
-                  c.decision["model"] == c.decision["rungs"][-1])
+        """Calls and spend per model, the top-rung share, cascades and spend per scope."""
+        with self._lock:
+            totals = self._retired.copy()
+            for call in self._calls.values():
+                self._fold(totals, call)
+        per_model = {}
+        for name, t in totals.per_model.items():
+            source = (next(iter(t.sources)) if len(t.sources) == 1
+                      else ("mixed" if t.sources else "unknown"))
+            per_model[name] = ModelSpend(t.calls, t.failed, t.input_tokens, t.output_tokens,
+                                         t.spend_usd, source)
+        calls = totals.calls
         return RoutingSummary(
-            calls=len(calls),
-            failed=sum(c.failed for c in calls),
-            strong_share=top / len(calls) if calls else 0.0,
-            total_spend_usd=sum(s.spend_usd for s in spends.values()),
-            per_model=spends,
+            calls=calls,
+            failed=totals.failed,
+            strong_share=totals.top / calls if calls else 0.0,
+            total_spend_usd=sum(s.spend_usd for s in per_model.values()),
+            per_model=per_model,
+            cascade_share=totals.cascaded / calls if calls else 0.0,
+            checking_spend_usd=totals.checking_usd,
+            per_scope=dict(totals.per_scope),
         )
 
-    def _model_spend(self, name: str, calls: list[RoutedCall]) -> ModelSpend:
-        price = self.prices.get(name)
-        total = 0.0
-        sources = set()
-        for call in calls:
-            if price is not None and call.has_usage:
-                total += (call.input_tokens * price["input_usd_per_mtok"]
-                          + call.output_tokens * price["output_usd_per_mtok"]) / 1e6
-                sources.add("usage x prices")
-            elif call.failed:
-                continue  # no answer, no usage: nothing known to be spent
-            elif call.decision.get("estimated_cost_usd") is not None:
-                total += float(call.decision["estimated_cost_usd"])  # type: ignore[arg-type]
-                sources.add("estimated per call")
-            else:
-                sources.add("unknown")
-        source = sources.pop() if len(sources) == 1 else ("mixed" if sources else "unknown")
-        return ModelSpend(
-            calls=len(calls),
-            failed=sum(c.failed for c in calls),
-            input_tokens=sum(c.input_tokens for c in calls),
-            output_tokens=sum(c.output_tokens for c in calls),
-            spend_usd=total,
-            spend_source=source,
-        )
+    def _fold(self, totals: _Totals, call: RoutedCall) -> None:
+        """Add one call's contributions to ``totals``."""
+        totals.calls += 1
+        totals.failed += call.failed
+        totals.cascaded += call.cascaded
+        rungs = call.decision.get("rungs") or []
+        answered = call.answered_by
+        if rungs and answered == rungs[-1]:
+            totals.top += 1
+        scope = call.decision.get("scope") or "*"  # type: ignore[attr-defined]
+        attempts = call.attempts or []
+        for attempt in attempts:
+            model = str(attempt.get("model"))
+            t = totals.per_model.setdefault(model, _ModelTotals())
+            t.calls += 1
+            usage = attempt.get("usage") or {}
+            if attempt.get("outcome") == "error":
+                t.failed += 1
+            t.input_tokens += int(usage.get("input_tokens", 0))
+            t.output_tokens += int(usage.get("output_tokens", 0))
+            spend, source = self._attempt_spend(call, attempt)
+            t.spend_usd += spend
+            t.sources.add(source) if source != "none" else None
+            totals.per_scope[scope] = totals.per_scope.get(scope, 0.0) + spend
+            if attempt.get("purpose") == "verify" or attempt.get("outcome") == "escalated":
+                totals.checking_usd += spend
+        if not attempts and call.failed:  # denied or failed before any provider call
+            model = str(call.decision.get("model"))
+            totals.per_model.setdefault(model, _ModelTotals())
+
+    def _attempt_spend(self, call: RoutedCall, attempt: Mapping[str, Any]) -> tuple[float, str]:
+        model = attempt.get("model")
+        price = self.prices.get(str(model))
+        usage = attempt.get("usage")
+        if price is not None and usage:
+            return ((usage.get("input_tokens", 0) * price["input_usd_per_mtok"]
+                     + usage.get("output_tokens", 0) * price["output_usd_per_mtok"]) / 1e6,
+                    "usage x prices")
+        if isinstance(attempt.get("cost_usd"), (int, float)):
+            return float(attempt["cost_usd"]), "budget"
+        if attempt.get("outcome") == "error":
+            return 0.0, "none"  # no answer, no usage: nothing known to be spent
+        estimate = call.decision.get("estimated_cost_usd")
+        if model == call.decision.get("model") and estimate is not None:
+            return float(estimate), "estimated per call"  # type: ignore[arg-type]
+        return 0.0, "unknown"
 
 
 def _checked_prices(prices: Mapping[str, Mapping[str, float]] | None

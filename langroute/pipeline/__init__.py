@@ -19,6 +19,7 @@ from ._effects import (
     stream_sync,
 )
 from ._pipeline import (
+    ATTEMPT_EVENT,
     BUDGET_EVENT,
     CASCADE_EVENT,
     FALLBACK_EVENT,
@@ -31,6 +32,7 @@ from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, 
 from ._types import SCOPE_KEYS, THRESHOLD_KEY, Answer, Attempt, CallContext, ModelRef, Usage
 
 __all__ = [
+    "ATTEMPT_EVENT",
     "BUDGET_EVENT",
     "CASCADE_EVENT",
     "FALLBACK_EVENT",

@@ -35,6 +35,7 @@ from typing import Any
 import tenacity
 
 from .._decision import REASON_UNIDENTIFIED_MAKER, ROUTE_EVENT, RoutingDecision, RoutingPolicy
+from .._exceptions import BudgetExceededError
 from ._effects import (
     END_OF_STREAM,
     CallModel,
@@ -53,6 +54,7 @@ from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, 
 from ._types import Answer, Attempt, ModelRef
 
 __all__ = [
+    "ATTEMPT_EVENT",
     "BUDGET_EVENT",
     "CASCADE_EVENT",
     "FALLBACK_EVENT",
@@ -67,6 +69,8 @@ FALLBACK_EVENT = "langroute.fallback"
 CASCADE_EVENT = "langroute.cascade"
 #: A budget reservation, commit, release or denial.
 BUDGET_EVENT = "langroute.budget"
+#: One provider call finished (answered or failed): model, purpose, usage, cost.
+ATTEMPT_EVENT = "langroute.attempt"
 
 
 @dataclass
@@ -79,15 +83,19 @@ class CallResult:
     attempts: list[Attempt] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
+    provider_model: str | None = None
+
     def record(self) -> dict[str, Any]:
         """The call's trace record: the decision's event payload plus who answered and how."""
-        return _record(self.decision, self.model, self.attempts, self.notes)
+        return _record(self.decision, self.model, self.attempts, self.notes,
+                       self.provider_model)
 
 
 def _record(decision: RoutingDecision, model: str, attempts: Sequence[Attempt],
-            notes: Mapping[str, Any]) -> dict[str, Any]:
+            notes: Mapping[str, Any], provider_model: str | None) -> dict[str, Any]:
     record: dict[str, Any] = dict(decision.to_event())
     record["answered_by"] = model
+    record["provider_model"] = provider_model
     record["attempts"] = [a.to_event() for a in attempts]
     if notes:
         record["notes"] = dict(notes)
@@ -180,7 +188,12 @@ class CallPipeline:
         if start is not None:
             model, answer = yield from self._escalate(state, model, answer, self._call)
         yield from self._finish(state, answer)
-        return CallResult(answer, model, state.decision, state.attempts, state.notes)
+        return CallResult(answer, model, state.decision, state.attempts, state.notes,
+                          self._provider_model(request, model))
+
+    def _provider_model(self, request: RouteRequest, model: str) -> str | None:
+        """What was actually called: the caller's per-call override, else the client's model."""
+        return request.model_override or self._ref(model).provider_model
 
     def run_stream(self, request: RouteRequest, *, decision: RoutingDecision | None = None,
                    estimate: Callable[[ModelRef], TokenEstimate] | None = None
@@ -202,11 +215,13 @@ class CallPipeline:
             model, answer = yield from self._escalate(state, model, answer, self._buffered)
             chunks = answer.raw[1]
             answer = replace(answer, raw=answer.raw[0])
-            record = _record(state.decision, model, state.attempts, state.notes)
+            record = _record(state.decision, model, state.attempts, state.notes,
+                             self._provider_model(request, model))
             for i, chunk in enumerate(chunks):
                 yield Deliver(chunk, record if i == 0 else None)
         yield from self._finish(state, answer)
-        return CallResult(answer, model, state.decision, state.attempts, state.notes)
+        return CallResult(answer, model, state.decision, state.attempts, state.notes,
+                          self._provider_model(request, model))
 
     # -- steps -------------------------------------------------------------------------------------
     def _begin(self, request: RouteRequest, decision: RoutingDecision | None, streaming: bool,
@@ -220,11 +235,12 @@ class CallPipeline:
             try:
                 state.decision = yield Dual(self.budget.admit, self.budget.aadmit, (state,))
             except Exception as exc:
-                yield Emit(ROUTE_EVENT, dict(state.decision.to_event()))
+                yield Emit(ROUTE_EVENT, _route_event(state))
                 yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": request.context.call_id,
+                                          "scope": request.context.scope,
                                           "error": f"{type(exc).__name__}: {exc}"})
                 raise
-        yield Emit(ROUTE_EVENT, dict(state.decision.to_event()))
+        yield Emit(ROUTE_EVENT, _route_event(state))
         return state
 
     def _ref(self, model: str) -> ModelRef:
@@ -281,13 +297,25 @@ class CallPipeline:
     def _reserve(self, state: CallState, ref: ModelRef) -> Pipeline[Any]:
         if self.budget is None:
             return None
-        hold = yield Dual(self.budget.reserve, self.budget.areserve, (state, ref))
+        try:
+            hold = yield Dual(self.budget.reserve, self.budget.areserve, (state, ref))
+        except BudgetExceededError as exc:  # this call's worst case does not fit: no call
+            yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": state.context.call_id,
+                                      "model": ref.name, "error": f"{type(exc).__name__}: {exc}"})
+            raise
         if hold is not None:  # None: no budget applies to this caller
             yield Emit(BUDGET_EVENT, {"action": "reserve", **_event_of(hold)})
         return hold
 
     def _settle(self, hold: Any, answer: Answer | None, error: BaseException | None,
-                attempt: Attempt) -> Pipeline[None]:
+                attempt: Attempt, state: CallState) -> Pipeline[None]:
+        """Book the attempt on the budget (commit or release), then trace it."""
+        yield from self._book(hold, answer, error, attempt)
+        yield Emit(ATTEMPT_EVENT, {"decision_id": state.context.call_id,
+                                   "scope": state.context.scope, **attempt.to_event()})
+
+    def _book(self, hold: Any, answer: Answer | None, error: BaseException | None,
+              attempt: Attempt) -> Pipeline[None]:
         if hold is None or self.budget is None:
             return
         if answer is not None:
@@ -312,11 +340,11 @@ class CallPipeline:
         except Exception as exc:
             attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt)
+            yield from self._settle(hold, None, exc, attempt, state)
             raise
         attempt.latency_ms = (time.perf_counter() - start) * 1000.0
         attempt.usage = answer.usage
-        yield from self._settle(hold, answer, None, attempt)
+        yield from self._settle(hold, answer, None, attempt, state)
         return answer  # type: ignore[no-any-return]
 
     def _open(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Any]:
@@ -331,7 +359,7 @@ class CallPipeline:
         except Exception as exc:
             attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt)
+            yield from self._settle(hold, None, exc, attempt, state)
             raise
         return _Opened(ref, stream, first, hold, attempt, start)
 
@@ -340,7 +368,8 @@ class CallPipeline:
         chunks: list[Any] = []
         chunk = opened.first
         try:
-            record = _record(state.decision, model, state.attempts, state.notes)
+            record = _record(state.decision, model, state.attempts, state.notes,
+                             self._provider_model(state.request, model))
             while chunk is not END_OF_STREAM:
                 chunks.append(chunk)
                 yield Deliver(chunk, record if len(chunks) == 1 else None)
@@ -350,11 +379,11 @@ class CallPipeline:
             opened.attempt.outcome = "error"
             opened.attempt.error = f"{type(exc).__name__}: {exc}"[:500]
             opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
-            yield from self._settle(opened.hold, None, exc, opened.attempt)
+            yield from self._settle(opened.hold, None, exc, opened.attempt, state)
             raise
         opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
         opened.attempt.usage = answer.usage
-        yield from self._settle(opened.hold, answer, None, opened.attempt)
+        yield from self._settle(opened.hold, answer, None, opened.attempt, state)
         return answer
 
     def _buffered(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
@@ -372,11 +401,11 @@ class CallPipeline:
         except Exception as exc:
             attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt)
+            yield from self._settle(hold, None, exc, attempt, state)
             raise
         attempt.latency_ms = (time.perf_counter() - start) * 1000.0
         attempt.usage = answer.usage
-        yield from self._settle(hold, answer, None, attempt)
+        yield from self._settle(hold, answer, None, attempt, state)
         return replace(answer, raw=(answer.raw, chunks))
 
     def _ask(self, state: CallState, ref: ModelRef, messages: Any = None) -> Pipeline[Answer]:
@@ -432,6 +461,13 @@ class _Opened:
     hold: Any
     attempt: Attempt
     start: float
+
+
+def _route_event(state: CallState) -> dict[str, Any]:
+    event: dict[str, Any] = dict(state.decision.to_event())
+    if state.context.scope is not None:
+        event["scope"] = state.context.scope
+    return event
 
 
 def _last_answer(attempts: Sequence[Attempt], model: str) -> Attempt | None:

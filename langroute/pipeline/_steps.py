@@ -48,6 +48,8 @@ class RouteRequest:
     note: str = ""
     #: Set when a tool loop is in flight but its maker could not be identified.
     unidentified_loop: bool = False
+    #: The provider model the caller asked the chosen client for (a per-call ``model=``).
+    model_override: str | None = None
     #: The call's input messages in the adapter's own form (what cascade scorers that are
     #: plain callables receive); None when the adapter does not pass them.
     messages: Any = None

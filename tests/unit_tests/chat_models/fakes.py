@@ -150,7 +150,7 @@ class EventRecorder(BaseCallbackHandler):
     def __init__(self) -> None:
         self.chain_starts: list[dict[str, Any]] = []
         self.chat_starts: list[dict[str, Any]] = []
-        self.custom: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # every custom event
         self.llm_ends: list[dict[str, Any]] = []
         self.chain_errors: list[BaseException] = []
 
@@ -167,7 +167,12 @@ class EventRecorder(BaseCallbackHandler):
                                  "tags": tags, "metadata": metadata, "name": kwargs.get("name")})
 
     def on_custom_event(self, name: str, data: Any, *, run_id: Any, **kwargs: Any) -> None:
-        self.custom.append({"name": name, "data": data, "run_id": run_id})
+        self.events.append({"name": name, "data": data, "run_id": run_id})
+
+    @property
+    def custom(self) -> list[dict[str, Any]]:
+        """The routing decisions (``langroute.route`` events) only."""
+        return [e for e in self.events if e["name"] == "langroute.route"]
 
     def on_llm_end(self, response: Any, *, run_id: Any, parent_run_id: Any = None,
                    **kwargs: Any) -> None:

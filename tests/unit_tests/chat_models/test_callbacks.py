@@ -111,7 +111,8 @@ def test_the_models_own_callbacks_and_tags_apply(strong, weak, router, recorder)
 async def test_astream_events_contains_the_decision(routed):
     events = [e async for e in routed.astream_events(HARD, version="v2")]
     custom = [e for e in events if e["event"] == "on_custom_event"]
-    assert [(e["name"], e["data"]["model"]) for e in custom] == [(ROUTE_EVENT, STRONG)]
+    assert [(e["name"], e["data"]["model"]) for e in custom] == [
+        (ROUTE_EVENT, STRONG), ("langroute.attempt", STRONG)]
     kinds = [e["event"] for e in events]
     assert kinds.count("on_chat_model_start") == 1
     assert kinds.index("on_custom_event") < kinds.index("on_chat_model_start")

@@ -159,7 +159,7 @@ def _check(steps: RecordingSteps, recorder: EventRecorder, calls: int) -> None:
     # the worst-case estimate was available to the reservation
     assert all(value[1] is not None and value[1] > 0 for kind, value in steps.log
                if kind == "reserve")
-    names = [e["name"] for e in recorder.custom]
+    names = [e["name"] for e in recorder.events]
     assert names.count("langroute.route") == calls
     assert names.count("langroute.cascade") == calls
     assert names.count("langroute.budget") == 2 * calls  # reserve + commit

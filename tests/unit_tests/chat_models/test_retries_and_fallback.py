@@ -63,7 +63,7 @@ def test_retries_spent_then_fallback_goes_stronger(routed, strong, weak, waits, 
     assert record["model"] == WEAK and record["answered_by"] == STRONG
     assert [a["model"] for a in record["attempts"]] == [WEAK, WEAK, WEAK, STRONG]
     assert record["attempts"][-1]["purpose"] == "fallback"
-    fallbacks = [e["data"] for e in recorder.custom if e["name"] == "langroute.fallback"]
+    fallbacks = [e["data"] for e in recorder.events if e["name"] == "langroute.fallback"]
     assert fallbacks == [{"decision_id": record["decision_id"], "failed_model": WEAK,
                           "error": "InternalServerError", "message": "simulated 500",
                           "next_model": STRONG, "attempts": 3}]

@@ -56,7 +56,9 @@ def test_with_structured_output_uses_the_chosen_models_method(routed, strong, we
     strong.tool_args = {"value": 391}
     structured = routed.with_structured_output(Product, method="function_calling", strict=True)
     assert structured.invoke(HARD) == Product(value=391)
-    assert strong.structured_calls == [(Product, False, {"method": "function_calling",
+    # include_raw=True: the routed call keeps the raw message to count its usage, and
+    # returns the parsed value as asked
+    assert strong.structured_calls == [(Product, True, {"method": "function_calling",
                                                          "strict": True})]
     assert weak.structured_calls == []
 

@@ -51,7 +51,7 @@ def test_failed_calls_are_recorded_with_their_decision(router):
     routed = RoutedChatModel(
         models={STRONG: ScriptedChatModel(model_name=STRONG, error=boom),
                 WEAK: ScriptedChatModel(model_name=WEAK)},
-        router=router, threshold=0.7)
+        router=router, threshold=0.7, max_retries=0)
     tracer = RoutingTracer()
     with pytest.raises(RuntimeError):
         routed.invoke(HARD, {"callbacks": [tracer]})
@@ -63,6 +63,44 @@ def test_failed_calls_are_recorded_with_their_decision(router):
     summary = tracer.summary()
     assert (summary.calls, summary.failed) == (2, 1)
     assert summary.per_model[STRONG].spend_usd == 0.0
+    assert (summary.per_model[STRONG].calls, summary.per_model[STRONG].failed) == (1, 1)
+
+
+def test_structured_output_usage_is_counted(routed, strong):
+    """A with_structured_output call puts a parser run between the routed run and the model
+    run; the tracer still sees the provider call's usage (regression)."""
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        value: int
+
+    strong.tool_args = {"value": 391}
+    tracer = RoutingTracer(prices=PRICES)
+    parsed = routed.with_structured_output(Answer).invoke(HARD, {"callbacks": [tracer]})
+    assert parsed == Answer(value=391)
+    (call,) = tracer.calls
+    assert call.has_usage and (call.input_tokens, call.output_tokens) == (10, 3)
+    assert tracer.summary().per_model[STRONG].spend_source == "usage x prices"
+
+
+def test_memory_is_bounded_but_totals_are_not(routed):
+    tracer = RoutingTracer(prices=PRICES, max_calls=3)
+    for _ in range(5):
+        routed.invoke(HARD, {"callbacks": [tracer]})
+    assert len(tracer.calls) == 3
+    summary = tracer.summary()
+    assert summary.calls == 5
+    assert summary.per_model[STRONG].spend_usd == pytest.approx(5 * STRONG_CALL_USD)
+
+
+def test_summary_by_scope_and_retries(routed, weak):
+    tracer = RoutingTracer(prices={WEAK: {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0}})
+    routed.pipeline.sleep = lambda seconds: None
+    weak.errors = [ConnectionError("reset")]
+    routed.invoke(EASY, {"callbacks": [tracer], "metadata": {"lc_agent_name": "coder"}})
+    summary = tracer.summary()
+    assert (summary.per_model[WEAK].calls, summary.per_model[WEAK].failed) == (2, 1)
+    assert summary.per_scope == {"coder": pytest.approx(13 / 1e6)}
 
 
 def test_ignores_runs_that_were_not_routed(routed, weak):

@@ -1,0 +1,76 @@
+"""Drop-in details a ChatOpenAI user relies on (issue: what a new user hits today)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langroute.chat_models import RoutedChatModel
+
+from .fakes import EASY, HARD, STRONG, THRESHOLD, WEAK, ScriptedChatModel
+
+
+def test_model_override_is_recorded_as_what_was_called(routed, strong):
+    answer = routed.invoke(HARD, model="gpt-4.1-mini")
+    record = answer.response_metadata["langroute"]
+    assert record["model"] == STRONG and record["provider_model"] == "gpt-4.1-mini"
+    assert strong.received_kwargs[-1]["model"] == "gpt-4.1-mini"
+    plain = routed.invoke(HARD).response_metadata["langroute"]
+    assert plain["provider_model"] == STRONG  # the client's own model_name
+
+
+def test_model_name_names_the_candidates(routed):
+    assert routed.model_name == f"{STRONG}|{WEAK}"
+
+
+class CountingModel(ScriptedChatModel):
+    def get_num_tokens_from_messages(self, messages: Any, tools: Any = None) -> int:
+        return 1000 + len(messages)
+
+    def get_num_tokens(self, text: str) -> int:
+        return 2000
+
+
+def test_token_counts_come_from_the_candidate_that_would_answer(router):
+    routed = RoutedChatModel(models={STRONG: CountingModel(model_name=STRONG),
+                                     WEAK: ScriptedChatModel(model_name=WEAK)},
+                             router=router, threshold=THRESHOLD)
+    assert routed.get_num_tokens_from_messages([("user", HARD)]) == 1001
+    assert routed.get_num_tokens(HARD) == 2000
+
+
+def test_streaming_stream_true_is_passed_to_the_chosen_model(router, strong, weak):
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD, streaming=True)
+    routed.invoke(EASY)
+    assert weak.received_kwargs[-1].get("stream") is True
+
+
+class CountingLimiter:
+    """A rate limiter that counts acquisitions (BaseRateLimiter's interface)."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        self.acquired += 1
+        return True
+
+    async def aacquire(self, *, blocking: bool = True) -> bool:
+        self.acquired += 1
+        return True
+
+
+async def test_event_streams_respect_the_candidates_rate_limiter(router):
+    from langchain_core.rate_limiters import BaseRateLimiter
+
+    class Limiter(CountingLimiter, BaseRateLimiter):
+        pass
+
+    limiter = Limiter()
+    weak = ScriptedChatModel(model_name=WEAK, rate_limiter=limiter)
+    routed = RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG), WEAK: weak},
+                             router=router, threshold=THRESHOLD)
+    list(routed.stream_events(EASY, version="v3"))
+    assert limiter.acquired == 1
+    [e async for e in await routed.astream_events(EASY, version="v3")]
+    assert limiter.acquired == 2
