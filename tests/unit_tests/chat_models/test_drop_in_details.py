@@ -74,3 +74,21 @@ async def test_event_streams_respect_the_candidates_rate_limiter(router):
     assert limiter.acquired == 1
     [e async for e in await routed.astream_events(EASY, version="v3")]
     assert limiter.acquired == 2
+
+
+def test_a_refit_router_is_picked_up_by_its_fit_version(strong, weak):
+    """The policy cache is keyed on the router's fit_version_, not on id() of its arrays
+    (a freed address can be reused after a refit)."""
+    from langroute import SWRouter
+    from langroute.embeddings import HashingEmbedder
+
+    from .fakes import synthetic_outcomes
+
+    router = SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(synthetic_outcomes())
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD)
+    before, version = routed.pipeline, router.fit_version_
+    assert routed.pipeline is before  # cached while nothing changed
+    router.fit(synthetic_outcomes())
+    assert router.fit_version_ != version
+    assert routed.pipeline is not before
