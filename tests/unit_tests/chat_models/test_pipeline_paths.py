@@ -70,7 +70,8 @@ class RecordingSteps:
         return score >= 0.5
 
     def escalate_to(self, state: CallState, model: str) -> str | None:
-        return None
+        # a rung to escalate to exists (so the answer is scored), but the score accepts
+        return WEAK if model == STRONG else STRONG
 
     # recorder
     def record(self, state: CallState, answer: Answer) -> None:
