@@ -359,8 +359,9 @@ async def stream_async(pipeline: Pipeline[Any], caller: Caller) -> AsyncIterator
             value, error = None, exc
 
 
-def _clean_up_sync(pipeline: Pipeline[Any], caller: Caller) -> None:
-    """Let a pipeline whose consumer left run its clean-up effects (chunks are dropped)."""
+def _after_close(pipeline: Pipeline[Any]) -> Pipeline[None]:
+    """The rest of a pipeline whose consumer left: ``StreamClosed`` is thrown in, its clean-up
+    effects (a budget release) pass through, chunks it still delivers are dropped."""
     error: BaseException | None = StreamClosed("the consumer closed the stream")
     value: Any = None
     while True:
@@ -372,23 +373,14 @@ def _clean_up_sync(pipeline: Pipeline[Any], caller: Caller) -> None:
             value, error = None, StreamClosed("the consumer closed the stream")
             continue
         try:
-            value, error = effect.run(caller), None
+            value, error = (yield effect), None
         except Exception as exc:
             value, error = None, exc
+
+
+def _clean_up_sync(pipeline: Pipeline[Any], caller: Caller) -> None:
+    run_sync(_after_close(pipeline), caller)
 
 
 async def _clean_up_async(pipeline: Pipeline[Any], caller: Caller) -> None:
-    error: BaseException | None = StreamClosed("the consumer closed the stream")
-    value: Any = None
-    while True:
-        try:
-            effect = pipeline.throw(error) if error is not None else pipeline.send(value)
-        except (StopIteration, StreamClosed):
-            return
-        if isinstance(effect, Deliver):
-            value, error = None, StreamClosed("the consumer closed the stream")
-            continue
-        try:
-            value, error = await effect.arun(caller), None
-        except Exception as exc:
-            value, error = None, exc
+    await run_async(_after_close(pipeline), caller)

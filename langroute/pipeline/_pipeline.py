@@ -328,40 +328,35 @@ class CallPipeline:
             info = yield Dual(self.budget.release, self.budget.arelease, (hold, error))
             yield Emit(BUDGET_EVENT, {"action": "release", **dict(info or {})})
 
-    def _call(self, state: CallState, ref: ModelRef, purpose: str,
-              messages: Any = None) -> Pipeline[Answer]:
-        """One budgeted, recorded provider call answered whole."""
+    def _meter(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[_Meter]:
+        """Start one provider call: reserve its worst case, open its attempt record."""
         hold = yield from self._reserve(state, ref)
         attempt = Attempt(ref.name, purpose)
         state.attempts.append(attempt)
-        start = time.perf_counter()
+        return _Meter(self, state, hold, attempt, time.perf_counter())
+
+    def _call(self, state: CallState, ref: ModelRef, purpose: str,
+              messages: Any = None) -> Pipeline[Answer]:
+        """One budgeted, recorded provider call answered whole."""
+        meter = yield from self._meter(state, ref, purpose)
         try:
             answer = yield CallModel(ref, purpose, self.timeout, messages)
         except Exception as exc:
-            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
-            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt, state)
+            yield from meter.failed(exc)
             raise
-        attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-        attempt.usage = answer.usage
-        yield from self._settle(hold, answer, None, attempt, state)
+        yield from meter.answered(answer)
         return answer  # type: ignore[no-any-return]
 
     def _open(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Any]:
         """Open a stream and wait for its first chunk (errors until then can be retried)."""
-        hold = yield from self._reserve(state, ref)
-        attempt = Attempt(ref.name, purpose)
-        state.attempts.append(attempt)
-        start = time.perf_counter()
+        meter = yield from self._meter(state, ref, purpose)
         try:
             stream = yield OpenStream(ref, purpose)
             first = yield NextChunk(stream, self.timeout)
         except Exception as exc:
-            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
-            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt, state)
+            yield from meter.failed(exc)
             raise
-        return _Opened(ref, stream, first, hold, attempt, start)
+        return _Opened(ref, stream, first, meter)
 
     def _pump(self, state: CallState, model: str, opened: _Opened) -> Pipeline[Answer]:
         """Deliver an open stream's chunks as they come; merge them into the answer."""
@@ -376,22 +371,14 @@ class CallPipeline:
                 chunk = yield NextChunk(opened.stream)
             answer: Answer = yield Collect(opened.ref, chunks)
         except Exception as exc:
-            opened.attempt.outcome = "error"
-            opened.attempt.error = f"{type(exc).__name__}: {exc}"[:500]
-            opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
-            yield from self._settle(opened.hold, None, exc, opened.attempt, state)
+            yield from opened.meter.failed(exc)
             raise
-        opened.attempt.latency_ms = (time.perf_counter() - opened.start) * 1000.0
-        opened.attempt.usage = answer.usage
-        yield from self._settle(opened.hold, answer, None, opened.attempt, state)
+        yield from opened.meter.answered(answer)
         return answer
 
     def _buffered(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
         """A whole stream, buffered: an Answer whose ``raw`` is ``(merged, chunks)``."""
-        hold = yield from self._reserve(state, ref)
-        attempt = Attempt(ref.name, purpose)
-        state.attempts.append(attempt)
-        start = time.perf_counter()
+        meter = yield from self._meter(state, ref, purpose)
         chunks: list[Any] = []
         try:
             stream = yield OpenStream(ref, purpose)
@@ -399,13 +386,9 @@ class CallPipeline:
                 chunks.append(chunk)
             answer: Answer = yield Collect(ref, chunks)
         except Exception as exc:
-            attempt.outcome, attempt.error = "error", f"{type(exc).__name__}: {exc}"[:500]
-            attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-            yield from self._settle(hold, None, exc, attempt, state)
+            yield from meter.failed(exc)
             raise
-        attempt.latency_ms = (time.perf_counter() - start) * 1000.0
-        attempt.usage = answer.usage
-        yield from self._settle(hold, answer, None, attempt, state)
+        yield from meter.answered(answer)
         return replace(answer, raw=(answer.raw, chunks))
 
     def _ask(self, state: CallState, ref: ModelRef, messages: Any = None) -> Pipeline[Answer]:
@@ -420,7 +403,12 @@ class CallPipeline:
     def _escalate(self, state: CallState, model: str, answer: Answer,
                   attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
                   ) -> Pipeline[tuple[str, Answer]]:
-        """Score the answer; while it is doubtful, the next model up answers."""
+        """Score the answer; while it is doubtful, the next model up answers.
+
+        An answer with no rung above it (or after ``max_steps`` escalations) is accepted
+        without scoring: nothing could come of the score but the scorer's cost. A scorer's
+        error is traced (``langroute.cascade`` with ``error``) and fails the call.
+        """
         cascade = self.cascade
         assert cascade is not None
         steps = 0
@@ -428,17 +416,26 @@ class CallPipeline:
             answered = _last_answer(state.attempts, model)
             scored = answer if not isinstance(answer.raw, tuple) else replace(
                 answer, raw=answer.raw[0])
-            score = yield from cascade.score(state, scored)
-            accepted = cascade.accepts(score)
-            following = None
-            if not accepted and steps < cascade.max_steps:
-                following = cascade.escalate_to(state, model)
+            above = cascade.escalate_to(state, model) if steps < cascade.max_steps else None
+            score: float | None = None
+            accepted = True
+            if above is not None:
+                try:
+                    score = float((yield from cascade.score(state, scored)))
+                except Exception as exc:
+                    yield Emit(CASCADE_EVENT, {
+                        "decision_id": state.context.call_id, "model": model, "score": None,
+                        "accepted": False, "passed": None, "escalate_to": None, "step": steps,
+                        "error": f"{type(exc).__name__}: {exc}"[:500]})
+                    raise
+                accepted = cascade.accepts(score)
+            following = None if accepted else above
             if answered is not None:
-                answered.score = float(score)
+                answered.score = score
                 answered.outcome = "escalated" if following is not None else "accepted"
             yield Emit(CASCADE_EVENT, {
-                "decision_id": state.context.call_id, "model": model, "score": float(score),
-                "accepted": following is None, "passed": bool(accepted),
+                "decision_id": state.context.call_id, "model": model, "score": score,
+                "accepted": following is None, "passed": None if score is None else bool(accepted),
                 "escalate_to": following, "step": steps,
                 "latency_ms": None if answered is None else round(answered.latency_ms, 3),
                 "cost_usd": None if answered is None else answered.cost_usd,
@@ -454,13 +451,33 @@ class CallPipeline:
 
 
 @dataclass
+class _Meter:
+    """One provider call in flight: its budget hold and attempt record, settled once."""
+
+    pipeline: CallPipeline
+    state: CallState
+    hold: Any
+    attempt: Attempt
+    start: float
+
+    def failed(self, error: BaseException) -> Pipeline[None]:
+        self.attempt.outcome = "error"
+        self.attempt.error = f"{type(error).__name__}: {error}"[:500]
+        self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
+        yield from self.pipeline._settle(self.hold, None, error, self.attempt, self.state)
+
+    def answered(self, answer: Answer) -> Pipeline[None]:
+        self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
+        self.attempt.usage = answer.usage
+        yield from self.pipeline._settle(self.hold, answer, None, self.attempt, self.state)
+
+
+@dataclass
 class _Opened:
     ref: ModelRef
     stream: Any
     first: Any
-    hold: Any
-    attempt: Attempt
-    start: float
+    meter: _Meter
 
 
 def _route_event(state: CallState) -> dict[str, Any]:
