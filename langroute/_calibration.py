@@ -6,6 +6,10 @@ in RouteLLM, it is calibrated on representative prompts: with two models the thr
 model. For N models the escalation ladder's choice only gets cheaper as the threshold rises, so
 the share of top-rung calls and the average cost are step functions of the threshold that change
 only at the prompts' level values; both are computed for every step at once from sorted events.
+
+Without prompts, the router's own calibration scores are used: the out-of-fold win matrices of
+its training prompts that ``fit`` keeps (``calibration_win_matrices_``), so nothing is embedded
+a second time and no training prompt is scored by a router that saw it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from ._exceptions import RouterConfigError
 from ._policy import EscalationLadder
 from .routers import BaseRouter
 
-__all__ = ["calibrate_threshold", "routing_ladder"]
+__all__ = [
+    "calibrate_threshold",
+    "calibration_win_matrices",
+    "routing_ladder",
+    "threshold_for_win_matrices",
+]
 
 
 def routing_ladder(
@@ -71,21 +80,24 @@ def routing_ladder(
 
 def calibrate_threshold(
     router: BaseRouter,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | None = None,
     *,
     strong_fraction: float | None = None,
     target_cost: float | None = None,
     models: Sequence[str] | None = None,
     costs: Mapping[str, float] | Sequence[float] | None = None,
 ) -> float:
-    """The threshold that meets one target on ``prompts``.
+    """The threshold that meets one target on ``prompts`` (default: the router's own
+    out-of-fold calibration scores).
 
     Parameters
     ----------
     router : BaseRouter
         A fitted router.
-    prompts : sequence of str
+    prompts : sequence of str, default=None
         Representative prompts (e.g. held-out or recent traffic), not the training prompts.
+        None uses ``router.calibration_win_matrices_``, the out-of-fold scores of up to 2,000
+        training prompts kept by ``fit`` (and saved with the router): nothing is embedded.
     strong_fraction : float in [0, 1], default=None
         Share of prompts that should go to the top rung of the ladder (the strong model).
     target_cost : float > 0, default=None
@@ -96,34 +108,67 @@ def calibrate_threshold(
     Returns
     -------
     float
-        A threshold for ``EscalationLadder.choose`` whose realised share or average cost on
-        ``prompts`` is the closest achievable to the target (ties go to the cheaper threshold).
-        Thresholds are placed midway between consecutive level values, so they do not sit on
-        one calibration prompt's score.
+        A threshold in [0, 1] for ``EscalationLadder.choose`` whose realised share or average
+        cost on the calibration prompts is the closest achievable to the target (ties go to the
+        cheaper threshold). Thresholds are placed midway between consecutive level values, so
+        they do not sit on one calibration prompt's score.
+
+    Raises
+    ------
+    RouterConfigError
+        Bad targets, models or costs; or ``prompts=None`` and the router kept no calibration
+        scores (fitted inside ``calibration_scores_disabled()``, on too little data, or loaded
+        from a file saved without them).
     """
-    if (strong_fraction is None) == (target_cost is None):
-        raise RouterConfigError("give exactly one of strong_fraction= and target_cost=")
-    if strong_fraction is not None and not (
-        _is_number(strong_fraction) and 0.0 <= strong_fraction <= 1.0
-    ):
-        raise RouterConfigError(
-            f"strong_fraction must be a number in [0, 1], got {strong_fraction!r}"
-        )
-    if target_cost is not None and not (
-        _is_number(target_cost) and math.isfinite(target_cost) and target_cost > 0
-    ):
-        raise RouterConfigError(f"target_cost must be a positive number, got {target_cost!r}")
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of prompts, not a single str")
-    prompts = list(prompts)
-    if not prompts:
-        raise RouterConfigError("calibration needs at least one prompt")
+    _check_target(strong_fraction, target_cost)
     ladder = routing_ladder(router, models=models, costs=costs)
+    win = calibration_win_matrices(router, prompts)
+    return threshold_for_win_matrices(
+        ladder, win, strong_fraction=strong_fraction, target_cost=target_cost
+    )
+
+
+def calibration_win_matrices(router: BaseRouter, prompts: Sequence[str] | None) -> np.ndarray:
+    """Win matrices to calibrate on: of ``prompts``, or the router's kept out-of-fold ones."""
+    if prompts is not None:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of prompts, not a single str")
+        prompts = list(prompts)
+        if not prompts:
+            raise RouterConfigError("calibration needs at least one prompt")
+        return router.win_matrices(prompts)
+    names = router.models  # raises NotFittedError before fit
+    kept = getattr(router, "calibration_win_matrices_", None)
+    if kept is None:
+        note = getattr(router, "_calibration_note", "") or "it predates calibration scores"
+        raise RouterConfigError(
+            f"this {type(router).__name__} kept no calibration scores from fitting ({note}); "
+            "pass representative held-out prompts: calibrate_threshold(router, prompts, ...)"
+        )
+    if kept.shape[1:] != (len(names), len(names)) or len(kept) == 0:
+        raise RouterConfigError(
+            f"the kept calibration scores cover {kept.shape[1]} models but the router now has "
+            f"{len(names)} (changed since fit); pass prompts= to calibrate on"
+        )
+    return np.asarray(kept, dtype=np.float64)
+
+
+def threshold_for_win_matrices(
+    ladder: EscalationLadder,
+    win: np.ndarray,
+    *,
+    strong_fraction: float | None = None,
+    target_cost: float | None = None,
+) -> float:
+    """``calibrate_threshold`` for win matrices already computed, shape (n, M, M)."""
+    _check_target(strong_fraction, target_cost)
     if len(ladder.rungs) < 2:
         raise RouterConfigError(
             f"the ladder has one rung ({ladder.rung_names}): every threshold routes the same way"
         )
-    levels = ladder.levels(router.win_matrices(prompts))
+    levels = ladder.levels(win)
+    if levels.ndim != 2 or len(levels) == 0:
+        raise RouterConfigError("calibration needs the win matrices of at least one prompt")
     if not np.all(np.isfinite(levels[:, :-1])):
         raise RouterConfigError("the router returned non-finite win probabilities")
     # p(t) = first rung with prefix-min level < t; the prompt's cost telescopes into events.
@@ -144,7 +189,22 @@ def calibrate_threshold(
                 f"target_cost {target:g} is below the cheapest model's cost {rung_costs[0]:g} "
                 f"({ladder.rung_names[0]}); no threshold can reach it"
             )
-    return _closest_step(values, deltas / len(prompts), base, target)
+    return _closest_step(values, deltas / len(levels), base, target)
+
+
+def _check_target(strong_fraction: float | None, target_cost: float | None) -> None:
+    if (strong_fraction is None) == (target_cost is None):
+        raise RouterConfigError("give exactly one of strong_fraction= and target_cost=")
+    if strong_fraction is not None and not (
+        _is_number(strong_fraction) and 0.0 <= strong_fraction <= 1.0
+    ):
+        raise RouterConfigError(
+            f"strong_fraction must be a number in [0, 1], got {strong_fraction!r}"
+        )
+    if target_cost is not None and not (
+        _is_number(target_cost) and math.isfinite(target_cost) and target_cost > 0
+    ):
+        raise RouterConfigError(f"target_cost must be a positive number, got {target_cost!r}")
 
 
 def _closest_step(values: np.ndarray, deltas: np.ndarray, base: float, target: float) -> float:
@@ -156,13 +216,19 @@ def _closest_step(values: np.ndarray, deltas: np.ndarray, base: float, target: f
     ends = np.append(starts[1:], len(sorted_values)) - 1
     # metric[j]: t just above unique[j-1] (j = 0: t <= unique[0], nothing fired yet).
     metric = np.concatenate([[base], base + cumulative[ends]])
+    if unique[-1] >= 1.0:
+        # Only a threshold above 1 would pass a level of 1 (a certain win); thresholds live in
+        # [0, 1], so that step is out of reach.
+        metric = metric[:-1]
     gap = np.abs(metric - target)
     best = int(np.flatnonzero(gap <= gap.min() + 1e-12 * max(1.0, abs(target)))[-1])
     if best == 0:
-        return float(unique[0])
-    if best == len(unique):
-        return float(np.nextafter(unique[-1], np.inf))
-    return float((unique[best - 1] + unique[best]) / 2.0)
+        threshold = float(unique[0])
+    elif best == len(unique):
+        threshold = float(np.nextafter(unique[-1], np.inf))
+    else:
+        threshold = float((unique[best - 1] + unique[best]) / 2.0)
+    return min(1.0, max(0.0, threshold))
 
 
 def _is_number(value: object) -> bool:

@@ -61,8 +61,10 @@ class EscalationLadder:
 
         ``costs`` and ``quality`` are aligned with ``router_models``. With ``quality`` known for
         every candidate, a candidate that is pricier than a cheaper candidate without being
-        strictly better is left off the ladder; if any candidate's quality is unknown (NaN, e.g.
-        a model with no battles) the ladder keeps every candidate.
+        strictly better is left off the ladder, and of equally priced candidates only the best
+        stays (the first in router order if their quality ties too); if any candidate's
+        quality is unknown (NaN, e.g. a model with no battles) the ladder keeps every
+        candidate.
         """
         names = list(router_models)
         cand = list(candidates) if candidates is not None else names
@@ -78,9 +80,20 @@ class EscalationLadder:
             )
         columns = np.asarray([names.index(c) for c in cand], dtype=np.int64)
         cand_costs = cost_arr[columns]
-        order = np.lexsort((columns, cand_costs))  # by cost, ties by router order
-        q = None if quality is None else np.asarray(quality, dtype=np.float64)[columns]
-        if q is not None and np.all(np.isfinite(q)):  # unknown quality: keep every candidate
+        q = None
+        if quality is not None:
+            all_q = np.asarray(quality, dtype=np.float64)
+            if all_q.shape != (len(names),):
+                raise RouterConfigError(
+                    f"need one quality per router model ({len(names)}), got {all_q.tolist()}"
+                )
+            q = all_q[columns]
+        if q is None or not np.all(np.isfinite(q)):  # unknown quality: keep every candidate
+            order = np.lexsort((columns, cand_costs))  # by cost, ties by router order
+        else:
+            # By cost; among equal costs the best first, so the frontier walk below keeps it
+            # and drops the equally priced models that are no better (ties: router order).
+            order = np.lexsort((columns, -q, cand_costs))
             keep = []
             best = -np.inf
             for i in order:

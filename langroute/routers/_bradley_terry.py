@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._exceptions import ConvergenceError
+
 __all__ = ["fit_bradley_terry", "win_probabilities"]
 
 #: Largest change of any rating in one Newton step (natural-log units).
@@ -57,7 +59,10 @@ def fit_bradley_terry(
     ------
     ValueError
         If ``counts`` is not square, has negative or non-finite entries, or ``prior`` / ``l2``
-        are negative; ``RuntimeError`` if Newton has not converged after ``max_iter`` steps.
+        are negative.
+    ConvergenceError
+        If Newton has not converged after ``max_iter`` steps (a ``LangrouteError`` and a
+        ``RuntimeError``).
     """
     w = np.asarray(counts, dtype=np.float64)
     single = w.ndim == 2
@@ -101,9 +106,10 @@ def fit_bradley_terry(
         if not active.any():
             break
     else:
-        raise RuntimeError(
+        raise ConvergenceError(
             f"Bradley-Terry did not converge in {max_iter} Newton steps for {active.sum()} of "
-            f"{b} count matrices"
+            f"{b} count matrices; a larger prior (virtual ties per model pair) regularises "
+            "extreme win counts"
         )
     return r[0] if single else r
 

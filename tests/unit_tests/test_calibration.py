@@ -5,9 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from langroute import NotFittedError, Outcomes, RouterConfigError, SWRouter, load_outcomes
-from langroute._calibration import calibrate_threshold, routing_ladder
+from langroute import (
+    EscalationLadder,
+    KNNRouter,
+    NotFittedError,
+    Outcomes,
+    RouterConfigError,
+    SWRouter,
+    load_outcomes,
+    load_router,
+)
+from langroute._calibration import (
+    calibrate_threshold,
+    routing_ladder,
+    threshold_for_win_matrices,
+)
 from langroute.embeddings import HashingEmbedder
+from langroute.routers._calibration_scores import calibration_scores_disabled
 from tests.conftest import shared_dataset
 
 
@@ -179,3 +193,112 @@ def test_unfitted_router_and_missing_costs():
     threshold = calibrate_threshold(router, ["x", "z", "y"], strong_fraction=1 / 3,
                                     costs={"m": 1.0, "n": 0.5})
     assert isinstance(threshold, float)
+
+
+# -- kept calibration scores (prompts=None) ------------------------------------------------------
+class CountingEmbedder(HashingEmbedder):
+    """Hashing vectors, no cache, counting every text it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__(64, cache_size=0)
+        self.embedded = 0
+
+    def _embed_batch(self, texts):
+        self.embedded += len(texts)
+        return super()._embed_batch(texts)
+
+
+def synthetic_outcomes(n: int, seed: int = 0) -> Outcomes:
+    rng = np.random.default_rng(seed)
+    topics = ["maths", "poems", "code", "history", "law", "cooking"]
+    prompts = [f"question {i} on {topics[i % 6]} {rng.integers(1000)}" for i in range(n)]
+    strong = (np.arange(n) % 6 < 3) | (rng.random(n) < 0.3)
+    scores = np.stack([strong.astype(float), (rng.random(n) < 0.5).astype(float)], axis=1)
+    return Outcomes(ids=[str(i) for i in range(n)], prompts=prompts, models=("big", "small"),
+                    scores=scores, costs=np.tile([0.01, 0.001], (n, 1)))
+
+
+def test_without_prompts_the_kept_scores_are_used_and_nothing_is_embedded():
+    embedder = CountingEmbedder()
+    router = SWRouter(embedder).fit(synthetic_outcomes(200))
+    assert embedder.embedded == 200  # fit embeds once; the out-of-fold refits reuse the vectors
+    kept = router.calibration_win_matrices_
+    threshold = calibrate_threshold(router, strong_fraction=0.3)
+    assert embedder.embedded == 200
+    ladder = routing_ladder(router)
+    assert threshold == threshold_for_win_matrices(ladder, kept, strong_fraction=0.3)
+    share = np.mean(ladder.choose(ladder.levels(kept), threshold) == ladder.rungs[-1])
+    assert abs(share - 0.3) <= 1 / len(kept)
+    cost = calibrate_threshold(router, target_cost=0.005, costs={"big": 0.01, "small": 0.001})
+    realised = np.array([0.01, 0.001])[ladder.choose(ladder.levels(kept), cost)].mean()
+    assert abs(realised - 0.005) <= 0.01 / len(kept)
+    # The same router and the same numbers after a save/load round trip.
+    assert embedder.embedded == 200
+
+
+def test_kept_scores_survive_save_and_load(tmp_path):
+    router = SWRouter(HashingEmbedder(64)).fit(synthetic_outcomes(120))
+    router.save(tmp_path / "r.safetensors")
+    back = load_router(tmp_path / "r.safetensors")
+    assert calibrate_threshold(back, strong_fraction=0.4) == calibrate_threshold(
+        router, strong_fraction=0.4)
+
+
+def test_without_kept_scores_the_error_says_to_pass_prompts():
+    with calibration_scores_disabled():
+        router = SWRouter(HashingEmbedder(64)).fit(synthetic_outcomes(60))
+    with pytest.raises(RouterConfigError, match="kept no calibration scores.*pass representative"):
+        calibrate_threshold(router, strong_fraction=0.3)
+    assert 0 <= calibrate_threshold(router, ["a new prompt", "another"], strong_fraction=0.5) <= 1
+
+
+def test_kept_scores_of_another_model_count_are_refused():
+    router = SWRouter(HashingEmbedder(64)).fit(synthetic_outcomes(60))
+    router.calibration_win_matrices_ = np.full((5, 3, 3), 0.5, dtype=np.float32)
+    with pytest.raises(RouterConfigError, match="cover 3 models but the router now has 2"):
+        calibrate_threshold(router, strong_fraction=0.3)
+
+
+# -- thresholds stay in [0, 1] -------------------------------------------------------------------
+def test_threshold_is_never_above_one_when_some_level_is_one():
+    # Regression: a kNN router with prior=0 gives P(strong wins) = 1.0 on unanimous prompts, and
+    # strong_fraction=0 used to return nextafter(1.0) = 1.0000000000000002.
+    ladder = EscalationLadder.build(["strong", "weak"], [1.0, 0.1])
+    p_strong = np.array([1.0, 1.0, 0.7, 0.4, 0.2, 0.9, 1.0, 0.55])
+    win = np.empty((len(p_strong), 2, 2))
+    win[:, 0, 1], win[:, 1, 0] = p_strong, 1 - p_strong
+    win[:, 0, 0] = win[:, 1, 1] = 0.5
+    threshold = threshold_for_win_matrices(ladder, win, strong_fraction=0.0)
+    assert 0.9 < threshold <= 1.0  # midway between the two highest scores
+    # The closest share reachable in [0, 1]: the three certain prompts still go to strong.
+    assert np.mean(ladder.choose(ladder.levels(win), threshold) == 0) == 3 / 8
+    assert threshold_for_win_matrices(ladder, win, strong_fraction=1.0) == 0.2
+
+
+def test_knn_prior_zero_strong_fraction_zero_is_a_valid_threshold():
+    data = synthetic_outcomes(120)
+    router = KNNRouter(HashingEmbedder(64), k=5, prior=0.0).fit(data)
+    assert np.any(router.win_matrices(data.prompts)[:, 0, 1] == 1.0)
+    for prompts in (data.prompts, None):
+        threshold = calibrate_threshold(router, prompts, strong_fraction=0.0)
+        assert 0.0 <= threshold <= 1.0
+
+
+def test_kept_scores_with_a_subset_of_models_and_their_prices():
+    # What RoutedChatModel(strong_fraction=...) calls: no prompts, its own candidates and prices.
+    rng = np.random.default_rng(3)
+    n = 150
+    scores = rng.integers(0, 2, (n, 3)).astype(float)
+    scores[:, 0] = np.maximum(scores[:, 0], scores[:, 1])  # the pricey "a" is the better one
+    topics = ["sums", "verse", "code"]
+    data = Outcomes(ids=[str(i) for i in range(n)],
+                    prompts=[f"task {i} about {topics[i % 3]}" for i in range(n)],
+                    models=("a", "b", "c"), scores=scores,
+                    costs=np.tile([0.03, 0.002, 0.01], (n, 1)))
+    router = SWRouter(HashingEmbedder(64)).fit(data)
+    costs = {"a": 0.03, "b": 0.002}
+    threshold = calibrate_threshold(router, strong_fraction=0.25, models=["a", "b"], costs=costs)
+    ladder = routing_ladder(router, models=["a", "b"], costs=costs)
+    assert ladder.rung_names == ["b", "a"]
+    chosen = ladder.choose(ladder.levels(router.calibration_win_matrices_), threshold)
+    assert abs(np.mean(chosen == ladder.models.index("a")) - 0.25) <= 1 / n

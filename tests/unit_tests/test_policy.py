@@ -73,3 +73,20 @@ def test_candidates_restrict_the_ladder_and_unknown_names_are_rejected():
         EscalationLadder.build(["a", "b"], [1.0, 2.0], candidates=["a", "zeta"])
     with pytest.raises(RouterConfigError, match="one finite cost per router model"):
         EscalationLadder.build(["a", "b"], [1.0, float("nan")])
+
+
+def test_equal_cost_candidates_keep_only_the_best():
+    # Regression: ties in cost were ordered by router order, so the worse "a" (listed first)
+    # became a rung and the equally priced, better "b" was kept above it.
+    ladder = EscalationLadder.build(["a", "b", "c"], [1.0, 1.0, 2.0], quality=[0.5, 0.7, 0.9])
+    assert ladder.rung_names == ["b", "c"]
+    ladder = EscalationLadder.build(["b", "a", "c"], [1.0, 1.0, 2.0], quality=[0.7, 0.5, 0.9])
+    assert ladder.rung_names == ["b", "c"]
+    # Equal cost and equal quality: one of them (the first in router order) is enough.
+    ladder = EscalationLadder.build(["x", "y", "z"], [1.0, 1.0, 2.0], quality=[0.6, 0.6, 0.9])
+    assert ladder.rung_names == ["x", "z"]
+
+
+def test_quality_must_align_with_the_router_models():
+    with pytest.raises(RouterConfigError, match="one quality per router model"):
+        EscalationLadder.build(["a", "b"], [1.0, 2.0], quality=[0.5, 0.6, 0.7])

@@ -92,3 +92,28 @@ def test_a_refit_router_is_picked_up_by_its_fit_version(strong, weak):
     router.fit(synthetic_outcomes())
     assert router.fit_version_ != version
     assert routed.pipeline is not before
+
+
+def test_an_operating_point_instead_of_a_threshold(router, strong, weak):
+    """strong_fraction / target_cost resolve to a threshold from the out-of-fold calibration
+    scores the router kept at fit time (nothing is embedded again); the decision shows both."""
+    import numpy as np
+
+    from langroute import calibrate_threshold
+
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             strong_fraction=0.5)
+    expected = calibrate_threshold(router, strong_fraction=0.5)
+    decision = routed.route(HARD)
+    assert decision.requested == {"strong_fraction": 0.5}
+    assert decision.threshold == expected
+    assert routed.invoke(HARD).response_metadata["langroute"]["requested"] == {
+        "strong_fraction": 0.5}
+    # the resolved threshold really sends about half the calibration prompts to the strong model
+    levels = routed.pipeline.policy.ladder.levels(router.calibration_win_matrices_)
+    share = float(np.mean(levels[:, 0] >= expected))
+    assert 0.3 <= share <= 0.7
+    cheap = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            target_cost=3e-4)
+    assert cheap.route(HARD).requested == {"target_cost": 3e-4}
+    assert cheap.route(HARD).threshold > decision.threshold

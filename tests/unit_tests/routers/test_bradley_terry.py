@@ -79,3 +79,13 @@ def test_win_probabilities_are_complementary_with_half_diagonal():
 def test_bad_input_is_rejected(counts, prior, match):
     with pytest.raises(ValueError, match=match):
         fit_bradley_terry(counts, prior=prior)
+
+
+def test_non_convergence_is_a_langroute_error():
+    # Regression: a bare RuntimeError escaped the CLI's error handling.
+    from langroute import ConvergenceError, LangrouteError
+
+    counts = np.array([[0.0, 900.0, 5.0], [3.0, 0.0, 700.0], [1.0, 2.0, 0.0]])
+    with pytest.raises(ConvergenceError, match="did not converge in 1 Newton steps") as info:
+        fit_bradley_terry(counts, max_iter=1)
+    assert isinstance(info.value, LangrouteError) and isinstance(info.value, RuntimeError)
