@@ -4,7 +4,9 @@ Two on-disk forms are read (both specified in ``docs/outcomes-format.md``):
 
 * the **outcomes format** (a folder): ``prompts.jsonl`` (``id``, ``prompt``, optional ``task``),
   ``scores.csv`` (``id,<model>,...``, quality in [0, 1], empty cell = not measured), optional
-  ``costs.csv`` (same shape, USD per call) and optional ``models.json`` (per-model prices);
+  ``costs.csv`` (same shape, USD per call), optional ``models.json`` (per-model prices) and
+  optional ``answers.csv`` / ``reference.csv`` (each model's normalised final answer and the
+  reference answer: the offline signal cascades are evaluated with);
 * **pairwise battles** (RouteLLM / Chatbot Arena style JSONL): ``prompt``, ``model_a``, ``model_b``,
   ``winner`` in ``model_a`` | ``model_b`` | ``tie`` | ``tie (bothbad)``.
 
@@ -59,6 +61,11 @@ class Outcomes:
         ``models.json`` content: per model ``input_usd_per_mtok``, ``output_usd_per_mtok``, ...
     source : str, default=None
         Where the outcomes were read from (used in error messages).
+    answers : ndarray of str, shape (n_prompts, n_models), default=None
+        Each model's normalised final answer ("" = no gradable answer); two answers agree when
+        they are equal and non-empty (``answers.csv``).
+    reference : ndarray of str, shape (n_prompts,), default=None
+        The normalised reference answer of each prompt (``reference.csv``).
     """
 
     ids: list[str]
@@ -69,6 +76,8 @@ class Outcomes:
     tasks: list[str] | None = None
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
+    answers: np.ndarray | None = None
+    reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Coerce once so every consumer can rely on float64 arrays and a tuple of names.
@@ -89,6 +98,18 @@ class Outcomes:
             raise OutcomesError(
                 f"costs has shape {self.costs.shape}, expected ({n}, {m})", path=self.source
             )
+        for name, values, shape in (("answers", self.answers, (n, m)),
+                                    ("reference", self.reference, (n,))):
+            if values is None:
+                continue
+            arr = np.asarray(values, dtype=object)
+            if arr.shape != shape:
+                raise OutcomesError(f"{name} has shape {arr.shape}, expected {shape}",
+                                    path=self.source)
+            if not all(isinstance(v, str) for v in arr.ravel()):
+                raise OutcomesError(f"{name} must hold str ('' = no gradable answer)",
+                                    path=self.source)
+            object.__setattr__(self, name, arr.astype(str))
         if any(not isinstance(name, str) or not name for name in self.models):
             raise OutcomesError(f"model names must be non-empty str, got {list(self.models)}")
         if len(set(self.models)) != m:
@@ -119,6 +140,8 @@ class Outcomes:
             scores=self.scores[idx],
             costs=None if self.costs is None else self.costs[idx],
             tasks=None if self.tasks is None else [self.tasks[i] for i in idx],
+            answers=None if self.answers is None else self.answers[idx],
+            reference=None if self.reference is None else self.reference[idx],
         )
 
     def select_models(self, models: Sequence[str]) -> Outcomes:
@@ -138,6 +161,8 @@ class Outcomes:
             costs=None if self.costs is None else self.costs[:, cols],
             tasks=None if self.tasks is None else list(self.tasks),
             prices={k: v for k, v in self.prices.items() if k in models},
+            answers=None if self.answers is None else self.answers[:, cols],
+            reference=None if self.reference is None else self.reference.copy(),
         )
 
     def with_estimated_costs(self, output_tokens: float | Sequence[float] | np.ndarray) -> Outcomes:
@@ -314,6 +339,27 @@ def load_outcomes(path: str | Path) -> Outcomes:
         costs = _align(cost_rows, ids, id_lines, len(models), cost_path, prompts_path)[:, order]
     models_path = root / "models.json"
     prices = _read_prices(models_path, models) if models_path.exists() else {}
+    answers = reference = None
+    answers_path = root / "answers.csv"
+    if answers_path.exists():
+        answer_models, answer_rows = _read_matrix(answers_path, known, check_unit=False,
+                                                  cell=_answer_cell)
+        if set(answer_models) != set(models):
+            raise OutcomesError(
+                f"models {sorted(answer_models)} differ from scores.csv's {sorted(models)}",
+                path=answers_path, line=1,
+            )
+        order = [answer_models.index(name) for name in models]
+        answers = _align(answer_rows, ids, id_lines, len(models), answers_path, prompts_path,
+                         dtype=object)[:, order]
+    reference_path = root / "reference.csv"
+    if reference_path.exists():
+        header, reference_rows = _read_matrix(reference_path, known, check_unit=False,
+                                              cell=_answer_cell)
+        if header != ["answer"]:
+            raise OutcomesError("header must be 'id,answer'", path=reference_path, line=1)
+        reference = _align(reference_rows, ids, id_lines, 1, reference_path, prompts_path,
+                           dtype=object)[:, 0]
     return Outcomes(
         ids=ids,
         prompts=prompts,
@@ -323,6 +369,8 @@ def load_outcomes(path: str | Path) -> Outcomes:
         tasks=tasks if any(t is not None for t in tasks) else None,
         prices=prices,
         source=str(root),
+        answers=answers,
+        reference=reference,
     )
 
 
@@ -359,10 +407,13 @@ def _read_prompts(path: Path) -> tuple[list[str], list[str], list[Any], dict[str
 
 
 def _read_matrix(
-    path: Path, known_ids: set[str], *, check_unit: bool
-) -> tuple[list[str], dict[str, tuple[int, list[float]]]]:
+    path: Path, known_ids: set[str], *, check_unit: bool, cell: Any = None
+) -> tuple[list[str], dict[str, tuple[int, list[Any]]]]:
+    """Header models and ``{id: (line, cells)}``; ``cell`` parses one cell (default: a
+    number, see ``_cell``)."""
+    parse = _cell if cell is None else cell
     reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
-    rows: dict[str, tuple[int, list[float]]] = {}
+    rows: dict[str, tuple[int, list[Any]]] = {}
     try:
         header = next(reader, None)
         if header is None:
@@ -392,7 +443,7 @@ def _read_matrix(
                 raise OutcomesError(
                     f"duplicate id {pid!r} (first on line {rows[pid][0]})", path=path, line=lineno
                 )
-            rows[pid] = (lineno, [_cell(m, c, path, lineno, check_unit)
+            rows[pid] = (lineno, [parse(m, c, path, lineno, check_unit)
                                   for m, c in zip(models, cells[1:], strict=True)])
     except csv.Error as exc:
         raise OutcomesError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
@@ -420,20 +471,26 @@ def _cell(model: str, cell: str, path: Path, lineno: int, check_unit: bool) -> f
     return value
 
 
+def _answer_cell(model: str, cell: str, path: Path, lineno: int, check_unit: bool) -> str:
+    """An answer cell, kept exactly (answers are already normalised; "" = no answer)."""
+    return cell
+
+
 def _align(
-    rows: dict[str, tuple[int, list[float]]],
+    rows: dict[str, tuple[int, list[Any]]],
     ids: list[str],
     id_lines: dict[str, int],
     n_models: int,
     path: Path,
     prompts_path: Path,
+    dtype: Any = np.float64,
 ) -> np.ndarray:
     for pid in ids:
         if pid not in rows:
             raise OutcomesError(
                 f"id {pid!r} has no row in {path.name}", path=prompts_path, line=id_lines[pid]
             )
-    out = np.empty((len(ids), n_models), dtype=np.float64)
+    out = np.empty((len(ids), n_models), dtype=dtype)
     for i, pid in enumerate(ids):
         out[i] = rows[pid][1]
     return out

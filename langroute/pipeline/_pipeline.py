@@ -392,7 +392,14 @@ class CallPipeline:
         return replace(answer, raw=(answer.raw, chunks))
 
     def _ask(self, state: CallState, ref: ModelRef, messages: Any = None) -> Pipeline[Answer]:
-        """A call a step makes of its own (a verifier, a judge): budgeted, traced, retried."""
+        """A call a step makes of its own (a verifier, a judge): budgeted, traced, retried.
+
+        A ref with no model object names one of the candidates: the adapter's model of that
+        name answers, as a non-candidate call.
+        """
+        known = self.refs.get(ref.name)
+        if ref.model is None and known is not None:
+            ref = replace(known, candidate=False)
 
         def attempt(state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
             return self._call(state, ref, "verify", messages)

@@ -100,7 +100,9 @@ class wait_retry_after(wait_base):  # noqa: N801 (tenacity's naming for wait str
 
 
 def _default_wait() -> wait_base:
-    return wait_retry_after(tenacity.wait_exponential_jitter(initial=0.5, max=20.0, jitter=0.5))
+    # 0.5 s, 1 s, 2 s, ... up to 20 s, plus up to 0.5 s of jitter
+    backoff = tenacity.wait_exponential(multiplier=0.5, max=20.0) + tenacity.wait_random(0, 0.5)
+    return wait_retry_after(backoff)
 
 
 @dataclass(frozen=True)
