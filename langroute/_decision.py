@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import weakref
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -189,6 +190,19 @@ class RoutingDecision:
         return "\n".join([head, *(f"   {line}" for line in self.explain())])
 
 
+_ROUTER_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_ROUTER_LOCKS_GUARD = threading.Lock()
+
+
+def _router_lock(router: Any) -> threading.Lock:
+    """One lock per router object, for as long as the router lives."""
+    with _ROUTER_LOCKS_GUARD:
+        try:
+            return _ROUTER_LOCKS.setdefault(router, threading.Lock())
+        except TypeError:  # not weak-referenceable: a lock of the policy's own
+            return threading.Lock()
+
+
 def _validate_threshold(threshold: Any) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
         raise RouterConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
@@ -211,8 +225,15 @@ class RoutingPolicy:
     costs: Mapping[str, float]
     router_kind: str
     requested: Mapping[str, float] | None = None
-    # Embedders keep an LRU cache that is not thread-safe; batch() decides from worker threads.
+    # Embedders keep an LRU cache that is not thread-safe; batch() decides from worker threads,
+    # and feedback updates the router in place: one lock per router, shared by every policy
+    # built on it (a policy rebuilt after a refit must not get a lock of its own).
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The router's lock: held while it scores prompts or learns from feedback."""
+        return self._lock
 
     @classmethod
     def build(
@@ -254,7 +275,7 @@ class RoutingPolicy:
         ladder = routing_ladder(router, models=names, costs=per_call)
         kind = getattr(router, "kind", "") or type(router).__name__
         return cls(router, ladder, value, per_call, str(kind),
-                   None if requested is None else dict(requested))
+                   None if requested is None else dict(requested), _router_lock(router))
 
     @staticmethod
     def _candidate_costs(

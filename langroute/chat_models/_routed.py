@@ -47,6 +47,7 @@ from ..pipeline import (
     CallContext,
     CallPipeline,
     CallResult,
+    CascadeStep,
     Fallback,
     ModelRef,
     RetryPolicy,
@@ -141,6 +142,11 @@ class RoutedChatModel(BaseChatModel):
         model id, in USD per million tokens: ``{"my-model": {"input_mtok": 0.5,
         "output_mtok": 1.5, "cache_read_mtok": 0.05}}``. A candidate neither table nor
         ``prices`` knows is a ``RouterConfigError`` when budgets are given.
+    feedback_store : str or FeedbackStore, default=None
+        Where every routed decision is recorded for feedback (``"sqlite:///feedback.db"``,
+        ``"redis://host:port/0"``, ``"memory://"`` or an opened ``FeedbackStore``); then
+        ``record_feedback`` / ``record_preference`` teach the router from a call's
+        ``decision_id``.
     trace_prompt : bool, default=False
         Put the routing text itself in the ``langroute.route`` event (by default only its length
         and SHA-256 are traced).
@@ -185,6 +191,7 @@ class RoutedChatModel(BaseChatModel):
     cascade: Any = None
     budgets: dict[str, Any] | None = None
     spend_store: Any = None
+    feedback_store: Any = None
     prices: dict[str, Any] | None = None
     trace_prompt: bool = False
     temperature: float | None = None
@@ -196,6 +203,7 @@ class RoutedChatModel(BaseChatModel):
     _pipeline_key: tuple[Any, ...] | None = PrivateAttr(default=None)
     _budget_step: Any = PrivateAttr(default=None)
     _budget_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _feedback: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -287,9 +295,25 @@ class RoutedChatModel(BaseChatModel):
                 "give exactly one of threshold=, strong_fraction= or target_cost= "
                 f"(got {given or 'none'})"
             )
+        self._check_cascade()
         self._call_pipeline()  # raises RouterConfigError / NotFittedError naming the problem
         self._warm_up()
         return self
+
+    def _check_cascade(self) -> None:
+        """The cascade is a CascadeStep and every model its scorer asks is a candidate's name
+        or a chat model (CascadeConfigError otherwise)."""
+        if self.cascade is None:
+            return
+        if not isinstance(self.cascade, CascadeStep):
+            raise RouterConfigError(
+                "cascade must be a langroute.cascade.Cascade (a CascadeStep), got "
+                f"{type(self.cascade).__name__}"
+            )
+        check = getattr(self.cascade, "check_models", None)
+        if callable(check):
+            check(list(self.models), lambda model: isinstance(model, BaseChatModel),
+                  "LangChain BaseChatModel")
 
     def _warm_up(self) -> None:
         """Load the router's embedder now, so the first decision does not pay for it."""
@@ -332,7 +356,8 @@ class RoutedChatModel(BaseChatModel):
         key = (id(router), getattr(router, "fit_version_", None), self.threshold,
                self.strong_fraction, self.target_cost, tuple(self.models.items()), costs,
                self.timeout, self.max_retries, self.fallback, id(self.cascade),
-               id(self.budgets), self.spend_store, id(self.prices), self.trace_prompt)
+               id(self.budgets), self.spend_store, id(self.prices), self.trace_prompt,
+               id(self.feedback_store))
         if self._pipeline is None or self._pipeline_key != key:
             # a fitted router is checked before anything is calibrated on it
             RoutingPolicy.build(router, list(self.models), 0.5, self.costs)
@@ -347,9 +372,67 @@ class RoutedChatModel(BaseChatModel):
                 budget=self._budget(refs),
                 cascade=self.cascade,
                 keep_text=self.trace_prompt,
+                recorders=self._recorders(),
             )
             self._pipeline_key = key
         return self._pipeline
+
+    # -- feedback (langroute.feedback) ------------------------------------------------------------
+    def _feedback_store(self) -> Any:
+        """The opened feedback store, or None without ``feedback_store``."""
+        from ..feedback import FeedbackStore, open_feedback_store
+
+        given = self.feedback_store
+        if given is None or isinstance(given, FeedbackStore):
+            return given
+        if not isinstance(given, str):
+            raise RouterConfigError(
+                "feedback_store must be a store URL (memory://, sqlite:///path, "
+                f"redis://host:port/db) or a FeedbackStore, got {type(given).__name__}"
+            )
+        if self._feedback is None or self._feedback[0] != given:
+            self._feedback = (given, open_feedback_store(given))
+        return self._feedback[1]
+
+    def _recorders(self) -> tuple[Any, ...]:
+        from ..feedback import FeedbackRecorder
+
+        store = self._feedback_store()
+        return () if store is None else (FeedbackRecorder(store),)
+
+    def _require_feedback_store(self) -> Any:
+        store = self._feedback_store()
+        if store is None:
+            raise RouterConfigError(
+                "this RoutedChatModel records no decisions: set feedback_store= (e.g. "
+                '"sqlite:///feedback.db") to give feedback on its calls'
+            )
+        return store
+
+    def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
+                        key: str | None = None,
+                        metadata: Mapping[str, Any] | None = None) -> Any:
+        """Store a quality ``score`` in [0, 1] for a call (its
+        ``response_metadata["langroute"]["decision_id"]``) and teach the router from it
+        (``langroute.feedback.record_feedback``); returns the stored event."""
+        from ..feedback import record_feedback
+
+        store = self._require_feedback_store()
+        return record_feedback(store, decision_id, score=score, router=self.router,
+                               model=model, key=key, metadata=metadata,
+                               lock=self._call_pipeline().policy.lock)
+
+    def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
+                          tie: bool = False, key: str | None = None,
+                          metadata: Mapping[str, Any] | None = None) -> Any:
+        """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
+        on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
+        from ..feedback import record_preference
+
+        store = self._require_feedback_store()
+        return record_preference(store, decision_id, preferred=preferred, other=other, tie=tie,
+                                 router=self.router, key=key, metadata=metadata,
+                                 lock=self._call_pipeline().policy.lock)
 
     @property
     def pipeline(self) -> CallPipeline:
@@ -443,11 +526,13 @@ class RoutedChatModel(BaseChatModel):
         loop = find_tool_loop(messages, self.models)
         if loop is not None and loop.maker is not None:
             # the router is not asked, so a conversation without user text can still continue
-            return RouteRequest(last_user_text(messages) or "", context, loop.maker, loop.note)
+            return RouteRequest(last_user_text(messages) or "", context, loop.maker, loop.note,
+                                messages=messages)
         text = routing_text(messages)
         if loop is not None:
-            return RouteRequest(text, context, None, loop.note, unidentified_loop=True)
-        return RouteRequest(text, context)
+            return RouteRequest(text, context, None, loop.note, unidentified_loop=True,
+                                messages=messages)
+        return RouteRequest(text, context, messages=messages)
 
     def _prepare(self, input: LanguageModelInput, context: CallContext,
                  stop: list[str] | None, kwargs: Mapping[str, Any]) -> _Prepared:

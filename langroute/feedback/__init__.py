@@ -1,0 +1,42 @@
+"""Feedback on routed calls: record decisions, store scores and preferences, learn from them.
+
+One store interface (``open_feedback_store("memory://" | "sqlite:///path" |
+"redis://host:port/db")``), a pipeline recorder that stores every decision
+(``FeedbackRecorder``), and the functions that turn feedback into training data and
+``partial_fit`` the router (``record_feedback``, ``record_preference``, ``replay``).
+"""
+
+from __future__ import annotations
+
+from ._learning import (
+    DECISION_ID_KEY,
+    feedback_battles,
+    record_feedback,
+    record_langsmith_feedback,
+    record_preference,
+    replay,
+)
+from ._recorder import FeedbackRecorder
+from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent
+from ._redis import RedisFeedbackStore
+from ._sqlite import SQLiteFeedbackStore
+from ._store import FeedbackStore, MemoryFeedbackStore, open_feedback_store
+
+__all__ = [
+    "DECISION_ID_KEY",
+    "PREFERENCE",
+    "SCORE",
+    "DecisionRecord",
+    "FeedbackEvent",
+    "FeedbackRecorder",
+    "FeedbackStore",
+    "MemoryFeedbackStore",
+    "RedisFeedbackStore",
+    "SQLiteFeedbackStore",
+    "feedback_battles",
+    "open_feedback_store",
+    "record_feedback",
+    "record_langsmith_feedback",
+    "record_preference",
+    "replay",
+]

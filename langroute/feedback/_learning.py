@@ -1,0 +1,279 @@
+"""Feedback -> training data -> ``router.partial_fit``: record, replay, and learn.
+
+A score is feedback on *one* model's answer, but routers learn which model *beats* which. So
+each feedback event becomes one new exemplar (its decision's prompt) holding battles:
+
+* a score ``s_m`` of model ``m`` meets every other model ``j`` in an *expected* battle
+  against ``j``'s mean quality ``q_j`` (the router's ``quality_``): ``m`` wins
+  ``(1 + s_m - q_j) / 2`` of it. For 0/1 scores this is exactly the expected win share if
+  ``j`` succeeds with probability ``q_j``: a failure of a cheap model says "a model that
+  usually succeeds would likely have won here", a success "it would at best have tied";
+* a preference is one real battle (``preferred`` wins, or a tie).
+
+Pairs without ``m`` get no battle, so feedback only moves what it observed. One exemplar per
+event (not per decision) makes learning order-free: a router that learned each event as it
+came equals one that replays the whole log later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._exceptions import FeedbackError, RouterConfigError
+from .._outcomes import Battles
+from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent
+from ._store import FeedbackStore
+
+__all__ = [
+    "DECISION_ID_KEY",
+    "IMPUTATIONS",
+    "feedback_battles",
+    "record_feedback",
+    "record_langsmith_feedback",
+    "record_preference",
+    "replay",
+]
+
+
+#: How a score of one model becomes battles against the others (see the module docstring).
+IMPUTATIONS = ("quality", "router", None)
+
+
+def feedback_battles(
+    events: Iterable[FeedbackEvent],
+    decisions: Mapping[str, DecisionRecord],
+    router: Any,
+    *,
+    impute: str | None = "quality",
+) -> Battles:
+    """The battles the feedback ``events`` add to ``router`` (see the module docstring).
+
+    ``decisions`` maps each event's decision id to its record. ``impute`` says how a score
+    ``s_m`` meets each other model ``j``: ``"quality"`` (default) against ``j``'s mean quality,
+    ``(1 + s_m - q_j) / 2``; ``"router"`` as the router's own prediction on the prompt shifted
+    by the surprise, ``P(m beats j | prompt) + (s_m - q_m) / 2`` (clipped to [0, 1]); None
+    keeps only the real battles (preferences), so scores teach nothing.
+    """
+    if impute not in IMPUTATIONS:
+        raise FeedbackError(f"impute must be one of {list(IMPUTATIONS)}, got {impute!r}")
+    models = list(router.models)
+    m = len(models)
+    quality = np.asarray(getattr(router, "quality_", np.full(m, np.nan)), float)
+    column = {name: i for i, name in enumerate(models)}
+    prompts: list[str] = []
+    rows: list[tuple[int, int, int, float]] = []  # prompt, model a, model b, a's win share
+    scored: list[tuple[int, int, float]] = []  # prompt, model, score
+    for event in events:
+        decision = decisions.get(event.decision_id)
+        if decision is None:
+            raise FeedbackError(f"no decision record given for feedback on {event.decision_id!r}")
+        named = [event.model] + ([event.other] if event.other is not None else [])
+        unknown = [name for name in named if name not in column]
+        if unknown:
+            raise FeedbackError(
+                f"feedback on decision {event.decision_id!r} names models {unknown} the router "
+                f"does not know (it knows {models}); onboard them with add_model() first"
+            )
+        p = len(prompts)
+        prompts.append(decision.prompt)
+        if event.kind == PREFERENCE:
+            assert event.other is not None
+            rows.append((p, column[event.model], column[event.other], event.score))
+        elif impute is not None:
+            scored.append((p, column[event.model], event.score))
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    if scored:
+        table = np.concatenate([table, _imputed(scored, prompts, router, quality, impute)])
+        table = table[np.lexsort((table[:, 2], table[:, 0]))]  # event order, then model
+    return Battles(
+        prompts=prompts,
+        models=tuple(models),
+        prompt_index=table[:, 0].astype(np.int64),
+        model_a=table[:, 1].astype(np.int64),
+        model_b=table[:, 2].astype(np.int64),
+        result=table[:, 3],
+        source="feedback",
+    )
+
+
+def _imputed(scored: list[tuple[int, int, float]], prompts: list[str], router: Any,
+             quality: np.ndarray, impute: str | None) -> np.ndarray:
+    """Rows (prompt, m, j, share) of every scored model against every other model."""
+    m = quality.shape[0]
+    events = np.asarray(scored, dtype=np.float64)
+    p, a, s = events[:, 0].astype(np.int64), events[:, 1].astype(np.int64), events[:, 2]
+    others = np.broadcast_to(np.arange(m), (len(p), m))
+    if impute == "router":
+        win = router.win_matrices([prompts[i] for i in p])  # one batch for all events
+        q_a = np.where(np.isfinite(quality[a]), quality[a], 0.5)
+        share = win[np.arange(len(p)), a, :] + 0.5 * (s - q_a)[:, None]
+        keep = others != a[:, None]
+    else:
+        share = (1.0 + s[:, None] - quality[None, :]) / 2.0
+        keep = (others != a[:, None]) & np.isfinite(quality)[None, :]
+    share = np.clip(share, 0.0, 1.0)
+    cols = [np.broadcast_to(p[:, None], (len(p), m)), np.broadcast_to(a[:, None], (len(p), m)),
+            others, share]
+    return np.stack([c[keep] for c in cols], axis=1).astype(np.float64)
+
+
+def _learner(router: Any) -> Any:
+    if not callable(getattr(router, "partial_fit", None)):
+        raise RouterConfigError(
+            f"{type(router).__name__} cannot learn incrementally (no partial_fit); refit it on "
+            "the union of its outcomes and the feedback on the schedule in "
+            "langroute.routers._incremental"
+        )
+    return router
+
+
+def _learn(router: Any, events: Sequence[FeedbackEvent],
+           decisions: Mapping[str, DecisionRecord], lock: Any) -> None:
+    battles = feedback_battles(events, decisions, router)
+    if len(battles):
+        with lock if lock is not None else contextlib.nullcontext():
+            router.partial_fit(battles)
+
+
+def record_feedback(
+    store: FeedbackStore,
+    decision_id: str,
+    *,
+    score: float,
+    router: Any = None,
+    model: str | None = None,
+    key: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    lock: Any = None,
+) -> FeedbackEvent:
+    """Store a quality ``score`` in [0, 1] for a decision and teach ``router`` from it.
+
+    Parameters
+    ----------
+    store : FeedbackStore
+        Where the decision was recorded (by ``FeedbackRecorder``).
+    decision_id : str
+        The call's ``decision_id`` (``response_metadata["langroute"]["decision_id"]``).
+    score : float
+        Quality of the answer in [0, 1] (a thumbs up is 1, down 0; a grader's score).
+    router : router with ``partial_fit``, default=None
+        Learns from the feedback at once (its ``fit_version_`` changes, so policies rebuild).
+        None only stores it (another process replays the store).
+    model : str, default=None
+        The model whose answer was scored; default: the one that answered.
+    key, metadata
+        The feedback's source (a LangSmith feedback key) and JSON extras, stored with it.
+    lock : context manager, default=None
+        Held around ``partial_fit``. ``partial_fit`` swaps several arrays, so a router that
+        other threads route with must be updated under the lock its scoring takes (the
+        ``RoutingPolicy``'s lock in ``RoutedChatModel``).
+
+    Returns
+    -------
+    FeedbackEvent
+        The stored event. An unknown decision id, a score outside [0, 1] or NaN, or a model
+        the decision did not offer raise before anything is stored.
+    """
+    if router is not None:
+        _learner(router)
+        decision = store.decision(decision_id)
+        # Check the router can take it before storing anything.
+        feedback_battles([FeedbackEvent(decision_id, SCORE, model or decision.model, score)],
+                         {decision_id: decision}, router)
+    event = store.add_score(decision_id, score, model=model, key=key, metadata=metadata)
+    if router is not None:
+        _learn(router, [event], {decision_id: decision}, lock)
+    return event
+
+
+def record_preference(
+    store: FeedbackStore,
+    decision_id: str,
+    *,
+    preferred: str,
+    other: str | None = None,
+    tie: bool = False,
+    router: Any = None,
+    key: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    lock: Any = None,
+) -> FeedbackEvent:
+    """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's) on
+    a decision's prompt (``tie=True``: neither), and teach ``router`` from it.
+
+    Same contract as ``record_feedback``; naming the answering model as ``preferred`` without
+    ``other`` is an error (a preference needs two models).
+    """
+    if router is not None:
+        _learner(router)
+        decision = store.decision(decision_id)
+        against = decision.model if other is None else other
+        if against != preferred:
+            feedback_battles(
+                [FeedbackEvent(decision_id, PREFERENCE, preferred, 0.5 if tie else 1.0,
+                               other=against)],
+                {decision_id: decision}, router,
+            )
+    event = store.add_preference(decision_id, preferred, other=other, tie=tie, key=key,
+                                 metadata=metadata)
+    if router is not None:
+        _learn(router, [event], {decision_id: decision}, lock)
+    return event
+
+
+#: Metadata key under which ``RoutedChatModel`` puts the decision id on its routed run.
+DECISION_ID_KEY = "langroute_decision_id"
+
+
+def record_langsmith_feedback(
+    store: FeedbackStore,
+    run_metadata: Mapping[str, Any],
+    *,
+    key: str,
+    score: float | bool,
+    run_id: Any = None,
+    comment: str | None = None,
+    router: Any = None,
+    lock: Any = None,
+) -> FeedbackEvent:
+    """Record LangSmith-style feedback (``key``, ``score``, the run's metadata) on a decision.
+
+    LangSmith feedback names a *run*; the routed run's metadata carries the decision id under
+    ``langroute_decision_id``, so ``run_metadata`` is that run's metadata (e.g.
+    ``client.read_run(run_id).metadata``). A boolean score is 1.0 / 0.0; a numeric one must
+    already lie in [0, 1] (normalise other scales first). ``key``, ``run_id`` and ``comment``
+    are stored with the event.
+    """
+    decision_id = run_metadata.get(DECISION_ID_KEY)
+    if not isinstance(decision_id, str) or not decision_id:
+        raise FeedbackError(
+            f"the run's metadata has no {DECISION_ID_KEY!r}; is it the routed run of a "
+            "RoutedChatModel call?"
+        )
+    value = float(score) if isinstance(score, bool) else score
+    extra = {k: v for k, v in (("langsmith_run_id", None if run_id is None else str(run_id)),
+                               ("comment", comment)) if v is not None}
+    return record_feedback(store, decision_id, score=value, router=router, key=key,
+                           metadata=extra, lock=lock)
+
+
+def replay(store: FeedbackStore, router: Any, *, start: int = 0, lock: Any = None) -> int:
+    """Teach ``router`` every feedback event from log position ``start`` on, in one
+    ``partial_fit``; returns the position to resume from next time.
+
+    A process that starts later calls ``position = replay(store, router)`` once, then
+    ``replay(store, router, start=position)`` whenever it wants to catch up with feedback
+    other processes recorded. ``lock`` as in ``record_feedback``.
+    """
+    _learner(router)
+    events = store.events(start)
+    if not events:
+        return start
+    ids = list(dict.fromkeys(e.decision_id for e in events))
+    decisions = {record.decision_id: record for record in store.decisions(ids)}
+    _learn(router, events, decisions, lock)
+    return start + len(events)

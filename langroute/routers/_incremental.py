@@ -1,0 +1,400 @@
+"""What ``partial_fit`` and ``add_model`` share: aligning new data, and running means.
+
+Refit schedule of the routers without ``partial_fit``
+----------------------------------------------------
+``SWRouter`` and ``KNNRouter`` store exemplars, so new outcomes are appended (win counts
+and embeddings) without touching what is stored; the result equals a ``fit`` on the union.
+The others summarise their data in ways that cannot be updated exactly:
+
+* ``ClusterRouter``: k-means centroids and per-cluster quality. Refit when the new outcomes
+  reach 10% of the training prompts, or daily, whichever comes first.
+* ``MFRouter`` / ``IRTRouter`` / ``StackedRouter``: gradient-trained embeddings and a
+  stacked combination. Refit on the union nightly (or at 10% new data).
+
+``langroute.feedback.FeedbackStore.outcomes()`` returns everything recorded since a given
+time, so a scheduled job refits with ``router.fit(union)`` and swaps the file in;
+``fit`` renews ``fit_version_`` and every policy built on the router rebuilds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._exceptions import OutcomesError, RouterConfigError
+from .._outcomes import Battles, Outcomes
+from ._index import OutcomeStore
+
+#: Distinct patterns up to which ``append_patterns`` merges new rows into them (sorting them).
+_DEDUPE_LIMIT = 4096
+
+__all__ = [
+    "align_models",
+    "append_counts",
+    "append_patterns",
+    "check_new_model",
+    "choose_proxy",
+    "disagreement",
+    "extend_flat_counts",
+    "extend_store",
+    "finish_onboarding",
+    "pick_quiz",
+    "quiz_selection",
+    "observation_counts",
+    "observations",
+    "observations_from_json",
+    "observations_to_json",
+    "update_means",
+]
+
+
+def observations(data: Outcomes | Battles) -> np.ndarray:
+    """``n_observations_`` of a router fitted on ``data``: shape (2, n_models)."""
+    return np.stack(observation_counts(data))
+
+
+def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | Battles:
+    """``data`` with its model axis laid out as ``models`` (unmeasured models become NaN).
+
+    New outcomes may name any subset of the router's models, in any order (feedback usually
+    scores one model); a model the router does not know is an error (``add_model`` first).
+    """
+    if not isinstance(data, (Outcomes, Battles)):
+        raise TypeError(f"expected Outcomes or Battles, got {type(data).__name__}")
+    names = list(models)
+    unknown = [name for name in data.models if name not in names]
+    if unknown:
+        raise OutcomesError(
+            f"models {unknown} are unknown to the router (it knows {names}); "
+            "onboard a new model with add_model() first"
+        )
+    if tuple(data.models) == tuple(names):
+        return data
+    cols = np.array([names.index(name) for name in data.models], dtype=np.int64)
+    if isinstance(data, Battles):
+        return dataclasses.replace(
+            data, models=tuple(names),
+            model_a=cols[np.asarray(data.model_a)], model_b=cols[np.asarray(data.model_b)],
+        )
+    n, m = len(data), len(names)
+    scores = np.full((n, m), np.nan)
+    scores[:, cols] = data.scores
+    costs = None
+    if data.costs is not None:
+        costs = np.full((n, m), np.nan)
+        costs[:, cols] = data.costs
+    return dataclasses.replace(data, models=tuple(names), scores=scores, costs=costs)
+
+
+def observation_counts(data: Outcomes | Battles) -> tuple[np.ndarray, np.ndarray]:
+    """Per model: how many observations ``quality_`` and ``costs_`` average.
+
+    Measured scores and known costs for Outcomes; games played (and no costs) for Battles.
+    """
+    m = len(data.models)
+    if isinstance(data, Outcomes):
+        scored = (~np.isnan(data.scores)).sum(axis=0).astype(np.float64)
+        costed = (np.zeros(m) if data.costs is None
+                  else (~np.isnan(data.costs)).sum(axis=0).astype(np.float64))
+        return scored, costed
+    games = np.zeros(m)
+    np.add.at(games, np.asarray(data.model_a), 1.0)
+    np.add.at(games, np.asarray(data.model_b), 1.0)
+    return games, np.zeros(m)
+
+
+def _merge(mean: np.ndarray | None, count: np.ndarray, new_sum: np.ndarray,
+           new_count: np.ndarray) -> np.ndarray:
+    old = np.where(count > 0, np.nan_to_num(mean if mean is not None else 0.0), 0.0) * count
+    total = count + new_count
+    return np.divide(old + new_sum, total, out=np.full(count.shape, np.nan), where=total > 0)
+
+
+def update_means(router: object, data: Outcomes | Battles) -> None:
+    """Fold ``data`` (aligned to the router's models) into ``quality_`` and ``costs_``.
+
+    The result is what ``fit`` on the union computes. Scores update a router fitted on
+    Outcomes; battles update the win rates of a router fitted on battles. Battles given to a
+    router fitted on scores change its win counts only (a win rate is not a quality score).
+    """
+    counts = getattr(router, "n_observations_", None)
+    if counts is None:
+        raise RouterConfigError(
+            f"this {type(router).__name__} was saved before partial_fit existed and does not "
+            "record how many observations its means average; refit it once with fit()"
+        )
+    scored, costed = np.asarray(counts, dtype=np.float64)
+    on_battles = router.costs_ is None  # type: ignore[attr-defined]
+    if isinstance(data, Outcomes):
+        if on_battles:
+            return  # quality_ is a win rate there; the win counts were updated by the caller
+        new_scored, new_costed = observation_counts(data)
+        sums = np.where(np.isnan(data.scores), 0.0, data.scores).sum(axis=0)
+        router.quality_ = _merge(router.quality_, scored, sums, new_scored)  # type: ignore
+        if data.costs is not None:
+            cost_sums = np.where(np.isnan(data.costs), 0.0, data.costs).sum(axis=0)
+            router.costs_ = _merge(router.costs_, costed, cost_sums, new_costed)  # type: ignore
+            costed = costed + new_costed
+        router.n_observations_ = np.stack([scored + new_scored, costed])  # type: ignore
+        return
+    if not on_battles:
+        return
+    m = len(data.models)
+    wins = np.zeros(m)
+    np.add.at(wins, np.asarray(data.model_a), np.asarray(data.result, dtype=np.float64))
+    np.add.at(wins, np.asarray(data.model_b), 1.0 - np.asarray(data.result, dtype=np.float64))
+    games, _ = observation_counts(data)
+    router.quality_ = _merge(router.quality_, scored, wins, games)  # type: ignore
+    router.n_observations_ = np.stack([scored + games, costed])  # type: ignore
+
+
+def observations_to_json(router: object) -> list[list[float]] | None:
+    """``n_observations_`` as JSON for router files (None: saved before it existed)."""
+    counts = getattr(router, "n_observations_", None)
+    return None if counts is None else np.asarray(counts, dtype=np.float64).tolist()
+
+
+def observations_from_json(state: dict, n_models: int) -> np.ndarray | None:
+    """Inverse of ``observations_to_json``; a file written before it holds None."""
+    raw = state.get("n_observations_")
+    if raw is None:
+        return None
+    counts = np.asarray(raw, dtype=np.float64)
+    if counts.shape != (2, n_models) or not np.all(np.isfinite(counts)) or counts.min() < 0:
+        raise ValueError(f"n_observations_ must be 2 x {n_models} counts >= 0")
+    return counts
+
+
+def append_patterns(
+    patterns: np.ndarray, index: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct win-count patterns and per-exemplar indices after appending ``counts``.
+
+    ``counts`` is (n, M*M); old exemplars keep their patterns (renumbered), new ones are
+    matched against them in one ``np.unique`` over the patterns only -- while there are at
+    most ``_DEDUPE_LIMIT`` of them; beyond that new patterns are appended unmatched.
+    """
+    flat = np.asarray(counts, dtype=np.float32).reshape(counts.shape[0], -1)
+    n_old = patterns.shape[0]
+    if n_old > _DEDUPE_LIMIT:
+        # Many distinct patterns already (fractional feedback does not repeat): append the new
+        # ones instead of re-sorting them all on every call. Duplicates are harmless.
+        fresh, inverse = np.unique(flat, axis=0, return_inverse=True)
+        new_index = (n_old + inverse.reshape(-1)).astype(np.int32)
+        return (np.concatenate([patterns, fresh.astype(np.float32)]),
+                np.concatenate([index, new_index]))
+    merged, inverse = np.unique(np.concatenate([patterns, flat]), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int32)
+    return merged.astype(np.float32), np.concatenate([inverse[:n_old][index], inverse[n_old:]])
+
+
+def append_counts(store: OutcomeStore, counts: np.ndarray) -> OutcomeStore:
+    """``store`` with the exemplars of win-count matrices ``counts`` (n, M, M) appended.
+
+    Patterns stay patterns; uint8 half-counts stay half-counts while the new counts are whole
+    or half battles, else (fractional feedback) the store becomes patterns.
+    """
+    m = store.n_models
+    flat = np.asarray(counts, dtype=np.float64).reshape(counts.shape[0], m * m)
+    if store.patterns is not None:
+        assert store.pattern_index is not None
+        patterns, index = append_patterns(store.patterns, store.pattern_index, flat)
+        return OutcomeStore(m, patterns=patterns, pattern_index=index)
+    assert store.half_counts is not None
+    half = 2.0 * flat
+    if np.all((half == np.round(half)) & (half >= 0) & (half <= 2)):
+        stacked = np.concatenate([store.half_counts, half.astype(np.uint8)])
+        return OutcomeStore(m, half_counts=stacked)
+    everything = np.concatenate([store.counts(slice(None)).astype(np.float64), flat])
+    return OutcomeStore.from_counts(everything.reshape(-1, m, m))
+
+
+# -- onboarding a new model ------------------------------------------------------------------------
+def extend_flat_counts(flat: np.ndarray, proxy: int, n_models: int,
+                       shift: float = 0.0) -> np.ndarray:
+    """Win counts (n, M*M) with model ``M`` appended as a copy of model ``proxy``, shifted.
+
+    The new model plays every stored battle its proxy played, and meets the proxy wherever the
+    proxy was measured. ``shift`` is the new model's mean score minus the proxy's: for scores
+    in [0, 1] a battle's expected result is ``(1 + s_a - s_b) / 2``, so a model whose score is
+    its proxy's plus ``shift`` wins ``shift / 2`` more of each of the proxy's battles, and
+    ``(1 + shift) / 2`` of its battle with the proxy (a tie when ``shift`` is 0). Shares are
+    clipped to [0, 1]. With ``shift == 0`` the dtype is kept (uint8 half-counts too).
+    """
+    m = n_models
+    counts = flat.reshape(-1, m, m)
+    out = np.zeros((counts.shape[0], m + 1, m + 1), dtype=flat.dtype)
+    out[:, :m, :m] = counts
+    won, lost = counts[:, proxy, :], counts[:, :, proxy]
+    games = won + lost
+    played = games.sum(axis=1) > 0
+    if shift == 0.0:
+        out[:, m, :m], out[:, :m, m] = won, lost
+        # A tie is half a win each: 0.5 in counts, 1 in uint8 half-counts.
+        tie = 1 if flat.dtype == np.uint8 else 0.5
+        out[played, m, proxy] = tie
+        out[played, proxy, m] = tie
+        return out.reshape(-1, (m + 1) * (m + 1))
+    share = np.clip(won + 0.5 * shift * games, 0.0, games)
+    out[:, m, :m], out[:, :m, m] = share, games - share
+    versus = float(np.clip((1.0 + shift) / 2.0, 0.0, 1.0))
+    out[played, m, proxy] = versus
+    out[played, proxy, m] = 1.0 - versus
+    out[:, m, m] = 0.0
+    out[:, proxy, proxy] = 0.0
+    return out.reshape(-1, (m + 1) * (m + 1))
+
+
+def extend_store(store: OutcomeStore, proxy: int, shift: float = 0.0) -> OutcomeStore:
+    """``store`` with one more model, a shifted copy of ``proxy`` (``extend_flat_counts``).
+
+    Half-counts cannot hold a shifted (fractional) battle; the store then becomes patterns.
+    """
+    m = store.n_models
+    if store.patterns is not None:
+        assert store.pattern_index is not None
+        patterns = extend_flat_counts(store.patterns, proxy, m, shift)
+        return OutcomeStore(m + 1, patterns=patterns, pattern_index=store.pattern_index)
+    assert store.half_counts is not None
+    if shift == 0.0:
+        return OutcomeStore(m + 1, half_counts=extend_flat_counts(store.half_counts, proxy, m))
+    extended = extend_flat_counts(store.counts(slice(None)), proxy, m, shift)
+    return OutcomeStore.from_counts(extended.reshape(-1, m + 1, m + 1))
+
+
+def choose_proxy(router: object, name: str, quiz: Outcomes) -> tuple[int, float]:
+    """The existing model that agrees most with ``name`` on the quiz, and the score shift.
+
+    Agreement is the mean of ``1 - |s_new - s_j|`` over quiz prompts scored for both (ties:
+    the model whose quiz mean is closest to the new model's). The new model is taken to be its
+    proxy shifted by ``quality_new - quality_proxy`` (``extend_flat_counts``).
+
+    ``quality_new`` is *calibrated on the existing models*: quiz prompts are chosen where
+    models disagree, so quiz means are far from overall quality; a least-squares line through
+    the existing models' (quiz mean, ``quality_``) pairs maps the new model's quiz mean to its
+    overall quality. With fewer than three existing models scored on the quiz (or no spread
+    in their quiz means) the proxy's quality plus the quiz mean difference is used instead.
+    """
+    models = list(router.models_)  # type: ignore[attr-defined]
+    quality = np.asarray(router.quality_, dtype=np.float64)  # type: ignore[attr-defined]
+    new = quiz.scores[:, list(quiz.models).index(name)]
+    measured = ~np.isnan(new)
+    if not measured.any():
+        raise OutcomesError(f"the quiz outcomes hold no score for the new model {name!r}")
+    new_mean = float(new[measured].mean())
+    best, best_key, best_gap = -1, (-np.inf, -np.inf), 0.0
+    reference: list[tuple[float, float]] = []  # (quiz mean, quality_) of existing models
+    for j, other in enumerate(models):
+        if other not in quiz.models:
+            continue
+        theirs = quiz.scores[:, list(quiz.models).index(other)]
+        both = measured & ~np.isnan(theirs)
+        if not both.any() or not np.isfinite(quality[j]):
+            continue
+        gap = float(np.mean(new[both] - theirs[both]))
+        reference.append((float(theirs[both].mean()), float(quality[j])))
+        key = (float(np.mean(1.0 - np.abs(new[both] - theirs[both]))), -abs(gap))
+        if key > best_key:
+            best, best_key, best_gap = j, key, gap
+    if best < 0:
+        finite = np.where(np.isfinite(quality), quality, np.inf)
+        best = int(np.argmin(np.abs(finite - new_mean)))
+        return best, new_mean - float(quality[best])
+    quiz_means, qualities = np.asarray(reference).T
+    if len(reference) >= 3 and np.ptp(quiz_means) > 0:
+        slope, intercept = np.polyfit(quiz_means, qualities, 1)
+        estimate = float(np.clip(intercept + slope * new_mean, 0.0, 1.0))
+        return best, estimate - float(quality[best])
+    return best, best_gap
+
+
+def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | None) -> None:
+    """Refuse an ``add_model`` that cannot work, before anything changes."""
+    if not isinstance(name, str) or not name:
+        raise RouterConfigError(f"the new model's name must be a non-empty str, got {name!r}")
+    if name in router.models_:  # type: ignore[attr-defined]
+        raise RouterConfigError(f"model {name!r} is already one of the router's models")
+    if not isinstance(quiz, Outcomes):
+        raise TypeError(f"quiz_outcomes must be Outcomes, got {type(quiz).__name__}")
+    if name not in quiz.models:
+        raise OutcomesError(f"the quiz outcomes have no column for the new model {name!r}")
+    if router.costs_ is not None:  # type: ignore[attr-defined]
+        if (cost is None or isinstance(cost, bool) or not isinstance(cost, (int, float))
+                or not np.isfinite(cost) or cost < 0):
+            raise RouterConfigError(
+                f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
+            )
+
+
+def disagreement(flat: np.ndarray, n_models: int) -> np.ndarray:
+    """How much the models disagree on each exemplar: decisive share of its measured pairs.
+
+    ``sum_{i<j} |W_ij - W_ji| / #measured pairs`` from win counts (n, M*M): 0 when every
+    measured pair tied (all right or all wrong), 1 when every pair was decided. For 0/1
+    scores with k of M models right it is k (M - k) / (M (M - 1) / 2), largest at k = M / 2:
+    the prompts where a new model's result says most about which models it resembles (the
+    item information of a two-parameter IRT item is largest there too).
+    """
+    counts = flat.reshape(-1, n_models, n_models).astype(np.float64)
+    upper = np.triu(np.ones((n_models, n_models), dtype=bool), k=1)
+    decided = np.abs(counts - np.swapaxes(counts, 1, 2))[:, upper].sum(axis=1)
+    measured = (counts + np.swapaxes(counts, 1, 2))[:, upper]
+    pairs = (measured > 0).sum(axis=1)
+    total = measured.sum(axis=1)
+    return np.divide(decided, total, out=np.zeros(len(counts)), where=pairs > 0)
+
+
+def pick_quiz(vectors: np.ndarray, informative: np.ndarray, n: int) -> np.ndarray:
+    """``n`` exemplar indices: most informative first, each next one far from those chosen.
+
+    Greedy: pick ``argmax informative * (1 - max cosine similarity to the picked)``; one
+    matrix-vector product per pick keeps the running maximum similarity.
+    """
+    count = vectors.shape[0]
+    n = min(n, count)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    closest = np.zeros(count)
+    chosen = np.zeros(count, dtype=bool)
+    picks = []
+    for _ in range(n):
+        gain = np.where(chosen, -np.inf, informative * (1.0 - np.clip(closest, 0.0, 1.0)))
+        k = int(np.argmax(gain))
+        picks.append(k)
+        chosen[k] = True
+        closest = np.maximum(closest, unit @ unit[k])
+    return np.asarray(picks, dtype=np.int64)
+
+
+def quiz_selection(router: object, vectors: np.ndarray, flat: np.ndarray, n: int,
+                   prompts: Sequence[str] | None) -> np.ndarray | list[str]:
+    """Shared body of ``quiz_prompts``: check ``n`` and ``prompts``, pick, map to texts."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise RouterConfigError(f"n must be an int >= 1, got {n!r}")
+    count = vectors.shape[0]
+    if prompts is not None and (isinstance(prompts, str) or len(prompts) != count):
+        raise RouterConfigError(
+            f"prompts must list the router's {count} exemplar prompts in training order "
+            "(fit's prompts, then each partial_fit's)"
+        )
+    m = len(router.models_)  # type: ignore[attr-defined]
+    picks = pick_quiz(vectors, disagreement(flat, m), n)
+    return picks if prompts is None else [prompts[int(i)] for i in picks]
+
+
+def finish_onboarding(router: object, name: str, proxy: int, quality: float,
+                      cost: float | None, imputed: int) -> None:
+    """Append the new model's name, quality, cost and observation counts to the router."""
+    r: Any = router
+    r.models_ = [*r.models_, name]
+    r.quality_ = np.append(np.asarray(r.quality_, dtype=np.float64), quality)
+    if r.costs_ is not None:
+        r.costs_ = np.append(np.asarray(r.costs_, dtype=np.float64), float(cost))  # type: ignore
+    counts = np.asarray(r.n_observations_, dtype=np.float64)
+    r.n_observations_ = np.concatenate([counts, [[float(imputed)], [1.0]]], axis=1)
+    # Out-of-fold win matrices of the old model list no longer fit the router.
+    r.calibration_win_matrices_ = None
+    r._calibration_note = (f"add_model({name!r}) changed the model list since fit; pass "
+                           "prompts to calibrate_threshold")

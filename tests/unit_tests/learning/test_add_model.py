@@ -1,0 +1,138 @@
+"""add_model onboards a model from a few quiz prompts; quiz_prompts picks informative ones."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from langroute import KNNRouter, Outcomes, SWRouter
+from langroute._exceptions import OutcomesError, RouterConfigError
+from langroute.routers._calibration_scores import calibration_scores_disabled
+
+from ..routers.synthetic import math_prompt, poem_prompt, split_outcomes
+
+ROUTERS = {"sw": lambda e: SWRouter(e), "knn": lambda e: KNNRouter(e, k=9)}
+
+
+@pytest.fixture(autouse=True)
+def _no_calibration_refits():
+    with calibration_scores_disabled():
+        yield
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_model_onboarded_from_a_quiz_routes_like_one_trained_on_everything(
+        name, hashing_embedder):
+    data = split_outcomes(30, seed=2)
+    router = ROUTERS[name](hashing_embedder).fit(data.select_models(["cheap", "calc"]))
+    version = router.fit_version_
+    quiz_rows = router.quiz_prompts(8)
+    assert len(set(quiz_rows.tolist())) == 8
+    quiz = data.subset(quiz_rows)  # poet's scores, and the others' where known
+    assert router.add_model("poet", quiz, cost=0.02) is router
+    assert router.models == ["cheap", "calc", "poet"] and router.fit_version_ != version
+    assert router.costs_[2] == 0.02
+    full = ROUTERS[name](hashing_embedder).fit(data)
+    queries = [math_prompt(200), poem_prompt(201), math_prompt(202), poem_prompt(203)]
+    onboarded, reference = router.win_matrices(queries), full.win_matrices(queries)
+    # poet beats calc on poems and loses on maths, as when trained on full data.
+    assert np.all(onboarded[[1, 3], 2, 1] > 0.6) and np.all(onboarded[[0, 2], 2, 1] < 0.4)
+    assert np.sign(onboarded[:, 2, 1] - 0.5).tolist() == np.sign(
+        reference[:, 2, 1] - 0.5).tolist()
+    assert router.calibration_win_matrices_ is None
+
+
+def test_the_proxy_is_the_model_that_agrees_most(hashing_embedder):
+    data = split_outcomes(20, seed=5)
+    router = SWRouter(hashing_embedder).fit(data)
+    # "calc2" answers exactly like calc: copied from calc, it is calc's twin everywhere.
+    twin = Outcomes(ids=data.ids[:6], prompts=data.prompts[:6], models=("calc2", "calc"),
+                    scores=data.scores[:6, [1, 1]])
+    router.add_model("calc2", twin, cost=0.01)
+    queries = [math_prompt(300), poem_prompt(301)]
+    win = router.win_matrices(queries)
+    np.testing.assert_allclose(win[:, 3, 2], win[:, 1, 2], atol=0.02)  # vs poet
+    np.testing.assert_allclose(win[:, 3, 0], win[:, 1, 0], atol=0.02)  # vs cheap
+    np.testing.assert_allclose(router.quality_[3], router.quality_[1], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_quiz_prompts_prefer_disagreement_and_spread(name, hashing_embedder):
+    data = split_outcomes(20, seed=1)
+    scores = data.scores.copy()
+    scores[::2] = 1.0  # every maths prompt: all models right, nothing to learn from it
+    router = ROUTERS[name](hashing_embedder).fit(dataclasses.replace(data, scores=scores))
+    picks = router.quiz_prompts(10)
+    assert all(i % 2 == 1 for i in picks)  # poems only
+    texts = router.quiz_prompts(3, prompts=data.prompts)
+    assert texts == [data.prompts[i] for i in picks[:3]]
+    with pytest.raises(RouterConfigError, match="n must be"):
+        router.quiz_prompts(0)
+    with pytest.raises(RouterConfigError, match="training order"):
+        router.quiz_prompts(3, prompts=data.prompts[:5])
+
+
+def test_add_model_refuses_what_cannot_work(hashing_embedder):
+    data = split_outcomes(10)
+    router = SWRouter(hashing_embedder).fit(data.select_models(["cheap", "calc"]))
+    quiz = data.subset(np.arange(4))
+    version = router.fit_version_
+    with pytest.raises(RouterConfigError, match="already one of"):
+        router.add_model("calc", quiz, cost=0.1)
+    with pytest.raises(OutcomesError, match="no column for the new model"):
+        router.add_model("gpt-9", quiz, cost=0.1)
+    with pytest.raises(RouterConfigError, match="USD per call"):
+        router.add_model("poet", quiz)
+    with pytest.raises(RouterConfigError, match="USD per call"):
+        router.add_model("poet", quiz, cost=float("nan"))
+    unscored = dataclasses.replace(quiz, scores=np.where(np.arange(3) == 2, np.nan, quiz.scores))
+    with pytest.raises(OutcomesError, match="no score for the new model"):
+        router.add_model("poet", unscored, cost=0.1)
+    with pytest.raises(ValueError, match="embeddings must have shape"):
+        router.add_model("poet", quiz, cost=0.1, embeddings=np.ones((2, 128)))
+    assert router.models == ["cheap", "calc"] and router.fit_version_ == version
+    assert router.n_exemplars_ == len(data)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_weaker_model_is_a_shifted_copy_that_loses_to_its_proxy(name, hashing_embedder):
+    data = split_outcomes(20, seed=5)
+    router = ROUTERS[name](hashing_embedder).fit(data)
+    # "calc-lite" is right on half the prompts calc is right on, wrong elsewhere.
+    rows = np.arange(12)
+    lite = data.scores[rows, 1] * (rows % 4 < 2)
+    quiz = Outcomes(ids=[data.ids[i] for i in rows], prompts=[data.prompts[i] for i in rows],
+                    models=("calc-lite", "calc"), scores=np.stack([lite, data.scores[rows, 1]], 1))
+    router.add_model("calc-lite", quiz, cost=0.005)
+    shift = float(np.mean(lite - data.scores[rows, 1]))
+    assert shift < 0
+    np.testing.assert_allclose(router.quality_[3], router.quality_[1] + shift)
+    win = router.win_matrices([math_prompt(300), poem_prompt(301)])
+    assert np.all(win[:, 1, 3] > 0.55)  # calc beats its weaker copy
+    # ... and does worse against poet (on poems calc never wins: nothing left to lose there).
+    assert win[0, 3, 2] < win[0, 1, 2] and np.all(win[:, 3, 2] <= win[:, 1, 2] + 1e-12)
+
+
+def test_the_new_models_quality_is_calibrated_on_the_existing_models(hashing_embedder):
+    # 30 easy prompts every model solves; on 10 hard ones model k solves the first 3k. The
+    # quiz is the 9 hard prompts models disagree on (all but m3 fail the last): quiz means 0,
+    # 1/3, 2/3, 1 for overall qualities .75, .825, .9, .975 -- a line the new model is put on.
+    prompts = [math_prompt(i) for i in range(30)] + [poem_prompt(i) for i in range(10)]
+    scores = np.ones((40, 4))
+    for k in range(4):
+        scores[30 + 3 * k:, k] = 0.0
+    names = ("m0", "m1", "m2", "m3")
+    data = Outcomes(ids=[f"q{i}" for i in range(40)], prompts=prompts, models=names,
+                    scores=scores, costs=np.tile([1.0, 2.0, 3.0, 4.0], (40, 1)))
+    router = SWRouter(hashing_embedder).fit(data)
+    quiz_rows = router.quiz_prompts(9)
+    assert sorted(quiz_rows.tolist()) == list(range(30, 39))
+    new = (quiz_rows < 33).astype(float)  # right on 3 of 9: quiz mean 1/3, like m1
+    quiz = Outcomes(ids=[f"q{i}" for i in quiz_rows], prompts=[prompts[i] for i in quiz_rows],
+                    models=(*names, "new"), scores=np.column_stack([scores[quiz_rows], new]))
+    router.add_model("new", quiz, cost=2.5)
+    # 0.825 on the line (the quiz mean says 0.33), counted as 40 observations, then the
+    # 9 quiz scores folded in.
+    np.testing.assert_allclose(router.quality_[4], (0.825 * 40 + new.sum()) / 49, atol=1e-9)

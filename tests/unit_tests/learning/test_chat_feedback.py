@@ -1,0 +1,79 @@
+"""Feedback through RoutedChatModel: every call's decision is recorded in ``feedback_store``,
+and ``record_feedback`` / ``record_preference`` teach the router by ``decision_id``."""
+
+from __future__ import annotations
+
+import pytest
+
+from langroute import SWRouter
+from langroute._exceptions import FeedbackError, RouterConfigError, UnknownDecisionError
+from langroute.chat_models import RoutedChatModel
+from langroute.embeddings import HashingEmbedder
+from langroute.feedback import open_feedback_store, replay
+
+from ..chat_models.fakes import (
+    EASY,
+    HARD,
+    STRONG,
+    THRESHOLD,
+    WEAK,
+    ScriptedChatModel,
+    synthetic_outcomes,
+)
+
+
+def fitted_router() -> SWRouter:
+    return SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(synthetic_outcomes())
+
+
+def routed_model(router, store) -> RoutedChatModel:
+    return RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG),
+                                   WEAK: ScriptedChatModel(model_name=WEAK)},
+                           router=router, threshold=THRESHOLD, feedback_store=store)
+
+
+def test_every_call_is_recorded_and_feedback_teaches_the_router(tmp_path):
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    router = fitted_router()
+    model = routed_model(router, url)
+    answer = model.invoke(EASY)
+    decision_id = answer.response_metadata["langroute"]["decision_id"]
+    stored = model._feedback_store().decision(decision_id)
+    assert (stored.prompt, stored.model) == (EASY, WEAK)
+    before, version = router.win_matrix(EASY)[0, 1], router.fit_version_
+    for _ in range(5):  # the weak model keeps failing on this kind of prompt
+        decision_id = model.invoke(EASY).response_metadata["langroute"]["decision_id"]
+        model.record_feedback(decision_id, score=0.0, key="user_thumb")
+    assert router.fit_version_ != version
+    assert router.win_matrix(EASY)[0, 1] > before  # P(strong beats weak) went up
+    # A process started later replays the same store into its own router.
+    later = fitted_router()
+    with open_feedback_store(url) as store:
+        assert replay(store, later) == 5
+    assert later.win_matrix(EASY)[0, 1] == pytest.approx(router.win_matrix(EASY)[0, 1])
+
+
+async def test_async_and_streamed_calls_are_recorded_too():
+    model = routed_model(fitted_router(), "memory://")
+    answer = await model.ainvoke(HARD)
+    chunks = list(model.stream(HARD))
+    ids = [answer.response_metadata["langroute"]["decision_id"],
+           chunks[0].response_metadata["langroute"]["decision_id"]]
+    store = model._feedback_store()
+    assert [store.decision(i).model for i in ids] == [STRONG, STRONG]
+    event = model.record_preference(ids[0], preferred=WEAK, tie=True)
+    assert (event.model, event.other, event.score) == (WEAK, STRONG, 0.5)
+
+
+def test_feedback_errors_are_clear():
+    model = routed_model(fitted_router(), "memory://")
+    decision_id = model.invoke(EASY).response_metadata["langroute"]["decision_id"]
+    with pytest.raises(UnknownDecisionError):
+        model.record_feedback("not-a-call", score=1.0)
+    with pytest.raises(FeedbackError, match="score"):
+        model.record_feedback(decision_id, score=2.0)
+    without = routed_model(fitted_router(), None)
+    with pytest.raises(RouterConfigError, match="feedback_store="):
+        without.record_feedback(decision_id, score=1.0)
+    with pytest.raises(RouterConfigError, match="feedback_store must be"):
+        routed_model(fitted_router(), 42)

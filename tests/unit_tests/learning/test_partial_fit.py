@@ -1,0 +1,155 @@
+"""partial_fit: appending outcomes equals fitting on the union, and renews fit_version_."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from langroute import Battles, KNNRouter, SWRouter
+from langroute._exceptions import OutcomesError, RouterConfigError
+from langroute.routers._calibration_scores import calibration_scores_disabled
+
+from ..routers.synthetic import MODELS, math_prompt, poem_prompt, split_battles, split_outcomes
+
+ROUTERS = {
+    "sw-exact": lambda e: SWRouter(e, algorithm="exact"),
+    "sw-clustered": lambda e: SWRouter(e, algorithm="clustered", n_clusters=6, n_probe=2),
+    "knn": lambda e: KNNRouter(e, k=9),
+}
+QUERIES = [math_prompt(101), poem_prompt(102), "Compute nine times three", "a poem on snow"]
+
+
+@pytest.fixture(autouse=True)
+def _no_calibration_refits():
+    with calibration_scores_disabled():
+        yield
+
+
+def patchy_outcomes(seed: int = 3):
+    """Synthetic outcomes with continuous scores, a third unmeasured, costs partly unknown."""
+    data = split_outcomes(40, seed=seed)
+    rng = np.random.default_rng(seed)
+    scores = np.clip(data.scores + rng.normal(0, 0.2, data.scores.shape), 0, 1)
+    scores[rng.random(scores.shape) < 0.3] = np.nan
+    costs = data.costs * rng.uniform(0.5, 1.5, data.costs.shape)
+    costs[rng.random(costs.shape) < 0.2] = np.nan
+    return dataclasses.replace(data, scores=scores, costs=costs)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_partial_fit_equals_fit_on_the_union(name, hashing_embedder):
+    data = patchy_outcomes()
+    first, second = data.subset(np.arange(45)), data.subset(np.arange(45, 80))
+    make = ROUTERS[name]
+    online = make(hashing_embedder).fit(first)
+    version = online.fit_version_
+    assert online.partial_fit(second) is online
+    assert online.fit_version_ != version
+    full = make(hashing_embedder).fit(data)
+    np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES),
+                               atol=1e-6)
+    np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
+    np.testing.assert_allclose(online.costs_, full.costs_, rtol=1e-12)
+    np.testing.assert_array_equal(online.n_observations_, full.n_observations_)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_partial_fit_in_several_steps_with_a_subset_of_models(name, hashing_embedder):
+    data = split_outcomes(30, seed=1)
+    make = ROUTERS[name]
+    online = make(hashing_embedder).fit(data.subset(np.arange(20)))
+    # New outcomes may score fewer models, in another order: the rest count as unmeasured.
+    part = data.subset(np.arange(20, 40)).select_models(["poet", "calc"])
+    online.partial_fit(part)
+    online.partial_fit(data.subset(np.arange(40, 60)))
+    scores = data.scores.copy()
+    scores[20:40, 0] = np.nan
+    full = make(hashing_embedder).fit(dataclasses.replace(data, scores=scores))
+    np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES),
+                               atol=1e-6)
+    np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_partial_fit_on_battles(name, hashing_embedder):
+    battles = split_battles(30)
+    half = 30  # the first 15 maths + 15 poem prompts; battles come 2 per prompt
+    first = dataclasses.replace(
+        battles, prompts=battles.prompts[:half],
+        prompt_index=battles.prompt_index[: 2 * half], model_a=battles.model_a[: 2 * half],
+        model_b=battles.model_b[: 2 * half], result=battles.result[: 2 * half])
+    second = dataclasses.replace(
+        battles, prompts=battles.prompts[half:],
+        prompt_index=battles.prompt_index[2 * half :] - half,
+        model_a=battles.model_a[2 * half :], model_b=battles.model_b[2 * half :],
+        result=battles.result[2 * half :])
+    make = ROUTERS[name]
+    online = make(hashing_embedder).fit(first).partial_fit(second)
+    full = make(hashing_embedder).fit(battles)
+    np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES),
+                               atol=1e-6)
+    np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
+    assert online.costs_ is None
+
+
+def test_fractional_battles_turn_half_counts_into_patterns(hashing_embedder):
+    # Continuous scores on 3 models do not compress: the SW store keeps uint8 half-counts,
+    # which cannot hold an expected (fractional) battle; the store switches to patterns.
+    data = patchy_outcomes()
+    router = SWRouter(hashing_embedder, algorithm="exact").fit(data)
+    assert router.store_.kind == "counts"
+    before = router.win_matrices(QUERIES)
+    feedback = Battles(prompts=[math_prompt(7)], models=MODELS, prompt_index=np.array([0]),
+                       model_a=np.array([1]), model_b=np.array([0]), result=np.array([0.8]))
+    router.partial_fit(feedback)
+    assert router.store_.kind == "patterns" and router.n_exemplars_ == len(data) + 1
+    after = router.win_matrices(QUERIES)
+    assert after[0, 1, 0] > before[0, 1, 0]  # calc beats cheap more on maths
+
+
+def test_partial_fit_refuses_what_it_cannot_learn(hashing_embedder, tmp_path):
+    data = split_outcomes(20)
+    router = SWRouter(hashing_embedder).fit(data)
+    renamed = dataclasses.replace(data, models=("cheap", "calc", "gpt-9"))
+    with pytest.raises(OutcomesError, match="unknown to the router.*add_model"):
+        router.partial_fit(renamed)
+    with pytest.raises(ValueError, match="embeddings must have shape"):
+        router.partial_fit(data.subset([0, 1]), embeddings=np.ones((3, 128)))
+    with pytest.raises(OutcomesError, match="no prompts"):
+        router.partial_fit(data.subset(np.array([], dtype=int)))
+    with pytest.raises(TypeError):
+        router.partial_fit("not outcomes")
+    # Saved and loaded routers keep learning, with the same running means.
+    path = tmp_path / "r.router"
+    router.save(path)
+    loaded = SWRouter.load(path)
+    loaded.set_params(embedder=hashing_embedder)
+    loaded.partial_fit(data.subset([0]))
+    router.partial_fit(data.subset([0]))
+    np.testing.assert_allclose(loaded.quality_, router.quality_)
+    np.testing.assert_allclose(loaded.win_matrices(QUERIES), router.win_matrices(QUERIES))
+
+
+def test_router_files_without_observation_counts_refuse_partial_fit(hashing_embedder):
+    router = KNNRouter(hashing_embedder, k=5).fit(split_outcomes(10))
+    router.n_observations_ = None  # what a file saved before partial_fit existed loads as
+    with pytest.raises(RouterConfigError, match="refit it once"):
+        router.partial_fit(split_outcomes(10).subset([0]))
+    assert not math.isnan(router.quality_[0])
+
+
+def test_many_distinct_patterns_are_appended_not_resorted(hashing_embedder, monkeypatch):
+    from langroute.routers import _incremental
+
+    monkeypatch.setattr(_incremental, "_DEDUPE_LIMIT", 2)
+    data = split_outcomes(20, seed=7)
+    online = KNNRouter(hashing_embedder, k=7).fit(data.subset(np.arange(20)))
+    n_patterns = online.patterns_.shape[0]
+    assert n_patterns > 2
+    online.partial_fit(data.subset(np.arange(20, 40)))
+    assert online.patterns_.shape[0] > n_patterns  # appended, duplicates allowed
+    full = KNNRouter(hashing_embedder, k=7).fit(data)
+    np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES))
