@@ -7,7 +7,22 @@ Hierarchy::
     ├── RouterConfigError (ValueError)      a router or RoutedChatModel was set up wrongly
     ├── NotFittedError (ValueError, AttributeError)  a router was used before ``fit``
     ├── RouterFileError (ValueError)        a router file is truncated, tampered or foreign
-    └── EmbeddingError (RuntimeError)       an embedder could not produce vectors
+    ├── MessageError (ValueError)           a call's messages cannot be routed (no user text)
+    ├── EmbeddingError (RuntimeError)       an embedder could not produce vectors
+    ├── ConvergenceError (RuntimeError)     a fit (Bradley-Terry's Newton steps) did not converge
+    ├── MissingDependencyError (ImportError)  an optional extra (e.g. matplotlib) is not installed
+    ├── BudgetExceededError (RuntimeError)  a call would pass its scope's budget; names scope,
+    │                                       limit and spend (never retried, never falls back)
+    ├── BudgetStoreError (RuntimeError)     a spend store is unreachable, malformed or failed
+    ├── FeedbackError (ValueError)          feedback that cannot be recorded (score outside
+    │   │                                   [0, 1] or NaN, unknown model, bad store URL)
+    │   └── UnknownDecisionError (LookupError)  feedback names a decision id never recorded
+    ├── FeedbackStoreError (RuntimeError)   a feedback store is unreachable or malformed
+    ├── CascadeConfigError (ValueError)     a cascade or scorer was set up wrongly (accept out of
+    │                                       the scorer's range, no verifier models, ...)
+    ├── CascadeScoreError (RuntimeError)    a scorer could not rate an answer (a judge's reply is
+    │                                       not the JSON asked for, no log-probabilities, ...)
+    └── CallTimeoutError (TimeoutError)     a provider call passed the routed model's timeout
 
 Each also subclasses a built-in error, so generic ``except ValueError`` handlers keep working.
 """
@@ -17,12 +32,23 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "BudgetExceededError",
+    "BudgetStoreError",
+    "CallTimeoutError",
+    "CascadeConfigError",
+    "CascadeScoreError",
+    "ConvergenceError",
     "EmbeddingError",
+    "FeedbackError",
+    "FeedbackStoreError",
     "LangrouteError",
+    "MessageError",
+    "MissingDependencyError",
     "NotFittedError",
     "OutcomesError",
     "RouterConfigError",
     "RouterFileError",
+    "UnknownDecisionError",
 ]
 
 
@@ -56,3 +82,70 @@ class RouterFileError(LangrouteError, ValueError):
 
 class EmbeddingError(LangrouteError, RuntimeError):
     """An embedder failed to turn texts into vectors."""
+
+
+class ConvergenceError(LangrouteError, RuntimeError):
+    """An iterative fit did not converge (e.g. Bradley-Terry on extreme win counts)."""
+
+
+class MissingDependencyError(LangrouteError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message says which."""
+
+
+class CallTimeoutError(LangrouteError, TimeoutError):
+    """A provider call did not answer within the routed model's ``timeout`` (retryable)."""
+
+
+class MessageError(LangrouteError, ValueError):
+    """A call's messages cannot be routed: empty, no user message, or no text to route on."""
+
+
+class BudgetExceededError(LangrouteError, RuntimeError):
+    """A call would take its scope past its budget; raised before any provider call.
+
+    Carries ``scope``, ``window``, ``period``, ``limit_usd``, ``spent_usd`` (committed),
+    ``reserved_usd`` (held by calls in flight) and ``requested_usd`` (this call's worst case).
+    """
+
+    def __init__(self, scope: str, window: str, period: str, *, limit_usd: float,
+                 spent_usd: float, reserved_usd: float, requested_usd: float | None = None,
+                 model: str | None = None) -> None:
+        self.scope, self.window, self.period = scope, window, period
+        self.limit_usd, self.spent_usd = limit_usd, spent_usd
+        self.reserved_usd, self.requested_usd, self.model = reserved_usd, requested_usd, model
+        where = "total" if window == "total" else f"{window} {period}"
+        state = "is exhausted" if requested_usd is None else (
+            f"cannot cover a call to {model} that may cost up to ${requested_usd:.6f}")
+        super().__init__(
+            f"budget of scope {scope!r} ({where}) {state}: limit ${limit_usd:.6f}, spent "
+            f"${spent_usd:.6f}, reserved by calls in flight ${reserved_usd:.6f}"
+        )
+
+
+class BudgetStoreError(LangrouteError, RuntimeError):
+    """A spend store cannot be used: unreachable, malformed, or it failed mid-call (the call
+    fails rather than spend without recording)."""
+
+
+class FeedbackError(LangrouteError, ValueError):
+    """Feedback that cannot be recorded: a score outside [0, 1] or NaN, a model the decision
+    did not offer, a decision id recorded twice, or a store URL of an unknown kind."""
+
+
+class UnknownDecisionError(FeedbackError, LookupError):
+    """Feedback names a decision id the feedback store never recorded."""
+
+
+class FeedbackStoreError(LangrouteError, RuntimeError):
+    """A feedback store cannot be used: unreachable, or it holds malformed records."""
+
+
+class CascadeConfigError(LangrouteError, ValueError):
+    """A cascade or one of its scorers was given arguments that cannot work (an ``accept``
+    outside the scorer's range, an empty list of verifier models, a bad normaliser, ...)."""
+
+
+class CascadeScoreError(LangrouteError, RuntimeError):
+    """A scorer could not rate an answer: a judge replied with something other than the JSON
+    it was asked for, the provider returned no log-probabilities, a score was NaN or out of
+    range. The call fails with it (a cascade never guesses a score)."""

@@ -105,6 +105,9 @@ class RoutingSummary:
                 f"  {name}: {spend.calls} calls, {spend.input_tokens}+{spend.output_tokens} "
                 f"tokens, ${spend.spend_usd:.6f} ({spend.spend_source})"
             )
+        if len(self.per_scope) > 1 or set(self.per_scope) - {"*"}:
+            lines.append("  by caller: " + ", ".join(
+                f"{scope} ${usd:.6f}" for scope, usd in sorted(self.per_scope.items())))
         return "\n".join(lines)
 
 

@@ -1,0 +1,178 @@
+"""Budgets through the LangChain adapter: RoutedChatModel(budgets=..., spend_store=...)."""
+
+from __future__ import annotations
+
+import genai_prices
+import pytest
+from langchain.agents import create_agent
+
+from langroute import Budget, BudgetExceededError, RouterConfigError, SWRouter
+from langroute.budgets import spend_report
+from langroute.chat_models import RoutedChatModel
+from langroute.embeddings import HashingEmbedder
+
+from ..chat_models.fakes import (
+    EASY,
+    HARD,
+    STRONG,
+    THRESHOLD,
+    WEAK,
+    EventRecorder,
+    ScriptedChatModel,
+    synthetic_outcomes,
+)
+
+# The fakes answer offline with 10 input and 3 output tokens, named after real models so the
+# budget prices them from genai-prices' table.
+STRONG_ID, WEAK_ID = "gpt-4o", "gpt-4o-mini"
+
+
+def cost(model_id: str) -> float:
+    usage = genai_prices.Usage(input_tokens=10, output_tokens=3)
+    return float(genai_prices.calc_price(usage, model_id).total_price)
+
+
+@pytest.fixture(scope="module")
+def router() -> SWRouter:
+    return SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(synthetic_outcomes())
+
+
+@pytest.fixture
+def strong() -> ScriptedChatModel:
+    return ScriptedChatModel(model_name=STRONG_ID)
+
+
+@pytest.fixture
+def weak() -> ScriptedChatModel:
+    return ScriptedChatModel(model_name=WEAK_ID)
+
+
+def routed(router, strong, weak, budgets, store, **options) -> RoutedChatModel:
+    return RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                           threshold=THRESHOLD, max_tokens=100, budgets=budgets,
+                           spend_store=store, **options)
+
+
+def _spent(store: str, scope: str) -> float:
+    return {r["scope"]: r for r in spend_report(store)}[scope]["spent_usd"]
+
+
+def test_a_hard_budget_denies_its_agent_before_the_provider_is_called(router, strong, weak,
+                                                                     tmp_path):
+    store = f"sqlite:///{tmp_path / 'spend.db'}"
+    llm = routed(router, strong, weak, {"researcher": Budget(limit_usd=0.0013),
+                                        "*": Budget(limit_usd=1.0)}, store)
+    config = {"metadata": {"lc_agent_name": "researcher"}}
+    answered = 0
+    with pytest.raises(BudgetExceededError, match="'researcher'"):
+        for _ in range(50):
+            llm.invoke(HARD, config=config)
+            answered += 1
+    assert answered >= 1 and len(strong.received) == answered  # the denied call never ran
+    assert _spent(store, "researcher") == pytest.approx(answered * cost(STRONG_ID))
+    # Other callers are charged to "*" and go on.
+    assert llm.invoke(HARD).response_metadata["langroute"]["budget"]["scope"] == "*"
+
+
+async def test_async_and_streamed_calls_are_budgeted(router, strong, weak):
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    await llm.ainvoke(HARD)
+    chunks = [chunk async for chunk in llm.astream(HARD)]
+    assert "".join(str(c.content) for c in chunks) == f"answer from {STRONG_ID}"
+    step = llm.pipeline.budget
+    (row,) = [s for s in step.store.accounts(now=0) if s.account.scope == "*"]
+    assert row.spent_nano / 1e9 == pytest.approx(2 * cost(STRONG_ID))
+    assert row.reserved_nano == 0
+
+
+def test_budget_events_and_metadata_reach_callbacks(router, strong, weak):
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0, window="month")},
+                 "memory://")
+    recorder = EventRecorder()
+    message = llm.invoke(EASY, config={"callbacks": [recorder]})
+    budget = message.response_metadata["langroute"]["budget"]
+    assert budget["window"] == "month" and budget["limit_usd"] == 1.0
+    actions = [e["data"]["action"] for e in recorder.events if e["name"] == "langroute.budget"]
+    assert actions == ["reserve", "commit"]
+    commit = [e["data"] for e in recorder.events if e["name"] == "langroute.budget"][-1]
+    assert commit["cost_usd"] == pytest.approx(cost(WEAK_ID))
+
+
+def test_two_agents_each_with_its_own_budget(router, strong, weak, tmp_path):
+    store = f"sqlite:///{tmp_path / 'spend.db'}"
+    llm = routed(router, strong, weak, {
+        "researcher": Budget(limit_usd=0.0013),
+        "coder": Budget(limit_usd=0.0013, mode="soft", on_exhausted="cheapest")}, store)
+    researcher = create_agent(llm, tools=[], name="researcher")
+    coder = create_agent(llm, tools=[], name="coder")
+    ask = {"messages": [{"role": "user", "content": HARD}]}
+    denied_at = None
+    coder_models = []
+    for turn in range(12):
+        if denied_at is None:
+            try:
+                researcher.invoke(ask)
+            except BudgetExceededError:
+                denied_at = turn
+        reply = coder.invoke(ask)["messages"][-1]
+        coder_models.append(reply.response_metadata["langroute"]["model"])
+    assert denied_at is not None  # the hard budget stopped the researcher ...
+    assert coder_models[0] == STRONG and coder_models[-1] == WEAK  # ... the coder went cheaper
+    rows = {r["scope"]: r for r in spend_report(store)}
+    assert rows["researcher"]["spent_usd"] <= 0.0013
+    assert rows["coder"]["spent_usd"] > 0 and set(rows) == {"researcher", "coder"}
+
+
+def test_an_unpriced_model_is_an_error_at_construction(router, weak):
+    unknown = ScriptedChatModel(model_name="acme-unreleased-9000")
+    with pytest.raises(RouterConfigError, match="acme-unreleased-9000"):
+        routed(router, unknown, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+
+
+def test_an_unreachable_store_is_an_error_at_construction(router, strong, weak, tmp_path):
+    from langroute import BudgetStoreError
+
+    with pytest.raises(BudgetStoreError, match="does not exist"):
+        routed(router, strong, weak, {"*": Budget(limit_usd=1.0)},
+               f"sqlite:///{tmp_path / 'missing' / 'spend.db'}")
+
+
+def test_prices_override_the_table_for_a_routed_model(router, weak):
+    unknown = ScriptedChatModel(model_name="acme-unreleased-9000")
+    llm = routed(router, unknown, weak, {"*": Budget(limit_usd=1.0)}, "memory://",
+                 prices={"acme-unreleased-9000": {"input_mtok": 100.0, "output_mtok": 1000.0}})
+    message = llm.invoke(HARD)
+    assert message.response_metadata["langroute"]["model"] == STRONG
+    (attempt,) = message.response_metadata["langroute"]["attempts"]
+    assert attempt["cost_usd"] == pytest.approx((10 * 100.0 + 3 * 1000.0) / 1e6)
+
+
+def test_the_budget_survives_a_pipeline_rebuild(router, strong, weak):
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    llm.invoke(HARD)
+    pipeline, first = llm.pipeline, llm.pipeline.budget
+    llm.max_retries = 1  # a field change rebuilds the pipeline
+    llm.invoke(HARD)
+    assert llm.pipeline is not pipeline and llm.pipeline.budget is first
+    (row,) = first.store.accounts(now=0)
+    assert row.spent_nano / 1e9 == pytest.approx(2 * cost(STRONG_ID))
+
+
+def test_prices_without_budgets_is_an_error(router, strong, weak):
+    with pytest.raises(RouterConfigError, match="prices is set but budgets is not"):
+        RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                        threshold=THRESHOLD, prices={"x": {"input_mtok": 1, "output_mtok": 1}})
+
+
+def test_the_agent_budgets_example_runs_offline(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "agent_budgets.py"
+    runpy.run_path(str(example))["run"](f"sqlite:///{tmp_path / 'spend.db'}")
+    out = capsys.readouterr().out
+    researcher = [line for line in out.splitlines() if " researcher " in line]
+    coder = [line for line in out.splitlines() if " coder " in line]
+    assert "DENIED" in researcher[-1] and "BudgetExceededError" not in coder[-1]
+    assert "-> strong" in coder[0] and "-> weak" in coder[-1] and "shift" in coder[-1]
+    assert "limit_usd" in out and "researcher  day" in out
