@@ -4,7 +4,8 @@ Rules (deterministic, derived only from the request, so tests can assert on them
 
 * tools given and ``tool_choice`` not ``"none"`` -> one tool call: the named tool, else the tool
   whose name appears in the last user message, else the first tool; with ``"auto"`` (the default)
-  the fake answers in text instead once the last message is a tool result;
+  the fake answers in text instead once the last message is a tool result, unless the last user
+  message names another tool not called since it (a multi-step task: named tools in turn);
 * ``response_format`` json_schema -> JSON valid for the schema; json_object -> an object whose
   keys are the quoted words of the prompt (``'setup'``), or ``{"answer": ...}``;
 * otherwise text: ``"You said: <last user text>"``, or, after a tool result,
@@ -241,10 +242,21 @@ def _tool_to_call(body: dict[str, Any], user_text: str) -> dict[str, Any] | None
         return None
     if isinstance(choice, dict):
         return next(f for f in functions if f["name"] == choice["function"]["name"])
-    if choice == "auto" and body["messages"][-1]["role"] == "tool":
-        return None
     mentioned = [f for f in functions if re.search(rf"\b{re.escape(f['name'])}\b", user_text)]
+    if choice == "auto" and body["messages"][-1]["role"] == "tool":
+        called = _called_since_user(body["messages"])
+        return next((f for f in mentioned if f["name"] not in called), None)
     return (mentioned or functions)[0]
+
+
+def _called_since_user(messages: list[dict[str, Any]]) -> set[str]:
+    """Names of the tools the assistant called after the last user message."""
+    called: set[str] = set()
+    for message in reversed(messages):
+        if message["role"] == "user":
+            break
+        called.update(call["function"]["name"] for call in message.get("tool_calls") or [])
+    return called
 
 
 def _content(body: dict[str, Any], user_text: str, hints: PromptHints) -> str:

@@ -1,0 +1,224 @@
+"""The LlamaIndex side of one routed call: how the pipeline calls a candidate LLM.
+
+``LlamaCaller`` implements langroute's ``Caller`` protocol for one call of ``RoutedLLM``: it
+calls the chosen candidate's own public method (``chat``, ``complete``, their stream and async
+forms), so the candidate's ``llm_chat_callback`` emits its LLMChatStart/End events and callback
+payloads exactly once. Tools are formatted at call time by the chosen candidate's own
+``_prepare_chat_with_tools``. Answers become langroute ``Answer`` records with the provider's
+exact token usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    ToolCallBlock,
+)
+from llama_index.core.llms import LLM
+
+from langroute import RouterConfigError
+from langroute.pipeline import Answer, ModelRef, Usage
+
+from ._messages import as_messages, stamp_response, unstamped
+from .events import dispatch
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["LlamaCaller", "ToolsRequest", "answer_of", "usage_of"]
+
+
+@dataclass(frozen=True)
+class ToolsRequest:
+    """A ``chat_with_tools`` call held back until a candidate is chosen, then formatted by that
+    candidate's own ``_prepare_chat_with_tools``."""
+
+    tools: tuple[BaseTool, ...]
+    verbose: bool = False
+    allow_parallel_tool_calls: bool = False
+    tool_required: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def usage_of(response: ChatResponse | CompletionResponse) -> Usage | None:
+    """The tokens a provider reported for one response: LlamaIndex's ``additional_kwargs``
+    counts (``prompt_tokens`` / ``completion_tokens``), else the raw response's ``usage``."""
+    extra = response.additional_kwargs
+    if "prompt_tokens" in extra or "completion_tokens" in extra:
+        usage: Any = extra
+    else:
+        usage = _get(response.raw, "usage") if response.raw is not None else None
+        if usage is None:
+            return None
+    prompt = _int(_get(usage, "prompt_tokens") or _get(usage, "input_tokens"))
+    completion = _int(_get(usage, "completion_tokens") or _get(usage, "output_tokens"))
+    raw_usage = _get(response.raw, "usage") if response.raw is not None else None
+    details_in = _get(raw_usage, "prompt_tokens_details") if raw_usage is not None else None
+    details_out = _get(raw_usage, "completion_tokens_details") if raw_usage is not None else None
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cache_read_tokens=_int(_get(details_in, "cached_tokens")) if details_in else 0,
+        reasoning_tokens=_int(_get(details_out, "reasoning_tokens")) if details_out else 0,
+    )
+
+
+def _sampled_logprobs(raw: Any) -> tuple[float, ...] | None:
+    """Log-probabilities of the sampled tokens, when an OpenAI-style raw response has them."""
+    choices = _get(raw, "choices") if raw is not None else None
+    if not choices:
+        return None
+    content = _get(_get(choices[0], "logprobs"), "content")
+    if not content:
+        return None
+    values = [_get(token, "logprob") for token in content]
+    return tuple(float(v) for v in values if isinstance(v, (int, float)))
+
+
+def answer_of(response: ChatResponse | CompletionResponse) -> Answer:
+    """One LlamaIndex response as the pipeline's ``Answer`` (the response stays in ``raw``)."""
+    if isinstance(response, ChatResponse):
+        message = response.message
+        text = message.content or ""
+        calls = sum(isinstance(b, ToolCallBlock) for b in message.blocks) or len(
+            message.additional_kwargs.get("tool_calls") or ())
+    else:
+        text, calls = response.text or "", 0
+    return Answer(raw=response, text=text, usage=usage_of(response), tool_calls=calls,
+                  token_logprobs=_sampled_logprobs(response.raw))
+
+
+def _llm_of(ref: ModelRef) -> LLM:
+    """The LlamaIndex LLM a ref names (a candidate, or a verifier a pipeline step asks)."""
+    if not isinstance(ref.model, LLM):
+        raise RouterConfigError(
+            f"{ref.name!r} is not a LlamaIndex LLM (got {type(ref.model).__name__}); a verifier "
+            "or judge must be one of the candidates' names or a LlamaIndex LLM")
+    return ref.model
+
+
+def _usage_chunk(chunks: Sequence[Any]) -> Any:
+    """The last chunk whose provider counts are present (streams report usage at the end)."""
+    for chunk in reversed(chunks):
+        if usage_of(chunk) is not None:
+            return chunk
+    return None
+
+
+@dataclass
+class LlamaCaller:
+    """The ``Caller`` of one routed LlamaIndex call (chat or completion, plain or with tools).
+
+    ``span_id`` is the routed call's instrumentation span: events are dispatched in it even
+    when a stream is consumed after the routed method returned.
+    """
+
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    formatted: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: ToolsRequest | None = None
+    span_id: str | None = None
+
+    # -- what to send -------------------------------------------------------------------------
+    def _chat_args(self, llm: LLM, messages: Any) -> tuple[list[ChatMessage], dict[str, Any]]:
+        if messages is not None:  # a step's own ask (a verifier, a judge): plain chat
+            return as_messages(messages), {}
+        assert self.messages is not None
+        history = unstamped(self.messages)
+        if self.tools is None:
+            return history, dict(self.kwargs)
+        request = self.tools
+        prepared = llm._prepare_chat_with_tools_compat(  # type: ignore[attr-defined]
+            list(request.tools), chat_history=history, verbose=request.verbose,
+            allow_parallel_tool_calls=request.allow_parallel_tool_calls,
+            tool_required=request.tool_required, **request.kwargs,
+        )
+        sent = prepared.pop("messages")
+        return list(sent), {**prepared, **self.kwargs}
+
+    def _validated(self, llm: LLM, response: ChatResponse) -> ChatResponse:
+        if self.tools is None:
+            return response
+        return llm._validate_chat_with_tools_response(  # type: ignore[attr-defined,no-any-return]
+            response, list(self.tools.tools),
+            allow_parallel_tool_calls=self.tools.allow_parallel_tool_calls, **self.tools.kwargs)
+
+    # -- Caller protocol ----------------------------------------------------------------------
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        llm = _llm_of(ref)
+        if self.prompt is not None and messages is None:
+            done = llm.complete(self.prompt, formatted=self.formatted, **self.kwargs)
+            return answer_of(stamp_response(done, ref.name))
+        sent, kwargs = self._chat_args(llm, messages)
+        response = llm.chat(sent, **kwargs)
+        if messages is None:
+            response = self._validated(llm, response)
+        return answer_of(stamp_response(response, ref.name))
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        llm = _llm_of(ref)
+        if self.prompt is not None and messages is None:
+            done = await llm.acomplete(self.prompt, formatted=self.formatted, **self.kwargs)
+            return answer_of(stamp_response(done, ref.name))
+        sent, kwargs = self._chat_args(llm, messages)
+        response = await llm.achat(sent, **kwargs)
+        if messages is None:
+            response = self._validated(llm, response)
+        return answer_of(stamp_response(response, ref.name))
+
+    def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
+        llm = _llm_of(ref)
+        if self.prompt is not None:
+            chunks: Iterator[Any] = llm.stream_complete(self.prompt, formatted=self.formatted,
+                                                        **self.kwargs)
+        else:
+            sent, kwargs = self._chat_args(llm, None)
+            chunks = llm.stream_chat(sent, **kwargs)
+        for chunk in chunks:
+            yield stamp_response(chunk, ref.name)
+
+    async def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
+        llm = _llm_of(ref)
+        if self.prompt is not None:
+            chunks = await llm.astream_complete(self.prompt, formatted=self.formatted,
+                                                **self.kwargs)
+        else:
+            sent, kwargs = self._chat_args(llm, None)
+            chunks = await llm.astream_chat(sent, **kwargs)
+        async for chunk in chunks:
+            yield stamp_response(chunk, ref.name)
+
+    def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
+        if not chunks:
+            empty: Any = (ChatResponse(message=ChatMessage(role="assistant", content=""))
+                          if self.prompt is None else CompletionResponse(text=""))
+            return Answer(raw=stamp_response(empty, ref.name), text="")
+        last = chunks[-1]  # LlamaIndex chunks are cumulative: the last one is the whole answer
+        answer = answer_of(last)
+        counted = _usage_chunk(chunks)
+        usage = None if counted is None else usage_of(counted)
+        return Answer(raw=last, text=answer.text, usage=usage, tool_calls=answer.tool_calls)
+
+    def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
+        return stamp_response(raw, str(record.get("answered_by", "")), record)
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        dispatch(name, payload, self.span_id)
+
+    async def aemit(self, name: str, payload: dict[str, Any]) -> None:
+        dispatch(name, payload, self.span_id)

@@ -1,0 +1,577 @@
+"""``RoutedLLM``: a LlamaIndex ``FunctionCallingLLM`` that sends each call to one of several LLMs.
+
+It is a thin adapter over langroute's framework-free call pipeline (decide -> budget -> call ->
+cascade -> record): every entry point (chat, complete, their stream and async forms, the tool
+and structured-output methods built on them) builds one ``RouteRequest`` and runs the same
+``CallPipeline`` with the sync, async or streaming driver; ``LlamaCaller`` says how to call a
+LlamaIndex LLM and where events go.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation.dispatcher import active_instrument_tags
+from llama_index.core.instrumentation.span import active_span_id
+from llama_index.core.llms import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+
+from langroute import MessageError, RouterConfigError, calibrate_threshold
+from langroute._decision import RoutingPolicy
+from langroute.pipeline import (
+    CallContext,
+    CallPipeline,
+    CascadeStep,
+    Fallback,
+    ModelRef,
+    RetryPolicy,
+    RouteRequest,
+    TokenEstimate,
+    run_async,
+    run_sync,
+    stream_async,
+    stream_sync,
+)
+
+from ._caller import LlamaCaller, ToolsRequest
+from ._messages import (
+    RECORD_KEY,
+    find_tool_loop,
+    last_user_text,
+    routing_text,
+    stamp_response,
+    stamped_model,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["RoutedLLM"]
+
+#: Keyword that carries a held-back ``chat_with_tools`` request from ``_prepare_chat_with_tools``
+#: to ``chat`` (reserved; any other value is rejected).
+TOOLS_KWARG = "langroute_tools"
+
+
+class RoutedLLM(FunctionCallingLLM):
+    """A LlamaIndex LLM that routes each call to the cheapest candidate likely to answer it well.
+
+    Parameters
+    ----------
+    llms : dict of str to LLM
+        The candidates, keyed by the names the router was fitted with.
+    router : BaseRouter
+        A fitted langroute router that knows every name in ``llms``.
+    threshold : float, default=None
+        In [0, 1]. The ladder climbs from the cheapest candidate and stops at the first one no
+        pricier candidate beats with probability >= ``threshold``; 0 always calls the best one.
+    strong_fraction : float, default=None
+        Share of calls that should go to the top rung, resolved to a threshold from the
+        router's own out-of-fold calibration scores. Give exactly one of ``threshold``,
+        ``strong_fraction``, ``target_cost``.
+    target_cost : float, default=None
+        Average USD per call to aim for, resolved the same way.
+    costs : dict of str to float, default=None
+        USD per call of each candidate (orders the ladder). Default: the router's ``costs_``.
+    timeout : float, default=None
+        Seconds one provider call may take before it counts as failed (and is retried).
+    max_retries : int, default=2
+        Retries of a candidate on retryable errors (429, 5xx, timeouts) before falling back.
+        Give the candidates ``max_retries=0`` so retries are not stacked.
+    fallback : {"stronger", "cheaper"} or None, default="stronger"
+        Where a call goes once a candidate's retries are spent on retryable errors.
+    cascade : CascadeStep, default=None
+        Answer-checking escalation (``langroute.cascade.Cascade``).
+    budgets : dict of str to Budget, default=None
+        Per-scope cost limits (``langroute.budgets.Budget``), kept in ``spend_store``. The scope
+        is read from LlamaIndex's ``instrument_tags`` (``agent``, ``user`` or ``tenant``).
+    spend_store : str, default=None
+        ``"sqlite:///spend.db"`` (default ``sqlite:///langroute-spend.db`` when budgets are
+        given), ``"redis://host:port/0"`` or ``"memory://"``.
+    trace_prompt : bool, default=False
+        Put the routing text itself in the decision (by default only its length and SHA-256).
+
+    Notes
+    -----
+    Only the text blocks of the last user message are routed on. While a tool loop is in flight
+    (the conversation ends in tool results), the candidate that made the calls answers them: its
+    name is stamped into each answer's ``message.additional_kwargs["langroute_model"]``.
+    Tools are formatted by the chosen candidate's own ``_prepare_chat_with_tools``. The call
+    record (decision, who answered, attempts) is in ``response.additional_kwargs["langroute"]``.
+    Candidates without callback handlers of their own report to this LLM's
+    ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see each
+    provider call once; this LLM itself emits no LLM callback events.
+    """
+
+    llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
+    router: Any = Field(exclude=True, description="A fitted langroute router.")
+    threshold: float | None = Field(default=None, description="Escalation threshold.")
+    strong_fraction: float | None = Field(default=None, description="Share of top-rung calls.")
+    target_cost: float | None = Field(default=None, description="Average USD per call.")
+    costs: dict[str, float] | None = Field(default=None, description="USD per call.")
+    timeout: float | None = Field(default=None, description="Per-attempt deadline (s).")
+    max_retries: int = Field(default=2, description="Retries per candidate.")
+    fallback: str | None = Field(default="stronger", description="Fallback direction.")
+    cascade: Any = Field(default=None, exclude=True, description="A langroute CascadeStep.")
+    budgets: dict[str, Any] | None = Field(default=None, exclude=True,
+                                           description="Per-scope langroute Budgets.")
+    spend_store: Any = Field(default=None, exclude=True, description="Where spend is kept.")
+    trace_prompt: bool = Field(default=False, description="Keep the routing text in traces.")
+
+    _pipeline: CallPipeline | None = PrivateAttr(default=None)
+    _pipeline_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        llms: Mapping[str, LLM],
+        *,
+        router: Any,
+        threshold: float | None = None,
+        strong_fraction: float | None = None,
+        target_cost: float | None = None,
+        costs: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        fallback: str | None = "stronger",
+        cascade: CascadeStep | None = None,
+        budgets: Mapping[str, Any] | None = None,
+        spend_store: Any = None,
+        trace_prompt: bool = False,
+        callback_manager: CallbackManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Checked before pydantic sees them, so bad input raises langroute's own errors.
+        _check_llms(llms)
+        _check_options(threshold, strong_fraction, target_cost, timeout, cascade)
+        _check_extra(kwargs)
+        try:
+            super().__init__(
+                llms=dict(llms), router=router, threshold=threshold,
+                strong_fraction=strong_fraction, target_cost=target_cost,
+                costs=None if costs is None else dict(costs), timeout=timeout,
+                max_retries=max_retries, fallback=fallback, cascade=cascade,
+                budgets=None if budgets is None else dict(budgets), spend_store=spend_store,
+                trace_prompt=trace_prompt, callback_manager=callback_manager, **kwargs,
+            )
+        except ValidationError as exc:
+            raise RouterConfigError(f"invalid RoutedLLM arguments: {exc}") from exc
+        # The router, names, costs, retries, fallback and budgets are checked by langroute's
+        # own constructors (RouterConfigError / NotFittedError naming the problem).
+        self._current_pipeline()
+        warm = getattr(router, "warm_up", None)
+        if callable(warm):  # load the router's embedder now, not on the first call
+            warm()
+        self._share_callbacks(None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "langroute_routed_llm"
+
+    # -- callbacks: candidates report to this LLM's manager -------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        previous = self.__dict__.get("callback_manager") if name == "callback_manager" else None
+        super().__setattr__(name, value)
+        if name == "callback_manager":
+            self._share_callbacks(previous)
+
+    def _share_callbacks(self, previous: CallbackManager | None) -> None:
+        for llm in self.llms.values():
+            own = llm.callback_manager
+            if own is previous or own is None or not own.handlers:
+                llm.callback_manager = self.callback_manager
+
+    # -- the pipeline ---------------------------------------------------------------------------
+    def _current_pipeline(self) -> CallPipeline:
+        """The pipeline for the current fields (rebuilt when a field or the router's fit
+        changes)."""
+        router = self.router
+        key = (id(router), getattr(router, "fit_version_", None), self.threshold,
+               self.strong_fraction, self.target_cost, tuple(self.llms),
+               tuple(map(id, self.llms.values())),
+               None if self.costs is None else tuple(sorted(self.costs.items())),
+               self.timeout, self.max_retries, self.fallback, id(self.cascade),
+               id(self.budgets), self.spend_store, self.trace_prompt)
+        if self._pipeline is None or self._pipeline_key != key:
+            self._pipeline = self._build_pipeline()
+            self._pipeline_key = key
+        return self._pipeline
+
+    def _build_pipeline(self) -> CallPipeline:
+        names = list(self.llms)
+        # a fitted router that knows the names is checked before anything is calibrated on it
+        RoutingPolicy.build(self.router, names, 0.5, self.costs)
+        given = [n for n in ("threshold", "strong_fraction", "target_cost")
+                 if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise RouterConfigError("give exactly one of threshold=, strong_fraction= or "
+                                    f"target_cost= (got {given or 'none'})")
+        threshold, requested = self.threshold, None
+        if threshold is None:
+            requested = ({"strong_fraction": self.strong_fraction}
+                         if self.strong_fraction is not None
+                         else {"target_cost": float(self.target_cost)})  # type: ignore[arg-type]
+            threshold = calibrate_threshold(self.router, None, models=names, costs=self.costs,
+                                            **requested)
+        policy = RoutingPolicy.build(self.router, names, threshold, self.costs,
+                                     requested=requested)
+        refs = {name: ModelRef(name, llm, _served_model(llm), _provider_of(llm))
+                for name, llm in self.llms.items()}
+        return CallPipeline(policy, refs, retry=RetryPolicy(self.max_retries),
+                            fallback=Fallback(self.fallback), timeout=self.timeout,
+                            budget=self._budget_step(refs), cascade=self.cascade,
+                            keep_text=self.trace_prompt)
+
+    def _budget_step(self, refs: Mapping[str, ModelRef]) -> Any:
+        if self.budgets is None:
+            if self.spend_store is not None:
+                raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
+            return None
+        from langroute.budgets import budget_step
+
+        store = self.spend_store if self.spend_store is not None else (
+            "sqlite:///langroute-spend.db")
+        return budget_step(self.budgets, store, refs)
+
+    @property
+    def pipeline(self) -> CallPipeline:
+        """The call pipeline every entry point runs. Its ``sleep`` / ``asleep`` are injectable,
+        e.g. to record backoff waits."""
+        return self._current_pipeline()
+
+    def route(self, messages: str | Sequence[ChatMessage]) -> Any:
+        """Decide which candidate would answer, without calling any model."""
+        if isinstance(messages, str):
+            messages = [ChatMessage(role=MessageRole.USER, content=messages)]
+        pipeline = self._current_pipeline()
+        (decision,) = pipeline.decide([self._request(list(messages), None)])
+        return decision
+
+    def _request(self, messages: list[ChatMessage] | None, prompt: str | None) -> RouteRequest:
+        context = CallContext(metadata=dict(active_instrument_tags.get()))
+        if prompt is not None:
+            if not prompt.strip():
+                raise MessageError("cannot route an empty prompt")
+            return RouteRequest(prompt, context,
+                                messages=[ChatMessage(role=MessageRole.USER, content=prompt)])
+        assert messages is not None
+        loop = find_tool_loop(messages, self.llms)
+        if loop is not None and loop.maker is not None:
+            # the router is not asked, so a loop without user text can still continue
+            return RouteRequest(last_user_text(messages) or "", context,
+                                sticky_model=loop.maker, note=loop.note, messages=messages)
+        return RouteRequest(routing_text(messages), context,
+                            note="" if loop is None else loop.note,
+                            unidentified_loop=loop is not None, messages=messages)
+
+    def _caller(self, messages: Sequence[ChatMessage] | None, kwargs: dict[str, Any],
+                prompt: str | None = None, formatted: bool = False) -> LlamaCaller:
+        tools = kwargs.pop(TOOLS_KWARG, None)
+        if tools is not None and not isinstance(tools, ToolsRequest):
+            raise TypeError(f"{TOOLS_KWARG} is reserved for langroute, got {type(tools)}")
+        return LlamaCaller(messages=None if messages is None else list(messages), prompt=prompt,
+                           formatted=formatted, kwargs=kwargs, tools=tools,
+                           span_id=active_span_id.get())
+
+    def _estimator(self, caller: LlamaCaller) -> Callable[[ModelRef], TokenEstimate]:
+        return lambda ref: _estimate(caller, ref)
+
+    def _run(self, caller: LlamaCaller) -> Any:
+        request = self._request(caller.messages, caller.prompt)
+        result = run_sync(self._current_pipeline().run(request, estimate=self._estimator(caller)),
+                          caller)
+        return caller.stamp(result.answer.raw, result.record())
+
+    async def _arun(self, caller: LlamaCaller) -> Any:
+        request = self._request(caller.messages, caller.prompt)
+        pipeline = self._current_pipeline().run(request, estimate=self._estimator(caller))
+        result = await run_async(pipeline, caller)
+        return caller.stamp(result.answer.raw, result.record())
+
+    def _stream(self, caller: LlamaCaller) -> Iterator[Any]:
+        request = self._request(caller.messages, caller.prompt)  # bad input raises right away
+        pipeline = self._current_pipeline().run_stream(request,
+                                                       estimate=self._estimator(caller))
+        return _in_span(stream_sync(pipeline, caller), caller.span_id)
+
+    def _astream(self, caller: LlamaCaller) -> AsyncIterator[Any]:
+        request = self._request(caller.messages, caller.prompt)
+        pipeline = self._current_pipeline().run_stream(request,
+                                                       estimate=self._estimator(caller))
+        return _ain_span(stream_async(pipeline, caller), caller.span_id)
+
+    # -- what LlamaIndex asks of an LLM ---------------------------------------------------------
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The most restrictive limits of the candidates: any of them may answer."""
+        metas = [llm.metadata for llm in self.llms.values()]
+        outputs = [m.num_output for m in metas if m.num_output > 0]
+        roles = {m.system_role for m in metas}
+        return LLMMetadata(
+            context_window=min(m.context_window for m in metas),
+            num_output=min(outputs) if outputs else -1,
+            is_chat_model=all(m.is_chat_model for m in metas),
+            is_function_calling_model=all(m.is_function_calling_model for m in metas),
+            model_name="langroute:" + "|".join(self.llms),
+            system_role=roles.pop() if len(roles) == 1 else MessageRole.SYSTEM,
+        )
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._run(self._caller(messages, kwargs))  # type: ignore[no-any-return]
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._arun(self._caller(messages, kwargs))  # type: ignore[no-any-return]
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return _carry_record(self._stream(self._caller(messages, kwargs)))
+
+    async def astream_chat(self, messages: Sequence[ChatMessage],
+                           **kwargs: Any) -> ChatResponseAsyncGen:
+        return _acarry_record(self._astream(self._caller(messages, kwargs)))
+
+    def complete(self, prompt: str, formatted: bool = False,
+                 **kwargs: Any) -> CompletionResponse:
+        return self._run(  # type: ignore[no-any-return]
+            self._caller(None, kwargs, prompt, formatted))
+
+    async def acomplete(self, prompt: str, formatted: bool = False,
+                        **kwargs: Any) -> CompletionResponse:
+        return await self._arun(  # type: ignore[no-any-return]
+            self._caller(None, kwargs, prompt, formatted))
+
+    def stream_complete(self, prompt: str, formatted: bool = False,
+                        **kwargs: Any) -> CompletionResponseGen:
+        return _carry_record(self._stream(self._caller(None, kwargs, prompt, formatted)))
+
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        return _acarry_record(self._astream(self._caller(None, kwargs, prompt, formatted)))
+
+    # -- tools: formatted and read by whichever candidate is chosen -----------------------------
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Hold the tools back: the chosen candidate's own ``_prepare_chat_with_tools`` formats
+        them once the call is routed."""
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        request = ToolsRequest(tuple(tools), verbose, allow_parallel_tool_calls, tool_required,
+                               dict(kwargs))
+        return {"messages": messages, TOOLS_KWARG: request}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Already validated by the candidate that answered (its own rules)."""
+        return response
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """Read tool calls with the parser of the candidate that wrote ``response``."""
+        llm = self._writer_of(response)
+        return llm.get_tool_calls_from_response(  # type: ignore[attr-defined,no-any-return]
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
+
+    def _writer_of(self, response: ChatResponse) -> LLM:
+        name = stamped_model(response)
+        if name is not None and name in self.llms:
+            return self.llms[name]
+        kinds = {type(llm) for llm in self.llms.values()}
+        if len(kinds) == 1:  # every candidate parses the same way
+            return next(iter(self.llms.values()))
+        raise MessageError(
+            "cannot tell which candidate wrote this response (no langroute_model stamp); "
+            f"the candidates parse tool calls differently ({sorted(k.__name__ for k in kinds)})"
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _check_llms(llms: Any) -> None:
+    if not isinstance(llms, Mapping):
+        raise RouterConfigError(
+            f"llms must be a dict of name -> LlamaIndex LLM, got {type(llms).__name__}")
+    if not llms:
+        raise RouterConfigError("llms is empty; give at least one LLM")
+    for name, llm in llms.items():
+        if not isinstance(name, str) or not name:
+            raise RouterConfigError(f"LLM names must be non-empty str, got {name!r}")
+        if not isinstance(llm, LLM):
+            raise RouterConfigError(
+                f"llms[{name!r}] is a {type(llm).__name__}, not a LlamaIndex LLM")
+        if isinstance(llm, RoutedLLM):
+            raise RouterConfigError(f"llms[{name!r}] is itself a RoutedLLM; nest routers by "
+                                    "fitting one router over all candidates instead")
+
+
+#: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own.
+_CANDIDATE_ONLY = ("api_key", "api_base", "base_url", "rate_limiter", "model")
+
+
+def _check_extra(kwargs: Mapping[str, Any]) -> None:
+    for key in _CANDIDATE_ONLY:
+        if kwargs.get(key) is not None:
+            raise RouterConfigError(f"{key} belongs on each candidate LLM: RoutedLLM makes no "
+                                    "provider requests of its own, the chosen candidate does")
+    unknown = sorted(set(kwargs) - set(LLM.model_fields) - set(_CANDIDATE_ONLY))
+    if unknown:
+        raise RouterConfigError(f"RoutedLLM got unknown arguments {unknown}")
+
+
+def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeout: Any,
+                   cascade: Any) -> None:
+    for name, value in (("threshold", threshold), ("strong_fraction", strong_fraction)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RouterConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not 0.0 <= float(value) <= 1.0:
+            raise RouterConfigError(f"{name} must lie in [0, 1], got {value!r}")
+    for name, value in (("target_cost", target_cost), ("timeout", timeout)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not (math.isfinite(value) and value > 0)):
+            raise RouterConfigError(f"{name} must be a number > 0, got {value!r}")
+    if cascade is not None and not isinstance(cascade, CascadeStep):
+        raise RouterConfigError(
+            f"cascade must implement langroute's CascadeStep, got {type(cascade).__name__}")
+
+
+def _provider_of(llm: LLM) -> str | None:
+    """The provider a LlamaIndex LLM class talks to, from its integration package's name
+    (``llama_index.llms.openai`` -> ``"openai"``)."""
+    parts = type(llm).__module__.split(".")
+    if parts[:2] == ["llama_index", "llms"] and len(parts) > 2:
+        return parts[2]
+    return None
+
+
+def _served_model(llm: LLM) -> str | None:
+    """The provider's model id a candidate calls (``OpenAI(model="gpt-4o")`` -> ``"gpt-4o"``)."""
+    for attr in ("model", "model_name"):
+        value = getattr(llm, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
+    """Worst-case size of a call to ``ref`` for budget reservations: a deliberate over-estimate
+    of the input (characters / 3, plus 8 per message, plus the tools' schemas; LlamaIndex LLMs
+    have no offline token counter of their own) and the call's output limit."""
+    if caller.prompt is not None:
+        texts = [caller.prompt]
+    else:
+        texts = [m.content or "" for m in caller.messages or ()]
+    if caller.tools is not None:
+        for tool in caller.tools.tools:
+            texts.append(json.dumps({"name": tool.metadata.name,
+                                     "description": tool.metadata.description,
+                                     "parameters": tool.metadata.get_parameters_dict()}))
+    n_tokens = math.ceil(sum(len(t) for t in texts) / 3) + 8 * len(texts)
+    limit = caller.kwargs.get("max_tokens", getattr(ref.model, "max_tokens", None))
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        limit = None
+    return TokenEstimate(n_tokens, limit, method="chars/3")
+
+
+def _in_span(chunks: Iterator[Any], span_id: str | None) -> Iterator[Any]:
+    """Pull a stream inside the routed call's span (LlamaIndex ends a method's span when it
+    returns its generator, but the candidate is called while the generator is consumed)."""
+    try:
+        while True:
+            token = active_span_id.set(span_id)
+            try:
+                chunk = next(chunks, _END)
+            finally:
+                active_span_id.reset(token)
+            if chunk is _END:
+                return
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def _ain_span(chunks: AsyncIterator[Any], span_id: str | None) -> AsyncIterator[Any]:
+    try:
+        while True:
+            token = active_span_id.set(span_id)
+            try:
+                chunk = await anext(chunks, _END)
+            finally:
+                active_span_id.reset(token)
+            if chunk is _END:
+                return
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+_END: Any = object()
+
+
+def _carry_record(chunks: Iterator[Any]) -> Iterator[Any]:
+    """Give every chunk the call record the first one carries (consumers keep the last)."""
+    record = None
+    try:
+        for chunk in chunks:
+            if RECORD_KEY in chunk.additional_kwargs:
+                record = chunk.additional_kwargs[RECORD_KEY]
+            elif record is not None:
+                chunk = stamp_response(chunk, str(record.get("answered_by", "")), record)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def _acarry_record(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    record = None
+    try:
+        async for chunk in chunks:
+            if RECORD_KEY in chunk.additional_kwargs:
+                record = chunk.additional_kwargs[RECORD_KEY]
+            elif record is not None:
+                chunk = stamp_response(chunk, str(record.get("answered_by", "")), record)
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,105 @@
+"""The pipeline's steps under LlamaIndex: langroute's real ``Cascade`` and ``Budget`` wired into
+RoutedLLM, traced as LlamaIndex instrumentation events inside the routed call's span."""
+
+from __future__ import annotations
+
+import pytest
+from langroute import BudgetExceededError, RouterConfigError
+from langroute.budgets import Budget
+from langroute.cascade import AgreementScorer, Cascade, FunctionScorer
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.instrumentation.dispatcher import instrument_tags
+from tests.fake_openai._standard_suites import STRONG_MODEL, WEAK_MODEL
+
+from llama_index.llms.langroute import RoutedLLM
+
+EASY = "Hello"  # routed to the weak model
+
+
+def user(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="user", content=text)]
+
+
+@pytest.fixture
+def seen() -> list[tuple[object, str]]:
+    return []
+
+
+@pytest.fixture
+def cascaded(strong, weak, router, seen) -> RoutedLLM:
+    def trust_only_the_strong_model(messages, answer) -> float:
+        seen.append((messages, answer.raw.message.additional_kwargs["langroute_model"]))
+        return 1.0 if seen[-1][1] == STRONG_MODEL else 0.0
+
+    cascade = Cascade(FunctionScorer(trust_only_the_strong_model, bounds=(0.0, 1.0)), accept=0.5)
+    return RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                     cascade=cascade)
+
+
+def test_a_doubtful_answer_escalates_and_each_score_is_traced(fake, cascaded, events, seen):
+    response = cascaded.chat(user(EASY))
+    assert fake.models_called == [WEAK_MODEL, STRONG_MODEL]
+    assert response.additional_kwargs["langroute"]["answered_by"] == STRONG_MODEL
+    assert [(e.model, e.accepted) for e in events.of("CascadeEvent")] == [
+        (WEAK_MODEL, False), (STRONG_MODEL, True)]
+    (decision,) = events.of("RouteDecisionEvent")
+    assert {e.span_id for e in events.of("CascadeEvent")} == {decision.span_id}
+    assert isinstance(seen[0][0][0], ChatMessage)  # the scorer gets LlamaIndex's messages
+
+
+def test_a_cascaded_stream_delivers_only_the_accepted_answer(fake, cascaded, events):
+    chunks = list(cascaded.stream_chat(user(EASY)))
+    assert fake.models_called == [WEAK_MODEL, STRONG_MODEL]
+    assert {c.message.additional_kwargs["langroute_model"] for c in chunks} == {STRONG_MODEL}
+    assert chunks[-1].message.content == f"You said: {EASY}"
+    assert len(events.of("CascadeEvent")) == 2
+
+
+def test_budget_reserves_and_commits_in_the_scope_from_instrument_tags(
+    fake, strong, weak, router, events
+):
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       budgets={"researcher": Budget(1.0)}, spend_store="memory://")
+    with instrument_tags({"agent": "researcher"}):
+        response = routed.chat(user(EASY))
+    actions = [e.action for e in events.of("BudgetEvent")]
+    assert actions == ["reserve", "commit"]
+    (decision,) = events.of("RouteDecisionEvent")
+    assert {e.span_id for e in events.of("BudgetEvent")} == {decision.span_id}
+    commit = events.of("BudgetEvent")[-1].payload
+    assert commit["cost_usd"] > 0
+    assert response.additional_kwargs["langroute"]["attempts"][0]["cost_usd"] == commit["cost_usd"]
+
+
+async def test_an_exhausted_budget_denies_before_any_provider_call(
+    fake, strong, weak, router, events
+):
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       budgets={"researcher": Budget(0.0)}, spend_store="memory://")
+    with instrument_tags({"agent": "researcher"}), pytest.raises(BudgetExceededError):
+        await routed.achat(user(EASY))
+    assert fake.requests == []
+    assert [e.action for e in events.of("BudgetEvent")] == ["deny"]
+
+
+@pytest.mark.parametrize("by_name", [False, True])
+def test_a_verifier_llm_is_asked_through_the_pipeline(fake, make_openai, strong, weak, router,
+                                                     events, by_name):
+    # a LlamaIndex LLM of its own, or a candidate named by its routing name
+    verifier = STRONG_MODEL if by_name else make_openai("gpt-4.1-mini")
+    served = STRONG_MODEL if by_name else "gpt-4.1-mini"
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       cascade=Cascade(AgreementScorer([verifier]), accept=0.5))
+    response = routed.chat(user(EASY))
+    assert fake.models_called == [WEAK_MODEL, served]  # the fake echoes: they agree
+    attempts = response.additional_kwargs["langroute"]["attempts"]
+    assert [(a["model"], a["purpose"]) for a in attempts] == [
+        (WEAK_MODEL, "answer"), (served, "verify")]
+    assert [(e.model, e.accepted) for e in events.of("CascadeEvent")] == [(WEAK_MODEL, True)]
+
+
+def test_a_verifier_that_is_not_a_llamaindex_llm_is_a_config_error(fake, strong, weak, router):
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       cascade=Cascade(AgreementScorer(["no-such-model"]), accept=0.5))
+    with pytest.raises(RouterConfigError, match="'no-such-model' is not a LlamaIndex LLM"):
+        routed.chat(user(EASY))
