@@ -2,14 +2,21 @@
 
 A file holds named float/int arrays and a metadata header with ``format``, ``version``, the router
 class, its ``__init__`` parameters and any JSON state, plus one SHA-256 over every array and the
-rest of the header. Loading checks all of it, so a truncated, edited or foreign file raises
+rest of the header. Loading checks all of it, so a truncated, damaged or foreign file raises
 ``RouterFileError``; safetensors holds only raw numbers and JSON, so nothing in a file is ever
 executed (unlike pickle, which runs code on load).
+
+The SHA-256 detects damage, not tampering: whoever edits a file can recompute it. For
+authenticity, save with a ``signing_key``: the header then carries an HMAC-SHA256 of that digest
+under the key, and loading with the same key refuses a file that is unsigned or was signed with
+another key (or changed since). The key is a secret shared by writer and reader; it is never
+stored in the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import uuid
@@ -18,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exceptions import RouterFileError
+from ._exceptions import RouterConfigError, RouterFileError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "read_router_file", "write_router_file"]
 
@@ -39,6 +46,23 @@ def _digest(arrays: dict[str, np.ndarray], described: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _key_bytes(signing_key: str | bytes) -> bytes:
+    """The HMAC key as bytes (a str is UTF-8 encoded); an empty key is refused."""
+    if isinstance(signing_key, str):
+        signing_key = signing_key.encode("utf-8")
+    if not isinstance(signing_key, (bytes, bytearray)):
+        raise RouterConfigError(
+            f"signing_key must be str or bytes, got {type(signing_key).__name__}"
+        )
+    if not signing_key:
+        raise RouterConfigError("signing_key must not be empty")
+    return bytes(signing_key)
+
+
+def _signature(signing_key: str | bytes, digest: str) -> str:
+    return hmac.new(_key_bytes(signing_key), digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 def write_router_file(
     path: str | Path,
     *,
@@ -46,8 +70,15 @@ def write_router_file(
     params: dict[str, Any],
     state: dict[str, Any],
     arrays: dict[str, np.ndarray],
+    signing_key: str | bytes | None = None,
 ) -> None:
-    """Write ``arrays`` and a JSON header (kind, params, state) to ``path``, atomically."""
+    """Write ``arrays`` and a JSON header (kind, params, state) to ``path``, atomically.
+
+    With ``signing_key`` the header also holds ``hmac_sha256``, the HMAC-SHA256 of the
+    content digest under that key (see the module docstring).
+    """
+    if signing_key is not None:
+        _key_bytes(signing_key)  # a bad key fails before any work
     from safetensors.numpy import save_file
 
     clean = {name: np.ascontiguousarray(arr) for name, arr in arrays.items()}
@@ -59,7 +90,10 @@ def write_router_file(
         "state": state,
     }
     try:
-        header = {**described, "sha256": _digest(clean, described)}
+        digest = _digest(clean, described)
+        header = {**described, "sha256": digest}
+        if signing_key is not None:
+            header["hmac_sha256"] = _signature(signing_key, digest)
         text = json.dumps(header, sort_keys=True)
     except TypeError as exc:
         raise TypeError(f"router header is not JSON-serialisable: {exc}") from exc
@@ -74,11 +108,17 @@ def write_router_file(
 
 
 def read_router_file(
-    path: str | Path,
+    path: str | Path, *, signing_key: str | bytes | None = None
 ) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify a router file; returns ``(kind, params, state, arrays)``."""
+    """Read and verify a router file; returns ``(kind, params, state, arrays)``.
+
+    With ``signing_key``, the file must also carry a valid HMAC-SHA256 under that key; without
+    one, any signature in the file is ignored (the checksum still detects damage).
+    """
     from safetensors import safe_open
 
+    if signing_key is not None:
+        _key_bytes(signing_key)
     file = Path(path)
     if not file.is_file():
         raise RouterFileError(f"{file}: no such router file")
@@ -110,8 +150,21 @@ def read_router_file(
     if not isinstance(kind, str) or not isinstance(params, dict) or not isinstance(state, dict):
         raise RouterFileError(f"{file}: header lacks kind (str), params and state (objects)")
     described = {key: header[key] for key in ("format", "version", "kind", "params", "state")}
-    if header.get("sha256") != _digest(arrays, described):
+    digest = _digest(arrays, described)
+    if header.get("sha256") != digest:
         raise RouterFileError(
             f"{file}: checksum mismatch; the arrays or header were changed or damaged"
         )
+    if signing_key is not None:
+        signature = header.get("hmac_sha256")
+        if not isinstance(signature, str):
+            raise RouterFileError(
+                f"{file}: unsigned router file, but a signing_key was given: refusing a file "
+                "whose author cannot be verified (re-save it with save(path, signing_key=...))"
+            )
+        if not hmac.compare_digest(signature, _signature(signing_key, digest)):
+            raise RouterFileError(
+                f"{file}: signature does not match the signing_key: the file was signed with "
+                "another key or changed after signing"
+            )
     return kind, params, state, arrays

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -165,6 +166,16 @@ class Embedder(ABC):
                 f"{type(self).__name__} returned a zero vector; it has no direction to compare"
             )
         return arr / norms
+
+    def warm_up(self) -> float:
+        """Load the model and run it once, so the first real call pays no start-up cost.
+
+        Returns the seconds it took (model loading included), for reporting load time apart
+        from decision latency. Nothing is cached: the warm-up text does not enter the caches.
+        """
+        start = time.perf_counter()
+        self._normalised(self._embed_batch(["warm up"]), 1)
+        return time.perf_counter() - start
 
     def embed_one(self, text: str) -> np.ndarray:
         """One unit-length float32 vector."""

@@ -129,6 +129,12 @@ class OpenAIEmbedder(Embedder):
     def get_config(self) -> dict[str, Any]:
         return {"model": self.model, "dimensions": self.dimensions}
 
+    def warm_up(self) -> float:
+        """Build the API client (nothing to load; no request is sent). Returns seconds."""
+        start = time.perf_counter()
+        self._get_client()
+        return time.perf_counter() - start
+
     def _get_client(self) -> Any:
         if self._client is None:
             import openai

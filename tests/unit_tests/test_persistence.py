@@ -10,9 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langroute import NotFittedError, Outcomes, RouterFileError, SWRouter, load_router
+from langroute import (
+    NotFittedError,
+    Outcomes,
+    RouterConfigError,
+    RouterFileError,
+    SWRouter,
+    load_router,
+)
 from langroute._persistence import FORMAT_VERSION, read_router_file, write_router_file
-from langroute.embeddings import HashingEmbedder
+from langroute.embeddings import (
+    Embedder,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+    embedder_fingerprint,
+    embedder_spec,
+)
 
 PROMPTS = [
     "add two numbers", "sum of 3 and 4", "multiply 6 by 7", "write a poem about the sea",
@@ -157,12 +170,17 @@ def test_safetensors_file_without_langroute_header(tmp_path):
         load_router(path)
 
 
+def _embedder_record(router) -> dict:
+    embedder = router._resolve_embedder()
+    return {"spec": embedder_spec(embedder), "fingerprint": embedder_fingerprint(embedder)}
+
+
 def _write(tmp_path, router, **changes) -> Path:
     """A well-formed, correctly checksummed file whose content is nonetheless wrong."""
     state, arrays = router._get_state()
     params = router._params_for_file()
     state = {**state, "models_": router.models_, "costs_": list(router.costs_),
-             "quality_": list(router.quality_)}
+             "quality_": list(router.quality_), "embedder_record": _embedder_record(router)}
     fields = {"kind": router.kind, "params": params, "state": state, "arrays": arrays}
     for key, edit in changes.items():
         fields[key] = edit(fields[key])
@@ -178,9 +196,18 @@ def _write(tmp_path, router, **changes) -> Path:
         ({"params": lambda p: {**p, "gamma": "steep"}}, "gamma must be"),
         ({"params": lambda p: {**p, "gamma": 0.5}}, "gamma must be"),
         ({"params": lambda p: {**p, "colour": 1}}, "unexpected keyword"),
-        ({"params": lambda p: {**p, "embedder": {"kind": "word2vec"}}}, "unknown embedder kind"),
-        ({"params": lambda p: {**p, "embedder": {"kind": "hashing", "dimension": 0}}},
-         "invalid hashing embedder"),
+        ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"],
+                                                       "spec": {"kind": "word2vec"}}}},
+         "will not rebuild embedder {'kind': 'word2vec'}.*embedder="),
+        ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"],
+                                                       "spec": {"kind": "hashing",
+                                                                "dimension": 0}}}},
+         "invalid settings"),
+        ({"state": lambda s: {k: v for k, v in s.items() if k != "embedder_record"}},
+         "does not record which embedder"),
+        ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"],
+                                                       "fingerprint": {"dimension": 64}}}},
+         "corrupt embedder fingerprint"),
         ({"state": lambda s: {k: v for k, v in s.items() if k != "models_"}}, "models_"),
         ({"state": lambda s: {**s, "models_": [*s["models_"], "extra"],
                               "costs_": [*s["costs_"], 1.0], "quality_": [*s["quality_"], 1.0]}},
@@ -217,3 +244,155 @@ def test_read_router_file_returns_exactly_what_was_written(tmp_path):
         np.testing.assert_array_equal(back[name], arr)
     with pytest.raises(TypeError, match="JSON-serialisable"):
         write_router_file(path, kind="k", params={"x": object()}, state={}, arrays=arrays)
+
+
+# -- which embedder: recorded, checked, allow-listed ------------------------------------------
+class SeededEmbedder(Embedder):
+    """A custom embedder (not in langroute's allow-list): random vectors per word, by seed."""
+
+    kind = "test-seeded"
+
+    def __init__(self, seed: int = 0, dimension: int = 32) -> None:
+        super().__init__()
+        self.seed, self._dimension = seed, dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def get_config(self):
+        return {"seed": self.seed, "dimension": self._dimension}
+
+    def _embed_batch(self, texts):
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                word_seed = int.from_bytes(word.encode()[:8].ljust(8, b"_"), "little")
+                out[row] += np.random.default_rng([self.seed, word_seed]).standard_normal(
+                    self._dimension)
+        return out
+
+
+def test_router_with_a_custom_embedder_loads_back_when_given_the_embedder(tmp_path, outcomes):
+    router = SWRouter(SeededEmbedder(seed=1)).fit(outcomes)
+    path = tmp_path / "custom.safetensors"
+    router.save(path)
+    with pytest.raises(RouterFileError, match=r"test-seeded.*load\(path, embedder=\.\.\.\)"):
+        load_router(path)
+    loaded = load_router(path, embedder=SeededEmbedder(seed=1))
+    np.testing.assert_array_equal(loaded.win_matrices(QUERIES), router.win_matrices(QUERIES))
+    assert loaded.load_seconds_ >= 0
+
+
+def test_a_mismatched_embedder_is_refused(tmp_path, outcomes):
+    router = SWRouter(SeededEmbedder(seed=1)).fit(outcomes)
+    path = tmp_path / "custom.safetensors"
+    router.save(path)
+    with pytest.raises(RouterFileError, match="not the embedder this router was trained with"):
+        load_router(path, embedder=SeededEmbedder(seed=2))  # same kind and size, other vectors
+    with pytest.raises(RouterFileError, match="32-d embeddings.*gives 16-d"):
+        load_router(path, embedder=SeededEmbedder(seed=1, dimension=16))
+    with pytest.raises(RouterFileError, match="trained with embedder .*test-seeded.*'hashing'"):
+        load_router(path, embedder=HashingEmbedder(32))
+    with pytest.raises(RouterConfigError, match="must be a langroute Embedder"):
+        load_router(path, embedder="test-seeded")
+
+
+def test_file_records_the_embedder_and_its_fingerprint(saved):
+    _, path = saved
+    _, params, state, _ = read_router_file(path)
+    record = state["embedder_record"]
+    assert record["spec"] == {"kind": "hashing", "dimension": 64} == params["embedder"]
+    assert record["fingerprint"]["dimension"] == 64
+    assert len(record["fingerprint"]["probe_sha256"]) == 64
+    assert record["fingerprint"] == embedder_fingerprint(HashingEmbedder(64))
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ({"kind": "sentence-transformers", "model": "evil/exfiltrate-v1", "device": "cpu"},
+         "evil/exfiltrate-v1"),
+        ({"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2", "device": "cuda"},
+         "cuda"),
+        ({"kind": "openai", "model": "text-embedding-3-small", "dimensions": None},
+         "allow_remote_embedder=True"),
+    ],
+)
+def test_files_naming_embedders_outside_the_allow_list_are_refused(tmp_path, saved, spec, shown):
+    router, _ = saved
+    path = _write(tmp_path, router, state=lambda s: {
+        **s, "embedder_record": {**s["embedder_record"], "spec": spec}})
+    with pytest.raises(RouterFileError, match=f"will not rebuild embedder .*{shown}"):
+        load_router(path)
+
+
+def test_a_router_on_the_default_embedder_records_it(tmp_path, outcomes, monkeypatch):
+    # The default embedder is recorded (not just "None"), so a file keeps its meaning if the
+    # default changes. Stand-in for the default: a hashing embedder (no model to load).
+    router = SWRouter()
+    router._default_embedder = HashingEmbedder(48)
+    router.fit(outcomes)
+    path = tmp_path / "default.safetensors"
+    router.save(path)
+    _, params, state, _ = read_router_file(path)
+    assert params["embedder"] is None
+    assert state["embedder_record"]["spec"] == {"kind": "hashing", "dimension": 48}
+    loaded = load_router(path)
+    assert loaded.embedder is None and loaded._resolve_embedder().dimension == 48
+    np.testing.assert_array_equal(loaded.win_matrices(QUERIES), router.win_matrices(QUERIES))
+
+
+def test_the_packaged_minilm_spec_is_allowed_without_loading_it_twice():
+    from langroute.embeddings import trusted_embedder
+
+    spec = {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2", "device": "cpu"}
+    rebuilt = trusted_embedder(spec, source="f")
+    assert isinstance(rebuilt, SentenceTransformerEmbedder) and rebuilt._model is None
+
+
+# -- signing -----------------------------------------------------------------------------------
+def test_signed_file_loads_with_its_key_and_is_refused_with_another(tmp_path, saved):
+    router, _ = saved
+    path = tmp_path / "signed.safetensors"
+    router.save(path, signing_key="s3cret")
+    loaded = load_router(path, signing_key="s3cret")
+    np.testing.assert_array_equal(loaded.win_matrices(QUERIES), router.win_matrices(QUERIES))
+    assert SWRouter.load(path, signing_key=b"s3cret").models == router.models
+    with pytest.raises(RouterFileError, match="signature does not match"):
+        load_router(path, signing_key="guess")
+    load_router(path)  # no key asked for: the checksum alone is checked
+
+
+def test_unsigned_file_is_refused_when_a_key_is_required(saved):
+    _, path = saved
+    with pytest.raises(RouterFileError, match="unsigned router file"):
+        load_router(path, signing_key="s3cret")
+
+
+def test_a_forger_who_recomputes_the_checksum_is_caught_by_the_signature(tmp_path, saved):
+    from langroute._persistence import _digest
+
+    router, _ = saved
+    path = tmp_path / "signed.safetensors"
+    router.save(path, signing_key="s3cret")
+    _, _, _, arrays = read_router_file(path)
+
+    def forge(header):
+        header["params"]["gamma"] = 50.0
+        described = {k: header[k] for k in ("format", "version", "kind", "params", "state")}
+        header["sha256"] = _digest(arrays, described)
+
+    rewrite_header(path, forge)
+    assert load_router(path).gamma == 50.0  # the checksum alone cannot tell
+    with pytest.raises(RouterFileError, match="signature does not match"):
+        load_router(path, signing_key="s3cret")
+
+
+@pytest.mark.parametrize("key", ["", b"", 42])
+def test_bad_signing_keys_are_refused(tmp_path, saved, key):
+    router, path = saved
+    with pytest.raises(RouterConfigError, match="signing_key"):
+        router.save(tmp_path / "x.safetensors", signing_key=key)
+    with pytest.raises(RouterConfigError, match="signing_key"):
+        load_router(path, signing_key=key)

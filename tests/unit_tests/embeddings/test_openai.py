@@ -186,3 +186,41 @@ def test_disk_cache_spares_paid_requests(tmp_path):
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
         OpenAIEmbedder(**kwargs)
+
+
+def test_warm_up_builds_the_client_without_a_request():
+    server = FakeOpenAI()
+    embedder, _ = make(server)
+    assert embedder.warm_up() >= 0 and server.requests == []
+
+
+def test_router_files_rebuild_openai_embedders_only_when_allowed(tmp_path):
+    from langroute import Outcomes, RouterFileError, SWRouter, load_router
+
+    server = FakeOpenAI()
+    embedder, _ = make(server)
+    prompts = ["add numbers", "write a poem", "name a capital", "prove a lemma"]
+    data = Outcomes(ids=list("abcd"), prompts=prompts, models=("x", "y"),
+                    scores=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]),
+                    costs=np.tile([0.01, 0.001], (4, 1)))
+    path = tmp_path / "router.safetensors"
+    SWRouter(embedder).fit(data).save(path)
+    with pytest.raises(RouterFileError, match="allow_remote_embedder=True"):
+        load_router(path)
+    # Opting in: the file's spec is rebuilt (an SDK client from the environment) -- here the
+    # caller's own client is passed instead, and its fingerprint checked with one request.
+    before = len(server.requests)
+    loaded = load_router(path, embedder=make(server)[0])
+    assert len(server.requests) == before + 1 and loaded.models == ["x", "y"]
+
+
+def test_allow_list_rebuilds_openai_specs_only_on_opt_in():
+    from langroute import RouterFileError
+    from langroute.embeddings import trusted_embedder
+
+    spec = {"kind": "openai", "model": "text-embedding-3-large", "dimensions": 256}
+    with pytest.raises(RouterFileError, match="remote API"):
+        trusted_embedder(spec, source="f")
+    rebuilt = trusted_embedder(spec, source="f", allow_remote=True)
+    assert isinstance(rebuilt, OpenAIEmbedder)
+    assert rebuilt.get_config() == {"model": "text-embedding-3-large", "dimensions": 256}

@@ -1,0 +1,150 @@
+"""Fast embedders derived offline from the packaged MiniLM: model2vec static and ONNX int8."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langroute import EmbeddingError, RouterConfigError
+from langroute.embeddings import (
+    HashingEmbedder,
+    OnnxMiniLMEmbedder,
+    StaticEmbedder,
+    artifacts_root,
+)
+from langroute.embeddings._artifacts import ARTIFACTS_ENV_VAR, build_once
+
+PROMPTS = [
+    "How do I reset my password?",
+    "What are the steps to change my login password?",
+    "The mitochondria is the powerhouse of the cell.",
+    "Solve for x: 3x + 5 = 20, step by step.",
+    "Write a haiku about the sea at night.",
+    "def f(x): return x * 2  # what does f(3) return?",
+]
+
+
+# -- the artefact folder -------------------------------------------------------------------------
+def test_build_once_builds_a_folder_once_and_leaves_no_temporary_folders(tmp_path):
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "weights.bin").write_bytes(b"x")
+
+    first = build_once(tmp_path, "thing", {"v": 1}, build)
+    again = build_once(tmp_path, "thing", {"v": 1}, build)
+    other = build_once(tmp_path, "thing", {"v": 2}, build)
+    assert first == again != other and len(calls) == 2
+    assert (first / "weights.bin").read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path):
+    def build(folder):
+        (folder / "half.bin").write_bytes(b"x")
+        raise EmbeddingError("exporter crashed")
+
+    with pytest.raises(EmbeddingError, match="exporter crashed"):
+        build_once(tmp_path, "thing", {"v": 1}, build)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_artifacts_root_follows_argument_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(ARTIFACTS_ENV_VAR, str(tmp_path / "env"))
+    assert artifacts_root() == tmp_path / "env"
+    assert artifacts_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv(ARTIFACTS_ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert artifacts_root() == tmp_path / "xdg" / "langroute"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: StaticEmbedder(pca_dims=1),
+        lambda: StaticEmbedder(pca_dims=512),
+        lambda: StaticEmbedder(pca_dims=True),
+        lambda: OnnxMiniLMEmbedder(num_threads=0),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(make):
+    with pytest.raises(RouterConfigError):
+        make()
+
+
+def test_router_files_name_only_settings_that_change_vectors(tmp_path):
+    assert StaticEmbedder(128, artifacts_dir=tmp_path).get_config() == {"pca_dims": 128}
+    assert OnnxMiniLMEmbedder(num_threads=2, artifacts_dir=tmp_path).get_config() == {
+        "quantize": True
+    }
+
+
+def test_warm_up_runs_the_backend_without_filling_the_cache():
+    embedder = HashingEmbedder(32)
+    seconds = embedder.warm_up()
+    assert seconds >= 0 and len(embedder._cache) == 0
+
+
+# -- model2vec, distilled locally -------------------------------------------------------------
+@pytest.mark.minilm
+@pytest.mark.slow  # distilling takes 30-160 s on one busy core
+def test_static_embedder_distils_offline_and_reloads_to_the_same_vectors(
+    static_embedder, artifacts_dir, monkeypatch
+):
+    vectors = static_embedder.embed(PROMPTS)
+    assert vectors.shape == (len(PROMPTS), 256) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    folder = static_embedder.model_path()
+    assert folder.parent == artifacts_dir and (folder / "model.safetensors").is_file()
+
+    # A second embedder (another process, say) reuses the folder: distilling again would fail.
+    import model2vec.distill
+
+    def no_distill(*args, **kwargs):
+        raise AssertionError("distilled twice")
+
+    monkeypatch.setattr(model2vec.distill, "distill", no_distill)
+    reloaded = StaticEmbedder(artifacts_dir=artifacts_dir, cache_size=0)
+    assert reloaded.model_path() == folder
+    np.testing.assert_allclose(reloaded.embed(PROMPTS), vectors, atol=1e-6)
+    paraphrase, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert paraphrase > unrelated + 0.2
+
+
+# -- ONNX Runtime, int8 -----------------------------------------------------------------------
+@pytest.mark.minilm
+def test_onnx_int8_agrees_with_minilm_on_torch(onnx_embedder, artifacts_dir, minilm):
+    reference = minilm.embed(PROMPTS)
+    cosines = np.sum(onnx_embedder.embed(PROMPTS) * reference, axis=1)
+    # int8 costs a little: measured mean 0.994, least 0.990 (the maths prompt) on this set.
+    assert cosines.mean() > 0.99 and cosines.min() > 0.985, cosines
+    exact = OnnxMiniLMEmbedder(quantize=False, artifacts_dir=artifacts_dir, cache_size=0)
+    np.testing.assert_allclose(np.sum(exact.embed(PROMPTS) * reference, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.minilm
+def test_onnx_embedder_warm_up_loads_the_session(artifacts_dir, onnx_embedder):
+    onnx_embedder.model_path()  # the session's export exists
+    fresh = OnnxMiniLMEmbedder(artifacts_dir=artifacts_dir)
+    assert fresh._session is None
+    assert fresh.warm_up() > 0 and fresh._session is not None
+
+
+@pytest.mark.minilm
+def test_onnx_vectors_do_not_depend_on_batch_mates(onnx_embedder):
+    # Dynamic int8 scales activations per run: batched texts would shift each other's vectors.
+    embedder = OnnxMiniLMEmbedder(artifacts_dir=onnx_embedder.artifacts_dir, cache_size=0)
+    batch = embedder.embed(PROMPTS)
+    single = np.stack([embedder.embed([p])[0] for p in PROMPTS])
+    np.testing.assert_array_equal(batch, single)
+
+
+def test_routers_default_to_minilm_on_onnx_int8():
+    from langroute import SWRouter
+    from langroute.embeddings import default_embedder
+
+    assert isinstance(default_embedder(), OnnxMiniLMEmbedder)
+    resolved = SWRouter()._resolve_embedder()
+    assert isinstance(resolved, OnnxMiniLMEmbedder) and resolved.quantize
+    assert resolved._session is None  # nothing loaded until used
