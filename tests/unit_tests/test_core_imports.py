@@ -33,3 +33,15 @@ def test_the_langchain_edge_is_still_one_attribute_away():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "RoutedChatModel"
+
+
+def test_public_names_are_exported_once_and_resolve():
+    import langroute
+    from langroute import _exceptions
+
+    assert len(langroute.__all__) == len(set(langroute.__all__))
+    assert all(hasattr(langroute, name) for name in langroute.__all__)
+    errors = {name for name in _exceptions.__all__}
+    assert errors <= set(langroute.__all__)
+    for name in errors:
+        assert issubclass(getattr(langroute, name), langroute.LangrouteError)
