@@ -1,16 +1,23 @@
-"""Evaluate every router on every shared dataset; write one summary table (+ JSON).
+"""Nested cross-validation of every router on every shared dataset; one table, JSON and a plot.
 
-    python benchmarks/bench_eval_sweep.py [--embedder minilm|hashing] [--folds 5]
-                                          [--datasets a,b] [--routers sw,knn]
+    nice -n 10 python benchmarks/bench_eval_sweep.py [--datasets a,b] [--routers sw,knn]
+        [--folds 5] [--tune-max-prompts 2000] [--embedder minilm|hashing]
 
-Writes ``benchmarks/results/eval_sweep.md`` and ``eval_sweep.json`` and prints the total wall
-time (target: under 10 minutes on 2 CPU cores with MiniLM). One embedder instance serves every
-dataset, router and fold, backed by the disk cache (``$LANGROUTE_EMBEDDING_CACHE`` or
-``.langroute-cache/embeddings`` in the repository, shared with the other benchmarks), so a
-second run embeds nothing.
+Every router is a ``TunedRouter`` (``langroute/evaluation/_tuning.py``): inside each outer fold
+its hyperparameters are chosen by inner 3-fold cross-validation on that fold's training prompts
+only (grids fixed a priori in ``DEFAULT_GRIDS``), then refitted on all of them; the stacked
+ensemble fits its combination weights on out-of-fold predictions of the training prompts. No
+figure is measured on prompts that chose a setting. To bound the time, the inner search uses at
+most ``--tune-max-prompts`` training prompts per outer fold (only routellm-mmlu, 11k training
+prompts per fold, is subsampled at the default 1000, as are routerbench-slice's 2520 and the
+two GSM8K sets' 1055); the final refit always uses all of them. Results are rewritten after
+every dataset, so an interrupted run leaves the datasets it finished.
 
-Checks stated for every dataset: SWRouter's AIQ is at least the single-model hull's, and its
-highest quality at least the best single model's; the table says where not, and why.
+Writes ``benchmarks/results/eval_sweep.{md,json,png}``. The JSON records the commit, the command,
+the machine, the embedder and every fold's metrics; ``tests/unit_tests/quality/`` checks that
+the README's table is the one rendered from it. Embeddings come from the disk cache
+(``$LANGROUTE_EMBEDDING_CACHE`` or ``.langroute-cache/embeddings``); torch runs on one thread
+(on a shared 2-core machine more threads only contend).
 """
 
 from __future__ import annotations
@@ -18,149 +25,334 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
+ROUTERS = ("sw", "knn", "cluster", "mf", "irt", "avengers", "stacked")
+PLOT_DATASETS = ("alpacaeval2", "routellm-gsm8k")
 
 
-def _explain(name: str, report: dict) -> list[str]:
-    """Why a router misses a check: the numbers, and whether folds disagree."""
-    entry = report["routers"][name]
-    comp = entry["comparisons"]
-    base = report["baselines"]
-    notes = []
-    if not comp["aiq_at_least_hull"]:
-        gap = comp["aiq_minus_hull"]
-        within = abs(gap["mean"]) <= gap["std"]
-        notes.append(
-            f"AIQ {entry['metrics']['aiq']['mean']:.4f} < "
-            f"hull {base['single_model_hull']['aiq']['mean']:.4f} "
-            f"(gap {gap['mean']:+.4f} ± {gap['std']:.4f}"
-            f"{', within fold noise' if within else ''})"
-        )
-    if not comp["max_quality_at_least_best_single"]:
-        gap = comp["max_quality_minus_best_single"]
-        tops = {tuple(f["routers"][name]["ladder"])[-1] for f in report["folds"]}
-        best = set(base["best_single"]["models"])
-        why = ""
-        if tops != best:
-            why = (f"; the router's top rung ({', '.join(sorted(tops))}, best on training folds) "
-                   f"is not the best model on every test fold ({', '.join(sorted(best))})")
-        notes.append(f"max quality {gap['mean']:+.4f} vs best single{why}")
-    return notes
+# -- provenance --------------------------------------------------------------------------------
+def provenance(argv: list[str]) -> dict[str, Any]:
+    """Commit, command and machine facts recorded with every results file."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                             check=False)
+        return out.stdout.strip()
+
+    import numpy
+    import torch
+
+    cpu = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()],
+        "command": "python " + " ".join(argv),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu,
+            "cpu_count": os.cpu_count(),
+            "load_average_at_start": list(os.getloadavg()),
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "nice": os.nice(0),
+        },
+    }
 
 
-def _routers_for(names: list[str], n_prompts: int, folds: int) -> dict:
-    """Router names, except that kNN's k is lowered to the smallest training fold.
-
-    ``KNNRouter`` refuses a k larger than its training data (routellm-mtbench has 64 training
-    prompts per fold); the sweep uses k = min(default, training prompts) there and says so.
-    """
-    from langroute import KNNRouter
-    from langroute.evaluation import make_router
-
-    smallest_train = n_prompts - -(-n_prompts // folds)
-    out: dict = {}
-    for name in names:
-        if name == "knn" and smallest_train < KNNRouter().k:
-            out[f"knn(k={smallest_train})"] = KNNRouter(k=smallest_train)
-        else:
-            out[name] = make_router(name)
-    return out
+# -- the table ---------------------------------------------------------------------------------
+def _pm(stat: dict[str, Any], digits: int = 3) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
+def _match(stat: dict[str, Any]) -> str:
+    n = len(stat["folds"])
+    if stat["mean"] is None:
+        return f"never ({n}/{n})"
+    text = f"{100 * stat['mean']:.0f}%"
+    return text + (f" (never {stat['n_undefined']}/{n})" if stat["n_undefined"] else "")
+
+
+def _quality(stat: dict[str, Any] | None) -> str:
+    if stat is None or stat["mean"] is None:
+        return "-"
+    n = len(stat["folds"])
+    return f"{stat['mean']:.3f}" + (f" ({stat['n_undefined']}/{n} n/a)"
+                                     if stat["n_undefined"] else "")
+
+
+def _chosen(fold_params: list[dict[str, Any]]) -> str:
+    """The chosen hyperparameters over the outer folds, most frequent first."""
+    counts = Counter(json.dumps(p, sort_keys=True) for p in fold_params if p)
+    if not counts:
+        return ""
+    parts = []
+    for text, k in counts.most_common():
+        params = json.loads(text)
+        parts.append(" ".join(f"{key}={value:g}" if isinstance(value, float) else
+                              f"{key}={value}" for key, value in params.items()) + f" ×{k}")
+    return "; ".join(parts)
+
+
+TABLE_HEADER = ["dataset", "router", "AIQ", "hull AIQ", "max quality", "best single",
+                "cost to match best", "quality @50% cost", "quality @70% cost", "APGR",
+                "chosen (outer folds)"]
+
+
+def table_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """One row per dataset x router, rendered from the results JSON (README and .md share it)."""
+    rows = []
+    for name, entry in summary["datasets"].items():
+        report = entry["report"]
+        base = report["baselines"]
+        for label, router in report["routers"].items():
+            m = router["metrics"]
+            rows.append([
+                name, label, _pm(m["aiq"]), f"{base['single_model_hull']['aiq']['mean']:.3f}",
+                f"{m['max_quality']['mean']:.3f}", f"{base['best_single']['quality']['mean']:.3f}",
+                _match(m["cost_to_match_best"]), _quality(m.get("quality_at_50pct_cost")),
+                _quality(m.get("quality_at_70pct_cost")),
+                _pm(m["apgr"]) if "apgr" in m else "",
+                _chosen(entry["chosen"].get(label, [])),
+            ])
+    return rows
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summary)]
+    return "\n".join(lines)
+
+
+def ranking(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per router: datasets where AIQ >= hull and max quality >= best single, mean AIQ gap,
+    datasets matching the best single model at <= 70% of its cost; sorted best first."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in summary["datasets"].items():
+        report = entry["report"]
+        hull = report["baselines"]["single_model_hull"]["aiq"]["mean"]
+        best = report["baselines"]["best_single"]["quality"]["mean"]
+        for label, router in report["routers"].items():
+            m = router["metrics"]
+            r = out.setdefault(label, {"aiq_at_least_hull": 0, "max_at_least_best": 0,
+                                       "match_at_70pct": 0, "aiq_gaps": {}, "apgr": {}})
+            gap = m["aiq"]["mean"] - hull
+            r["aiq_gaps"][name] = gap
+            r["aiq_at_least_hull"] += gap >= -1e-12
+            r["max_at_least_best"] += m["max_quality"]["mean"] >= best - 1e-12
+            match = m["cost_to_match_best"]
+            r["match_at_70pct"] += (match["mean"] is not None and match["n_undefined"] == 0
+                                    and match["mean"] <= 0.70)
+            if "apgr" in m:
+                r["apgr"][name] = m["apgr"]["mean"]
+    for r in out.values():
+        r["mean_aiq_gap"] = sum(r["aiq_gaps"].values()) / len(r["aiq_gaps"])
+    order = sorted(out, key=lambda k: (-out[k]["aiq_at_least_hull"],
+                                       -out[k]["max_at_least_best"], -out[k]["mean_aiq_gap"]))
+    return {label: out[label] for label in order}
+
+
+APGR_AIMS = {"routellm-gsm8k": 0.67, "routellm-mmlu": 0.68}
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """Ranking of the routers, the chosen default and the issue's targets, from the JSON."""
+    ranked = summary["ranking"]
+    n = len(summary["datasets"])
+    lines = [
+        "| router | AIQ >= hull | max quality >= best single | matches best at <= 70% cost | "
+        "mean AIQ - hull |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in ranked.items():
+        lines.append(f"| {label} | {r['aiq_at_least_hull']}/{n} | {r['max_at_least_best']}/{n} "
+                     f"| {r['match_at_70pct']}/{n} | {r['mean_aiq_gap']:+.4f} |")
+    best = summary["default_router"]
+    r = ranked[best]
+    apgr = ", ".join(
+        f"{name} {r['apgr'][name]:.3f} (aim {aim})"
+        for name, aim in APGR_AIMS.items() if name in r["apgr"]
+    )
+    lines += [
+        "",
+        f"Ranked by datasets with AIQ >= hull, then max quality >= best single, then mean AIQ "
+        f"gap, the default router is `{best}`: AIQ >= hull on {r['aiq_at_least_hull']}/{n}, "
+        f"max quality >= best single on {r['max_at_least_best']}/{n}, best single matched at "
+        f"<= 70% of its cost on {r['match_at_70pct']}/{n} (aim 4/8)"
+        + (f"; APGR {apgr}" if apgr else "") + ".",
+        "",
+        f"Whole nested sweep: {summary['total_seconds'] / 60:.1f} min wall, "
+        f"{summary['total_cpu_seconds'] / 60:.1f} min CPU "
+        f"(load average {summary['machine']['load_average_at_start'][0]:.1f} at start on "
+        f"{summary['machine']['cpu_count']} cores), embeddings from the disk cache.",
+    ]
+    return "\n".join(lines)
+
+
+# -- plot --------------------------------------------------------------------------------------
+def plot(summary: dict[str, Any], router: str, datasets: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from langroute.evaluation import convex_hull_nondecreasing
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5))
+    for ax, name in zip(np.atleast_1d(axes), datasets, strict=True):
+        report = summary["datasets"][name]["report"]
+        base = report["baselines"]
+        curve = report["routers"][router]["curve"]
+        cost = np.array(curve["cost"], dtype=float)
+        q = np.array([np.nan if v is None else v for v in curve["quality_mean"]], dtype=float)
+        ax.plot(cost, q, color="C0", label=f"{router} (nested CV, mean of folds)")
+        singles = base["single_models"]
+        sc = np.array([v["cost"]["mean"] for v in singles.values()])
+        sq = np.array([v["quality"]["mean"] for v in singles.values()])
+        ax.scatter(sc, sq, color="grey", s=14, label="single models")
+        hx, hy = convex_hull_nondecreasing(sc, sq)
+        # The hull is linear in cost: sample it densely so it is drawn right on a log axis.
+        dense = np.geomspace(hx[0], sc.max(), 400)
+        ax.plot(dense, np.interp(dense, hx, hy), color="grey", ls="--",
+                label="single-model hull (= random routing)")
+        ax.scatter([base["oracle"]["cost"]["mean"]], [base["oracle"]["quality"]["mean"]],
+                   color="C3", marker="*", s=120, label="oracle")
+        ax.axhline(base["best_single"]["quality"]["mean"], color="C2", lw=0.8, ls=":",
+                   label="best single model")
+        ax.set_xscale("log")
+        ax.set_xlabel("mean USD per call")
+        ax.set_ylabel("mean quality")
+        ax.set_title(name)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- main --------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--datasets", help="comma-separated subset of ../shared/data")
-    parser.add_argument("--routers", help="comma-separated router names (default: all available)")
+    parser.add_argument("--routers", help=f"comma-separated (default {','.join(ROUTERS)})")
+    parser.add_argument("--tune-max-prompts", type=int, default=1000)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    import torch
+
+    torch.set_num_threads(1)
     from langroute import load_outcomes
     from langroute.embeddings import HashingEmbedder, SentenceTransformerEmbedder
-    from langroute.evaluation import available_router_names, evaluate
+    from langroute.evaluation import evaluate, tuned_router
 
+    facts = provenance(sys.argv)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     cache_dir = (os.environ.get("LANGROUTE_EMBEDDING_CACHE")
                  or REPO / ".langroute-cache" / "embeddings")
-    embedder = (SentenceTransformerEmbedder(cache_dir=cache_dir) if args.embedder == "minilm"
-                else HashingEmbedder(cache_dir=False))
-    routers = args.routers.split(",") if args.routers else available_router_names()
+    # Explicitly MiniLM (not the package default embedder, which may change).
+    embedder = (SentenceTransformerEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir)
+                if args.embedder == "minilm" else HashingEmbedder(cache_dir=False))
+    routers = args.routers.split(",") if args.routers else list(ROUTERS)
     names = (args.datasets.split(",") if args.datasets
-             else sorted(p.name for p in DATA.iterdir() if (p / "scores.csv").exists()))
-    summary: dict = {"embedder": args.embedder, "folds": args.folds, "routers": routers,
-                     "datasets": {}}
-    rows, problems = [], []
+             else sorted((p.name for p in DATA.iterdir() if (p / "scores.csv").exists()),
+                         key=lambda n: (n == "routellm-mmlu", n)))
+    summary: dict[str, Any] = {
+        **facts,
+        "embedder": {"kind": embedder.kind, **embedder.get_config()},
+        "folds": args.folds, "inner_folds": 3, "tune_max_prompts": args.tune_max_prompts,
+        "routers": routers, "datasets": {},
+    }
     for name in names:
         t0 = time.perf_counter()
         outcomes = load_outcomes(DATA / name)
-        report = evaluate(outcomes, _routers_for(routers, len(outcomes), args.folds),
-                          embedder=embedder, folds=args.folds,
+        templates = {r: tuned_router(r, None, embedder, max_tune_prompts=args.tune_max_prompts)
+                     for r in routers}
+        report = evaluate(outcomes, templates, embedder=embedder, folds=args.folds,
                           progress=not args.quiet and sys.stderr.isatty()).to_dict()
         seconds = time.perf_counter() - t0
-        summary["datasets"][name] = {"seconds": seconds, "report": report}
-        ds, base = report["dataset"], report["baselines"]
-        for label, entry in report["routers"].items():
-            m = entry["metrics"]
-            apgr = m.get("apgr", {}).get("mean")
-            match = m["cost_to_match_best"]
-            rows.append([
-                name, f"{ds['n_prompts']}x{len(ds['models'])}", label,
-                f"{m['aiq']['mean']:.3f}", f"{base['single_model_hull']['aiq']['mean']:.3f}",
-                f"{m['max_quality']['mean']:.3f}", f"{base['best_single']['quality']['mean']:.3f}",
-                f"{base['oracle']['quality']['mean']:.3f}",
-                "never" if match["mean"] is None else
-                f"{100 * match['mean']:.0f}%" + (f" ({match['n_undefined']} never)"
-                                                  if match["n_undefined"] else ""),
-                "" if apgr is None else f"{apgr:.3f}",
-                f"{m['fit_seconds']['mean'] + m['score_seconds']['mean']:.2f}",
-            ])
-            if label == "sw":  # the checks the issue sets are SWRouter's
-                problems += [f"- **{name}** / sw: {note}" for note in _explain(label, report)]
-        print(f"{name}: {seconds:.1f} s", file=sys.stderr)
+        summary["datasets"][name] = {"seconds": seconds, "report": report,
+                                     "chosen": _chosen_from_report(report)}
+        print(f"{name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+        md = write_results(summary, args, facts, started, cpu_started, names, routers)
+    print(md)
+    print(f"total wall time: {summary['total_seconds']:.1f} s", file=sys.stderr)
+    return 0
+
+
+def write_results(summary: dict[str, Any], args: argparse.Namespace, facts: dict[str, Any],
+                  started: float, cpu_started: float, names: list[str],
+                  routers: list[str]) -> str:
+    """Rank, plot and write the .md/.json/.png for the datasets finished so far."""
     total = time.perf_counter() - started
     summary["total_seconds"] = total
+    summary["total_cpu_seconds"] = time.process_time() - cpu_started
+    summary["ranking"] = ranking(summary)
+    best = next(iter(summary["ranking"]))
+    summary["default_router"] = best
 
-    header = ["dataset", "prompts x models", "router", "AIQ", "hull AIQ", "max quality",
-              "best single", "oracle", "cost to match best", "APGR", "s / fold"]
-    lines = [
-        "# Router evaluation sweep",
-        "",
-        f"{args.folds}-fold cross-validation (seed 0) on every dataset in `../shared/data`, "
-        f"embedder `{args.embedder}`; means over folds. AIQ = RouterBench's area under the "
-        "non-decreasing convex hull of the cost-quality curve over the single models' cost range; "
-        "hull AIQ = the same for the single models (= best random routing). Cost to match best = "
-        "cheapest threshold reaching the best single model's test quality, as a share of its cost. "
-        "APGR for the two-model RouteLLM datasets (random = 0.5). "
-        "s / fold = fit + score seconds per fold.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-        "## Checks (SWRouter: AIQ >= hull AIQ, max quality >= best single model)",
-        "",
-        *(problems or ["All checks pass on every dataset."]),
-        "",
-        f"Total wall time: {total:.0f} s ({len(names)} datasets x {len(routers)} routers x "
-        f"{args.folds} folds).",
-        "",
-    ]
-    table = "\n".join(lines)
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "eval_sweep.md").write_text(table, encoding="utf-8")
+    plot_names = tuple(n for n in PLOT_DATASETS if n in summary["datasets"])
+    if plot_names:
+        plot(summary, best, plot_names, args.results / "eval_sweep.png")
+    md = "\n".join([
+        "# Router evaluation sweep (nested cross-validation)",
+        "",
+        f"{args.folds}-fold outer CV (seed 0); inside each outer fold every hyperparameter is "
+        f"chosen by 3-fold CV on that fold's training prompts only (at most "
+        f"{args.tune_max_prompts} of them for the search). Embedder: "
+        f"`{summary['embedder']}`. Mean ± std over outer folds.",
+        "",
+        render_table(summary),
+        "",
+        render_summary(summary),
+        "",
+        f"Datasets finished: {len(summary['datasets'])} of {len(names)}; routers: "
+        f"{', '.join(routers)}.",
+        "",
+        f"Commit `{facts['commit']}` ({len(facts['dirty_files'])} files modified), command "
+        f"`{facts['command']}`, {facts['machine']['cpu_count']} CPUs "
+        f"({facts['machine']['cpu']}), load average at start "
+        f"{facts['machine']['load_average_at_start'][0]:.1f}, {facts['date_utc']}.",
+        "",
+    ])
+    (args.results / "eval_sweep.md").write_text(md, encoding="utf-8")
     (args.results / "eval_sweep.json").write_text(json.dumps(summary, indent=1) + "\n",
                                                   encoding="utf-8")
-    print(table)
-    print(f"total wall time: {total:.1f} s", file=sys.stderr)
-    return 0
+    return md
+
+
+def _chosen_from_report(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per router, the hyperparameters each outer fold's TunedRouter chose."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fold in report["folds"]:
+        for label, metrics in fold["routers"].items():
+            out.setdefault(label, []).append(metrics.get("best_params", {}))
+    return out
 
 
 if __name__ == "__main__":

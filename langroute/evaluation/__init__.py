@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._baselines import FoldBaselines, fold_baselines
+from ._cascade import CascadeSpec, parse_cascade
 from ._evaluate import evaluate
 from ._metrics import (
     CostQualityCurve,
@@ -18,17 +19,28 @@ from ._metrics import (
     threshold_sweep,
 )
 from ._plot import plot_report
-from ._registry import available_router_names, make_router, register_router, router_names
+from ._registry import (
+    DEFAULT_ROUTER,
+    available_router_names,
+    make_router,
+    register_router,
+    router_names,
+)
 from ._report import REPORT_SCHEMA, EvaluationReport
 from ._splits import SPLIT_SCHEMES, Split, make_splits
+from ._tuning import DEFAULT_GRIDS, TunedRouter, tuned_router, validation_score
 
 __all__ = [
+    "DEFAULT_GRIDS",
+    "DEFAULT_ROUTER",
     "REPORT_SCHEMA",
     "SPLIT_SCHEMES",
+    "CascadeSpec",
     "CostQualityCurve",
     "EvaluationReport",
     "FoldBaselines",
     "Split",
+    "TunedRouter",
     "aiq",
     "apgr",
     "available_router_names",
@@ -40,6 +52,7 @@ __all__ = [
     "make_router",
     "make_splits",
     "oracle_choices",
+    "parse_cascade",
     "pgr_curve",
     "plot_report",
     "register_router",
@@ -47,4 +60,6 @@ __all__ = [
     "router_names",
     "strong_share_curve",
     "threshold_sweep",
+    "tuned_router",
+    "validation_score",
 ]

@@ -19,11 +19,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._calibration import routing_ladder
-from .._exceptions import OutcomesError, RouterConfigError
+from .._exceptions import LangrouteError, OutcomesError, RouterConfigError
 from .._outcomes import Outcomes, load_outcomes
-from ..embeddings import Embedder, SentenceTransformerEmbedder
+from ..embeddings import Embedder, default_embedder
 from ..routers import BaseRouter
+from ..routers._calibration_scores import calibration_scores_disabled
 from ._baselines import FoldBaselines, fold_baselines
+from ._cascade import (
+    budget_metrics,
+    cascade_fold_rows,
+    parse_cascade,
+    router_prior,
+    train_best_metrics,
+)
 from ._metrics import (
     CostQualityCurve,
     aiq,
@@ -33,6 +41,14 @@ from ._metrics import (
     pgr_curve,
     strong_share_curve,
     threshold_sweep,
+)
+from ._online import (
+    DEFAULT_INITIAL_SHARE,
+    DEFAULT_STEPS,
+    check_initial_share,
+    online_fold,
+    online_labels,
+    summarise_timelines,
 )
 from ._registry import make_router
 from ._report import REPORT_SCHEMA, EvaluationReport
@@ -57,6 +73,10 @@ def evaluate(
     seeds: int | Sequence[int] = 1,
     models: Sequence[str] | None = None,
     progress: bool | None = None,
+    on_error: str = "raise",
+    cascades: Sequence[str] = (),
+    online: bool = False,
+    online_share: float = DEFAULT_INITIAL_SHARE,
 ) -> EvaluationReport:
     """Cross-validated cost-quality evaluation of routers against the baselines.
 
@@ -69,7 +89,8 @@ def evaluate(
         Names come from ``router_names()``; router instances are cloned for every fold.
     embedder : Embedder, default=None
         Used by every router whose ``embedder`` is None (named routers included); None means
-        all-MiniLM-L6-v2. One instance for all routers, so each prompt is embedded once.
+        ``default_embedder()`` (all-MiniLM-L6-v2 on ONNX int8). One instance for all routers,
+        so each prompt is embedded once.
     split : {"kfold", "halves"}, default="kfold"
     folds : int, default=None
         Folds of ``kfold`` (None: 5).
@@ -79,6 +100,27 @@ def evaluate(
         Evaluate on these models only (default: all).
     progress : bool, default=None
         Show tqdm bars on stderr; None shows them only when stderr is a terminal.
+    on_error : {"raise", "record"}, default="raise"
+        What a ``LangrouteError`` from one router's fit or scoring does (e.g. kNN's ``k``
+        larger than a fold's training set). "raise" stops the evaluation; "record" drops that
+        router from every fold and lists its error under ``report.data["failed"]``, so the
+        other routers are still reported. Other exceptions (bugs) always propagate.
+    cascades : sequence of str, default=()
+        Offline cascades to add (see ``langroute.evaluation._cascade``): ``"agreement"``
+        (needs ``answers.csv``), ``"simulated:RATE"`` or ``CascadeSpec`` objects (which also
+        say what the configuration is chosen for on the training folds). Each adds a
+        ``cascade:<name>`` row and, per router, ``<router>+cascade:<name>`` (the router decides,
+        the cascade checks) and ``<router>+pair-cascade:<name>`` (cascade routing) rows; router
+        rows then also report ``quality_at_{25,50,75}pct_cost``, ``cost_to_98pct_quality`` and
+        ``cost_to_match_train_best``.
+    online : bool, default=False
+        Also replay each training fold as a stream (``langroute.evaluation._online``): per
+        router with ``partial_fit``, a ``<label> static@25%`` row (fitted on the first
+        ``online_share`` of the fold) and a ``<label> online@25%`` row (the same start, then
+        fed back the chosen model's score on every later training prompt). Both are scored on
+        the test fold; the online row's ``online`` entry holds quality and cost over the stream.
+    online_share : float, default=0.25
+        Initial share of each training fold for ``online``.
 
     Returns
     -------
@@ -89,7 +131,12 @@ def evaluate(
     if models is not None:
         data = data.select_models(models)
     _check_outcomes(data)
+    share = check_initial_share(online_share)
+    if on_error not in ("raise", "record"):
+        raise RouterConfigError(f'on_error must be "raise" or "record", got {on_error!r}')
     labelled = _label_routers(routers)
+    cascade_specs = [parse_cascade(c) for c in ([cascades] if isinstance(cascades, str)
+                                                else cascades)]
     shared = embedder
     if shared is not None and not isinstance(shared, Embedder):
         raise RouterConfigError(
@@ -100,7 +147,7 @@ def evaluate(
         params = router.get_params()
         if "embedder" in params and params["embedder"] is None:
             if shared is None:
-                shared = SentenceTransformerEmbedder()
+                shared = default_embedder()
             router = router.clone().set_params(embedder=shared)
         templates[label] = router
     splits = make_splits(data.prompts, scheme=split, folds=folds, seeds=seeds)
@@ -119,6 +166,14 @@ def evaluate(
     share_curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
         label: [] for label in templates
     }
+    failed: dict[str, dict[str, Any]] = {}
+    online_routers = [label for label, r in templates.items()
+                      if callable(getattr(r, "partial_fit", None))]
+    if online and not online_routers:
+        raise RouterConfigError(
+            f"online evaluation needs a router with partial_fit (sw, knn); got {list(templates)}"
+        )
+    timelines: dict[str, list[dict[str, np.ndarray]]] = {}
     with tqdm(total=len(splits) * len(templates), desc="evaluate", unit="fit", file=sys.stderr,
               disable=not show) as bar:
         for sp in splits:
@@ -130,12 +185,26 @@ def evaluate(
                 "seed": sp.seed, "fold": sp.fold, "n_train": len(train), "n_test": len(test),
                 "baselines": _baseline_record(base, data.models), "routers": {},
             }
+            priors: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
             for label, template in templates.items():
+                if label in failed:
+                    bar.update(1)
+                    continue
                 bar.set_postfix_str(f"{label} seed {sp.seed} fold {sp.fold}")
                 t0 = time.perf_counter()
-                fitted = template.clone().fit(train)
-                t1 = time.perf_counter()
-                win = _win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                try:
+                    # Fold routers are never calibrated: skip the out-of-fold refits.
+                    with calibration_scores_disabled():
+                        fitted = template.clone().fit(train)
+                    t1 = time.perf_counter()
+                    win = _win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                except LangrouteError as exc:
+                    if on_error == "raise":
+                        raise
+                    failed[label] = {"error": type(exc).__name__, "message": str(exc),
+                                     "seed": sp.seed, "fold": sp.fold}
+                    bar.update(1)
+                    continue
                 t2 = time.perf_counter()
                 metrics, curve = _router_metrics(fitted, win, test, base, strong, weak)
                 if strong is not None and weak is not None:
@@ -143,11 +212,47 @@ def evaluate(
                         win[:, strong, weak], test.scores[:, weak], test.scores[:, strong]))
                 metrics["fit_seconds"] = t1 - t0
                 metrics["score_seconds"] = t2 - t1
+                if hasattr(fitted, "best_params_"):  # TunedRouter: what inner CV chose
+                    metrics["best_params"] = dict(fitted.best_params_)
                 record["routers"][label] = metrics
                 curves[label].append(curve)
+                if cascade_specs:
+                    metrics.update(budget_metrics(curve.costs, curve.qualities,
+                                                  float(base.model_costs[base.best_model]),
+                                                  float(base.model_qualities[base.best_model])))
+                    metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
+                    priors[label] = (router_prior(template, train, sp.train,
+                                                  embeddings.get(label), _win_matrices,
+                                                  seed=sp.seed), win, routing_ladder(fitted))
                 bar.update(1)
+            if cascade_specs:
+                cascade_rows = cascade_fold_rows(
+                    cascade_specs, train, test, cost_range=base.cost_range,
+                    best_cost=float(base.model_costs[base.best_model]),
+                    best_quality=float(base.model_qualities[base.best_model]),
+                    priors=priors, seed=sp.seed)
+                for name, (cascade_metrics, cascade_curve) in cascade_rows.items():
+                    record["routers"][name] = cascade_metrics
+                    curves.setdefault(name, []).append(cascade_curve)
+            for label in online_routers if online else ():
+                if label in failed:
+                    continue
+                static, learned, timeline = online_fold(
+                    templates[label], train, initial_share=share, seed=1000 * sp.seed + sp.fold)
+                for name, fitted in zip(online_labels(label, share), (static, learned),
+                                        strict=True):
+                    win = _win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                    metrics, curve = _router_metrics(fitted, win, test, base, strong, weak)
+                    record["routers"][name] = metrics
+                    curves.setdefault(name, []).append(curve)
+                timelines.setdefault(online_labels(label, share)[1], []).append(timeline)
             fold_records.append(record)
 
+    for label in failed:
+        for record in fold_records:
+            record["routers"].pop(label, None)
+    ok = [label for label in curves
+          if label not in failed and all(label in f["routers"] for f in fold_records)]
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "dataset": {
@@ -166,21 +271,35 @@ def evaluate(
             "seeds": sorted({sp.seed for sp in splits}),
             "n_evaluations": len(splits),
             "routers": {label: _describe(r) for label, r in templates.items()},
+            "cascades": {spec.label: spec.describe() for spec in cascade_specs},
+            "online": None if not online else {
+                "initial_share": share, "steps": DEFAULT_STEPS, "routers": online_routers,
+                "without_partial_fit": [label for label in templates
+                                        if label not in online_routers],
+                "protocol": "train fold in split order: the first initial_share fits both "
+                            "routers; the rest streams in steps batches at thresholds drawn "
+                            "uniformly from [0, 1], feeding back only the chosen model's "
+                            "score; both are scored on the test fold",
+            },
         },
         "baselines": _aggregate_baselines(baselines, fold_records, data, strong),
         "routers": {
             label: {
                 "metrics": _aggregate_metrics([f["routers"][label] for f in fold_records]),
                 "comparisons": {},
-                "curve": _average_curves(curves[label], share_curves[label], data),
+                "curve": _average_curves(curves[label], share_curves.get(label, []), data),
             }
-            for label in templates
+            for label in ok
         },
+        "failed": failed,
         "folds": fold_records,
         "elapsed_seconds": time.perf_counter() - started,
     }
     for entry in report["routers"].values():
         entry["comparisons"] = _comparisons(entry["metrics"], report["baselines"])
+    for label, series in timelines.items():
+        if label in report["routers"]:
+            report["routers"][label]["online"] = summarise_timelines(series)
     return EvaluationReport(report)
 
 
@@ -292,13 +411,19 @@ def _router_metrics(
     best_cost = float(base.model_costs[base.best_model])
     best_quality = float(base.model_qualities[base.best_model])
     match = cost_to_reach(curve.costs, curve.qualities, best_quality)
+    top = curve.qualities.max()
     metrics: dict[str, Any] = {
         "aiq": aiq(curve.costs, curve.qualities, cost_range=base.cost_range),
-        "max_quality": float(curve.qualities.max()),
+        "max_quality": float(top),
+        "cost_at_max_quality": float(curve.costs[curve.qualities >= top].min()),
         "cost_to_match_best": _share_of(match, best_cost),
         "n_points": len(curve),
         "ladder": ladder.rung_names,
     }
+    for share in (0.5, 0.7):  # best real operating point within that share of the best's cost
+        ok = curve.costs <= share * best_cost * (1 + 1e-9)
+        metrics[f"quality_at_{round(100 * share)}pct_cost"] = (
+            float(curve.qualities[ok].max()) if ok.any() else None)
     if strong is not None and weak is not None:
         shares, pgr = pgr_curve(win[:, strong, weak], test.scores[:, weak], test.scores[:, strong])
         defined = bool(np.all(np.isfinite(pgr)))
@@ -345,8 +470,11 @@ def _stat(values: Sequence[float | None]) -> dict[str, Any]:
     }
 
 
-_METRICS = ("aiq", "max_quality", "cost_to_match_best", "apgr", "cpt50", "cpt80",
-            "fit_seconds", "score_seconds")
+_METRICS = ("aiq", "max_quality", "cost_at_max_quality", "cost_to_match_best", "apgr", "cpt50",
+            "cpt80", "fit_seconds", "score_seconds",
+            "quality_at_25pct_cost", "quality_at_50pct_cost", "quality_at_70pct_cost",
+            "quality_at_75pct_cost",
+            "cost_to_98pct_quality", "cost_to_match_train_best")
 
 
 def _aggregate_metrics(per_fold: list[dict[str, Any]]) -> dict[str, Any]:

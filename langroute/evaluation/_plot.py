@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import LangrouteError
+from .._exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
     from ._report import EvaluationReport
@@ -25,7 +25,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
-        raise LangrouteError(
+        raise MissingDependencyError(
             "plotting needs matplotlib: pip install 'langroute[plot]'"
         ) from exc
     matplotlib.use("Agg", force=True)
@@ -78,6 +78,8 @@ def _draw_two_models(ax: Any, d: dict[str, Any]) -> None:
     qs = b["single_models"][strong]["quality"]["mean"]
     for k, (label, entry) in enumerate(d["routers"].items()):
         curve = entry["curve"]
+        if "strong_share" not in curve:
+            continue  # a cascade row ranks no prompts: it has no share-of-strong-calls curve
         apgr = entry["metrics"]["apgr"]["mean"]
         _draw_band(ax, k, 100 * np.asarray(curve["strong_share"]),
                    curve["quality_by_share_mean"], curve["quality_by_share_std"],

@@ -14,7 +14,14 @@ from .._exceptions import RouterConfigError
 from ..embeddings import Embedder
 from ..routers import BaseRouter
 
-__all__ = ["available_router_names", "make_router", "register_router", "router_names"]
+__all__ = [
+    "DEFAULT_ROUTER", "available_router_names", "make_router", "register_router", "router_names",
+]
+
+#: The router ``langroute eval`` and ``langroute train`` use without ``--router``; chosen by the
+#: nested cross-validated sweep (``benchmarks/bench_eval_sweep.py``, README "Choosing the
+#: default router").
+DEFAULT_ROUTER = "stacked"
 
 RouterFactory = Callable[[Embedder | None], BaseRouter]
 
@@ -24,6 +31,13 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "knn": ("langroute.routers", "KNNRouter"),
     "cluster": ("langroute.routers", "ClusterRouter"),
     "mf": ("langroute.routers", "MFRouter"),
+    "irt": ("langroute.routers", "IRTRouter"),
+    "avengers": ("langroute.routers", "ClusterRouter"),
+    "stacked": ("langroute.routers", "StackedRouter"),
+}
+#: Fixed parameters of built-in names that preset a router class (applied after construction).
+_PRESETS: dict[str, dict[str, object]] = {
+    "avengers": {"per_cluster": "quality", "n_clusters": 32, "n_probe": 3, "random_state": 0},
 }
 _CUSTOM: dict[str, RouterFactory] = {}
 
@@ -59,6 +73,7 @@ def make_router(name: str, embedder: Embedder | None = None) -> BaseRouter:
                 f"of langroute does not provide; available now: {available_router_names()}"
             )
         router = cls(embedder=embedder)
+        router.set_params(**_PRESETS.get(name, {}))
     else:
         raise RouterConfigError(f"unknown router {name!r}; valid names: {router_names()}")
     if not isinstance(router, BaseRouter):

@@ -14,13 +14,16 @@ the test folds (``null`` where a fold has no value, e.g. "never")::
                single_model_hull: {definition, aiq}
                random: {definition, aiq[, apgr]}
     routers    {label: {
-                 metrics: {aiq, max_quality, cost_to_match_best (share of the best single
-                           model's cost; null = never), apgr, cpt50, cpt80 (two models),
-                           fit_seconds, score_seconds}: stat each,
+                 metrics: {aiq, max_quality, cost_at_max_quality (USD per call of the
+                           cheapest point reaching max_quality), cost_to_match_best (share
+                           of the best single model's cost; null = never), apgr, cpt50,
+                           cpt80 (two models), fit_seconds, score_seconds}: stat each,
                  comparisons: {aiq_minus_hull, max_quality_minus_best_single: stat,
                                aiq_at_least_hull, max_quality_at_least_best_single: bool},
                  curve: {cost, quality_mean, quality_std
                          [, strong_share, quality_by_share_mean, quality_by_share_std]}}}
+    failed     {label: {error, message, seed, fold}}: routers dropped after a langroute error
+               (``evaluate(..., on_error="record")``); absent from ``routers`` and ``folds``
     folds      [{seed, fold, n_train, n_test, baselines: {...}, routers: {label: metrics}}]
     elapsed_seconds
 """
@@ -85,11 +88,17 @@ class EvaluationReport:
         best_cost = b["best_single"]["cost"]["mean"]
         for label, entry in d["routers"].items():
             m = entry["metrics"]
-            row = [f"**{label}**", "", "", _pm(m["aiq"], 3), _pm(m["max_quality"], 3),
+            # A router is a curve; its cost and quality columns are the curve's highest point.
+            row = [f"**{label}**", _usd(m.get("cost_at_max_quality")), _pm(m["max_quality"], 3),
+                   _pm(m["aiq"], 3), _pm(m["max_quality"], 3),
                    _share(m["cost_to_match_best"])]
             if two:
-                row += [_pm(m["apgr"], 3), _pm(m["cpt50"], 3, percent=True),
-                        _pm(m["cpt80"], 3, percent=True)]
+                # cascade rows have no ranking of prompts, hence no APGR/CPT
+                row += [_pm(m.get("apgr"), 3), _pm(m.get("cpt50"), 3, percent=True),
+                        _pm(m.get("cpt80"), 3, percent=True)]
+            lines.append("| " + " | ".join(row) + " |")
+        for label in d.get("failed", {}):
+            row = [f"**{label}**", "failed", "", "", "", ""] + (["", "", ""] if two else [])
             lines.append("| " + " | ".join(row) + " |")
         baseline_rows = [
             ("oracle", b["oracle"]["cost"], b["oracle"]["quality"], None),
@@ -109,6 +118,12 @@ class EvaluationReport:
                 row += ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if d["routers"]:
+            lines.append("- router rows: cost and quality of the cheapest operating point that "
+                         "reaches the router's highest quality.")
+        for label, failure in d.get("failed", {}).items():
+            lines.append(f"- {label} failed (seed {failure['seed']}, fold {failure['fold']}): "
+                         f"{failure['error']}: {failure['message']}")
         for label, entry in d["routers"].items():
             c = entry["comparisons"]
             notes = []

@@ -9,6 +9,7 @@ this prompt, P(model i beats model j) for all i, j -- so one routing policy serv
 from __future__ import annotations
 
 import inspect
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,11 +21,23 @@ import numpy as np
 from .._exceptions import NotFittedError, OutcomesError, RouterConfigError, RouterFileError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from .._persistence import read_router_file, write_router_file
-from ..embeddings import Embedder, SentenceTransformerEmbedder, embedder_from_config
+from ..embeddings import (
+    Embedder,
+    check_fingerprint,
+    default_embedder,
+    embedder_fingerprint,
+    embedder_spec,
+    trusted_embedder,
+)
+from ._calibration_scores import calibration_scores_enabled, out_of_fold_win_matrices
 
 __all__ = ["BaseRouter", "load_router"]
 
 _REGISTRY: dict[str, type[BaseRouter]] = {}
+#: Array name of ``calibration_win_matrices_`` in router files.
+_CALIBRATION_ARRAY = "calibration_win_matrices"
+#: State key of the embedder record (spec + fingerprint) in router files.
+_EMBEDDER_STATE = "embedder_record"
 
 
 class BaseRouter(ABC):
@@ -41,6 +54,11 @@ class BaseRouter(ABC):
         Mean USD per call of each model in the training outcomes (None for battles).
     quality_ : ndarray of shape (n_models,)
         Mean training quality of each model (for battles: overall win rate).
+    calibration_win_matrices_ : ndarray of shape (n, n_models, n_models), float32, or None
+        Out-of-fold win matrices of up to 2,000 training prompts, each from a clone refitted
+        without that prompt's fold (see ``routers._calibration_scores``); what
+        ``calibrate_threshold(router, strong_fraction=...)`` uses when given no prompts. None
+        inside ``calibration_scores_disabled()`` or when the data is too small to refit.
     """
 
     #: Name in saved files; subclasses set it and are registered for ``load_router``.
@@ -145,6 +163,9 @@ class BaseRouter(ABC):
         self._check_training_data(prompts, counts)
         n = len(prompts)
         if embeddings is None:
+            # An out-of-fold calibration clone gets its rows of the parent's embeddings.
+            embeddings = self.__dict__.pop("_calibration_embeddings", None)
+        if embeddings is None:
             vectors = self._resolve_embedder().embed(prompts)
         else:
             vectors = np.asarray(embeddings, dtype=np.float32)
@@ -153,6 +174,8 @@ class BaseRouter(ABC):
                     f"embeddings must have shape ({n}, dim) for {n} training prompts, "
                     f"got {np.shape(embeddings)}"
                 )
+        # Read back by ``_set_common_fitted`` at the end of ``fit`` for the calibration scores.
+        self._pending_calibration = (data, vectors)
         return prompts, counts, vectors
 
     def _check_training_data(self, prompts: list[str], counts: np.ndarray | None) -> None:
@@ -181,12 +204,12 @@ class BaseRouter(ABC):
         return list(self.models_)
 
     def _resolve_embedder(self) -> Embedder:
-        """The router's embedder: the one given, or the default MiniLM (created once)."""
+        """The router's embedder: the one given, or ``default_embedder()`` (created once)."""
         embedder = getattr(self, "embedder", None)
         if embedder is None:
             cached = getattr(self, "_default_embedder", None)
             if cached is None:
-                cached = SentenceTransformerEmbedder()
+                cached = default_embedder()
                 self._default_embedder = cached
             return cached
         if not isinstance(embedder, Embedder):
@@ -227,8 +250,34 @@ class BaseRouter(ABC):
         """
         self.fit_version_ = uuid.uuid4().hex
 
+    def _calibration_clone(self, n_train: int) -> BaseRouter:
+        """Unfitted router refitted on ``n_train`` prompts for out-of-fold calibration scores.
+
+        The default is ``clone()``; a router whose parameters can exceed a smaller training
+        set (kNN's ``k``) lowers them here.
+        """
+        return self.clone()
+
+    def _keep_calibration_scores(self, data: Outcomes | Battles) -> None:
+        """Set ``calibration_win_matrices_`` (None when switched off or the data is too small)."""
+        pending = self.__dict__.pop("_pending_calibration", None)
+        self.calibration_win_matrices_: np.ndarray | None = None
+        self._calibration_note = "it was fitted inside calibration_scores_disabled()"
+        if pending is None:
+            self._calibration_note = f"{type(self).__name__}.fit did not go through _fit_inputs"
+            return
+        if not calibration_scores_enabled():
+            return
+        fitted_on, vectors = pending
+        if fitted_on is not data:
+            self._calibration_note = "it was fitted on data other than its embedded prompts"
+            return
+        matrices, self._calibration_note = out_of_fold_win_matrices(self, data, vectors)
+        self.calibration_win_matrices_ = matrices
+
     def _set_common_fitted(self, data: Outcomes | Battles) -> None:
         self._new_fit_version()
+        self._keep_calibration_scores(data)
         self.models_ = list(data.models)
         if isinstance(data, Outcomes):
             self.costs_ = data.mean_costs()
@@ -257,27 +306,95 @@ class BaseRouter(ABC):
         params = self.get_params()
         embedder = params.get("embedder")
         if isinstance(embedder, Embedder):
-            params["embedder"] = {"kind": embedder.kind, **embedder.get_config()}
+            params["embedder"] = embedder_spec(embedder)
         return params
 
-    def save(self, path: str | Path) -> None:
-        """Write the fitted router to ``path`` (safetensors + JSON header; no pickle)."""
+    def warm_up(self) -> float:
+        """Load the embedding model and run it once; returns the seconds it took.
+
+        Call it at start-up (``load`` does) so the first routed request does not pay for
+        loading a model inside its latency.
+        """
+        if "embedder" not in self._param_names():
+            return 0.0
+        return self._resolve_embedder().warm_up()
+
+    def save(self, path: str | Path, *, signing_key: str | bytes | None = None) -> None:
+        """Write the fitted router to ``path`` (safetensors + JSON header; no pickle).
+
+        The file records the embedder the router uses (kind, settings and a fingerprint: its
+        vectors of fixed probe texts), which ``load`` checks. The header's SHA-256 detects
+        damage, not tampering (anyone can recompute it); pass ``signing_key`` (str or bytes, a
+        secret) to add an HMAC-SHA256 that ``load(path, signing_key=...)`` verifies.
+        """
         self._check_is_fitted()
         state, arrays = self._get_state()
-        common = {
+        common: dict[str, Any] = {
             "models_": list(self.models_),
             "costs_": None if self.costs_ is None else [float(c) for c in self.costs_],
             "quality_": [float(q) for q in self.quality_],
         }
+        if "embedder" in self._param_names():
+            used = self._resolve_embedder()
+            common[_EMBEDDER_STATE] = {
+                "spec": embedder_spec(used), "fingerprint": embedder_fingerprint(used)
+            }
+        calibration = getattr(self, "calibration_win_matrices_", None)
+        if calibration is not None:
+            arrays = {**arrays, _CALIBRATION_ARRAY: np.asarray(calibration, dtype=np.float32)}
         write_router_file(
             path, kind=self.kind, params=self._params_for_file(), state={**state, **common},
-            arrays=arrays,
+            arrays=arrays, signing_key=signing_key,
         )
 
+    def _load_calibration_scores(self, matrices: np.ndarray | None) -> None:
+        m = len(self.models_)
+        self.calibration_win_matrices_ = None
+        self._calibration_note = "its file holds none (saved without them)"
+        if matrices is None:
+            return
+        scores = np.ascontiguousarray(matrices, dtype=np.float32)
+        if scores.ndim != 3 or scores.shape[1:] != (m, m):
+            raise ValueError(f"calibration win matrices of shape {scores.shape} for {m} models")
+        if not np.all((scores >= 0) & (scores <= 1)):
+            raise ValueError("calibration win matrices hold values outside [0, 1]")
+        self.calibration_win_matrices_ = scores
+
     @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a router written by ``save``; raises RouterFileError if it cannot be trusted."""
-        kind, params, state, arrays = read_router_file(path)
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        embedder: Embedder | None = None,
+        signing_key: str | bytes | None = None,
+        allow_remote_embedder: bool = False,
+    ) -> Self:
+        """Read a router written by ``save``; raises RouterFileError if it cannot be trusted.
+
+        Parameters
+        ----------
+        path : str or Path
+        embedder : Embedder, default=None
+            The embedder to use. None rebuilds the one the file records, but only from an
+            allow-list of known local embedders (packaged MiniLM on torch or ONNX, its distilled
+            static embeddings, hashing); a file naming anything else (another model, a device,
+            a custom class) needs the embedder object here. Either way the embedder must
+            reproduce the fingerprint recorded at save time, or RouterFileError is raised.
+        signing_key : str or bytes, default=None
+            Require a valid HMAC-SHA256 signature under this key (see ``save``).
+        allow_remote_embedder : bool, default=False
+            Allow rebuilding an ``openai`` embedder the file names (prompts are sent to the
+            OpenAI API, billed to you; checking its fingerprint makes one API call).
+
+        The embedder is loaded and run while loading (the fingerprint check), so the first
+        decision pays no model loading; ``load_seconds_`` holds the time the whole load took.
+        """
+        started = time.perf_counter()
+        if embedder is not None and not isinstance(embedder, Embedder):
+            raise RouterConfigError(
+                f"embedder must be a langroute Embedder, got {type(embedder).__name__}"
+            )
+        kind, params, state, arrays = read_router_file(path, signing_key=signing_key)
         target = _REGISTRY.get(kind)
         if target is None:
             raise RouterFileError(
@@ -285,24 +402,66 @@ class BaseRouter(ABC):
             )
         if cls is not BaseRouter and not issubclass(target, cls):
             raise RouterFileError(f"{path}: holds a {target.__name__}, not a {cls.__name__}")
+        record = state.pop(_EMBEDDER_STATE, None)
+        used: Embedder | None = None
+        if "embedder" in target._param_names():
+            used = _embedder_for_file(path, record, embedder, allow_remote_embedder)
+            if params.get("embedder") is not None or embedder is not None:
+                params["embedder"] = used
+        elif embedder is not None:
+            raise RouterConfigError(f"a {target.__name__} takes no embedder")
         try:
-            if isinstance(params.get("embedder"), dict):
-                params["embedder"] = embedder_from_config(params["embedder"])
             router = target(**params)
             router._validate_params()
             router.models_ = [str(m) for m in state.pop("models_")]
             costs = state.pop("costs_")
             router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)
             router.quality_ = np.asarray(state.pop("quality_"), dtype=np.float64)
+            router._load_calibration_scores(arrays.pop(_CALIBRATION_ARRAY, None))
             router._set_state(state, arrays)
             router._new_fit_version()
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, RouterFileError):
                 raise
             raise RouterFileError(f"{path}: inconsistent {kind} router file ({exc})") from exc
+        if used is not None:
+            if params.get("embedder") is None:
+                router._default_embedder = used  # the default it was trained with, kept
+            # Loads and runs the model (the warm-up), then compares its probe vectors.
+            check_fingerprint(used, record["fingerprint"], source=str(path))
+        router.load_seconds_ = time.perf_counter() - started
         return router  # type: ignore[return-value]
 
 
-def load_router(path: str | Path) -> BaseRouter:
-    """Load any saved langroute router, whatever its class."""
-    return BaseRouter.load(path)
+def _embedder_for_file(
+    path: str | Path, record: Any, given: Embedder | None, allow_remote: bool
+) -> Embedder:
+    """The embedder a loaded router uses: ``given`` (if it matches the file) or rebuilt."""
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+        raise RouterFileError(
+            f"{path}: the file does not record which embedder trained the router (written by "
+            "an older langroute?); refit and save it again"
+        )
+    spec = record["spec"]
+    if given is None:
+        return trusted_embedder(spec, source=str(path), allow_remote=allow_remote)
+    if given.kind != spec.get("kind"):
+        raise RouterFileError(
+            f"{path}: the router was trained with embedder {spec!r}, but a {given.kind!r} "
+            f"embedder ({given!r}) was given"
+        )
+    return given
+
+
+def load_router(
+    path: str | Path,
+    *,
+    embedder: Embedder | None = None,
+    signing_key: str | bytes | None = None,
+    allow_remote_embedder: bool = False,
+) -> BaseRouter:
+    """Load any saved langroute router, whatever its class (see ``BaseRouter.load``)."""
+    return BaseRouter.load(
+        path, embedder=embedder, signing_key=signing_key,
+        allow_remote_embedder=allow_remote_embedder,
+    )

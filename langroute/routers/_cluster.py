@@ -12,14 +12,18 @@ from typing import Any, Self
 
 import numpy as np
 
+from .._exceptions import RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import fit_bradley_terry, win_probabilities
+from ._irt import quality_win_matrices
 from ._kmeans import spherical_kmeans
 from ._validation import check_int, check_number, check_random_state
 
 __all__ = ["ClusterRouter"]
+
+_PER_CLUSTER = ("bradley_terry", "quality")
 
 
 class ClusterRouter(BaseRouter):
@@ -35,6 +39,12 @@ class ClusterRouter(BaseRouter):
     per-cluster win matrix instead lets the escalation ladder trade cost for quality (with two
     models, threshold 0.5 sends a cluster to the model that wins more often in it).
 
+    ``per_cluster="quality"`` is the Avengers-Pro scoring (Zhang et al., 2025): many clusters,
+    each model's mean quality per cluster (shrunk towards its overall mean by ``prior`` virtual
+    prompts), a prompt's qualities averaged over its ``n_probe`` nearest clusters, and the win
+    matrix ``1/2 + (q_i - q_j)/2``. The cost side of Avengers-Pro's performance-efficiency score
+    is the escalation ladder: its threshold is the quality margin a pricier model must promise.
+
     Parameters
     ----------
     embedder : Embedder, default=None
@@ -43,7 +53,9 @@ class ClusterRouter(BaseRouter):
         Number of clusters. Chosen by 5-fold cross-validation of held-out pairwise log-loss on
         six shared datasets (MiniLM embeddings; 2, 4, 8, 16, 32 tried): 4 had the lowest total,
         8 was within noise; with 1k-4k training prompts more clusters overfit. Raise it for
-        larger or more varied training sets.
+        larger or more varied training sets. Because that choice saw the shared datasets, the
+        benchmark figures never use it: ``benchmarks/bench_eval_sweep.py`` chooses the count
+        by nested cross-validation (``TunedRouter``).
     prior : float, default=1.0
         Virtual ties per model pair and cluster; keeps ratings finite in small clusters.
     n_init : int, default=4
@@ -52,6 +64,12 @@ class ClusterRouter(BaseRouter):
         Most Lloyd iterations per run.
     random_state : int or None, default=None
         Seeds the k-means++ initialisation; an int makes ``fit`` reproducible.
+    per_cluster : {"bradley_terry", "quality"}, default="bradley_terry"
+        What each cluster learns: Bradley-Terry ratings from pairwise wins, or each model's
+        mean quality (Avengers-Pro; needs Outcomes, not battles).
+    n_probe : int, default=1
+        Number of nearest clusters whose qualities are averaged (``per_cluster="quality"``
+        only; Avengers-Pro's top-p).
 
     Attributes
     ----------
@@ -66,6 +84,8 @@ class ClusterRouter(BaseRouter):
         Training prompts per cluster.
     inertia_ : float
         Sum over training prompts of ``1 - cos(prompt, its centroid)``.
+    cluster_quality_ : ndarray of shape (n_clusters, n_models)
+        Shrunk mean quality of each model per cluster (``per_cluster="quality"`` only).
 
     See Also
     --------
@@ -90,6 +110,8 @@ class ClusterRouter(BaseRouter):
         n_init: int = 4,
         max_iter: int = 100,
         random_state: int | None = None,
+        per_cluster: str = "bradley_terry",
+        n_probe: int = 1,
     ) -> None:
         self.embedder = embedder
         self.n_clusters = n_clusters
@@ -97,15 +119,29 @@ class ClusterRouter(BaseRouter):
         self.n_init = n_init
         self.max_iter = max_iter
         self.random_state = random_state
+        self.per_cluster = per_cluster
+        self.n_probe = n_probe
 
     def _validate_params(self) -> None:
-        for name in ("n_clusters", "n_init", "max_iter"):
+        for name in ("n_clusters", "n_init", "max_iter", "n_probe"):
             check_int(name, getattr(self, name))
         check_number("prior", self.prior)
         check_random_state(self.random_state)
+        if self.per_cluster not in _PER_CLUSTER:
+            raise RouterConfigError(
+                f"per_cluster must be one of {_PER_CLUSTER}, got {self.per_cluster!r}"
+            )
+        if self.n_probe > self.n_clusters:
+            raise RouterConfigError(
+                f"n_probe={self.n_probe} exceeds n_clusters={self.n_clusters}"
+            )
 
     def fit(self, outcomes: Outcomes | Battles) -> Self:
         """Cluster the training prompts and fit one Bradley-Terry model per cluster."""
+        if self.per_cluster == "quality" and isinstance(outcomes, Battles):
+            raise RouterConfigError(
+                "per_cluster='quality' needs Outcomes with scores, not pairwise battles"
+            )
         _, counts, embeddings = self._fit_inputs(outcomes)
         centroids, labels, inertia = spherical_kmeans(
             embeddings,
@@ -123,6 +159,10 @@ class ClusterRouter(BaseRouter):
         self.cluster_ratings_ = fit_bradley_terry(cluster_counts, prior=float(self.prior))
         self.cluster_sizes_ = np.bincount(labels, minlength=self.n_clusters).astype(np.int64)
         self.inertia_ = float(inertia)
+        if self.per_cluster == "quality":
+            assert isinstance(outcomes, Outcomes)
+            self.cluster_quality_ = _cluster_quality(
+                outcomes.scores, members, float(self.prior))
         self._set_common_fitted(outcomes)
         return self
 
@@ -142,9 +182,32 @@ class ClusterRouter(BaseRouter):
         return nearest
 
     def _win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
+        if self.per_cluster == "quality":
+            return quality_win_matrices(self.predict_quality(embeddings))
         per_cluster = win_probabilities(self.cluster_ratings_)
         chosen: np.ndarray = per_cluster[self.predict_clusters(embeddings)]
         return chosen
+
+    def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:
+        """Mean quality per model over each query's ``n_probe`` nearest clusters, (n, M).
+
+        Only for ``per_cluster="quality"``.
+        """
+        self._check_is_fitted()
+        if self.per_cluster != "quality":
+            raise RouterConfigError("predict_quality needs per_cluster='quality'")
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+        if queries.ndim != 2 or queries.shape[1] != self.centroids_.shape[1]:
+            raise ValueError(
+                f"embeddings must have shape (n, {self.centroids_.shape[1]}), "
+                f"got {np.shape(embeddings)}"
+            )
+        sims = (queries @ self.centroids_.astype(np.float64).T).astype(np.float32)
+        p = self.n_probe
+        top = np.argpartition(-sims, p - 1, axis=1)[:, :p] if p < sims.shape[1] else (
+            np.broadcast_to(np.arange(sims.shape[1]), sims.shape))
+        out: np.ndarray = self.cluster_quality_[top].mean(axis=1)
+        return out
 
     # -- persistence -----------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -154,6 +217,8 @@ class ClusterRouter(BaseRouter):
             "cluster_ratings": self.cluster_ratings_,
             "cluster_sizes": self.cluster_sizes_,
         }
+        if self.per_cluster == "quality":
+            arrays["cluster_quality"] = self.cluster_quality_
         return {"inertia_": self.inertia_}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -163,6 +228,11 @@ class ClusterRouter(BaseRouter):
         self.cluster_sizes_ = np.ascontiguousarray(arrays["cluster_sizes"], dtype=np.int64)
         self.inertia_ = float(state["inertia_"])
         c, m = self.centroids_.shape[0], len(self.models_)
+        if self.per_cluster == "quality":
+            self.cluster_quality_ = np.ascontiguousarray(arrays["cluster_quality"],
+                                                         dtype=np.float64)
+            if self.cluster_quality_.shape != (c, m):
+                raise ValueError("cluster_quality does not match the clusters and models")
         if (
             self.centroids_.ndim != 2
             or self.cluster_counts_.shape != (c, m, m)
@@ -171,3 +241,15 @@ class ClusterRouter(BaseRouter):
         ):
             raise ValueError("array shapes do not match the model list and cluster count")
 
+
+
+def _cluster_quality(scores: np.ndarray, members: np.ndarray, prior: float) -> np.ndarray:
+    """Per cluster and model, mean score shrunk towards the model's overall mean by ``prior``."""
+    s = np.asarray(scores, dtype=np.float64)
+    known = ~np.isnan(s)
+    filled = np.where(known, s, 0.0)
+    overall = filled.sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    totals = members @ filled
+    counts = members @ known.astype(np.float64)
+    quality: np.ndarray = (totals + prior * overall) / (counts + prior)
+    return quality

@@ -8,15 +8,28 @@ works for any number of models and yields the win matrix every langroute router 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import RouterConfigError
-from .._outcomes import Battles, Outcomes
+from .._exceptions import OutcomesError, RouterConfigError
+from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
 from ._base import BaseRouter
+from ._incremental import (
+    align_models,
+    append_patterns,
+    check_new_model,
+    choose_proxy,
+    extend_flat_counts,
+    finish_onboarding,
+    observations,
+    observations_from_json,
+    observations_to_json,
+    quiz_selection,
+    update_means,
+)
 from ._validation import check_int, check_number
 
 __all__ = ["KNNRouter"]
@@ -54,7 +67,8 @@ class KNNRouter(BaseRouter):
         5-fold cross-validation of held-out pairwise log-loss on six shared datasets (MiniLM
         embeddings; k in 10, 30, 50, 100, 200): 100 had the lowest total, 100-200 also ranked
         held-out pairs best, and k = 10 did worse than one global Bradley-Terry model on
-        every dataset.
+        every dataset. Chosen on shared data, so no reported figure rests on it: the README's
+        sweep re-chooses k inside each outer fold (nested CV, ``langroute eval --tune``).
     prior : float, default=1.0
         Virtual ties per model pair added to the vote; keeps probabilities off 0 and 1.
 
@@ -67,6 +81,10 @@ class KNNRouter(BaseRouter):
         Distinct per-exemplar win-count matrices (flattened).
     pattern_index_ : ndarray of shape (n_exemplars,), int32
         Which pattern each exemplar has.
+    n_observations_ : ndarray of shape (2, n_models)
+        How many measured scores (battles' games, for battles) and known costs ``quality_``
+        and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
+        router file written before ``partial_fit`` existed (it must be refitted to learn).
 
     See Also
     --------
@@ -103,6 +121,10 @@ class KNNRouter(BaseRouter):
                 f"{len(prompts)} prompts; lower k"
             )
 
+    def _calibration_clone(self, n_train: int) -> KNNRouter:
+        # Out-of-fold refits see fewer prompts; a k that fits the full data may not fit them.
+        return self.clone().set_params(k=min(self.k, n_train))
+
     def fit(self, outcomes: Outcomes | Battles) -> Self:
         """Embed the training prompts and store their win counts as exemplars; returns ``self``."""
         _, counts, embeddings = self._fit_inputs(outcomes)
@@ -114,7 +136,83 @@ class KNNRouter(BaseRouter):
         # Derived, not learned: the float64 copy the neighbour search multiplies with.
         self._exemplars64 = self.embeddings_.astype(np.float64)
         self._set_common_fitted(outcomes)
+        self.n_observations_ = observations(outcomes)
         return self
+
+    def partial_fit(
+        self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None
+    ) -> Self:
+        """Add outcomes as new exemplars without refitting; returns ``self``.
+
+        The new prompts' embeddings and win counts are appended, so the router equals ``fit``
+        on the union of everything it has seen. ``outcomes`` may score any subset of
+        ``models_`` (feedback usually scores one model); ``quality_`` and ``costs_`` become
+        the means over all observations. Renews ``fit_version_``, so policies rebuild.
+        ``calibration_win_matrices_`` keep the out-of-fold scores of the last ``fit``.
+        """
+        self._check_is_fitted()
+        data = align_models(outcomes, self.models_)
+        prompts, counts = pairwise_counts(data)
+        if not prompts:
+            raise OutcomesError("partial_fit() got no prompts")
+        vectors = self._resolve_embedder().embed(prompts) if embeddings is None else embeddings
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = self.embeddings_.shape[1]
+        if vectors.shape != (len(prompts), dim):
+            raise ValueError(
+                f"embeddings must have shape ({len(prompts)}, {dim}) for {len(prompts)} new "
+                f"prompts, got {vectors.shape}"
+            )
+        self.patterns_, self.pattern_index_ = append_patterns(
+            self.patterns_, self.pattern_index_, counts.reshape(len(prompts), -1)
+        )
+        self.embeddings_ = np.concatenate([self.embeddings_, vectors])
+        self._exemplars64 = self.embeddings_.astype(np.float64)
+        update_means(self, data)
+        self._new_fit_version()
+        return self
+
+    def add_model(
+        self,
+        name: str,
+        quiz_outcomes: Outcomes,
+        *,
+        cost: float | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> Self:
+        """Onboard a new model from a few quiz prompts scored for it; returns ``self``.
+
+        As ``SWRouter.add_model``: every exemplar's votes for the new model are copied from
+        the existing model that agrees most with it on the quiz, shifted by their quality
+        difference (calibrated on the existing models' quiz means), then the quiz prompts
+        are added as exemplars with their real scores. ``cost`` is its USD per call.
+        """
+        self._check_is_fitted()
+        check_new_model(self, name, quiz_outcomes, cost)
+        if getattr(self, "n_observations_", None) is None:
+            update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
+        # Embedded (and checked) before anything changes: an error leaves the router intact.
+        if embeddings is None:
+            embeddings = self._resolve_embedder().embed(list(quiz_outcomes.prompts))
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.shape != (len(quiz_outcomes), self.embeddings_.shape[1]):
+            raise ValueError(
+                f"embeddings must have shape ({len(quiz_outcomes)}, "
+                f"{self.embeddings_.shape[1]}) for the quiz prompts, got {embeddings.shape}"
+            )
+        proxy, shift = choose_proxy(self, name, quiz_outcomes)
+        quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
+        self.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
+        finish_onboarding(self, name, proxy, quality, cost, self.embeddings_.shape[0])
+        return self.partial_fit(quiz_outcomes, embeddings=embeddings)
+
+    def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
+                     ) -> np.ndarray | list[str]:
+        """The ``n`` exemplars most worth scoring a new model on (see
+        ``SWRouter.quiz_prompts``): indices in training order, or texts given ``prompts``."""
+        self._check_is_fitted()
+        flat = self.patterns_[self.pattern_index_]
+        return quiz_selection(self, self.embeddings_, flat, n, prompts)
 
     # -- scoring ---------------------------------------------------------------------------------
     def kneighbors(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +291,7 @@ class KNNRouter(BaseRouter):
             "patterns": self.patterns_,
             "pattern_index": self.pattern_index_,
         }
-        return {}, arrays
+        return {"n_observations_": observations_to_json(self)}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
@@ -212,3 +310,4 @@ class KNNRouter(BaseRouter):
             self.pattern_index_.min() < 0 or self.pattern_index_.max() >= self.patterns_.shape[0]
         ):
             raise ValueError("pattern_index points outside patterns")
+        self.n_observations_ = observations_from_json(state, m)

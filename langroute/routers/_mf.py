@@ -67,7 +67,8 @@ class MFRouter(BaseRouter):
     zeroeval-math-l5; MiniLM embeddings) over epochs 10-50, lr 1e-3-1e-2, weight decay
     1e-4-1e-2 and noise 0.02-0.1. Small datasets want more epochs, MMLU-like ones overfit
     with more; 40 epochs with noise 0.1 had the lowest total, weight decay >= 1e-2 learnt
-    nothing.
+    nothing. Chosen on shared data, so no reported figure rests on them: the README's sweep
+    re-chooses the epochs inside each outer fold (nested CV, ``langroute eval --tune``).
 
     Attributes
     ----------

@@ -21,6 +21,8 @@ Where langroute differs from RouteLLM, and why:
   on the training halves of both RouteLLM datasets. ``normalize=False`` uses raw cosine
   similarities (``gamma ** (1 + s)``); ``top_k`` keeps only the most similar exemplars (ties at
   the k-th similarity are broken arbitrarily). Both default to RouteLLM's behaviour.
+  The default gamma was chosen on shared data, so no reported figure rests on it: the README's
+  sweep re-chooses gamma inside each outer fold (nested CV, ``langroute eval --tune``).
 * RouteLLM's unpenalised logistic regression stops at scikit-learn's default tolerance;
   langroute solves the same likelihood to convergence with Newton's method.
 * When the largest similarity is not positive, ``s / max s`` would flip the order, so the raw
@@ -42,10 +44,23 @@ from typing import Any, Self
 import numpy as np
 
 from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes
+from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import fit_bradley_terry, win_probabilities
+from ._incremental import (
+    align_models,
+    append_counts,
+    check_new_model,
+    choose_proxy,
+    extend_store,
+    finish_onboarding,
+    observations,
+    observations_from_json,
+    observations_to_json,
+    quiz_selection,
+    update_means,
+)
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
 from ._validation import check_int, check_number, check_random_state
 
@@ -102,6 +117,10 @@ class SWRouter(BaseRouter):
     store_ : OutcomeStore
         The exemplars' win counts: distinct patterns, or per-exemplar uint8 half-wins when
         patterns do not compress.
+    n_observations_ : ndarray of shape (2, n_models)
+        How many measured scores (battles' games, for battles) and known costs ``quality_``
+        and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
+        router file written before ``partial_fit`` existed (it must be refitted to learn).
 
     Examples
     --------
@@ -156,6 +175,15 @@ class SWRouter(BaseRouter):
         if self.top_k is not None and self.top_k > n:
             raise RouterConfigError(f"top_k={self.top_k} but there are only {n} training prompts")
 
+    def _calibration_clone(self, n_train: int) -> SWRouter:
+        # Out-of-fold refits see fewer prompts than top_k / n_clusters may assume.
+        clone = self.clone()
+        if self.top_k is not None:
+            clone.set_params(top_k=min(self.top_k, n_train))
+        if self.n_clusters is not None:
+            clone.set_params(n_clusters=min(self.n_clusters, n_train))
+        return clone
+
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None) -> Self:
         """Store the training prompts' embeddings and win counts; returns ``self``.
@@ -174,11 +202,18 @@ class SWRouter(BaseRouter):
             store = OutcomeStore.from_scores(outcomes.scores)
         else:
             store = OutcomeStore.from_counts(counts)
-        n = len(prompts)
         vectors = _unit_rows(vectors, "training embeddings")
+        self._index_exemplars(vectors, store)
+        self._set_common_fitted(outcomes)
+        self.n_observations_ = observations(outcomes)
+        return self
+
+    def _index_exemplars(self, vectors: np.ndarray, store: OutcomeStore) -> None:
+        """Lay out unit-length exemplar vectors and their win counts (training order)."""
+        n = vectors.shape[0]
         algorithm = self.algorithm
         if algorithm == "auto":
-            m = len(outcomes.models)
+            m = store.n_models
             per_exemplar = vectors.shape[1] + (2 if store.kind == "patterns" else m * m)
             algorithm = "exact" if n * per_exemplar <= EXACT_MAX_WORK else "clustered"
         if algorithm == "exact":
@@ -193,8 +228,115 @@ class SWRouter(BaseRouter):
         self.n_exemplars_ = n
         self.index_ = index
         self.store_ = store
-        self._set_common_fitted(outcomes)
+
+    def _exemplars_in_training_order(self) -> tuple[np.ndarray, OutcomeStore]:
+        """The stored exemplar vectors and win counts in the order they were learned."""
+        if self.index_.order is None:
+            return self.index_.embeddings, self.store_
+        back = np.argsort(self.index_.order)
+        return self.index_.embeddings[back], self.store_.take(back)
+
+    # -- learning after fit ------------------------------------------------------------------------
+    def partial_fit(
+        self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None
+    ) -> Self:
+        """Add outcomes as new exemplars without refitting; returns ``self``.
+
+        The new prompts' embeddings and win counts are appended to the stored ones, so the
+        router equals ``fit`` on the union of everything it has seen (the ``clustered`` index
+        is rebuilt from the stored vectors, as ``fit`` would; no prompt is embedded twice).
+        ``outcomes`` may score any subset of ``models_`` (feedback usually scores one model);
+        ``quality_`` and ``costs_`` become the means over all observations. Renews
+        ``fit_version_``, so every policy built on this router rebuilds.
+
+        ``calibration_win_matrices_`` keep the out-of-fold scores of the last ``fit``.
+        """
+        self._check_is_fitted()
+        data = align_models(outcomes, self.models_)
+        prompts, counts = pairwise_counts(data)
+        if not prompts:
+            raise OutcomesError("partial_fit() got no prompts")
+        vectors = self._embed_new(prompts, embeddings)
+        old_vectors, old_store = self._exemplars_in_training_order()
+        store = append_counts(old_store, counts)
+        self._index_exemplars(np.concatenate([old_vectors, vectors]), store)
+        update_means(self, data)
+        self._new_fit_version()
         return self
+
+    def add_model(
+        self,
+        name: str,
+        quiz_outcomes: Outcomes,
+        *,
+        cost: float | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> Self:
+        """Onboard a new model from a few quiz prompts scored for it; returns ``self``.
+
+        Parameters
+        ----------
+        name : str
+            The new model (not yet one of ``models_``).
+        quiz_outcomes : Outcomes
+            The quiz prompts (``quiz_prompts`` proposes them; about 50 suffice) with a column
+            ``name`` and, where known, the existing models' scores on them.
+        cost : float
+            The new model's USD per call (required when the router has ``costs_``).
+        embeddings : ndarray, default=None
+            The quiz prompts already embedded by this router's embedder.
+
+        Notes
+        -----
+        Every stored exemplar gets battles for the new model copied from its *proxy*, the
+        existing model that agrees most with it on the quiz (``_incremental.choose_proxy``),
+        shifted by the difference of their overall qualities (a weaker model wins
+        correspondingly less of each battle, and loses to its proxy;
+        ``_incremental.extend_flat_counts``). The new model's ``quality_`` is read off a line
+        through the existing models' (quiz mean, ``quality_``) pairs, since quiz prompts are
+        chosen hard. The quiz prompts are then added as exemplars with their real scores
+        (``partial_fit``), which correct the copy near them. ``calibration_win_matrices_``
+        are dropped (the model list changed). Renews ``fit_version_``.
+        """
+        self._check_is_fitted()
+        check_new_model(self, name, quiz_outcomes, cost)
+        if getattr(self, "n_observations_", None) is None:
+            update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
+        # Embedded (and checked) before anything changes: an error leaves the router intact.
+        embeddings = self._embed_new(list(quiz_outcomes.prompts), embeddings)
+        proxy, shift = choose_proxy(self, name, quiz_outcomes)
+        quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
+        vectors, store = self._exemplars_in_training_order()
+        self._index_exemplars(vectors, extend_store(store, proxy, shift))
+        finish_onboarding(self, name, proxy, quality, cost, len(store))
+        return self.partial_fit(quiz_outcomes, embeddings=embeddings)
+
+    def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
+                     ) -> np.ndarray | list[str]:
+        """The ``n`` stored exemplars most worth scoring a new model on (for ``add_model``).
+
+        Ranked by how much the existing models disagree on them (``_incremental.disagreement``),
+        each next pick discounted by its similarity to those already picked, so the quiz covers
+        the prompt space. Returns exemplar indices in training order (``fit``'s prompts, then
+        each ``partial_fit``'s), or their texts when ``prompts`` lists those prompts (the
+        router stores embeddings, not texts).
+        """
+        self._check_is_fitted()
+        vectors, store = self._exemplars_in_training_order()
+        return quiz_selection(self, vectors, store.counts(slice(None)), n, prompts)
+
+    def _embed_new(self, prompts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
+        if embeddings is None:
+            vectors = self._resolve_embedder().embed(prompts)
+        else:
+            vectors = np.asarray(embeddings, dtype=np.float32)
+        dim = self.index_.embeddings.shape[1]
+        if vectors.shape != (len(prompts), dim):
+            raise ValueError(
+                f"embeddings must have shape ({len(prompts)}, {dim}) for {len(prompts)} new "
+                f"prompts, got {vectors.shape}"
+            )
+        return _unit_rows(vectors, "new embeddings")
 
     # -- scoring -----------------------------------------------------------------------------------
     def rating(self, prompt: str) -> np.ndarray:
@@ -331,7 +473,8 @@ class SWRouter(BaseRouter):
 
     # -- persistence -------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_}
+        state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_,
+                 "n_observations_": observations_to_json(self)}
         return state, {**self.index_.to_arrays(), **self.store_.to_arrays()}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -350,6 +493,7 @@ class SWRouter(BaseRouter):
         self.n_exemplars_ = n
         self.index_ = index
         self.store_ = store
+        self.n_observations_ = observations_from_json(state, m)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import sys
 
 import pytest
 
+import langroute
 from langroute.cli import main
 from tests.conftest import shared_dataset
 
@@ -66,3 +70,155 @@ def test_train_then_calibrate(mtbench, tmp_path, capsys):
     assert "mean cost $" in capsys.readouterr().out
     assert main(["calibrate", str(tmp_path / "none.safetensors"), mtbench,
                  "--strong-fraction", "0.5"]) == 1
+
+
+# -- issue 8: outputs checked first, calibration that matches the router, eval that survives ----
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def mtbench_router(mtbench, tmp_path_factory):
+    path = tmp_path_factory.mktemp("router") / "mtbench.safetensors"
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(path), "--quiet"]) == 0
+    return str(path)
+
+
+def test_train_checks_the_output_before_reading_or_fitting(tmp_path, capsys):
+    # The dataset does not exist either: the output is what gets checked first.
+    code = main(["train", str(tmp_path / "no-data"), "--embedder", "hashing",
+                 "-o", "/nonexistent/dir/x"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "folder /nonexistent/dir does not exist" in err and "no-data" not in err
+    assert main(["train", str(tmp_path / "no-data"), "-o", str(tmp_path)]) == 1
+    assert "it is a folder" in capsys.readouterr().err
+
+
+def test_eval_checks_out_before_reading(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["eval", str(tmp_path / "no-data"), "--out", str(blocker / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write reports" in err and "no-data" not in err
+
+
+def test_calibrate_refuses_a_dataset_of_other_models(mtbench_router, capsys):
+    other = str(shared_dataset("zeroeval-math-l5"))
+    assert main(["calibrate", mtbench_router, other, "--strong-fraction", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "has no outcomes for ['gpt-4-1106-preview', 'mixtral-8x7b-instruct-v0.1']" in err
+
+
+def test_calibrate_without_a_dataset_uses_the_kept_scores(mtbench_router, capsys):
+    assert main(["calibrate", mtbench_router, "--strong-fraction", "0.25", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["calibrated_on"].startswith("the router's out-of-fold")
+    assert result["n_prompts"] == 80
+    assert result["strong_fraction"] == pytest.approx(0.25, abs=1 / 80)
+    assert main(["calibrate", mtbench_router, "--target-cost", "0.002", "--output-tokens",
+                 "100"]) == 1
+    assert "give a DATASET" in capsys.readouterr().err
+
+
+def test_calibrate_uses_models_and_output_tokens(tmp_path, capsys):
+    data = str(shared_dataset("zeroeval-math-l5"))
+    router = tmp_path / "math.safetensors"
+    assert main(["train", data, "--embedder", "hashing", "-o", str(router), "--quiet"]) == 0
+    pair = ["gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"]
+    assert main(["calibrate", str(router), data, "--models", ",".join(pair),
+                 "--strong-fraction", "0.4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["models"] == pair and result["strong_model"] == "gpt-4o-2024-08-06"
+    assert result["strong_fraction"] == pytest.approx(0.4, abs=1 / 721)
+    costs = []
+    for tokens in ("10", "2000"):
+        assert main(["calibrate", str(router), data, "--models", ",".join(pair),
+                     "--strong-fraction", "0.4", "--output-tokens", tokens, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["costs"].startswith("estimated from models.json")
+        costs.append(result["mean_cost"])
+    assert costs[1] > costs[0] * 5  # more output tokens, pricier calls
+
+
+def test_eval_reports_the_routers_that_worked_when_one_fails(mtbench, tmp_path, capsys):
+    out = tmp_path / "report"
+    # 80 prompts, 5 folds: kNN's default k=100 exceeds the 64 training prompts of a fold.
+    code = main(["eval", mtbench, "--router", "sw:gamma=10,knn,knn:k=8", "--embedder", "hashing",
+                 "--out", str(out), "--no-plot", "--quiet"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "router knn failed" in captured.err and "k=100" in captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["routers"]) == {"sw(gamma=10)", "knn(k=8)"}
+    assert report["settings"]["routers"]["sw(gamma=10)"]["params"]["gamma"] == 10
+    assert report["settings"]["routers"]["knn(k=8)"]["params"]["k"] == 8
+    assert report["failed"]["knn"]["error"] == "RouterConfigError"
+    markdown = (out / "report.md").read_text()
+    assert "| **knn** | failed |" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| **sw(gamma=10)** |"))
+    cost, quality = row.split(" | ")[1:3]
+    assert cost.startswith("$") and quality.startswith("0.")
+
+
+def test_router_parameters_are_checked_before_the_data(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "no-data"), "--router", "knn:kk=3"]) == 1
+    assert "no parameter 'kk'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "no-data"), "--router", "knn:k=-1", "-o",
+                 str(tmp_path / "r")]) == 1
+    assert "k" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "no-data"), "--router", "sw,knn", "-o",
+                 str(tmp_path / "r")]) == 1
+    assert "exactly one router" in capsys.readouterr().err
+
+
+def test_out_without_matplotlib_still_writes_the_reports(mtbench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "report"
+    code = main(["eval", mtbench, "--embedder", "hashing", "--out", str(out), "--quiet"])
+    assert code == 1
+    assert (out / "report.json").exists() and (out / "report.md").exists()
+    assert not (out / "plot.png").exists()
+    captured = capsys.readouterr()
+    assert "warning: plot.png not written" in captured.err and "langroute[plot]" in captured.err
+    from langroute.evaluation import DEFAULT_ROUTER  # eval without --router: the default
+
+    assert f"| **{DEFAULT_ROUTER}** |" in captured.out
+
+
+def test_help_lists_names_without_rest_markup(capsys):
+    for argv in (["--help"], ["eval", "--help"], ["train", "--help"], ["calibrate", "--help"]):
+        assert main(argv) == 0
+        text = capsys.readouterr().out
+        assert "`" not in text
+        if argv[0] != "calibrate":
+            assert all(name in text for name in ("sw", "knn", "cluster", "mf", "minilm",
+                                                 "hashing"))
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"langroute {langroute.__version__}"
+
+
+def test_train_and_calibrate_show_progress_on_a_terminal(mtbench, tmp_path, monkeypatch):
+    stderr = _TTY()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    router = tmp_path / "r.safetensors"
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(router)]) == 0
+    assert "embed (hashing)" in stderr.getvalue() and "80/80" in stderr.getvalue()
+    assert main(["calibrate", str(router), mtbench, "--strong-fraction", "0.5"]) == 0
+    assert "score" in stderr.getvalue().split("wrote")[-1]
+    quiet = _TTY()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(router), "--quiet"]) == 0
+    assert "embed (" not in quiet.getvalue()
+
+
+def test_bradley_terry_non_convergence_is_a_clean_cli_error(mtbench, tmp_path, capsys,
+                                                             monkeypatch):
+    from langroute.routers import _sw, fit_bradley_terry
+
+    monkeypatch.setattr(_sw, "fit_bradley_terry",
+                        functools.partial(fit_bradley_terry, max_iter=1))
+    code = main(["train", mtbench, "--embedder", "hashing", "-o", str(tmp_path / "r")])
+    assert code == 1
+    assert "error: Bradley-Terry did not converge" in capsys.readouterr().err

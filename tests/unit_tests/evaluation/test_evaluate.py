@@ -107,3 +107,31 @@ def test_each_prompt_is_embedded_once_for_all_routers_and_folds():
                       progress=False)
     assert set(report.data["routers"]) == {"sw", "SWRouter"}
     assert embedder.computed == len(set(data.prompts))
+
+
+def test_one_failing_router_is_recorded_or_raised():
+    from langroute import KNNRouter
+
+    data = shared_dataset("routellm-mtbench")  # 80 prompts: 64 per training fold
+    routers = {"sw": SWRouter(), "knn": KNNRouter(k=70)}
+    with pytest.raises(RouterConfigError, match="k=70"):
+        evaluate(data, routers, embedder=HashingEmbedder(64), progress=False)
+    report = evaluate(data, routers, embedder=HashingEmbedder(64), progress=False,
+                      on_error="record")
+    d = report.to_dict()
+    assert list(d["routers"]) == ["sw"]
+    assert d["failed"]["knn"]["error"] == "RouterConfigError"
+    assert all(set(fold["routers"]) == {"sw"} for fold in d["folds"])
+    assert "| **knn** | failed |" in report.to_markdown()
+    json.loads(report.to_json())
+    with pytest.raises(RouterConfigError, match="on_error"):
+        evaluate(data, routers, embedder=HashingEmbedder(64), on_error="ignore")
+
+
+def test_router_rows_show_cost_and_quality(mtbench_report):
+    m = mtbench_report.data["routers"]["sw"]["metrics"]
+    assert m["cost_at_max_quality"]["mean"] > 0
+    row = next(line for line in mtbench_report.to_markdown().splitlines()
+               if line.startswith("| **sw** |"))
+    cost, quality = row.split(" | ")[1:3]
+    assert cost.startswith("$") and quality.startswith(f"{m['max_quality']['mean']:.3f}")

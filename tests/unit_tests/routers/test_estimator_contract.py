@@ -15,7 +15,15 @@ import pytest
 import langroute.routers as routers_pkg
 from langroute import NotFittedError, OutcomesError, RouterConfigError, load_router
 from langroute.embeddings import HashingEmbedder
-from langroute.routers import BaseRouter, ClusterRouter, KNNRouter, MFRouter, SWRouter
+from langroute.routers import (
+    BaseRouter,
+    ClusterRouter,
+    IRTRouter,
+    KNNRouter,
+    MFRouter,
+    StackedRouter,
+    SWRouter,
+)
 
 from .synthetic import MODELS, math_prompt, poem_prompt, split_battles, split_outcomes
 
@@ -25,13 +33,19 @@ SMALL_PARAMS: dict[type[BaseRouter], dict] = {
     KNNRouter: {"k": 7, "prior": 0.5},
     ClusterRouter: {"n_clusters": 4, "prior": 0.5, "n_init": 2, "random_state": 3},
     MFRouter: {"dim": 16, "epochs": 60, "lr": 0.01, "batch_size": 16, "random_state": 3},
+    IRTRouter: {"dim": 2, "epochs": 150, "lr": 0.05, "random_state": 3},
+    StackedRouter: {"bases": [["knn", {"k": 7}], ["sw", {"gamma": 5.0}]], "cv": 2},
 }
+#: Routers that learn from absolute scores only: fitting battles must be a clear error.
+OUTCOMES_ONLY = {IRTRouter, StackedRouter}
 #: A value per parameter that ``fit`` must reject (checked to be rejected at fit, not __init__).
 BAD_PARAM: dict[type[BaseRouter], tuple[str, object]] = {
     SWRouter: ("gamma", 0.5),
     KNNRouter: ("k", 0),
     ClusterRouter: ("n_clusters", -2),
     MFRouter: ("lr", -1.0),
+    IRTRouter: ("dim", 0),
+    StackedRouter: ("cv", 1),
 }
 ROUTERS = list(SMALL_PARAMS)
 QUERIES = [math_prompt(101), poem_prompt(102), "Something else entirely, about cooking pasta"]
@@ -204,6 +218,10 @@ def test_type_errors_for_prompts(cls, fitted):
 @pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
 def test_fits_battles(cls):
     battles = split_battles(30)
+    if cls in OUTCOMES_ONLY:
+        with pytest.raises(RouterConfigError, match="battles"):
+            make(cls).fit(battles)
+        return
     router = make(cls).fit(battles)
     assert router.models == list(MODELS) and router.costs_ is None
     win = router.win_matrices(QUERIES)

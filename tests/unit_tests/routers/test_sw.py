@@ -15,7 +15,12 @@ from benchmarks.routellm_reference import (
 from langroute import NotFittedError, OutcomesError, RouterConfigError
 from langroute._outcomes import Outcomes, load_battles, load_outcomes, pairwise_counts
 from langroute.embeddings import HashingEmbedder
-from langroute.routers import SWRouter, load_router, win_probabilities
+from langroute.routers import (
+    SWRouter,
+    calibration_scores_disabled,
+    load_router,
+    win_probabilities,
+)
 from tests.conftest import shared_dataset
 
 EMBEDDER = HashingEmbedder(dimension=128)
@@ -220,9 +225,10 @@ def test_auto_is_exact_for_small_data_and_clustered_for_large():
     # A request costs n * (dim + 2) multiply-adds with compressible outcomes, n * (dim + M^2)
     # when every exemplar keeps its own counts; above 8M, auto is clustered.
     vectors = np.random.default_rng(0).normal(size=(13_000, 256))
-    router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 2, binary=True), embeddings=vectors)
-    assert router.algorithm_ == "exact"  # 13,000 x 258 = 3.4M
-    router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 20, binary=False), embeddings=vectors)
+    with calibration_scores_disabled():  # not under test here; saves five refits each
+        router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 2, binary=True), embeddings=vectors)
+        assert router.algorithm_ == "exact"  # 13,000 x 258 = 3.4M
+        router = SWRouter(EMBEDDER).fit(_synthetic(13_000, 20, binary=False), embeddings=vectors)
     assert router.algorithm_ == "clustered" and router.index_.clustered  # 13,000 x 656 = 8.5M
 
 
