@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import weakref
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict
