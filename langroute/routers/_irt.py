@@ -64,7 +64,7 @@ class IRTRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means all-MiniLM-L6-v2, loaded offline.
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
     dim : int, default=4
         Size of the ability and discrimination vectors.
     epochs : int, default=100

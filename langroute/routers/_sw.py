@@ -81,11 +81,12 @@ class SWRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means all-MiniLM-L6-v2, loaded offline.
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
     gamma : float, default=100.0
         Base of the weights ``gamma ** (1 + s / max(s))``; larger is more local. Must be > 1.
         RouteLLM uses 10; 100 had the best inner cross-validated APGR on the training halves
-        of RouteLLM's GSM8K and MMLU outcomes with MiniLM (``benchmarks/bench_quality.py``).
+        of RouteLLM's GSM8K and MMLU outcomes with MiniLM (an earlier benchmark, since replaced
+        by the nested sweep, which re-chooses gamma inside each outer fold).
     top_k : int, default=None
         If set, only the ``top_k`` most similar exemplars are weighted (the rest get 0).
     prior : float, default=1.0
