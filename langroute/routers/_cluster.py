@@ -48,7 +48,8 @@ class ClusterRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on
+        ONNX Runtime, int8, offline).
     n_clusters : int, default=4
         Number of clusters. Chosen by 5-fold cross-validation of held-out pairwise log-loss on
         six shared datasets (MiniLM embeddings; 2, 4, 8, 16, 32 tried): 4 had the lowest total,

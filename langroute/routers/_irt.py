@@ -64,7 +64,8 @@ class IRTRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on
+        ONNX Runtime, int8, offline).
     dim : int, default=4
         Size of the ability and discrimination vectors.
     epochs : int, default=100

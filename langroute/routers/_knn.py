@@ -61,7 +61,8 @@ class KNNRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on
+        ONNX Runtime, int8, offline).
     k : int, default=100
         Number of neighbours that vote; at most the number of training prompts. Chosen by
         5-fold cross-validation of held-out pairwise log-loss on six shared datasets (MiniLM

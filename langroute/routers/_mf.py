@@ -45,7 +45,8 @@ class MFRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on
+        ONNX Runtime, int8, offline).
     dim : int, default=128
         Size of the model embeddings and of the projected prompt (RouteLLM's ``dim``).
     epochs : int, default=40

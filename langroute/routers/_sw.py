@@ -81,7 +81,8 @@ class SWRouter(BaseRouter):
     Parameters
     ----------
     embedder : Embedder, default=None
-        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on ONNX Runtime, int8, offline).
+        Turns prompts into vectors; None means the default embedder (all-MiniLM-L6-v2 on
+        ONNX Runtime, int8, offline).
     gamma : float, default=100.0
         Base of the weights ``gamma ** (1 + s / max(s))``; larger is more local. Must be > 1.
         RouteLLM uses 10; 100 had the best inner cross-validated APGR on the training halves
