@@ -41,16 +41,14 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .._decision import RoutingDecision, RoutingPolicy
+from .._decision import RoutingDecision
 from .._exceptions import LangrouteError, RouterConfigError
 from ..pipeline import (
     CallContext,
     CallPipeline,
     CallResult,
     CascadeStep,
-    Fallback,
     ModelRef,
-    RetryPolicy,
     RouteRequest,
     TokenEstimate,
     run_async,
@@ -58,6 +56,7 @@ from ..pipeline import (
     stream_async,
     stream_sync,
 )
+from ..pipeline._assembly import PipelineCache, check_positive, check_unit_interval
 from ..pipeline._types import THRESHOLD_KEY
 from ._bindings import BINDING_KWARG, PendingBinding, StructuredOutputBinding, ToolsBinding
 from ._caller import GenerationCaller, RunnableCaller, stamp
@@ -199,10 +198,7 @@ class RoutedChatModel(BaseChatModel):
     stop: list[str] | None = None
     streaming: bool = False
 
-    _pipeline: CallPipeline | None = PrivateAttr(default=None)
-    _pipeline_key: tuple[Any, ...] | None = PrivateAttr(default=None)
-    _budget_step: Any = PrivateAttr(default=None)
-    _budget_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _feedback: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
@@ -233,24 +229,12 @@ class RoutedChatModel(BaseChatModel):
     @field_validator("threshold", "strong_fraction", mode="before")
     @classmethod
     def _check_unit_interval(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RouterConfigError(f"{info.field_name} must be a number in [0, 1], got {value!r}")
-        if not 0.0 <= float(value) <= 1.0:
-            raise RouterConfigError(f"{info.field_name} must lie in [0, 1], got {value!r}")
-        return float(value)
+        return check_unit_interval(info.field_name, value)
 
     @field_validator("target_cost", "timeout", mode="before")
     @classmethod
     def _check_positive(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and value > 0
-        ):
-            raise RouterConfigError(f"{info.field_name} must be a number > 0, got {value!r}")
-        return float(value)
+        return check_positive(info.field_name, value)
 
     @field_validator("max_retries", mode="before")
     @classmethod
@@ -288,13 +272,6 @@ class RoutedChatModel(BaseChatModel):
                 "rate_limiter belongs on the candidate models, not on RoutedChatModel")
         if self.cache is not None and self.cache is not False:
             raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
-        given = [n for n in ("threshold", "strong_fraction", "target_cost")
-                 if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise RouterConfigError(
-                "give exactly one of threshold=, strong_fraction= or target_cost= "
-                f"(got {given or 'none'})"
-            )
         self._check_cascade()
         self._call_pipeline()  # raises RouterConfigError / NotFittedError naming the problem
         self._warm_up()
@@ -322,60 +299,27 @@ class RoutedChatModel(BaseChatModel):
             warm()
 
     # -- the pipeline, rebuilt when a field or the router's fit changes ----------------------------
-    def _requested_point(self) -> dict[str, float] | None:
-        if self.strong_fraction is not None:
-            return {"strong_fraction": self.strong_fraction}
-        if self.target_cost is not None:
-            return {"target_cost": self.target_cost}
-        return None
-
-    def _resolved_threshold(self) -> float:
-        if self.threshold is not None:
-            return self.threshold
-        from .._calibration import calibrate_threshold
-
-        return calibrate_threshold(self.router, None, strong_fraction=self.strong_fraction,
-                                   target_cost=self.target_cost, models=list(self.models),
-                                   costs=self.costs)
-
-    def _refs(self) -> dict[str, ModelRef]:
-        refs = {}
-        for name, model in self.models.items():
-            served = getattr(model, "model_name", None) or getattr(model, "model", None)
-            try:
-                provider = model._get_ls_params().get("ls_provider")
-            except Exception:  # noqa: BLE001 -- a client without LangSmith params still routes
-                provider = None
-            refs[name] = ModelRef(name, model, served if isinstance(served, str) else None,
-                                  provider if isinstance(provider, str) else None)
-        return refs
+    @staticmethod
+    def _describe(name: str, model: BaseChatModel) -> ModelRef:
+        """A candidate as the pipeline sees it: its provider and the model id it calls."""
+        served = getattr(model, "model_name", None) or getattr(model, "model", None)
+        try:
+            provider = model._get_ls_params().get("ls_provider")
+        except Exception:  # noqa: BLE001 -- a client without LangSmith params still routes
+            provider = None
+        return ModelRef(name, model, served if isinstance(served, str) else None,
+                        provider if isinstance(provider, str) else None)
 
     def _call_pipeline(self) -> CallPipeline:
-        router = self.router
-        costs = None if self.costs is None else tuple(sorted(self.costs.items()))
-        key = (id(router), getattr(router, "fit_version_", None), self.threshold,
-               self.strong_fraction, self.target_cost, tuple(self.models.items()), costs,
-               self.timeout, self.max_retries, self.fallback, id(self.cascade),
-               id(self.budgets), self.spend_store, id(self.prices), self.trace_prompt,
-               id(self.feedback_store))
-        if self._pipeline is None or self._pipeline_key != key:
-            # a fitted router is checked before anything is calibrated on it
-            RoutingPolicy.build(router, list(self.models), 0.5, self.costs)
-            policy = RoutingPolicy.build(router, list(self.models), self._resolved_threshold(),
-                                         self.costs, requested=self._requested_point())
-            refs = self._refs()
-            self._pipeline = CallPipeline(
-                policy, refs,
-                retry=RetryPolicy(self.max_retries),
-                fallback=Fallback(self.fallback),
-                timeout=self.timeout,
-                budget=self._budget(refs),
-                cascade=self.cascade,
-                keep_text=self.trace_prompt,
-                recorders=self._recorders(),
-            )
-            self._pipeline_key = key
-        return self._pipeline
+        return self._pipelines.get(
+            router=self.router, models=self.models, describe=self._describe,
+            threshold=self.threshold, strong_fraction=self.strong_fraction,
+            target_cost=self.target_cost, costs=self.costs, max_retries=self.max_retries,
+            fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
+            budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
+            keep_text=self.trace_prompt, recorders=self._recorders,
+            extra_key=(id(self.feedback_store),),
+        )
 
     # -- feedback (langroute.feedback) ------------------------------------------------------------
     def _feedback_store(self) -> Any:
@@ -439,26 +383,6 @@ class RoutedChatModel(BaseChatModel):
         """The call pipeline every entry point runs (rebuilt when a field or the router's fit
         changes). Its ``sleep`` / ``asleep`` are injectable, e.g. to record backoff waits."""
         return self._call_pipeline()
-
-    def _budget(self, refs: Mapping[str, ModelRef]) -> Any:
-        if self.budgets is None:
-            if self.spend_store is not None:
-                raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
-            if self.prices is not None:
-                raise RouterConfigError("prices is set but budgets is not; give budgets=")
-            return None
-        from ..budgets import budget_step
-
-        store = self.spend_store if self.spend_store is not None else (
-            "sqlite:///langroute-spend.db")
-        # Kept across pipeline rebuilds (a refit router): one store connection, and a
-        # "memory://" store keeps its spend.
-        key = (id(self.budgets), store, id(self.prices),
-               tuple((r.name, r.provider_model, r.provider) for r in refs.values()))
-        if self._budget_step is None or self._budget_key != key:
-            self._budget_step = budget_step(self.budgets, store, refs, self.prices)
-            self._budget_key = key
-        return self._budget_step
 
     # -- what LangChain asks of a chat model -------------------------------------------------------
     @property

@@ -33,15 +33,12 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from langroute import MessageError, RouterConfigError, calibrate_threshold
-from langroute._decision import RoutingPolicy
+from langroute import MessageError, RouterConfigError
 from langroute.pipeline import (
     CallContext,
     CallPipeline,
     CascadeStep,
-    Fallback,
     ModelRef,
-    RetryPolicy,
     RouteRequest,
     TokenEstimate,
     run_async,
@@ -49,6 +46,7 @@ from langroute.pipeline import (
     stream_async,
     stream_sync,
 )
+from langroute.pipeline._assembly import PipelineCache, check_positive, check_unit_interval
 
 from ._caller import LlamaCaller, ToolsRequest
 from ._messages import (
@@ -135,8 +133,7 @@ class RoutedLLM(FunctionCallingLLM):
     spend_store: Any = Field(default=None, exclude=True, description="Where spend is kept.")
     trace_prompt: bool = Field(default=False, description="Keep the routing text in traces.")
 
-    _pipeline: CallPipeline | None = PrivateAttr(default=None)
-    _pipeline_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
 
     def __init__(
         self,
@@ -200,54 +197,14 @@ class RoutedLLM(FunctionCallingLLM):
     # -- the pipeline ---------------------------------------------------------------------------
     def _current_pipeline(self) -> CallPipeline:
         """The pipeline for the current fields (rebuilt when a field or the router's fit
-        changes)."""
-        router = self.router
-        key = (id(router), getattr(router, "fit_version_", None), self.threshold,
-               self.strong_fraction, self.target_cost, tuple(self.llms),
-               tuple(map(id, self.llms.values())),
-               None if self.costs is None else tuple(sorted(self.costs.items())),
-               self.timeout, self.max_retries, self.fallback, id(self.cascade),
-               id(self.budgets), self.spend_store, self.trace_prompt)
-        if self._pipeline is None or self._pipeline_key != key:
-            self._pipeline = self._build_pipeline()
-            self._pipeline_key = key
-        return self._pipeline
-
-    def _build_pipeline(self) -> CallPipeline:
-        names = list(self.llms)
-        # a fitted router that knows the names is checked before anything is calibrated on it
-        RoutingPolicy.build(self.router, names, 0.5, self.costs)
-        given = [n for n in ("threshold", "strong_fraction", "target_cost")
-                 if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise RouterConfigError("give exactly one of threshold=, strong_fraction= or "
-                                    f"target_cost= (got {given or 'none'})")
-        threshold, requested = self.threshold, None
-        if threshold is None:
-            requested = ({"strong_fraction": self.strong_fraction}
-                         if self.strong_fraction is not None
-                         else {"target_cost": float(self.target_cost)})  # type: ignore[arg-type]
-            threshold = calibrate_threshold(self.router, None, models=names, costs=self.costs,
-                                            **requested)
-        policy = RoutingPolicy.build(self.router, names, threshold, self.costs,
-                                     requested=requested)
-        refs = {name: ModelRef(name, llm, _served_model(llm), _provider_of(llm))
-                for name, llm in self.llms.items()}
-        return CallPipeline(policy, refs, retry=RetryPolicy(self.max_retries),
-                            fallback=Fallback(self.fallback), timeout=self.timeout,
-                            budget=self._budget_step(refs), cascade=self.cascade,
-                            keep_text=self.trace_prompt)
-
-    def _budget_step(self, refs: Mapping[str, ModelRef]) -> Any:
-        if self.budgets is None:
-            if self.spend_store is not None:
-                raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
-            return None
-        from langroute.budgets import budget_step
-
-        store = self.spend_store if self.spend_store is not None else (
-            "sqlite:///langroute-spend.db")
-        return budget_step(self.budgets, store, refs)
+        changes); the checks and the operating point are langroute's own."""
+        return self._pipelines.get(
+            router=self.router, models=self.llms, describe=_describe,
+            threshold=self.threshold, strong_fraction=self.strong_fraction,
+            target_cost=self.target_cost, costs=self.costs, max_retries=self.max_retries,
+            fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
+            budgets=self.budgets, spend_store=self.spend_store, keep_text=self.trace_prompt,
+        )
 
     @property
     def pipeline(self) -> CallPipeline:
@@ -453,20 +410,18 @@ def _check_extra(kwargs: Mapping[str, Any]) -> None:
 
 def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeout: Any,
                    cascade: Any) -> None:
-    for name, value in (("threshold", threshold), ("strong_fraction", strong_fraction)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RouterConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-        if not 0.0 <= float(value) <= 1.0:
-            raise RouterConfigError(f"{name} must lie in [0, 1], got {value!r}")
-    for name, value in (("target_cost", target_cost), ("timeout", timeout)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not (math.isfinite(value) and value > 0)):
-            raise RouterConfigError(f"{name} must be a number > 0, got {value!r}")
+    check_unit_interval("threshold", threshold)
+    check_unit_interval("strong_fraction", strong_fraction)
+    check_positive("target_cost", target_cost)
+    check_positive("timeout", timeout)
     if cascade is not None and not isinstance(cascade, CascadeStep):
         raise RouterConfigError(
             f"cascade must implement langroute's CascadeStep, got {type(cascade).__name__}")
+
+
+def _describe(name: str, llm: LLM) -> ModelRef:
+    """A candidate as the pipeline sees it: its provider and the model id it calls."""
+    return ModelRef(name, llm, _served_model(llm), _provider_of(llm))
 
 
 def _provider_of(llm: LLM) -> str | None:

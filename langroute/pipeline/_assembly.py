@@ -1,0 +1,150 @@
+"""From an adapter's settings to its ``CallPipeline``: one assembly for every framework.
+
+The LangChain chat model and the LlamaIndex LLM take the same settings (candidates, router, one
+operating point, retries, fallback, timeout, cascade, budgets). ``PipelineCache`` checks them,
+resolves the operating point to a threshold, builds the pipeline, and rebuilds it only when a
+setting or the router's fit changes. The budget step outlives rebuilds (one store connection;
+a ``memory://`` store keeps its spend across a refit). ``check_unit_interval`` and
+``check_positive`` word the adapters' argument errors alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .._calibration import calibrate_threshold
+from .._decision import RoutingPolicy
+from .._exceptions import RouterConfigError
+from ._pipeline import CallPipeline
+from ._retry import Fallback, RetryPolicy
+from ._steps import Recorder
+from ._types import ModelRef
+
+__all__ = [
+    "DEFAULT_SPEND_STORE",
+    "PipelineCache",
+    "check_positive",
+    "check_unit_interval",
+]
+
+#: Where spend is kept when budgets are given without a ``spend_store``.
+DEFAULT_SPEND_STORE = "sqlite:///langroute-spend.db"
+
+_OPERATING_POINTS = ("threshold", "strong_fraction", "target_cost")
+
+
+def check_unit_interval(name: str, value: Any) -> float | None:
+    """``value`` as a float in [0, 1] (None passes); else RouterConfigError naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RouterConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
+        raise RouterConfigError(f"{name} must lie in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float | None:
+    """``value`` as a finite float > 0 (None passes); else RouterConfigError naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise RouterConfigError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+class PipelineCache:
+    """An adapter's pipeline, built from its settings and rebuilt when they change.
+
+    Call ``get`` on every routed call: it compares the settings (by identity for objects, by
+    value for numbers) and the router's ``fit_version_`` with the last build, which is cheap.
+    """
+
+    def __init__(self) -> None:
+        self._pipeline: CallPipeline | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._budget: Any = None
+        self._budget_key: tuple[Any, ...] | None = None
+
+    def get(
+        self,
+        *,
+        router: Any,
+        models: Mapping[str, Any],
+        describe: Callable[[str, Any], ModelRef],
+        threshold: float | None,
+        strong_fraction: float | None,
+        target_cost: float | None,
+        costs: Mapping[str, float] | None,
+        max_retries: int,
+        fallback: Any,
+        timeout: float | None,
+        cascade: Any,
+        budgets: Mapping[str, Any] | None,
+        spend_store: Any,
+        prices: Mapping[str, Any] | None = None,
+        keep_text: bool = False,
+        recorders: Callable[[], Sequence[Recorder]] = tuple,
+        extra_key: tuple[Any, ...] = (),
+    ) -> CallPipeline:
+        """The pipeline for these settings (``describe(name, model)`` makes a candidate's
+        ``ModelRef``; ``recorders()`` is called only when the pipeline is (re)built)."""
+        key = (id(router), getattr(router, "fit_version_", None), threshold, strong_fraction,
+               target_cost, tuple(models), tuple(map(id, models.values())),
+               None if costs is None else tuple(sorted(costs.items())), max_retries, fallback,
+               timeout, id(cascade), id(budgets), spend_store, id(prices), keep_text, extra_key)
+        if self._pipeline is not None and self._key == key:
+            return self._pipeline
+        policy = self._policy(router, list(models), costs, threshold=threshold,
+                              strong_fraction=strong_fraction, target_cost=target_cost)
+        refs = {name: describe(name, model) for name, model in models.items()}
+        self._pipeline = CallPipeline(
+            policy, refs, retry=RetryPolicy(max_retries), fallback=Fallback(fallback),
+            timeout=timeout, budget=self._budget_step(budgets, spend_store, prices, refs),
+            cascade=cascade, keep_text=keep_text, recorders=tuple(recorders()),
+        )
+        self._key = key
+        return self._pipeline
+
+    @staticmethod
+    def _policy(router: Any, names: list[str], costs: Mapping[str, float] | None, *,
+                threshold: float | None, strong_fraction: float | None,
+                target_cost: float | None) -> RoutingPolicy:
+        """The routing policy at the one operating point given (resolved from the router's
+        out-of-fold calibration scores when it is a share or a cost)."""
+        given = {name: value for name, value in zip(
+            _OPERATING_POINTS, (threshold, strong_fraction, target_cost), strict=True)
+            if value is not None}
+        if len(given) != 1:
+            raise RouterConfigError(
+                "give exactly one of threshold=, strong_fraction= or target_cost= "
+                f"(got {list(given) or 'none'})"
+            )
+        if threshold is not None:
+            return RoutingPolicy.build(router, names, threshold, costs)
+        # a fitted router that knows the names is checked before anything is calibrated on it
+        RoutingPolicy.build(router, names, 0.5, costs)
+        resolved = calibrate_threshold(router, None, models=names, costs=costs, **given)
+        return RoutingPolicy.build(router, names, resolved, costs, requested=given)
+
+    def _budget_step(self, budgets: Mapping[str, Any] | None, spend_store: Any,
+                     prices: Mapping[str, Any] | None, refs: Mapping[str, ModelRef]) -> Any:
+        if budgets is None:
+            if spend_store is not None:
+                raise RouterConfigError("spend_store is set but budgets is not; give budgets=")
+            if prices is not None:
+                raise RouterConfigError("prices is set but budgets is not; give budgets=")
+            return None
+        from ..budgets import budget_step
+
+        store = spend_store if spend_store is not None else DEFAULT_SPEND_STORE
+        key = (id(budgets), store, id(prices),
+               tuple((r.name, r.provider_model, r.provider) for r in refs.values()))
+        if self._budget is None or self._budget_key != key:
+            self._budget = budget_step(budgets, store, refs, prices)
+            self._budget_key = key
+        return self._budget
