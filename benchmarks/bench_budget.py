@@ -43,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _provenance import cpu_model, dirty_files, head_commit  # noqa: E402
+
 from langroute import Budget  # noqa: E402
 from langroute.budgets import budget_step  # noqa: E402
 from langroute.pipeline import (  # noqa: E402
@@ -266,14 +268,7 @@ def reliability_crash(url: str) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True,
                                    text=True).stdout.strip()
     import redis
@@ -285,11 +280,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + (" (with uncommitted changes)" if dirty else "")
+    return head_commit() + (" (with uncommitted changes)" if dirty_files() else "")
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,20 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _provenance import cpu_model, dirty_files, head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
 def _machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import torch
 
     return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
@@ -52,11 +45,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + (" (with uncommitted changes)" if dirty else "")
+    return head_commit() + (" (with uncommitted changes)" if dirty_files() else "")
 
 
 def calibration_before_after(dataset: str) -> dict[str, Any]:

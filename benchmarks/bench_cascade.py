@@ -28,10 +28,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _provenance import dirty_files, head_commit
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -54,15 +55,11 @@ METRIC_NAMES = {
 
 
 def _machine() -> dict:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-
     import numpy
 
     return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": bool(git("status", "--porcelain")),
+        "commit": head_commit(),
+        "dirty": bool(dirty_files()),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "platform": platform.platform(),

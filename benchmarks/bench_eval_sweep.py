@@ -26,12 +26,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from _provenance import cpu_model, dirty_files, head_commit
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -43,24 +44,13 @@ PLOT_DATASETS = ("alpacaeval2", "routellm-gsm8k")
 # -- provenance --------------------------------------------------------------------------------
 def provenance(argv: list[str]) -> dict[str, Any]:
     """Commit, command and machine facts recorded with every results file."""
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                             check=False)
-        return out.stdout.strip()
-
     import numpy
     import torch
 
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()],
+        "commit": head_commit(),
+        "dirty_files": dirty_files(),
         "command": "python " + " ".join(argv),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {

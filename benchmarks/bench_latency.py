@@ -55,6 +55,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _provenance import cpu_model, dirty_files, head_commit
+
 from benchmarks.routellm_reference import (  # noqa: E402
     battles_from_scores,
     routellm_sw_ratings,
@@ -428,17 +430,10 @@ def machine_facts() -> dict:
         except PackageNotFoundError:
             return "absent"
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model("unknown")
     return {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
-        "dirty": bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
-                                     capture_output=True, text=True).stdout.strip()),
+        "commit": head_commit(),
+        "dirty": bool(dirty_files()),
         "python": platform.python_version(), "cpu": cpu, "cpus": os.cpu_count(),
         "numpy": np.__version__, "torch": version("torch"), "onnxruntime": version("onnxruntime"),
         "model2vec": version("model2vec"), "OPENBLAS_NUM_THREADS":

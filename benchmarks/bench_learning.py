@@ -29,12 +29,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import dirty_files, head_commit
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -44,10 +44,8 @@ QUIZ_SIZE = 50
 
 
 def machine() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip())
+    commit = head_commit()
+    dirty = bool(dirty_files())
     return {
         "commit": commit + (" (+ uncommitted changes)" if dirty else ""),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def _bench():
+    # the scripts import their shared benchmarks/_provenance.py as run from benchmarks/
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(
         "bench_eval_sweep", REPO / "benchmarks" / "bench_eval_sweep.py")
     assert spec is not None and spec.loader is not None
