@@ -169,46 +169,45 @@ class RunnableCaller:
         self.binding = binding
         self.run_manager = run_manager
 
-    def _target(self, ref: ModelRef, messages: Any) -> tuple[Runnable[Any, Any], Any, dict]:
-        model = ref.model
-        if messages is not None:
-            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
-            return model, _as_messages(messages), shared
-        if not ref.candidate:
-            shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
-            runnable = model if self.binding is None else self.binding.apply(model)
-            return runnable, self.input, shared
-        runnable = model if self.binding is None else self.binding.apply(model)
-        return runnable, self.input, self.kwargs
+    def _target(self, ref: ModelRef, messages: Any, *, with_raw: bool = False
+                ) -> tuple[Runnable[Any, Any], Any, dict, bool]:
+        """What to run for a call: the runnable, its input, its keywords, and whether the
+        output is a structured-output ``{"raw", "parsed"}`` dict to unwrap.
 
-    def _with_raw(self, ref: ModelRef, messages: Any) -> tuple[Runnable[Any, Any], Any, dict,
-                                                               bool]:
-        """The call's runnable; a structured-output call asks for the raw message too, so
-        its usage is known (the parsed value is what the caller gets back)."""
+        A step's own prompt (``messages``) goes to the bare model. Otherwise the pending
+        binding is replayed on the model; with ``with_raw`` a structured-output call asks for
+        the raw message too, so its usage is known (the parsed value is what the caller gets
+        back). Only a candidate answering the call itself gets every call keyword (``model=``
+        included); other calls get the request's shared ones.
+        """
+        model = ref.model
+        own = ref.candidate and messages is None
+        kwargs = self.kwargs if own else {
+            k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+        if messages is not None:
+            return model, _as_messages(messages), kwargs, False
         binding = self.binding
-        if (messages is None and isinstance(binding, StructuredOutputBinding)
-                and not binding.include_raw):
-            raw_binding = StructuredOutputBinding(binding.schema, True, binding.kwargs)
-            kwargs = self.kwargs if ref.candidate else {
-                k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
-            return raw_binding.apply(ref.model), self.input, kwargs, True
-        runnable, input, kwargs = self._target(ref, messages)
-        return runnable, input, kwargs, False
+        unwrap = (with_raw and isinstance(binding, StructuredOutputBinding)
+                  and not binding.include_raw)
+        if unwrap:
+            binding = StructuredOutputBinding(binding.schema, True, binding.kwargs)
+        runnable = model if binding is None else binding.apply(model)
+        return runnable, self.input, kwargs, unwrap
 
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        runnable, input, kwargs, unwrap = self._with_raw(ref, messages)
+        runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         return _parsed(runnable.invoke(input, self.config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        runnable, input, kwargs, unwrap = self._with_raw(ref, messages)
+        runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         return _parsed(await runnable.ainvoke(input, self.config, **kwargs), unwrap)
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
-        runnable, input, kwargs = self._target(ref, None)
+        runnable, input, kwargs, _ = self._target(ref, None)
         return iter(runnable.stream(input, self.config, **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
-        runnable, input, kwargs = self._target(ref, None)
+        runnable, input, kwargs, _ = self._target(ref, None)
         return aiter(runnable.astream(input, self.config, **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:

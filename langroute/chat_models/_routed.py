@@ -789,7 +789,7 @@ class RoutedChatModel(BaseChatModel):
                 raw = ChatResult(generations=[ChatGeneration(
                     message=message, generation_info=raw.generations[0].generation_info)],
                     llm_output=raw.llm_output)
-        if isinstance(raw, (AIMessage, BaseMessage)):  # a verifier-style answer
+        if isinstance(raw, BaseMessage):  # a verifier-style answer
             raw = ChatResult(generations=[ChatGeneration(message=raw)])
         return stamp(raw, result.record())  # type: ignore[no-any-return]
 
