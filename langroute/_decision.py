@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypedDict
 import numpy as np
 
 from ._calibration import routing_ladder
+from ._checks import check_unit_interval
 from ._exceptions import RouterConfigError
 from ._policy import EscalationLadder
 
@@ -150,7 +151,7 @@ class RoutingDecision:
         Used by steps that shift routing after the decision, e.g. a soft budget raising the
         threshold as spend grows. A decision the router did not make (sticky, single) is kept.
         """
-        value = _validate_threshold(threshold)
+        value = _check_threshold(threshold)
         if self.levels is None:
             return replace(self, threshold=value)
         levels = np.array([[np.inf if self.levels[r] is None else self.levels[r]
@@ -203,12 +204,11 @@ def _router_lock(router: Any) -> threading.Lock:
             return threading.Lock()
 
 
-def _validate_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise RouterConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    if not (0.0 <= float(threshold) <= 1.0):  # also rejects NaN
-        raise RouterConfigError(f"threshold must lie in [0, 1], got {threshold!r}")
-    return float(threshold)
+def _check_threshold(threshold: Any) -> float:
+    value = check_unit_interval("threshold", threshold)
+    if value is None:
+        raise RouterConfigError("threshold must be a number in [0, 1], got None")
+    return value
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ class RoutingPolicy:
         ``costs`` (USD per call, per candidate) wins over the router's ``costs_``; with neither
         the ladder cannot be ordered and ``RouterConfigError`` is raised.
         """
-        value = _validate_threshold(threshold)
+        value = _check_threshold(threshold)
         scores = callable(getattr(router, "win_matrices", None))
         if not (hasattr(type(router), "models") and scores):
             raise RouterConfigError(
@@ -338,7 +338,7 @@ class RoutingPolicy:
                 raise RouterConfigError(f"{len(thresholds)} thresholds for {len(texts)} texts")
             for i, value in enumerate(thresholds):
                 if value is not None:
-                    per_text[i] = _validate_threshold(value)
+                    per_text[i] = _check_threshold(value)
         rungs = self.ladder.rung_names
         if len(rungs) == 1:
             levels = np.full((len(texts), 1), -np.inf)

@@ -10,11 +10,11 @@ a ``memory://`` store keeps its spend across a refit). ``check_unit_interval`` a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._calibration import calibrate_threshold
+from .._checks import check_positive, check_unit_interval
 from .._decision import RoutingPolicy
 from .._exceptions import RouterConfigError
 from ._pipeline import CallPipeline
@@ -33,28 +33,6 @@ __all__ = [
 DEFAULT_SPEND_STORE = "sqlite:///langroute-spend.db"
 
 _OPERATING_POINTS = ("threshold", "strong_fraction", "target_cost")
-
-
-def check_unit_interval(name: str, value: Any) -> float | None:
-    """``value`` as a float in [0, 1] (None passes); else RouterConfigError naming ``name``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RouterConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
-        raise RouterConfigError(f"{name} must lie in [0, 1], got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: Any) -> float | None:
-    """``value`` as a finite float > 0 (None passes); else RouterConfigError naming ``name``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise RouterConfigError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 class PipelineCache:
