@@ -11,6 +11,10 @@ which langroute does not install). Every prompt is then re-embedded with the fin
 ``SWRouter(gamma=100)`` is fitted on the training prompts and scored on the test fold, beside the
 same router on the original MiniLM embeddings. Writes ``benchmarks/results/contrastive.json``
 with the commit, command and machine facts.
+
+This is the first, larger-budget (2000 pairs) experiment. The same method is now a router,
+``langroute.routers.ContrastiveRouter`` (``--router contrastive``; the encoder is saved beside
+the router file), evaluated by ``bench_eval_sweep.py`` with a smaller budget fixed a priori.
 """
 
 from __future__ import annotations

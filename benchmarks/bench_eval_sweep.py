@@ -1,7 +1,8 @@
 """Nested cross-validation of every router on every shared dataset; one table, JSON and a plot.
 
     nice -n 10 python benchmarks/bench_eval_sweep.py [--datasets a,b] [--routers sw,knn]
-        [--folds 5] [--tune-max-prompts 2000] [--embedder minilm|hashing]
+        [--folds 5] [--seeds 2] [--tune-max-prompts 1000] [--embedder minilm|hashing]
+        [--contrastive-datasets routellm-gsm8k]
 
 Every router is a ``TunedRouter`` (``langroute/evaluation/_tuning.py``): inside each outer fold
 its hyperparameters are chosen by inner 3-fold cross-validation on that fold's training prompts
@@ -11,7 +12,14 @@ figure is measured on prompts that chose a setting. To bound the time, the inner
 most ``--tune-max-prompts`` training prompts per outer fold (only routellm-mmlu, 11k training
 prompts per fold, is subsampled at the default 1000, as are routerbench-slice's 2520 and the
 two GSM8K sets' 1055); the final refit always uses all of them. Results are rewritten after
-every dataset, so an interrupted run leaves the datasets it finished.
+every dataset, so an interrupted run leaves the datasets it finished. Every figure is a mean
+(± std) over the outer folds of ``--seeds`` repetitions of the outer split (seeds 0..n-1).
+
+``contrastive`` (``ContrastiveRouter``: MiniLM fine-tuned on pairs of training prompts, then
+the tuned SW on the fine-tuned embeddings) fine-tunes inside every outer fold, a few CPU
+minutes per dataset and seed, so the sweep runs it only on ``--contrastive-datasets``
+(routellm-gsm8k, the dataset of the APGR target), with the small budget
+``CONTRASTIVE_BUDGET`` fixed a priori (not tuned).
 
 Writes ``benchmarks/results/eval_sweep.{md,json,png}``. The JSON records the commit, the command,
 the machine, the embedder and every fold's metrics; ``tests/unit_tests/quality/`` checks that
@@ -37,7 +45,11 @@ from _provenance import cpu_model, dirty_files, head_commit
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
-ROUTERS = ("sw", "knn", "cluster", "mf", "irt", "avengers", "stacked")
+ROUTERS = ("sw", "knn", "cluster", "mf", "irt", "avengers", "stacked", "contrastive")
+#: Fine-tuning budget of ``contrastive`` in the sweep, fixed a priori for CPU time: 256 pairs
+#: (half positives), 16 pairs a step, one epoch, 128 tokens, AdamW at 5e-5.
+CONTRASTIVE_BUDGET = {"pairs": 256, "batch_size": 16, "epochs": 1, "max_seq_length": 128}
+CONTRASTIVE_DATASETS = ("routellm-gsm8k",)
 PLOT_DATASETS = ("alpacaeval2", "routellm-gsm8k")
 
 
@@ -136,16 +148,20 @@ def render_table(summary: dict[str, Any]) -> str:
 
 def ranking(summary: dict[str, Any]) -> dict[str, Any]:
     """Per router: datasets where AIQ >= hull and max quality >= best single, mean AIQ gap,
-    datasets matching the best single model at <= 70% of its cost; sorted best first."""
+    datasets matching the best single model at <= 70% of its cost; sorted best first (routers
+    evaluated on every dataset first, then those run on only some, e.g. ``contrastive``)."""
     out: dict[str, dict[str, Any]] = {}
+    n_total = len(summary["datasets"])
     for name, entry in summary["datasets"].items():
         report = entry["report"]
         hull = report["baselines"]["single_model_hull"]["aiq"]["mean"]
         best = report["baselines"]["best_single"]["quality"]["mean"]
         for label, router in report["routers"].items():
             m = router["metrics"]
-            r = out.setdefault(label, {"aiq_at_least_hull": 0, "max_at_least_best": 0,
-                                       "match_at_70pct": 0, "aiq_gaps": {}, "apgr": {}})
+            r = out.setdefault(label, {"n_datasets": 0, "aiq_at_least_hull": 0,
+                                       "max_at_least_best": 0, "match_at_70pct": 0,
+                                       "aiq_gaps": {}, "apgr": {}})
+            r["n_datasets"] += 1
             gap = m["aiq"]["mean"] - hull
             r["aiq_gaps"][name] = gap
             r["aiq_at_least_hull"] += gap >= -1e-12
@@ -157,7 +173,8 @@ def ranking(summary: dict[str, Any]) -> dict[str, Any]:
                 r["apgr"][name] = m["apgr"]["mean"]
     for r in out.values():
         r["mean_aiq_gap"] = sum(r["aiq_gaps"].values()) / len(r["aiq_gaps"])
-    order = sorted(out, key=lambda k: (-out[k]["aiq_at_least_hull"],
+    order = sorted(out, key=lambda k: (out[k]["n_datasets"] < n_total,
+                                       -out[k]["aiq_at_least_hull"],
                                        -out[k]["max_at_least_best"], -out[k]["mean_aiq_gap"]))
     return {label: out[label] for label in order}
 
@@ -168,17 +185,20 @@ APGR_AIMS = {"routellm-gsm8k": 0.67, "routellm-mmlu": 0.68}
 def render_summary(summary: dict[str, Any]) -> str:
     """Ranking of the routers, the chosen default and the issue's targets, from the JSON."""
     ranked = summary["ranking"]
-    n = len(summary["datasets"])
     lines = [
         "| router | AIQ >= hull | max quality >= best single | matches best at <= 70% cost | "
-        "mean AIQ - hull |",
-        "|---|---|---|---|---|",
+        "mean AIQ - hull | " + " | ".join(f"APGR {name}" for name in APGR_AIMS) + " |",
+        "|---|---|---|---|---|" + "---|" * len(APGR_AIMS),
     ]
     for label, r in ranked.items():
-        lines.append(f"| {label} | {r['aiq_at_least_hull']}/{n} | {r['max_at_least_best']}/{n} "
-                     f"| {r['match_at_70pct']}/{n} | {r['mean_aiq_gap']:+.4f} |")
+        k = r["n_datasets"]
+        apgrs = " | ".join(f"{r['apgr'][name]:.3f}" if name in r["apgr"] else "-"
+                           for name in APGR_AIMS)
+        lines.append(f"| {label} | {r['aiq_at_least_hull']}/{k} | {r['max_at_least_best']}/{k} "
+                     f"| {r['match_at_70pct']}/{k} | {r['mean_aiq_gap']:+.4f} | {apgrs} |")
     best = summary["default_router"]
     r = ranked[best]
+    n = r["n_datasets"]
     apgr = ", ".join(
         f"{name} {r['apgr'][name]:.3f} (aim {aim})"
         for name, aim in APGR_AIMS.items() if name in r["apgr"]
@@ -186,7 +206,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"Ranked by datasets with AIQ >= hull, then max quality >= best single, then mean AIQ "
-        f"gap, the default router is `{best}`: AIQ >= hull on {r['aiq_at_least_hull']}/{n}, "
+        f"gap (among the routers evaluated on every dataset), the default router is `{best}`: "
+        f"AIQ >= hull on {r['aiq_at_least_hull']}/{n}, "
         f"max quality >= best single on {r['max_at_least_best']}/{n}, best single matched at "
         f"<= 70% of its cost on {r['match_at_70pct']}/{n} (aim 4/8)"
         + (f"; APGR {apgr}" if apgr else "") + ".",
@@ -245,12 +266,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="repetitions of the outer split (seeds 0..n-1)")
+    parser.add_argument("--contrastive-datasets", default=",".join(CONTRASTIVE_DATASETS),
+                        help="datasets on which the contrastive router runs (comma-separated)")
     parser.add_argument("--datasets", help="comma-separated subset of ../shared/data")
     parser.add_argument("--routers", help=f"comma-separated (default {','.join(ROUTERS)})")
     parser.add_argument("--tune-max-prompts", type=int, default=1000)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--rerender", action="store_true",
+                        help="only rewrite the .md and plot from the results JSON of a run")
     args = parser.parse_args()
+    if args.rerender:
+        summary = json.loads((args.results / "eval_sweep.json").read_text(encoding="utf-8"))
+        print(write_files(summary, args.results))
+        return 0
 
     import torch
 
@@ -274,15 +305,22 @@ def main() -> int:
     summary: dict[str, Any] = {
         **facts,
         "embedder": {"kind": embedder.kind, **embedder.get_config()},
-        "folds": args.folds, "inner_folds": 3, "tune_max_prompts": args.tune_max_prompts,
-        "routers": routers, "datasets": {},
+        "folds": args.folds, "seeds": args.seeds, "inner_folds": 3,
+        "tune_max_prompts": args.tune_max_prompts, "routers": routers,
+        "contrastive_datasets": [n for n in args.contrastive_datasets.split(",") if n],
+        "contrastive_budget": CONTRASTIVE_BUDGET, "datasets": {},
     }
     for name in names:
         t0 = time.perf_counter()
         outcomes = load_outcomes(DATA / name)
-        templates = {r: tuned_router(r, None, embedder, max_tune_prompts=args.tune_max_prompts)
-                     for r in routers}
+        templates = {
+            r: tuned_router(r, CONTRASTIVE_BUDGET if r == "contrastive" else None, embedder,
+                            max_tune_prompts=args.tune_max_prompts)
+            for r in routers
+            if r != "contrastive" or name in summary["contrastive_datasets"]
+        }
         report = evaluate(outcomes, templates, embedder=embedder, folds=args.folds,
+                          seeds=args.seeds,
                           progress=not args.quiet and sys.stderr.isatty()).to_dict()
         seconds = time.perf_counter() - t0
         summary["datasets"][name] = {"seconds": seconds, "report": report,
@@ -298,41 +336,55 @@ def write_results(summary: dict[str, Any], args: argparse.Namespace, facts: dict
                   started: float, cpu_started: float, names: list[str],
                   routers: list[str]) -> str:
     """Rank, plot and write the .md/.json/.png for the datasets finished so far."""
-    total = time.perf_counter() - started
-    summary["total_seconds"] = total
+    summary["total_seconds"] = time.perf_counter() - started
     summary["total_cpu_seconds"] = time.process_time() - cpu_started
+    summary["n_datasets_planned"] = len(names)
+    return write_files(summary, args.results)
+
+
+def write_files(summary: dict[str, Any], results: Path) -> str:
+    """Rank the routers, choose the default, write ``eval_sweep.{md,json,png}``; returns the md.
+
+    Everything is rendered from ``summary`` (the JSON), so ``--rerender`` rewrites the .md and
+    the plot from a finished run without recomputing it.
+    """
     summary["ranking"] = ranking(summary)
-    best = next(iter(summary["ranking"]))
+    n_done = len(summary["datasets"])
+    best = next(label for label, r in summary["ranking"].items() if r["n_datasets"] == n_done)
     summary["default_router"] = best
 
-    args.results.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     plot_names = tuple(n for n in PLOT_DATASETS if n in summary["datasets"])
     if plot_names:
-        plot(summary, best, plot_names, args.results / "eval_sweep.png")
+        plot(summary, best, plot_names, results / "eval_sweep.png")
+    folds, seeds = summary["folds"], summary.get("seeds", 1)
     md = "\n".join([
         "# Router evaluation sweep (nested cross-validation)",
         "",
-        f"{args.folds}-fold outer CV (seed 0); inside each outer fold every hyperparameter is "
-        f"chosen by 3-fold CV on that fold's training prompts only (at most "
-        f"{args.tune_max_prompts} of them for the search). Embedder: "
-        f"`{summary['embedder']}`. Mean ± std over outer folds.",
+        f"{folds}-fold outer CV x {seeds} seeds of the outer split "
+        f"({folds * seeds} evaluations per dataset); inside each outer fold every "
+        f"hyperparameter is chosen by 3-fold CV on that fold's training prompts only (at most "
+        f"{summary['tune_max_prompts']} of them for the search). Embedder: "
+        f"`{summary['embedder']}`. Mean ± std over outer folds x seeds; \"never k/n\" counts "
+        f"them. `contrastive` runs on {', '.join(summary['contrastive_datasets']) or 'none'} "
+        f"only, with the fine-tuning budget `{summary['contrastive_budget']}` fixed a priori.",
         "",
         render_table(summary),
         "",
         render_summary(summary),
         "",
-        f"Datasets finished: {len(summary['datasets'])} of {len(names)}; routers: "
-        f"{', '.join(routers)}.",
+        f"Datasets finished: {n_done} of {summary.get('n_datasets_planned', n_done)}; routers: "
+        f"{', '.join(summary['routers'])}.",
         "",
-        f"Commit `{facts['commit']}` ({len(facts['dirty_files'])} files modified), command "
-        f"`{facts['command']}`, {facts['machine']['cpu_count']} CPUs "
-        f"({facts['machine']['cpu']}), load average at start "
-        f"{facts['machine']['load_average_at_start'][0]:.1f}, {facts['date_utc']}.",
+        f"Commit `{summary['commit']}` ({len(summary['dirty_files'])} files modified), command "
+        f"`{summary['command']}`, {summary['machine']['cpu_count']} CPUs "
+        f"({summary['machine']['cpu']}), load average at start "
+        f"{summary['machine']['load_average_at_start'][0]:.1f}, {summary['date_utc']}.",
         "",
     ])
-    (args.results / "eval_sweep.md").write_text(md, encoding="utf-8")
-    (args.results / "eval_sweep.json").write_text(json.dumps(summary, indent=1) + "\n",
-                                                  encoding="utf-8")
+    (results / "eval_sweep.md").write_text(md, encoding="utf-8")
+    (results / "eval_sweep.json").write_text(json.dumps(summary, indent=1) + "\n",
+                                             encoding="utf-8")
     return md
 
 

@@ -327,7 +327,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     output = _check_output_file(args.output)  # before the minute of work, not after
     data = _load(args.dataset, args.models, args.output_tokens)
     show = _show_progress(args)
-    _embed_with_progress(embedder, list(data.prompts), show)
+    if not router.learns_embedder:  # a contrastive router embeds with its own encoder
+        _embed_with_progress(embedder, list(data.prompts), show)
     if show:
         print(f"fitting {label} (and its out-of-fold calibration scores)...", file=sys.stderr)
     router.fit(data)

@@ -146,6 +146,11 @@ class RoutedChatModel(BaseChatModel):
         ``"redis://host:port/0"``, ``"memory://"`` or an opened ``FeedbackStore``); then
         ``record_feedback`` / ``record_preference`` teach the router from a call's
         ``decision_id``.
+    refitter : langroute.feedback.FeedbackRefitter, default=None
+        For a router without ``partial_fit`` (mf, irt, cluster, stacked): feedback is stored,
+        then ``refitter.poll()`` refits the router when its ``RefitPolicy`` says so (in the
+        thread that records the feedback; for a slow fit poll from a job instead). Decisions
+        are recorded in ``refitter.store`` (``feedback_store`` must be None or that store).
     trace_prompt : bool, default=False
         Put the routing text itself in the ``langroute.route`` event (by default only its length
         and SHA-256 are traced).
@@ -191,6 +196,7 @@ class RoutedChatModel(BaseChatModel):
     budgets: dict[str, Any] | None = None
     spend_store: Any = None
     feedback_store: Any = None
+    refitter: Any = None
     prices: dict[str, Any] | None = None
     trace_prompt: bool = False
     temperature: float | None = None
@@ -318,7 +324,7 @@ class RoutedChatModel(BaseChatModel):
             fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
             budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
             keep_text=self.trace_prompt, recorders=self._recorders,
-            extra_key=(id(self.feedback_store),),
+            extra_key=(id(self.feedback_store), id(self.refitter)),
         )
 
     # -- feedback (langroute.feedback) ------------------------------------------------------------
@@ -327,6 +333,8 @@ class RoutedChatModel(BaseChatModel):
         from ..feedback import FeedbackStore, open_feedback_store
 
         given = self.feedback_store
+        if self.refitter is not None:
+            return self._checked_refitter().store
         if given is None or isinstance(given, FeedbackStore):
             return given
         if not isinstance(given, str):
@@ -337,6 +345,32 @@ class RoutedChatModel(BaseChatModel):
         if self._feedback is None or self._feedback[0] != given:
             self._feedback = (given, open_feedback_store(given))
         return self._feedback[1]
+
+    def _checked_refitter(self) -> Any:
+        """``refitter``, checked against this model's router and feedback store."""
+        from ..feedback import FeedbackRefitter
+
+        refitter = self.refitter
+        if not isinstance(refitter, FeedbackRefitter):
+            raise RouterConfigError(
+                f"refitter must be a langroute.feedback.FeedbackRefitter, got "
+                f"{type(refitter).__name__}")
+        if refitter.router is not self.router:
+            raise RouterConfigError("refitter refits another router than this model's router=")
+        if self.feedback_store is not None and self.feedback_store is not refitter.store:
+            raise RouterConfigError(
+                "with refitter=, decisions are recorded in refitter.store; leave "
+                "feedback_store=None (or pass that very store)")
+        return refitter
+
+    def _learning(self) -> tuple[Any, Any]:
+        """(router that learns a feedback event at once or None, refitter to poll or None)."""
+        if self.refitter is None or callable(getattr(self.router, "partial_fit", None)):
+            return self.router, None
+        refitter = self._checked_refitter()
+        if refitter.lock is None:  # swap the refit in under the lock routing takes
+            refitter.lock = self._call_pipeline().policy.lock
+        return None, refitter
 
     def _recorders(self) -> tuple[Any, ...]:
         from ..feedback import FeedbackRecorder
@@ -362,9 +396,13 @@ class RoutedChatModel(BaseChatModel):
         from ..feedback import record_feedback
 
         store = self._require_feedback_store()
-        return record_feedback(store, decision_id, score=score, router=self.router,
-                               model=model, key=key, metadata=metadata,
-                               lock=self._call_pipeline().policy.lock)
+        router, refitter = self._learning()
+        event = record_feedback(store, decision_id, score=score, router=router,
+                                model=model, key=key, metadata=metadata,
+                                lock=self._call_pipeline().policy.lock)
+        if refitter is not None:
+            refitter.poll()
+        return event
 
     def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
                           tie: bool = False, key: str | None = None,
@@ -374,9 +412,15 @@ class RoutedChatModel(BaseChatModel):
         from ..feedback import record_preference
 
         store = self._require_feedback_store()
-        return record_preference(store, decision_id, preferred=preferred, other=other, tie=tie,
-                                 router=self.router, key=key, metadata=metadata,
-                                 lock=self._call_pipeline().policy.lock)
+        router, refitter = self._learning()
+        if refitter is not None:
+            refitter.check_preferences()  # refused before anything is stored
+        event = record_preference(store, decision_id, preferred=preferred, other=other,
+                                  tie=tie, router=router, key=key, metadata=metadata,
+                                  lock=self._call_pipeline().policy.lock)
+        if refitter is not None:
+            refitter.poll()
+        return event
 
     @property
     def pipeline(self) -> CallPipeline:

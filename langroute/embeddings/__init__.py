@@ -8,6 +8,7 @@ from .._exceptions import RouterConfigError
 from ._artifacts import ARTIFACTS_ENV_VAR, artifacts_root
 from ._base import Embedder
 from ._disk_cache import CACHE_ENV_VAR, EmbeddingDiskCache
+from ._finetune import FineTunedEmbedder, fine_tune_contrastive, folder_sha256
 from ._hashing import HashingEmbedder
 from ._onnx import OnnxMiniLMEmbedder
 from ._openai import OpenAIEmbedder
@@ -19,6 +20,7 @@ from ._trust import (
     default_embedder,
     embedder_fingerprint,
     embedder_spec,
+    encoder_folder,
     trusted_embedder,
 )
 
@@ -27,6 +29,7 @@ __all__ = [
     "CACHE_ENV_VAR",
     "Embedder",
     "EmbeddingDiskCache",
+    "FineTunedEmbedder",
     "HashingEmbedder",
     "OnnxMiniLMEmbedder",
     "OpenAIEmbedder",
@@ -40,6 +43,9 @@ __all__ = [
     "embedder_fingerprint",
     "embedder_from_config",
     "embedder_spec",
+    "encoder_folder",
+    "fine_tune_contrastive",
+    "folder_sha256",
     "trusted_embedder",
 ]
 

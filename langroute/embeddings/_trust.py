@@ -7,7 +7,11 @@ stranger's file must not make the process download or run a model the file choos
 - ``hashing`` (any dimension): pure Python, no model;
 - ``sentence-transformers`` with the packaged all-MiniLM-L6-v2 on the CPU;
 - ``model2vec-minilm`` and ``onnx-minilm``: derived locally from that packaged model;
-- ``openai`` only when the caller opts in (it sends prompts to a paid remote API).
+- ``openai`` only when the caller opts in (it sends prompts to a paid remote API);
+- ``sentence-transformers-folder`` (a fine-tuned encoder, see ``ContrastiveRouter``): only the
+  folder ``<router file>.encoder`` beside the router file, only if the SHA-256 of its files is
+  the one the file records, and only with the standard sentence-transformers modules; loaded
+  offline from local files. The spec names no path, so a file cannot point anywhere else.
 
 Anything else is refused with the spec in the message; the caller passes the embedder object
 instead (``load(path, embedder=...)``), which is how custom embedders are loaded.
@@ -22,12 +26,14 @@ last bits, which a hash would call a mismatch.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._exceptions import RouterFileError
+from .._exceptions import EmbeddingError, RouterFileError
 from ._base import Embedder
+from ._finetune import FineTunedEmbedder
 from ._hashing import HashingEmbedder
 from ._onnx import OnnxMiniLMEmbedder
 from ._openai import OpenAIEmbedder
@@ -40,6 +46,7 @@ __all__ = [
     "default_embedder",
     "embedder_fingerprint",
     "embedder_spec",
+    "encoder_folder",
     "trusted_embedder",
 ]
 
@@ -115,15 +122,24 @@ def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> None
         )
 
 
+def encoder_folder(router_path: str | Path) -> Path:
+    """Where a router file's fine-tuned encoder lives: the folder ``<router_path>.encoder``."""
+    return Path(f"{router_path}.encoder")
+
+
 def _refuse(spec: Any, source: str, why: str) -> RouterFileError:
     return RouterFileError(
         f"{source}: will not rebuild embedder {spec!r} from a file ({why}); only the packaged "
-        "MiniLM (sentence-transformers, onnx-minilm, model2vec-minilm) and hashing embedders "
-        "are rebuilt. Pass the embedder object: load(path, embedder=...)"
+        "MiniLM (sentence-transformers, onnx-minilm, model2vec-minilm), hashing and a "
+        "fine-tuned encoder folder beside the router file are rebuilt. Pass the embedder "
+        "object: load(path, embedder=...)"
     )
 
 
-def trusted_embedder(spec: Any, *, source: str, allow_remote: bool = False) -> Embedder:
+def trusted_embedder(
+    spec: Any, *, source: str, allow_remote: bool = False,
+    router_path: str | Path | None = None,
+) -> Embedder:
     """Rebuild an allow-listed embedder from a router file's spec; refuse anything else.
 
     Parameters
@@ -134,6 +150,9 @@ def trusted_embedder(spec: Any, *, source: str, allow_remote: bool = False) -> E
         Names the file in error messages.
     allow_remote : bool, default=False
         Also rebuild ``openai`` embedders (prompts go to the OpenAI API, billed to the caller).
+    router_path : str or Path, default=None
+        The router file; a ``sentence-transformers-folder`` spec is rebuilt only from
+        ``encoder_folder(router_path)``.
     """
     if not isinstance(spec, dict):
         raise _refuse(spec, source, "not an embedder spec")
@@ -150,6 +169,8 @@ def trusted_embedder(spec: Any, *, source: str, allow_remote: bool = False) -> E
             return StaticEmbedder(**settings)
         if kind == OnnxMiniLMEmbedder.kind and set(settings) == {"quantize"}:
             return OnnxMiniLMEmbedder(**settings)
+        if kind == FineTunedEmbedder.kind and set(settings) == {"sha256"}:
+            return _sibling_encoder(settings["sha256"], source, router_path)
         if kind == OpenAIEmbedder.kind and set(settings) <= {"model", "dimensions"}:
             if not allow_remote:
                 raise _refuse(
@@ -161,3 +182,22 @@ def trusted_embedder(spec: Any, *, source: str, allow_remote: bool = False) -> E
             raise
         raise _refuse(spec, source, f"invalid settings: {exc}") from exc
     raise _refuse(spec, source, f"unknown kind or settings {kind!r}")
+
+
+def _sibling_encoder(sha256: Any, source: str, router_path: str | Path | None) -> Embedder:
+    """The fine-tuned encoder folder next to the router file, checked against its digest."""
+    if router_path is None:
+        raise RouterFileError(
+            f"{source}: the router's fine-tuned encoder is rebuilt only from the folder next "
+            "to its router file; load it from that file, or pass the embedder object"
+        )
+    folder = encoder_folder(router_path)
+    if not folder.is_dir():
+        raise RouterFileError(
+            f"{source}: the router was trained with a fine-tuned encoder saved in the folder "
+            f"{folder}, which is missing; copy the router file together with that folder"
+        )
+    try:
+        return FineTunedEmbedder(folder, sha256=str(sha256))
+    except EmbeddingError as exc:
+        raise RouterFileError(f"{source}: {exc}") from exc

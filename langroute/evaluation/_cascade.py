@@ -6,36 +6,66 @@ A cascade looks at the answer, so it is evaluated from each model's recorded fin
 answer equals ``c``'s (non-empty). Below ``accept`` the strong model ``s`` answers. Every call
 is paid for: ``cost = cost[c] + sum cost[V] + escalated * cost[s]``.
 
-Three kinds of rows are added to an evaluation report:
+Four kinds of rows are added to an evaluation report:
 
 * ``cascade:<scorer>``: the cascade alone. Its curve runs over every ``accept`` setting of the
   chosen ``(c, V, s)``, plus "always ``s``" (no cascade).
-* ``<router>+cascade:<scorer>``: the router decides, the cascade checks (see below).
-* ``<router>+pair-cascade:<scorer>``: cascade routing (after Dekoninck et al., 2025, "A Unified
-  Approach to Routing and Cascading for LLMs"): the router's prior ``P(s beats c)`` sends the
-  prompts it already knows are hard straight to ``s``, cascades the next ones and lets ``c``
-  answer the ones it finds easiest unchecked. Its curve runs over both router thresholds, with
-  ``accept`` fixed (choices on the training rows use the first threshold only).
+* ``<router>+cascade:<scorer>`` (the *ladder* variant): what ``RoutedChatModel(cascade=
+  Cascade(...))`` deploys. The router's ladder picks a model; when it is not the top rung (and,
+  with a band, the router was unsure: its strong score lies within ``band`` of the threshold)
+  the scorer checks the answer and a doubtful one is replaced by the next rung up's
+  (``max_steps=1``, the escalated answer is not checked again). Its curve runs over every
+  router threshold.
+* ``<router>+pair-cascade:<scorer>`` (the *pair* variant): cascade routing (after Dekoninck et
+  al., 2025, "A Unified Approach to Routing and Cascading for LLMs"): the router's prior
+  ``P(s beats c)`` sends the prompts it already knows are hard straight to ``s``, cascades the
+  next ones and lets ``c`` answer the ones it finds easiest unchecked. Its curve runs over both
+  router thresholds, with ``accept`` fixed.
+* ``<router>+chosen-cascade:<scorer>``: the variant (ladder or pair) chosen on the training rows
+  by inner cross-validation (below); its test curve is that variant's. This is the row a target
+  is judged on, since picking the better of the two variants after seeing both test rows would
+  be a choice made on the test data.
 
-Which models answer, verify and escalate, and the ``accept`` of cascade routing, are chosen on
-the training rows only: the configuration whose curve reaches the best single model's training
-quality at the lowest training cost wins (ties, or none reaching it: the highest quality, then
-the area under the attainable frontier up to the best model's cost; ``CascadeSpec`` can aim at
-other targets), with the router's prior on training rows taken out of fold (inner folds), so the
-test rows never influence a choice. The curves are then read on the test rows, like the routers'
-threshold sweeps.
+Candidate grids (fixed a priori on 2026-12-01, ``GRIDS_FIXED``, before the runs reported in
+``benchmarks/results/cascade.md`` and not changed after them; earlier runs with narrower fixed
+settings, one verifier and the single best training model as escalation target, had been seen
+on the zeroeval-* sets, and the grids are supersets of those settings):
 
-Rows ``<router>+cascade:<scorer>`` evaluate what ``RoutedChatModel(cascade=Cascade(...))``
-deploys: the router's ladder picks a model; when it is not the top rung (and, with a band, the
-router was unsure) the scorer checks the answer and a doubtful one is replaced by the next rung
-up's (``max_steps=1``, the escalated answer is not checked again). The verifier and the band are
-chosen on the training rows. The answers in ``answers.csv`` are already normalised by the
-benchmark's grader, so no further normalisation is applied offline.
+* escalation target ``s``: each of the ``STRONG_CANDIDATES`` (2) best models on the training
+  rows (quality, ties: cheaper); the ladder escalates to the next rung;
+* cheap model ``c``: every model cheaper than ``s``;
+* verifiers ``V``: every subset of 1 to ``MAX_VERIFIERS`` (2) models cheaper than ``s`` (the
+  ladder: cheaper than its top rung), other than ``c`` and ``s``;
+* ``accept``: every setting (``k / len(V)``, k = 0..len(V); the ladder k >= 1);
+* ``band`` of the ladder: ``BANDS`` (1.0 cascades every call routed below the top rung);
+* the variant: ``VARIANTS`` (ladder, pair);
+* the objective: the target itself (``CascadeSpec``): "match" the best single model's quality
+  (or ``share`` of it) at the lowest cost, or the best quality within a ``share`` of its cost.
+
+How the training rows choose (the test rows never influence a choice): within a variant, the
+configuration whose curve on the training rows is best for the objective wins (ties, or none
+reaching the target: the highest quality, then the area under the attainable frontier up to the
+best model's cost); the router's prior on training rows is taken out of fold (inner folds), so
+it is not flattered. A fixed configuration is not fitted, so its training-row curve is already an
+honest estimate for it; the grids' breadth makes this a search, whose optimism is what the test
+rows measure. The variant is chosen by ``INNER_FOLDS``-fold cross-validation on the training
+rows: each variant's configuration is chosen on the other inner folds and its objective read on
+the held-out one (against the model best on the other folds), because the pair variant's two
+thresholds give it more in-sample freedom than the ladder's one; ties go to the ladder
+(deployable as is).
+
+The answers in ``answers.csv`` are already normalised by the benchmark's grader, so no further
+normalisation is applied offline.
 
 Datasets without answers are evaluated with a *simulated* scorer (RouterBench's protocol,
 Hu et al. 2024): it judges the cheap answer correct (quality >= 0.5) with a given error rate,
 flipping the truth at random (fixed seed); it makes no call, so it costs nothing. Rows are labelled
 ``simulated:<rate>``.
+
+Each fold's metrics also carry a ``pool`` payload (mean cost and quality per operating point of
+a grid fixed across folds: router thresholds ``POOL_THRESHOLDS``, the pair's ``POOL_PAIR_GRID``,
+the accept shares ``POOL_ACCEPTS``) so that ``pooled_metrics`` can sum the test folds into one
+out-of-fold curve: every prompt answered by the configuration chosen without it.
 """
 
 from __future__ import annotations
@@ -43,7 +73,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,24 +83,38 @@ from .._outcomes import Outcomes
 from ._metrics import CostQualityCurve, aiq, cost_to_reach
 
 __all__ = [
+    "BANDS",
     "CASCADE_SCORERS",
+    "GRIDS_FIXED",
+    "INNER_FOLDS",
     "MAX_VERIFIERS",
     "STRONG_CANDIDATES",
+    "VARIANTS",
     "CascadeSpec",
     "budget_metrics",
     "cascade_fold_rows",
     "out_of_fold_win",
     "parse_cascade",
+    "pooled_metrics",
     "router_prior",
     "train_best_metrics",
 ]
 
 #: Scorers the offline evaluation knows: ``agreement`` and ``simulated:<error rate>``.
 CASCADE_SCORERS = ("agreement", "simulated")
-#: Most verifier models an agreement configuration uses (every subset up to this size is tried).
-MAX_VERIFIERS = 1
+#: When the candidate grids below were fixed (see the module docstring).
+GRIDS_FIXED = "2026-12-01"
+#: Verifier subsets of every size from 1 to this are candidates.
+MAX_VERIFIERS = 2
 #: Escalation targets considered: this many of the best models on the training rows.
-STRONG_CANDIDATES = 1
+STRONG_CANDIDATES = 2
+#: Bands (``Cascade(band=...)``: cascade only when |strong score - threshold| <= band) of the
+#: ladder variant; 1.0 cascades every call routed below the top rung.
+BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+#: The cascade-routing variants the inner cross-validation chooses between.
+VARIANTS = ("ladder", "pair")
+#: Inner folds of the training rows that choose the variant.
+INNER_FOLDS = 2
 #: Shares of the best single model's cost at which ``budget_metrics`` reads the quality.
 BUDGET_SHARES = (0.25, 0.5, 0.75)
 #: Share of the best single model's quality whose cost ``budget_metrics`` reports.
@@ -79,12 +123,14 @@ QUALITY_SHARE = 0.98
 _MAX_CUTS = 400
 #: The same on the training rows, where every configuration's curve is computed.
 _TRAIN_CUTS = 48
-#: Bands (``Cascade(band=...)``: cascade only when |strong score - threshold| <= band) tried on
-#: the training rows by the ladder cascade; 1.0 cascades every call routed below the top rung.
-BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 #: Router thresholds per curve of the ladder cascade (evenly spread over the distinct levels).
 _MAX_THRESHOLDS = 400
-_TRAIN_THRESHOLDS = 64
+_TRAIN_THRESHOLDS = 48
+#: Operating points shared by every fold, for the pooled out-of-fold curve (router scores are
+#: probabilities; the last threshold accepts every rung).
+POOL_THRESHOLDS = np.append(np.linspace(0.0, 1.0, 201), np.nextafter(1.0, 2.0))
+POOL_PAIR_GRID = np.append(np.nextafter(1.0, 2.0), np.linspace(1.0, 0.0, 41))
+POOL_ACCEPTS = (0.0, 0.5, 1.0, math.inf)
 
 
 #: What the configuration is chosen for on the training rows (see ``CascadeSpec``).
@@ -142,6 +188,10 @@ class CascadeSpec:
             "verifier_cost_counted": self.scorer == "agreement",
             "max_verifiers": MAX_VERIFIERS if self.scorer == "agreement" else 0,
             "strong_candidates": STRONG_CANDIDATES,
+            "bands": list(BANDS),
+            "variants": list(VARIANTS),
+            "inner_folds": INNER_FOLDS,
+            "grids_fixed": GRIDS_FIXED,
         }
 
 
@@ -192,6 +242,12 @@ def _agree(data: Outcomes) -> np.ndarray:
     return (a[:, :, None] == a[:, None, :]) & given[:, :, None]
 
 
+def _subsets(allowed: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every verifier subset of size 1..``MAX_VERIFIERS`` of ``allowed``."""
+    return [v for size in range(1, MAX_VERIFIERS + 1)
+            for v in itertools.combinations(allowed, size)]
+
+
 def _checks(spec: CascadeSpec, data: Outcomes, agree: np.ndarray | None, flips: np.ndarray | None,
             cheap: int, strong: int, verifiers: Sequence[tuple[int, ...]] | None
             ) -> list[_Check]:
@@ -204,10 +260,8 @@ def _checks(spec: CascadeSpec, data: Outcomes, agree: np.ndarray | None, flips: 
     assert agree is not None
     if verifiers is None:
         mean_costs = data.costs.mean(axis=0)
-        allowed = [j for j in range(len(data.models))
-                   if j not in (cheap, strong) and mean_costs[j] < mean_costs[strong]]
-        verifiers = [v for size in range(1, MAX_VERIFIERS + 1)
-                     for v in itertools.combinations(allowed, size)]
+        verifiers = _subsets([j for j in range(len(data.models))
+                              if j not in (cheap, strong) and mean_costs[j] < mean_costs[strong]])
     out = []
     for v in verifiers:
         cols = list(v)
@@ -218,14 +272,43 @@ def _checks(spec: CascadeSpec, data: Outcomes, agree: np.ndarray | None, flips: 
 
 @dataclass(frozen=True)
 class _Config:
+    """A cascade between one cheap and one strong model (the cascade alone, the pair variant)."""
+
     cheap: int
     strong: int
     verifiers: tuple[int, ...]
     accept: float | None  # None: the curve runs over every accept setting
+    #: The pair's operating point chosen on the training rows: prior >= the first goes to the
+    #: strong model, else prior >= the second is cascaded, the rest go to the cheap one.
+    thresholds: tuple[float, float] | None = None
 
     def describe(self, models: Sequence[str]) -> dict[str, Any]:
-        return {"cheap": models[self.cheap], "strong": models[self.strong],
-                "verifiers": [models[j] for j in self.verifiers], "accept": self.accept}
+        out = {"cheap": models[self.cheap], "strong": models[self.strong],
+               "verifiers": [models[j] for j in self.verifiers], "accept": self.accept}
+        if self.thresholds is not None:
+            out["thresholds"] = [_finite(t) for t in self.thresholds]
+        return out
+
+
+@dataclass(frozen=True)
+class _LadderConfig:
+    """The ladder variant: who checks, how many must agree, and the band."""
+
+    verifiers: tuple[int, ...]
+    need: int
+    band: float
+    threshold: float = math.nan  # the router threshold chosen on the training rows
+
+    def describe(self, models: Sequence[str], cols: np.ndarray) -> dict[str, Any]:
+        return {"verifiers": [models[j] for j in self.verifiers],
+                "accept": self.need / len(self.verifiers) if self.verifiers else 1.0,
+                "band": self.band, "max_steps": 1, "escalation": "next rung",
+                "threshold": _finite(self.threshold), "ladder": [models[j] for j in cols]}
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None where JSON has no number for it (an infinite or unset threshold)."""
+    return float(value) if math.isfinite(value) else None
 
 
 def _cascade_arrays(data: Outcomes, cheap: int, strong: int, check: _Check, need: int
@@ -241,24 +324,30 @@ def _cascade_arrays(data: Outcomes, cheap: int, strong: int, check: _Check, need
 # -- curves ------------------------------------------------------------------------------------
 def _three_way_points(prior: np.ndarray, direct: tuple[np.ndarray, np.ndarray],
                       cascade: tuple[np.ndarray, np.ndarray, np.ndarray],
-                      cheap: tuple[np.ndarray, np.ndarray], max_cuts: int = _MAX_CUTS
-                      ) -> tuple[np.ndarray, ...]:
+                      cheap: tuple[np.ndarray, np.ndarray], max_cuts: int = _MAX_CUTS,
+                      grid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Cascade routing with two router thresholds, for a batch of configurations.
 
     The ``i`` prompts the router finds hardest (highest ``prior``) go straight to the strong
     model, the next ``j - i`` are cascaded, the rest are answered by the cheap model alone
     (unchecked), for every pair of cuts ``i <= j`` a threshold can produce (prompts with equal
-    priors move together; at most ``max_cuts`` cuts per threshold, evenly spread). ``direct``
+    priors move together; at most ``max_cuts`` cuts per threshold, evenly spread; or, with
+    ``grid``, the cuts of those descending thresholds: ``prior >= t`` goes up). ``direct``
     and ``cheap`` are per-prompt (cost, quality) of (n,); ``cascade`` is (cost, quality,
     escalated) of shape (B, n). Returns the strong threshold (P,) and costs, qualities and the
-    share answered by the strong model, each (B, P).
+    share answered by the strong model, each (B, P), and the cascade threshold (P,).
     """
     n = prior.shape[0]
     order = np.argsort(-prior, kind="stable")
     ranked = prior[order]
-    cuts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1], [True]]))
-    if cuts.size > max_cuts:
-        cuts = cuts[np.unique(np.linspace(0, cuts.size - 1, max_cuts).round().astype(int))]
+    if grid is not None:
+        cuts = np.searchsorted(-ranked, -np.asarray(grid), side="right")
+        levels = np.asarray(grid, dtype=np.float64)
+    else:
+        cuts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1], [True]]))
+        if cuts.size > max_cuts:
+            cuts = cuts[np.unique(np.linspace(0, cuts.size - 1, max_cuts).round().astype(int))]
+        levels = np.concatenate([[np.inf], ranked])[cuts]
 
     def prefix(values: np.ndarray) -> np.ndarray:
         values = np.atleast_2d(values)[:, order]
@@ -268,12 +357,13 @@ def _three_way_points(prior: np.ndarray, direct: tuple[np.ndarray, np.ndarray],
     d_c, d_q = prefix(direct[0]), prefix(direct[1])
     s_c, s_q, s_e = prefix(cascade[0]), prefix(cascade[1]), prefix(cascade[2])
     k_c, k_q = prefix(cheap[0]), prefix(cheap[1])
+    total_c = np.atleast_2d(cheap[0]).sum(axis=1, keepdims=True)
+    total_q = np.atleast_2d(cheap[1]).sum(axis=1, keepdims=True)
     i, j = np.triu_indices(cuts.size)  # i <= j
-    costs = (d_c[:, i] + (s_c[:, j] - s_c[:, i]) + (k_c[:, -1:] - k_c[:, j])) / n
-    qualities = (d_q[:, i] + (s_q[:, j] - s_q[:, i]) + (k_q[:, -1:] - k_q[:, j])) / n
+    costs = (d_c[:, i] + (s_c[:, j] - s_c[:, i]) + (total_c - k_c[:, j])) / n
+    qualities = (d_q[:, i] + (s_q[:, j] - s_q[:, i]) + (total_q - k_q[:, j])) / n
     shares = (cuts[i] + (s_e[:, j] - s_e[:, i])) / n
-    levels = np.concatenate([[np.inf], ranked])[cuts]
-    return levels[i], costs, qualities, shares
+    return levels[i], costs, qualities, shares, levels[j]
 
 
 def _frontier_area(costs: np.ndarray, qualities: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -294,23 +384,68 @@ def _frontier_area(costs: np.ndarray, qualities: np.ndarray, lo: float, hi: floa
     return (best * width).sum(axis=1) / (hi - lo)
 
 
-def _rank(spec: CascadeSpec, costs: np.ndarray, qualities: np.ndarray, best_quality: float,
-          lo: float, hi: float) -> np.ndarray:
-    """Rows (configurations) ordered best first for ``spec``'s objective on training rows.
+def _rank_best(specs: Sequence[CascadeSpec], costs: np.ndarray, qualities: np.ndarray,
+               best_quality: float, lo: float, hi: float) -> list[int]:
+    """Per spec, the row (configuration) best for its objective on training rows.
 
     "match": lowest cost reaching ``share * best_quality``, then highest quality, then the
     frontier area over [lo, hi]; "budget": highest quality within ``share * hi`` cost, then the
-    cost to reach the best quality, then the area. NaN costs mark padding.
+    cost to reach the best quality, then the area. NaN costs mark padding. The area (a sort of
+    every row) is computed only for the rows tied on the other keys.
     """
     q = np.where(np.isnan(costs), -np.inf, qualities)
     x = np.where(np.isnan(costs), np.inf, costs)
-    area = _frontier_area(costs, qualities, lo, hi)
-    target = spec.share * best_quality if spec.objective == "match" else best_quality
-    reach = np.where(q >= target - 1e-9, x, np.inf).min(axis=1)
+    top = q.max(axis=1)
+    reach_best = np.where(q >= best_quality - 1e-9, x, np.inf).min(axis=1)
+    out = []
+    for spec in specs:
+        if spec.objective == "match":
+            reach = np.where(q >= spec.share * best_quality - 1e-9, x, np.inf).min(axis=1)
+            keys = (reach, -top)
+        else:
+            within = np.where(x <= spec.share * hi * (1 + 1e-9), q, -np.inf).max(axis=1)
+            keys = (-within, reach_best)
+        order = np.lexsort(keys[::-1])
+        first = order[0]
+        tied = order[(keys[0][order] == keys[0][first]) & (keys[1][order] == keys[1][first])]
+        if tied.size > 1:
+            area = _frontier_area(costs[tied], qualities[tied], lo, hi)
+            first = tied[int(np.argmax(area))]  # first of the largest: lexsort's tie order
+        out.append(int(first))
+    return out
+
+
+def _operating_point(spec: CascadeSpec, costs: np.ndarray, qualities: np.ndarray,
+                     best_quality: float, hi: float) -> int:
+    """The point of one training curve that ``spec``'s objective deploys: "match" the cheapest
+    reaching ``share * best_quality`` (none: the best quality), "budget" the best quality
+    within ``share * hi`` (none: the cheapest); ties: the better other coordinate."""
     if spec.objective == "match":
-        return np.lexsort((-area, -q.max(axis=1), reach))
-    within = np.where(x <= spec.share * hi * (1 + 1e-9), q, -np.inf).max(axis=1)
-    return np.lexsort((-area, reach, -within))
+        ok = qualities >= spec.share * best_quality - 1e-9
+        keys = (-qualities, costs) if ok.any() else (costs, -qualities)
+    else:
+        ok = costs <= spec.share * hi * (1 + 1e-9)
+        keys = (costs, -qualities) if ok.any() else (-qualities, costs)
+    if not ok.any():
+        ok = np.ones_like(ok)
+    rows = np.flatnonzero(ok)
+    return int(rows[np.lexsort(tuple(k[rows] for k in keys))[0]])
+
+
+def _objective_value(spec: CascadeSpec, costs: np.ndarray, qualities: np.ndarray,
+                     target_quality: float, target_cost: float) -> float:
+    """How good one curve is for ``spec``'s objective on held-out rows (higher is better):
+    "match": minus the cost reaching ``share`` of the target's quality, as a share of the
+    target's cost (not reached: below -10, by the shortfall); "budget": the best quality
+    within ``share`` of the target's cost (none: 0)."""
+    if spec.objective == "match":
+        goal = spec.share * target_quality
+        reach = cost_to_reach(costs, qualities, goal)
+        if math.isnan(reach):
+            return -10.0 - float(goal - qualities.max())
+        return -reach / target_cost if target_cost > 0 else -1.0
+    ok = costs <= spec.share * target_cost * (1 + 1e-9)
+    return float(qualities[ok].max()) if ok.any() else 0.0
 
 
 def _pareto(costs: np.ndarray, qualities: np.ndarray, thresholds: np.ndarray,
@@ -326,6 +461,13 @@ def _pareto(costs: np.ndarray, qualities: np.ndarray, thresholds: np.ndarray,
 
 
 # -- choosing on the training rows -------------------------------------------------------------
+def _best_index(data: Outcomes) -> int:
+    """The best model on ``data`` (mean quality; ties: the cheaper)."""
+    assert data.costs is not None
+    quality, cost = data.scores.mean(axis=0), data.costs.mean(axis=0)
+    return int(np.lexsort((cost, -quality))[0])
+
+
 def _strong_candidates(data: Outcomes) -> list[int]:
     assert data.costs is not None
     quality, cost = data.scores.mean(axis=0), data.costs.mean(axis=0)
@@ -336,9 +478,9 @@ def _strong_candidates(data: Outcomes) -> list[int]:
 def _best(data: Outcomes) -> tuple[float, float, float]:
     """The cheapest single model's mean cost, and the best one's mean cost and quality."""
     assert data.costs is not None
-    quality, cost = data.scores.mean(axis=0), data.costs.mean(axis=0)
-    best = int(np.lexsort((cost, -quality))[0])
-    return float(cost.min()), float(cost[best]), float(quality[best])
+    best = _best_index(data)
+    cost = data.costs.mean(axis=0)
+    return float(cost.min()), float(cost[best]), float(data.scores[:, best].mean())
 
 
 def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
@@ -346,57 +488,68 @@ def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([r, np.full(width - r.shape[0], np.nan)]) for r in rows])
 
 
-def _choose(spec: CascadeSpec, train: Outcomes, prior: np.ndarray | None,
-            flips: np.ndarray | None) -> _Config:
-    """The best configuration on the training rows for ``spec``'s objective (see ``_rank``).
+def _choose(specs: Sequence[CascadeSpec], train: Outcomes, prior: np.ndarray | None,
+            flips: np.ndarray | None) -> list[_Config]:
+    """The best configuration on the training rows for each spec's objective (see ``_rank``);
+    the specs share a scorer, so every candidate's curve is computed once.
 
-    With ``prior`` ((n, M, M) out-of-fold win matrices) it is cascade routing, ``accept`` is
-    part of the choice and each configuration is judged by its two-threshold curve (on at
-    most ``_TRAIN_CUTS`` cuts per threshold); without, the cascade alone over all its accept
-    settings plus "always the strong model".
+    With ``prior`` ((n, M, M) out-of-fold win matrices) it is cascade routing (the pair
+    variant), ``accept`` is part of the choice and each configuration is judged by its
+    two-threshold curve (on at most ``_TRAIN_CUTS`` cuts per threshold); without, the cascade
+    alone over all its accept settings plus "always the strong model".
     """
     assert train.costs is not None
-    agree = _agree(train) if spec.scorer == "agreement" else None
+    agree = _agree(train) if specs[0].scorer == "agreement" else None
     lo, hi, best_quality = _best(train)
     costs_mean = train.costs.mean(axis=0)
-    found: list[tuple[np.ndarray, np.ndarray, _Config]] = []
+    found: list[list[tuple[Any, ...]]] = [[] for _ in specs]
     for strong in _strong_candidates(train):
         direct = (train.costs[:, strong], train.scores[:, strong])
         for cheap in range(len(train.models)):
             if cheap == strong or costs_mean[cheap] >= costs_mean[strong]:
                 continue
-            checks = _checks(spec, train, agree, flips, cheap, strong, None)
+            checks = _checks(specs[0], train, agree, flips, cheap, strong, None)
+            if not checks:
+                continue
             arrays = [(check, need, _cascade_arrays(train, cheap, strong, check, need))
                       for check in checks for need in range(check.n_checks + 1)]
             if prior is not None:
-                _, pc, pq, _ = _three_way_points(
+                ts, pc, pq, _, tc = _three_way_points(
                     prior[:, strong, cheap], direct,
                     (np.stack([a[2][0] for a in arrays]), np.stack([a[2][1] for a in arrays]),
                      np.stack([a[2][2] for a in arrays]).astype(np.float64)),
                     (train.costs[:, cheap], train.scores[:, cheap]), max_cuts=_TRAIN_CUTS)
-                k = int(_rank(spec, pc, pq, best_quality, lo, hi)[0])
-                check, need, _ = arrays[k]
-                found.append((pc[k], pq[k], _Config(cheap, strong, check.verifiers,
-                                                    need / check.n_checks)))
+                for s, k in enumerate(_rank_best(specs, pc, pq, best_quality, lo, hi)):
+                    check, need, _ = arrays[k]
+                    found[s].append((pc[k], pq[k], _Config(cheap, strong, check.verifiers,
+                                                           need / check.n_checks), ts, tc))
                 continue
-            rows_c, rows_q, firsts = [], [], []
+            rows_c, rows_q = [], []
             for check in checks:
                 mine = [a[2] for a in arrays if a[0] is check]
                 rows_c.append(np.array([m[0].mean() for m in mine] + [direct[0].mean()]))
                 rows_q.append(np.array([m[1].mean() for m in mine] + [direct[1].mean()]))
-                firsts.append(check)
             pc, pq = _stack_padded(rows_c), _stack_padded(rows_q)
-            r = int(_rank(spec, pc, pq, best_quality, lo, hi)[0])
-            found.append((pc[r], pq[r], _Config(cheap, strong, firsts[r].verifiers, None)))
-    if not found:
+            for s, r in enumerate(_rank_best(specs, pc, pq, best_quality, lo, hi)):
+                found[s].append((pc[r], pq[r], _Config(cheap, strong, checks[r].verifiers, None),
+                                 None, None))
+    if not found[0]:
         raise OutcomesError("no model is cheaper than the best one: nothing to cascade from",
                             path=train.source)
-    pc = _stack_padded([f[0] for f in found])
-    pq = _stack_padded([f[1] for f in found])
-    return found[int(_rank(spec, pc, pq, best_quality, lo, hi)[0])][2]
+    out = []
+    for s, spec in enumerate(specs):
+        pc = _stack_padded([f[0] for f in found[s]])
+        pq = _stack_padded([f[1] for f in found[s]])
+        costs, qualities, config, ts, tc = found[s][_rank_best([spec], pc, pq, best_quality,
+                                                                lo, hi)[0]]
+        if ts is not None:
+            k = _operating_point(spec, costs, qualities, best_quality, hi)
+            config = replace(config, thresholds=(float(ts[k]), float(tc[k])))
+        out.append(config)
+    return out
 
 
-# -- the deployable policy: the router decides, the cascade checks and climbs one rung ---------
+# -- the ladder variant: the router decides, the cascade checks and climbs one rung ------------
 def _thresholds(levels: np.ndarray, max_points: int) -> np.ndarray:
     """Thresholds producing every distinct ladder decision (at most ``max_points``, evenly
     spread): a rung is accepted iff its level is below the threshold."""
@@ -409,61 +562,200 @@ def _thresholds(levels: np.ndarray, max_points: int) -> np.ndarray:
     return grid
 
 
-def _ladder_points(spec: CascadeSpec, data: Outcomes, levels: np.ndarray, cols: np.ndarray,
-                   thresholds: np.ndarray, verifier: int | None, band: float,
-                   agree: np.ndarray | None, flips: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean cost, quality and top-rung share, per threshold, of what
-    ``RoutedChatModel(cascade=Cascade(scorer, accept=1, band=band, max_steps=1))`` does: the
-    router's ladder picks a rung; when it is not the top rung and the strong score lies within
-    ``band`` of the threshold, the scorer checks the answer (agreement with ``verifier``, paid
-    for; or the simulated scorer) and a doubtful answer is replaced by the next rung up's."""
+@dataclass(frozen=True)
+class _Ladder:
+    """What the router's ladder decides on some rows at each of ``thresholds`` (arrays (T, n))."""
+
+    thresholds: np.ndarray
+    model: np.ndarray
+    cascadable: np.ndarray   # routed below the top rung
+    distance: np.ndarray     # |strong score - threshold|: cascade iff <= band
+    cost: np.ndarray         # the routed model's cost
+    quality: np.ndarray
+    up_cost: np.ndarray      # the next rung's
+    gain: np.ndarray         # the next rung's quality minus the routed model's
+    top: np.ndarray          # routed to the top rung
+    up_top: np.ndarray       # the next rung is the top rung
+
+
+def _ladder(data: Outcomes, levels: np.ndarray, cols: np.ndarray,
+            thresholds: np.ndarray) -> _Ladder:
     assert data.costs is not None
     n, rungs = levels.shape
     pos = np.argmax(levels[None, :, :] < thresholds[:, None, None], axis=2)  # (T, n)
     strong = (levels[:, :-1].min(axis=1) if rungs > 1 else np.full(n, np.inf))
-    near = np.abs(strong[None, :] - thresholds[:, None]) <= band
-    cascade = (pos < rungs - 1) & near
     model = cols[pos]
     up = cols[np.minimum(pos + 1, rungs - 1)]
     rows = np.arange(n)[None, :]
-    if spec.scorer == "agreement":
-        assert agree is not None and verifier is not None
-        passed = agree[rows, model, verifier] | (model == verifier)
-        check_cost = data.costs[:, verifier][None, :]
-    else:
+    return _Ladder(
+        thresholds, model, pos < rungs - 1, np.abs(strong[None, :] - thresholds[:, None]),
+        data.costs[rows, model], data.scores[rows, model], data.costs[rows, up],
+        data.scores[rows, up] - data.scores[rows, model], pos == rungs - 1,
+        pos + 1 == rungs - 1)
+
+
+def _ladder_checked(spec: CascadeSpec, data: Outcomes, ladder: _Ladder,
+                    verifiers: tuple[int, ...], agree: np.ndarray | None,
+                    flips: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, n) number of checks the routed answer passes, and (n,) what checking costs."""
+    assert data.costs is not None
+    n = len(data)
+    rows = np.arange(n)[None, :]
+    if spec.scorer == "simulated":
         assert flips is not None
-        passed = (data.scores[rows, model] >= 0.5) ^ flips[rows, model]
-        check_cost = np.zeros((1, n))
-    escalate = cascade & ~passed
-    cost = data.costs[rows, model] + cascade * check_cost + escalate * data.costs[rows, up]
-    quality = np.where(escalate, data.scores[rows, up], data.scores[rows, model])
-    top = (pos == rungs - 1) | (escalate & (pos + 1 == rungs - 1))
-    return cost.mean(axis=1), quality.mean(axis=1), top.mean(axis=1)
+        passed = (ladder.quality >= 0.5) ^ flips[rows, ladder.model]
+        return passed.astype(np.int64), np.zeros(n)
+    assert agree is not None
+    passed = np.zeros(ladder.model.shape, dtype=np.int64)
+    for v in verifiers:
+        passed += agree[rows, ladder.model, v] | (ladder.model == v)
+    return passed, data.costs[:, list(verifiers)].sum(axis=1)
 
 
-def _choose_ladder(spec: CascadeSpec, train: Outcomes, levels: np.ndarray, cols: np.ndarray,
-                   flips: np.ndarray | None) -> tuple[int | None, float]:
-    """Verifier and band of the ladder cascade, chosen on the training rows (out-of-fold
-    levels) for ``spec``'s objective."""
-    assert train.costs is not None
-    agree = _agree(train) if spec.scorer == "agreement" else None
+def _ladder_eval(ladder: _Ladder, bands: Sequence[float], ok: np.ndarray, check_cost: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean cost, quality and top-rung share (each (bands, T)) when an answer checked (routed
+    below the top rung, within the band) that is not ``ok`` is replaced by the next rung's."""
+    n = ladder.model.shape[1]
+    checked = (ladder.cascadable[None]
+               & (ladder.distance[None] <= np.asarray(bands)[:, None, None])).astype(np.float64)
+    doubt = ~ok
+    cost = (ladder.cost.mean(axis=1)[None]
+            + checked @ check_cost / n
+            + np.einsum("btn,tn->bt", checked, doubt * ladder.up_cost) / n)
+    quality = ladder.quality.mean(axis=1)[None] + np.einsum(
+        "btn,tn->bt", checked, doubt * ladder.gain) / n
+    top = ladder.top.mean(axis=1)[None] + np.einsum(
+        "btn,tn->bt", checked, (doubt & ladder.up_top).astype(np.float64)) / n
+    return cost, quality, top
+
+
+def _ladder_verifiers(spec: CascadeSpec, data: Outcomes, cols: np.ndarray
+                      ) -> list[tuple[int, ...]]:
+    if spec.scorer == "simulated":
+        return [()]
+    assert data.costs is not None
+    top_cost = data.costs[:, cols[-1]].mean()
+    return _subsets([j for j in range(len(data.models)) if data.costs[:, j].mean() < top_cost])
+
+
+def _choose_ladder(specs: Sequence[CascadeSpec], train: Outcomes, levels: np.ndarray,
+                   cols: np.ndarray, flips: np.ndarray | None) -> list[_LadderConfig]:
+    """Verifiers, accept and band of the ladder variant, chosen on the training rows
+    (out-of-fold levels) for each spec's objective."""
+    agree = _agree(train) if specs[0].scorer == "agreement" else None
     lo, hi, best_quality = _best(train)
-    thresholds = _thresholds(levels, _TRAIN_THRESHOLDS)
-    top_cost = train.costs[:, cols[-1]].mean()
-    verifiers: list[int | None] = (
-        [j for j in range(len(train.models)) if train.costs[:, j].mean() < top_cost]
-        if spec.scorer == "agreement" else [None])
-    options, rows_c, rows_q = [], [], []
-    for verifier in verifiers:
-        for band in BANDS:
-            c, q, _ = _ladder_points(spec, train, levels, cols, thresholds, verifier, band,
-                                     agree, flips)
-            options.append((verifier, band))
+    ladder = _ladder(train, levels, cols, _thresholds(levels, _TRAIN_THRESHOLDS))
+    options: list[_LadderConfig] = []
+    rows_c, rows_q = [], []
+    for verifiers in _ladder_verifiers(specs[0], train, cols):
+        passed, check_cost = _ladder_checked(specs[0], train, ladder, verifiers, agree, flips)
+        for need in range(1, max(len(verifiers), 1) + 1):
+            c, q, _ = _ladder_eval(ladder, BANDS, passed >= need, check_cost)
+            options += [_LadderConfig(verifiers, need, band) for band in BANDS]
             rows_c.append(c)
             rows_q.append(q)
-    k = int(_rank(spec, np.stack(rows_c), np.stack(rows_q), best_quality, lo, hi)[0])
-    return options[k]
+    costs, qualities = np.concatenate(rows_c), np.concatenate(rows_q)
+    out = []
+    for spec, k in zip(specs, _rank_best(specs, costs, qualities, best_quality, lo, hi),
+                       strict=True):
+        point = _operating_point(spec, costs[k], qualities[k], best_quality, hi)
+        out.append(replace(options[k], threshold=float(ladder.thresholds[point])))
+    return out
+
+
+def _ladder_curve(spec: CascadeSpec, data: Outcomes, ladder: _Ladder, config: _LadderConfig,
+                  agree: np.ndarray | None, flips: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    passed, check_cost = _ladder_checked(spec, data, ladder, config.verifiers, agree, flips)
+    c, q, s = _ladder_eval(ladder, [config.band], passed >= config.need, check_cost)
+    return c[0], q[0], s[0]
+
+
+def _routing_curve(ladder: _Ladder) -> tuple[np.ndarray, np.ndarray]:
+    """Routing alone (no check) at the ladder's thresholds."""
+    return ladder.cost.mean(axis=1), ladder.quality.mean(axis=1)
+
+
+def _pair_curve(spec: CascadeSpec, data: Outcomes, config: _Config, prior: np.ndarray,
+                agree: np.ndarray | None, flips: np.ndarray | None, *,
+                max_cuts: int = _MAX_CUTS, grid: np.ndarray | None = None
+                ) -> tuple[np.ndarray, ...]:
+    """Thresholds, costs, qualities and strong shares (each (P,)) of the pair variant."""
+    assert data.costs is not None and config.accept is not None
+    (check,) = _checks(spec, data, agree, flips, config.cheap, config.strong,
+                       [config.verifiers])
+    need = round(config.accept * check.n_checks)
+    c, q, esc = _cascade_arrays(data, config.cheap, config.strong, check, need)
+    t, pc, pq, shares, _ = _three_way_points(
+        prior[:, config.strong, config.cheap],
+        (data.costs[:, config.strong], data.scores[:, config.strong]),
+        (c, q, esc.astype(np.float64)),
+        (data.costs[:, config.cheap], data.scores[:, config.cheap]), max_cuts=max_cuts, grid=grid)
+    return t, pc[0], pq[0], shares[0]
+
+
+def _pair_point(spec: CascadeSpec, data: Outcomes, config: _Config, prior: np.ndarray,
+                agree: np.ndarray | None, flips: np.ndarray | None) -> tuple[float, float]:
+    """Mean cost and quality of the pair variant at its chosen ``thresholds``."""
+    assert data.costs is not None and config.accept is not None
+    assert config.thresholds is not None
+    (check,) = _checks(spec, data, agree, flips, config.cheap, config.strong,
+                       [config.verifiers])
+    c, q, _ = _cascade_arrays(data, config.cheap, config.strong, check,
+                              round(config.accept * check.n_checks))
+    score = prior[:, config.strong, config.cheap]
+    up = score >= config.thresholds[0]
+    cascaded = ~up & (score >= config.thresholds[1])
+    cost = np.where(up, data.costs[:, config.strong],
+                    np.where(cascaded, c, data.costs[:, config.cheap]))
+    quality = np.where(up, data.scores[:, config.strong],
+                       np.where(cascaded, q, data.scores[:, config.cheap]))
+    return float(cost.mean()), float(quality.mean())
+
+
+def _deployed(cost: float, quality: float, train: Outcomes, test: Outcomes) -> dict[str, float]:
+    """A single operating point (chosen on the training rows) read on the test rows against
+    the training rows' best model: its cost as a share of that model's, and the quality gap."""
+    assert test.costs is not None
+    best = _best_index(train)
+    target_cost = float(test.costs[:, best].mean())
+    return {"cost_share": cost / target_cost if target_cost > 0 else 1.0,
+            "quality_gap": quality - float(test.scores[:, best].mean())}
+
+
+def _choose_variant(specs: Sequence[CascadeSpec], train: Outcomes, prior: np.ndarray,
+                    levels: np.ndarray, cols: np.ndarray, flips: np.ndarray | None,
+                    seed: int) -> np.ndarray:
+    """Inner cross-validation on the training rows: per spec and variant, the mean held-out
+    objective value (``_objective_value``) of the configuration chosen on the other inner folds.
+    Returns (specs, variants)."""
+    n = len(train)
+    if n < 2 * INNER_FOLDS:
+        raise OutcomesError(f"need at least {2 * INNER_FOLDS} training prompts to choose the "
+                            f"cascade variant by inner cross-validation, got {n}",
+                            path=train.source)
+    assign = np.random.default_rng(seed).permutation(n) % INNER_FOLDS
+    values = np.zeros((len(specs), len(VARIANTS)))
+    for fold in range(INNER_FOLDS):
+        fit, held = np.flatnonzero(assign != fold), np.flatnonzero(assign == fold)
+        a, b = train.subset(fit), train.subset(held)
+        assert b.costs is not None
+        fa = None if flips is None else flips[fit]
+        fb = None if flips is None else flips[held]
+        ladders = _choose_ladder(specs, a, levels[fit], cols, fa)
+        pairs = _choose(specs, a, prior[fit], fa)
+        target = _best_index(a)
+        goal_q, goal_c = float(b.scores[:, target].mean()), float(b.costs[:, target].mean())
+        agree = _agree(b) if specs[0].scorer == "agreement" else None
+        ladder = _ladder(b, levels[held], cols, _thresholds(levels[held], _TRAIN_THRESHOLDS))
+        for s, spec in enumerate(specs):
+            lc, lq, _ = _ladder_curve(spec, b, ladder, ladders[s], agree, fb)
+            _, pc, pq, _ = _pair_curve(spec, b, pairs[s], prior[held], agree, fb,
+                                       max_cuts=_TRAIN_CUTS)
+            values[s, 0] += _objective_value(spec, lc, lq, goal_q, goal_c)
+            values[s, 1] += _objective_value(spec, pc, pq, goal_q, goal_c)
+    return values / INNER_FOLDS
 
 
 # -- one fold ----------------------------------------------------------------------------------
@@ -486,13 +778,17 @@ def train_best_metrics(costs: np.ndarray, qualities: np.ndarray, train: Outcomes
                        test: Outcomes) -> dict[str, Any]:
     """Cost to match the model that was best on the *training* rows (the one a user would
     deploy; the test fold's best is a max over noisy estimates and flatters it), as a share of
-    that model's test cost, measured on the test rows."""
-    assert train.costs is not None and test.costs is not None
-    quality, cost = train.scores.mean(axis=0), train.costs.mean(axis=0)
-    best = int(np.lexsort((cost, -quality))[0])
+    that model's test cost, measured on the test rows; with that model's test quality and the
+    best quality within 25% of its test cost (to see by how much a fold misses)."""
+    assert test.costs is not None
+    best = _best_index(train)
     target_cost = float(test.costs[:, best].mean())
-    reach = cost_to_reach(costs, qualities, float(test.scores[:, best].mean()))
+    target_quality = float(test.scores[:, best].mean())
+    reach = cost_to_reach(costs, qualities, target_quality)
+    ok = costs <= 0.25 * target_cost * (1 + 1e-9)
     return {"train_best_model": test.models[best],
+            "train_best_quality": target_quality,
+            "quality_at_25pct_train_best_cost": float(qualities[ok].max()) if ok.any() else None,
             "cost_to_match_train_best": (None if math.isnan(reach) else
                                          reach / target_cost if target_cost > 0 else 1.0)}
 
@@ -520,6 +816,48 @@ def _flips(spec: CascadeSpec, data: Outcomes, seed: int) -> np.ndarray | None:
     return rng.random(data.scores.shape) < spec.error_rate
 
 
+def _pool(kind: str, costs: np.ndarray, qualities: np.ndarray, train: Outcomes,
+          test: Outcomes) -> dict[str, Any]:
+    """One fold's share of a pooled curve: mean cost and quality at the grid's points, and the
+    training folds' best model's test cost and quality."""
+    assert test.costs is not None
+    best = _best_index(train)
+    return {"grid": kind, "n": len(test), "cost": [float(c) for c in costs],
+            "quality": [float(q) for q in qualities],
+            "target_cost": float(test.costs[:, best].mean()),
+            "target_quality": float(test.scores[:, best].mean())}
+
+
+def pooled_metrics(pools: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The pooled out-of-fold curve of one partition's folds (``pool`` payloads of each test
+    fold): at each operating point of the shared grid, cost and quality summed over the folds,
+    so every prompt is answered by the configuration chosen without it; read against the
+    training folds' best models, pooled the same way. None if the folds' grids differ (the
+    chosen variant differs between folds, so no operating point is shared)."""
+    if not pools or any(p is None for p in pools) or len({p["grid"] for p in pools}) != 1:
+        return None
+    n = np.array([p["n"] for p in pools], dtype=np.float64)
+    costs = np.array([p["cost"] for p in pools]).T @ n / n.sum()
+    qualities = np.array([p["quality"] for p in pools]).T @ n / n.sum()
+    target_cost = float(np.dot([p["target_cost"] for p in pools], n) / n.sum())
+    target_quality = float(np.dot([p["target_quality"] for p in pools], n) / n.sum())
+    reach = cost_to_reach(costs, qualities, target_quality)
+    out: dict[str, Any] = {
+        "cost_to_match_train_best": None if math.isnan(reach) else reach / target_cost,
+        "train_best_quality": target_quality,
+    }
+    out.update(budget_metrics(costs, qualities, target_cost, target_quality))
+    return out
+
+
+def _finish(curve: CostQualityCurve, train: Outcomes, test: Outcomes,
+            cost_range: tuple[float, float], best_cost: float, best_quality: float
+            ) -> dict[str, Any]:
+    metrics = _metrics(curve, cost_range, best_cost, best_quality)
+    metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
+    return metrics
+
+
 def cascade_fold_rows(
     specs: Sequence[CascadeSpec],
     train: Outcomes,
@@ -541,82 +879,118 @@ def cascade_fold_rows(
     cost_range, best_cost, best_quality
         The test fold's AIQ cost range and best single model (as for the routers' rows).
     priors : mapping of router label to (train win matrices, test win matrices, ladder)
-        The train ones out of fold, the router's ``EscalationLadder``; each adds a
-        ``<label>+cascade:<scorer>`` row (the router decides, the cascade checks that answer
-        and climbs one rung: what ``RoutedChatModel(cascade=...)`` deploys) and a
-        ``<label>+pair-cascade:<scorer>`` row (cascade routing between one cheap/strong pair).
+        The train ones out of fold, the router's ``EscalationLadder``; each adds the rows
+        ``<label>+cascade:<scorer>`` (ladder variant), ``<label>+pair-cascade:<scorer>`` (pair
+        variant) and ``<label>+chosen-cascade:<scorer>`` (the variant inner cross-validation
+        on the training rows chose).
     seed : int
-        Seed of the simulated scorer's errors.
+        Seed of the simulated scorer's errors and of the inner folds.
 
     Returns
     -------
-    dict of label to (metrics, curve)
+    dict of label to (metrics, curve); each metrics dict has the chosen ``config`` and a
+    ``pool`` payload for ``pooled_metrics``.
     """
+    assert test.costs is not None
     out: dict[str, tuple[dict[str, Any], CostQualityCurve]] = {}
+    groups: dict[tuple[str, float | None], list[CascadeSpec]] = {}
     for spec in specs:
-        if spec.scorer == "agreement" and (train.answers is None or test.answers is None):
+        groups.setdefault((spec.scorer, spec.error_rate), []).append(spec)
+    finish = dict(train=train, test=test, cost_range=cost_range, best_cost=best_cost,
+                  best_quality=best_quality)
+    for group in groups.values():
+        first = group[0]
+        if first.scorer == "agreement" and (train.answers is None or test.answers is None):
             raise OutcomesError(
                 "cascade 'agreement' needs each model's final answers (answers.csv); evaluate "
                 "this dataset with a simulated scorer instead, e.g. 'simulated:0.1'",
                 path=train.source,
             )
-        flips_train = _flips(spec, train, seed)
-        flips_test = _flips(spec, test, seed + 1)
-        agree = _agree(test) if spec.scorer == "agreement" else None
-        config = _choose(spec, train, None, flips_train)
-        checks = _checks(spec, test, agree, flips_test, config.cheap, config.strong,
-                         [config.verifiers])
-        check = checks[0]
-        costs, qualities, accepts, shares = [], [], [], []
-        for need in range(check.n_checks + 1):
-            c, q, esc = _cascade_arrays(test, config.cheap, config.strong, check, need)
-            costs.append(c.mean())
-            qualities.append(q.mean())
-            accepts.append(need / check.n_checks)
-            shares.append(esc.mean())
-        assert test.costs is not None
-        costs.append(test.costs[:, config.strong].mean())
-        qualities.append(test.scores[:, config.strong].mean())
-        accepts.append(np.inf)
-        shares.append(1.0)
-        curve = _pareto(np.asarray(costs), np.asarray(qualities), np.asarray(accepts),
-                        np.asarray(shares))
-        metrics = _metrics(curve, cost_range, best_cost, best_quality)
-        metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
-        metrics["config"] = config.describe(test.models)
-        out[f"cascade:{spec.label}"] = (metrics, curve)
-        for label, (prior_train, prior_test, ladder) in priors.items():
-            cols = np.asarray(ladder.columns[ladder.rungs], dtype=np.int64)
-            train_levels, test_levels = ladder.levels(prior_train), ladder.levels(prior_test)
-            verifier, band = _choose_ladder(spec, train, train_levels, cols, flips_train)
-            thresholds = _thresholds(test_levels, _MAX_THRESHOLDS)
-            lc, lq, ls = _ladder_points(spec, test, test_levels, cols, thresholds, verifier,
-                                        band, agree, flips_test)
-            curve = _pareto(lc, lq, thresholds, ls)
-            metrics = _metrics(curve, cost_range, best_cost, best_quality)
-            metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
-            metrics["config"] = {
-                "verifiers": [] if verifier is None else [test.models[verifier]],
-                "band": band, "accept": 1.0, "max_steps": 1, "escalation": "next rung",
-                "ladder": [test.models[j] for j in cols]}
-            out[f"{label}+cascade:{spec.label}"] = (metrics, curve)
-
-            config = _choose(spec, train, prior_train, flips_train)
+        flips_train = _flips(first, train, seed)
+        flips_test = _flips(first, test, seed + 1)
+        agree = _agree(test) if first.scorer == "agreement" else None
+        for spec, config in zip(group, _choose(group, train, None, flips_train), strict=True):
             (check,) = _checks(spec, test, agree, flips_test, config.cheap, config.strong,
                                [config.verifiers])
-            assert config.accept is not None
-            need = round(config.accept * check.n_checks)
-            c, q, esc = _cascade_arrays(test, config.cheap, config.strong, check, need)
-            strong_t, pc, pq, shares = _three_way_points(
-                prior_test[:, config.strong, config.cheap],
-                (test.costs[:, config.strong], test.scores[:, config.strong]),
-                (c, q, esc.astype(np.float64)),
-                (test.costs[:, config.cheap], test.scores[:, config.cheap]))
-            curve = _pareto(pc[0], pq[0], strong_t, shares[0])
-            metrics = _metrics(curve, cost_range, best_cost, best_quality)
-            metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
+            costs, qualities, accepts, shares = [], [], [], []
+            for need in range(check.n_checks + 1):
+                c, q, esc = _cascade_arrays(test, config.cheap, config.strong, check, need)
+                costs.append(c.mean())
+                qualities.append(q.mean())
+                accepts.append(need / check.n_checks)
+                shares.append(esc.mean())
+            costs.append(test.costs[:, config.strong].mean())
+            qualities.append(test.scores[:, config.strong].mean())
+            accepts.append(np.inf)
+            shares.append(1.0)
+            curve = _pareto(np.asarray(costs), np.asarray(qualities), np.asarray(accepts),
+                            np.asarray(shares))
+            metrics = _finish(curve, **finish)
             metrics["config"] = config.describe(test.models)
-            out[f"{label}+pair-cascade:{spec.label}"] = (metrics, curve)
+            # pooled grid: accept shares -> the least number of agreeing checks they need
+            at = [len(accepts) - 1 if math.isinf(a) else math.ceil(a * check.n_checks - 1e-9)
+                  for a in POOL_ACCEPTS]
+            metrics["pool"] = _pool("accept", np.asarray(costs)[at], np.asarray(qualities)[at],
+                                    train, test)
+            out[f"cascade:{spec.label}"] = (metrics, curve)
+        for label, (prior_train, prior_test, ladder_policy) in priors.items():
+            cols = np.asarray(ladder_policy.columns[ladder_policy.rungs], dtype=np.int64)
+            train_levels = ladder_policy.levels(prior_train)
+            test_levels = ladder_policy.levels(prior_test)
+            ladder_configs = _choose_ladder(group, train, train_levels, cols, flips_train)
+            pair_configs = _choose(group, train, prior_train, flips_train)
+            inner = _choose_variant(group, train, prior_train, train_levels, cols, flips_train,
+                                    seed)
+            test_ladder = _ladder(test, test_levels, cols,
+                                  _thresholds(test_levels, _MAX_THRESHOLDS))
+            pool_ladder = _ladder(test, test_levels, cols, POOL_THRESHOLDS)
+            routing_pool = _pool("thresholds", *_routing_curve(pool_ladder), train, test)
+            train_ladder = _ladder(train, train_levels, cols,
+                                   _thresholds(train_levels, _TRAIN_THRESHOLDS))
+            _, hi, best_q = _best(train)
+            for s, spec in enumerate(group):
+                # routing alone at the threshold the objective picks on the training rows
+                rc, rq = _routing_curve(train_ladder)
+                at = train_ladder.thresholds[_operating_point(spec, rc, rq, best_q, hi)]
+                rc, rq = _routing_curve(_ladder(test, test_levels, cols, np.array([at])))
+                routing_deployed = {**_deployed(float(rc[0]), float(rq[0]), train, test),
+                                    "threshold": _finite(float(at))}
+                lconf = ladder_configs[s]
+                lc, lq, ls = _ladder_curve(spec, test, test_ladder, lconf, agree, flips_test)
+                ladder_curve = _pareto(lc, lq, test_ladder.thresholds, ls)
+                ladder_row = _finish(ladder_curve, **finish)
+                ladder_row["config"] = lconf.describe(test.models, cols)
+                pc, pq, _ = _ladder_curve(spec, test, pool_ladder, lconf, agree, flips_test)
+                ladder_row["pool"] = _pool("thresholds", pc, pq, train, test)
+                ladder_row["pool_routing"] = routing_pool
+                dc, dq, _ = _ladder_curve(spec, test, _ladder(test, test_levels, cols,
+                                                              np.array([lconf.threshold])),
+                                          lconf, agree, flips_test)
+                ladder_row["deployed"] = _deployed(float(dc[0]), float(dq[0]), train, test)
+                ladder_row["deployed_routing"] = routing_deployed
+                out[f"{label}+cascade:{spec.label}"] = (ladder_row, ladder_curve)
+
+                pconf = pair_configs[s]
+                t, c, q, sh = _pair_curve(spec, test, pconf, prior_test, agree, flips_test)
+                pair_curve = _pareto(c, q, t, sh)
+                pair_row = _finish(pair_curve, **finish)
+                pair_row["config"] = pconf.describe(test.models)
+                _, c, q, _ = _pair_curve(spec, test, pconf, prior_test, agree, flips_test,
+                                         grid=POOL_PAIR_GRID)
+                pair_row["pool"] = _pool("pair", c, q, train, test)
+                pair_row["deployed"] = _deployed(
+                    *_pair_point(spec, test, pconf, prior_test, agree, flips_test), train, test)
+                out[f"{label}+pair-cascade:{spec.label}"] = (pair_row, pair_curve)
+
+                variant = VARIANTS[int(np.argmax(inner[s]))]  # ties: the ladder
+                chosen, curve = (out[f"{label}+cascade:{spec.label}"] if variant == "ladder"
+                                 else out[f"{label}+pair-cascade:{spec.label}"])
+                chosen = {k: v for k, v in chosen.items()
+                          if k not in ("pool_routing", "deployed_routing")}
+                chosen["config"] = {"variant": variant, **chosen["config"],
+                                    "inner_cv": {v: float(x) for v, x in
+                                                 zip(VARIANTS, inner[s], strict=True)}}
+                out[f"{label}+chosen-cascade:{spec.label}"] = (chosen, curve)
     return out
 
 

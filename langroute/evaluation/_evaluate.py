@@ -110,7 +110,8 @@ def evaluate(
         (needs ``answers.csv``), ``"simulated:RATE"`` or ``CascadeSpec`` objects (which also
         say what the configuration is chosen for on the training folds). Each adds a
         ``cascade:<name>`` row and, per router, ``<router>+cascade:<name>`` (the router decides,
-        the cascade checks) and ``<router>+pair-cascade:<name>`` (cascade routing) rows; router
+        the cascade checks), ``<router>+pair-cascade:<name>`` (cascade routing) and
+        ``<router>+chosen-cascade:<name>`` (the variant inner folds chose) rows; router
         rows then also report ``quality_at_{25,50,75}pct_cost``, ``cost_to_98pct_quality`` and
         ``cost_to_match_train_best``.
     online : bool, default=False

@@ -34,6 +34,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "irt": ("langroute.routers", "IRTRouter"),
     "avengers": ("langroute.routers", "ClusterRouter"),
     "stacked": ("langroute.routers", "StackedRouter"),
+    "contrastive": ("langroute.routers", "ContrastiveRouter"),
 }
 #: Fixed parameters of built-in names that preset a router class (applied after construction).
 _PRESETS: dict[str, dict[str, object]] = {
@@ -72,7 +73,8 @@ def make_router(name: str, embedder: Embedder | None = None) -> BaseRouter:
                 f"router {name!r} needs {module_name}.{class_name}, which this installation "
                 f"of langroute does not provide; available now: {available_router_names()}"
             )
-        router = cls(embedder=embedder)
+        # A router that learns its own encoder (contrastive) takes no embedder.
+        router = cls(embedder=embedder) if "embedder" in cls._param_names() else cls()
         router.set_params(**_PRESETS.get(name, {}))
     else:
         raise RouterConfigError(f"unknown router {name!r}; valid names: {router_names()}")

@@ -149,6 +149,12 @@ class TunedRouter(BaseRouter):
             raise RouterConfigError(f"router must be a router name, got {self.router!r}")
         if self.router == "tuned":
             raise RouterConfigError("a TunedRouter cannot tune another TunedRouter")
+        if make_router(self.router).learns_embedder:
+            raise RouterConfigError(
+                f"a TunedRouter embeds the prompts once and cannot tune {self.router!r}, which "
+                f"learns its own encoder; tune its inner router instead: "
+                f"tuned_router({self.router!r}) or ContrastiveRouter(router=TunedRouter('sw'))"
+            )
         check_int("cv", self.cv, minimum=2)
         check_int("max_tune_prompts", self.max_tune_prompts, minimum=10, optional=True)
         check_random_state(self.random_state)
@@ -286,12 +292,23 @@ class TunedRouter(BaseRouter):
 def tuned_router(
     name: str, params: Mapping[str, Any] | None = None, embedder: Embedder | None = None,
     *, max_tune_prompts: int | None = None,
-) -> TunedRouter:
+) -> BaseRouter:
     """``TunedRouter`` of ``name`` with ``params`` fixed and the rest of its default grid tuned.
 
     Parameters given explicitly (e.g. ``--router knn:k=32 --tune``) are left out of the grid.
+    A router that learns its own encoder (``contrastive``) keeps ``params`` and gets its inner
+    router (``params["router"]``, default ``"sw"``) tuned on the fine-tuned embeddings, inside
+    each fit: ``ContrastiveRouter(router=TunedRouter("sw"), **params)``.
     """
     fixed = dict(params or {})
+    template = make_router(name)
+    if template.learns_embedder:
+        inner = fixed.pop("router", "sw")
+        if not isinstance(inner, str):
+            raise RouterConfigError(f"the inner router of {name!r} must be a router name to "
+                                    f"tune, got {inner!r}")
+        tuned = tuned_router(inner, None, None, max_tune_prompts=max_tune_prompts)
+        return template.set_params(router=tuned, **fixed)  # type: ignore[return-value]
     grid = {k: v for k, v in DEFAULT_GRIDS.get(name, {}).items() if k not in fixed}
     return TunedRouter(name, embedder=embedder, param_grid=grid, base_params=fixed or None,
                        max_tune_prompts=max_tune_prompts)

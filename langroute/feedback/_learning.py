@@ -13,6 +13,12 @@ each feedback event becomes one new exemplar (its decision's prompt) holding bat
 Pairs without ``m`` get no battle, so feedback only moves what it observed. One exemplar per
 event (not per decision) makes learning order-free: a router that learned each event as it
 came equals one that replays the whole log later.
+
+Feedback teaches the router *where* each model wins, never how good a model is overall:
+``quality_`` (and ``costs_``) stay the means of the training outcomes. The router chose the
+model that got feedback because it expected it to do well there, so a model's feedback
+scores are a selection-biased sample of its quality; see ``routers._incremental.update_means``
+for why an inverse-propensity update is not possible with deterministic routing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles
+from ..routers._incremental import FEEDBACK_SOURCE
 from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent
 from ._store import FeedbackStore
 
@@ -96,7 +103,7 @@ def feedback_battles(
         model_a=table[:, 1].astype(np.int64),
         model_b=table[:, 2].astype(np.int64),
         result=table[:, 3],
-        source="feedback",
+        source=FEEDBACK_SOURCE,
     )
 
 
@@ -125,8 +132,9 @@ def _learner(router: Any) -> Any:
     if not callable(getattr(router, "partial_fit", None)):
         raise RouterConfigError(
             f"{type(router).__name__} cannot learn incrementally (no partial_fit); refit it on "
-            "the union of its outcomes and the feedback on the schedule in "
-            "langroute.routers._incremental"
+            "its training data plus the feedback on a schedule with "
+            "langroute.feedback.FeedbackRefitter(store, router, training, policy=RefitEvery(...)) "
+            "(RoutedChatModel(refitter=...) polls it after each feedback)"
         )
     return router
 

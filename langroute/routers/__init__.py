@@ -6,6 +6,7 @@ from ._base import BaseRouter, load_router
 from ._bradley_terry import fit_bradley_terry, win_probabilities
 from ._calibration_scores import calibration_scores_disabled
 from ._cluster import ClusterRouter
+from ._contrastive import ContrastiveRouter
 from ._irt import IRTRouter
 from ._kmeans import spherical_kmeans
 from ._knn import KNNRouter
@@ -16,6 +17,7 @@ from ._sw import SWRouter
 __all__ = [
     "BaseRouter",
     "ClusterRouter",
+    "ContrastiveRouter",
     "IRTRouter",
     "KNNRouter",
     "MFRouter",

@@ -63,6 +63,10 @@ class BaseRouter(ABC):
 
     #: Name in saved files; subclasses set it and are registered for ``load_router``.
     kind: ClassVar[str] = ""
+    #: True for routers that learn their embedder in ``fit`` (no ``embedder`` parameter):
+    #: ``save`` records ``_embedder_to_record()``, ``load`` rebuilds it with the router file's
+    #: path (see ``ContrastiveRouter``) and hands it over by ``_use_learned_embedder``.
+    learns_embedder: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -334,18 +338,38 @@ class BaseRouter(ABC):
             "costs_": None if self.costs_ is None else [float(c) for c in self.costs_],
             "quality_": [float(q) for q in self.quality_],
         }
-        if "embedder" in self._param_names():
-            used = self._resolve_embedder()
+        used = self._embedder_to_record()
+        if used is not None:
             common[_EMBEDDER_STATE] = {
                 "spec": embedder_spec(used), "fingerprint": embedder_fingerprint(used)
             }
         calibration = getattr(self, "calibration_win_matrices_", None)
         if calibration is not None:
             arrays = {**arrays, _CALIBRATION_ARRAY: np.asarray(calibration, dtype=np.float32)}
+        self._save_artifacts(path)
         write_router_file(
             path, kind=self.kind, params=self._params_for_file(), state={**state, **common},
             arrays=arrays, signing_key=signing_key,
         )
+
+    def _embedder_to_record(self) -> Embedder | None:
+        """The embedder ``save`` records (spec and fingerprint); None for routers without one."""
+        if "embedder" in self._param_names():
+            return self._resolve_embedder()
+        return None
+
+    def _save_artifacts(self, path: str | Path) -> None:
+        """Write what the router file needs beside it (before the file); nothing by default."""
+        return None
+
+    @classmethod
+    def _params_from_file(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``__init__`` arguments from a file's JSON params (inverse of ``_params_for_file``)."""
+        return params
+
+    def _use_learned_embedder(self, embedder: Embedder) -> None:
+        """Take the embedder rebuilt for a ``learns_embedder`` router (before ``_set_state``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn its embedder")
 
     def _load_calibration_scores(self, matrices: np.ndarray | None) -> None:
         m = len(self.models_)
@@ -408,11 +432,16 @@ class BaseRouter(ABC):
             used = _embedder_for_file(path, record, embedder, allow_remote_embedder)
             if params.get("embedder") is not None or embedder is not None:
                 params["embedder"] = used
+        elif target.learns_embedder:
+            used = _embedder_for_file(path, record, embedder, allow_remote_embedder)
         elif embedder is not None:
             raise RouterConfigError(f"a {target.__name__} takes no embedder")
         try:
-            router = target(**params)
+            router = target(**target._params_from_file(params))
             router._validate_params()
+            if target.learns_embedder:
+                assert used is not None
+                router._use_learned_embedder(used)
             router.models_ = [str(m) for m in state.pop("models_")]
             costs = state.pop("costs_")
             router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)
@@ -425,7 +454,7 @@ class BaseRouter(ABC):
                 raise
             raise RouterFileError(f"{path}: inconsistent {kind} router file ({exc})") from exc
         if used is not None:
-            if params.get("embedder") is None:
+            if params.get("embedder") is None and not target.learns_embedder:
                 router._default_embedder = used  # the default it was trained with, kept
             # Loads and runs the model (the warm-up), then compares its probe vectors.
             check_fingerprint(used, record["fingerprint"], source=str(path))
@@ -444,7 +473,8 @@ def _embedder_for_file(
         )
     spec = record["spec"]
     if given is None:
-        return trusted_embedder(spec, source=str(path), allow_remote=allow_remote)
+        return trusted_embedder(spec, source=str(path), allow_remote=allow_remote,
+                                router_path=path)
     if given.kind != spec.get("kind"):
         raise RouterFileError(
             f"{path}: the router was trained with embedder {spec!r}, but a {given.kind!r} "

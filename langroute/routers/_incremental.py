@@ -4,16 +4,13 @@ Refit schedule of the routers without ``partial_fit``
 ----------------------------------------------------
 ``SWRouter`` and ``KNNRouter`` store exemplars, so new outcomes are appended (win counts
 and embeddings) without touching what is stored; the result equals a ``fit`` on the union.
-The others summarise their data in ways that cannot be updated exactly:
-
-* ``ClusterRouter``: k-means centroids and per-cluster quality. Refit when the new outcomes
-  reach 10% of the training prompts, or daily, whichever comes first.
-* ``MFRouter`` / ``IRTRouter`` / ``StackedRouter``: gradient-trained embeddings and a
-  stacked combination. Refit on the union nightly (or at 10% new data).
-
-``langroute.feedback.FeedbackStore.outcomes()`` returns everything recorded since a given
-time, so a scheduled job refits with ``router.fit(union)`` and swaps the file in;
-``fit`` renews ``fit_version_`` and every policy built on the router rebuilds.
+The others summarise their data in ways that cannot be updated exactly (``ClusterRouter``:
+k-means centroids and per-cluster quality; ``MFRouter`` / ``IRTRouter`` / ``StackedRouter``:
+gradient-trained embeddings and a stacked combination), so they are refitted on a schedule:
+``langroute.feedback.FeedbackRefitter(store, router, training, policy=DEFAULT_REFIT)``
+refits a clone on the training data plus the feedback when the feedback reaches 10% of the
+training prompts or daily (``RefitEvery(share=0.1, seconds=86400)``), and swaps the new fit
+into the router, so ``fit_version_`` changes and every policy built on it rebuilds.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from ._index import OutcomeStore
 _DEDUPE_LIMIT = 4096
 
 __all__ = [
+    "FEEDBACK_SOURCE",
     "align_models",
     "append_counts",
     "append_patterns",
@@ -113,12 +111,26 @@ def _merge(mean: np.ndarray | None, count: np.ndarray, new_sum: np.ndarray,
     return np.divide(old + new_sum, total, out=np.full(count.shape, np.nan), where=total > 0)
 
 
+#: ``Battles.source`` of the battles ``langroute.feedback.feedback_battles`` makes from feedback.
+FEEDBACK_SOURCE = "feedback"
+
+
 def update_means(router: object, data: Outcomes | Battles) -> None:
     """Fold ``data`` (aligned to the router's models) into ``quality_`` and ``costs_``.
 
     The result is what ``fit`` on the union computes. Scores update a router fitted on
     Outcomes; battles update the win rates of a router fitted on battles. Battles given to a
     router fitted on scores change its win counts only (a win rate is not a quality score).
+
+    Feedback battles (``source == FEEDBACK_SOURCE``) never move the means: feedback scores
+    the model the router *chose*, and it chose the cheap model where it expected the cheap
+    model to do well, so the scores a model collects are a biased sample of its quality (a
+    naive mean drifts upwards for every model the router uses selectively). ``quality_``
+    ranks the models on the ladder's frontier and imputes the unobserved battles of later
+    feedback; it stays the unbiased mean of the fully observed training outcomes. An
+    unbiased update (inverse propensity weighting) needs every model to have a positive
+    chance of being chosen on every prompt; routing is deterministic at a given threshold
+    (propensity 0 or 1), so there is no propensity to weight by without random exploration.
     """
     counts = getattr(router, "n_observations_", None)
     if counts is None:
@@ -126,6 +138,8 @@ def update_means(router: object, data: Outcomes | Battles) -> None:
             f"this {type(router).__name__} was saved before partial_fit existed and does not "
             "record how many observations its means average; refit it once with fit()"
         )
+    if isinstance(data, Battles) and data.source == FEEDBACK_SOURCE:
+        return
     scored, costed = np.asarray(counts, dtype=np.float64)
     on_battles = router.costs_ is None  # type: ignore[attr-defined]
     if isinstance(data, Outcomes):

@@ -148,7 +148,9 @@ class KNNRouter(BaseRouter):
         The new prompts' embeddings and win counts are appended, so the router equals ``fit``
         on the union of everything it has seen. ``outcomes`` may score any subset of
         ``models_`` (feedback usually scores one model); ``quality_`` and ``costs_`` become
-        the means over all observations. Renews ``fit_version_``, so policies rebuild.
+        the means over all observations, except that feedback battles never move them
+        (selection bias; ``_incremental.update_means``). Renews ``fit_version_``, so
+        policies rebuild.
         ``calibration_win_matrices_`` keep the out-of-fold scores of the last ``fit``.
         """
         self._check_is_fitted()

@@ -248,8 +248,11 @@ class SWRouter(BaseRouter):
         router equals ``fit`` on the union of everything it has seen (the ``clustered`` index
         is rebuilt from the stored vectors, as ``fit`` would; no prompt is embedded twice).
         ``outcomes`` may score any subset of ``models_`` (feedback usually scores one model);
-        ``quality_`` and ``costs_`` become the means over all observations. Renews
-        ``fit_version_``, so every policy built on this router rebuilds.
+        ``quality_`` and ``costs_`` become the means over all observations, except that
+        feedback battles (``langroute.feedback.feedback_battles``) never move them: feedback
+        scores the model the router chose, a selection-biased sample
+        (``_incremental.update_means``). Renews ``fit_version_``, so every policy built on
+        this router rebuilds.
 
         ``calibration_win_matrices_`` keep the out-of-fold scores of the last ``fit``.
         """

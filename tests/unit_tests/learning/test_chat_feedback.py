@@ -10,6 +10,7 @@ from langroute._exceptions import FeedbackError, RouterConfigError, UnknownDecis
 from langroute.chat_models import RoutedChatModel
 from langroute.embeddings import HashingEmbedder
 from langroute.feedback import open_feedback_store, replay
+from langroute.routers._calibration_scores import calibration_scores_disabled
 
 from ..chat_models.fakes import (
     EASY,
@@ -77,3 +78,62 @@ def test_feedback_errors_are_clear():
         without.record_feedback(decision_id, score=1.0)
     with pytest.raises(RouterConfigError, match="feedback_store must be"):
         routed_model(fitted_router(), 42)
+
+
+def irt_model():
+    """An IRT-routed model (no partial_fit) and its training data."""
+    from langroute import IRTRouter
+
+    train = synthetic_outcomes()
+    router = IRTRouter(HashingEmbedder(dimension=256, cache_dir=False), random_state=0)
+    with calibration_scores_disabled():
+        router.fit(train)
+    return router, train
+
+
+def test_a_router_without_partial_fit_learns_through_its_refitter():
+    from langroute.feedback import FeedbackRefitter, RefitEvery
+
+    router, train = irt_model()
+    store = open_feedback_store("memory://")
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=3))
+    model = RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG),
+                                    WEAK: ScriptedChatModel(model_name=WEAK)},
+                            router=router, threshold=THRESHOLD, refitter=refitter)
+    version = router.fit_version_
+    ids = [model.invoke(EASY).response_metadata["langroute"]["decision_id"] for _ in range(3)]
+    assert [store.decision(i).prompt for i in ids] == [EASY] * 3  # recorded in refitter.store
+    model.record_feedback(ids[0], score=0.0)
+    model.record_feedback(ids[1], score=0.0)
+    assert refitter.refits == 0 and router.fit_version_ == version  # not due yet
+    model.record_feedback(ids[2], score=0.0)
+    assert refitter.refits == 1 and router.fit_version_ != version
+    assert refitter.lock is model.pipeline.policy.lock  # the swap took the routing lock
+    assert len(store.events(0)) == 3
+    # A preference cannot become an Outcomes row: refused before it is stored.
+    with pytest.raises(FeedbackError, match="preferences='skip'"):
+        model.record_preference(ids[0], preferred=STRONG)
+    assert len(store.events(0)) == 3
+
+
+def test_refitter_misuse_is_a_clear_error():
+    from langroute.feedback import FeedbackRefitter
+
+    router, train = irt_model()
+    store = open_feedback_store("memory://")
+    models = {STRONG: ScriptedChatModel(model_name=STRONG),
+              WEAK: ScriptedChatModel(model_name=WEAK)}
+    with pytest.raises(RouterConfigError, match="no partial_fit"):
+        RoutedChatModel(models=models, router=router, threshold=THRESHOLD,
+                        feedback_store=store).record_feedback("x", score=1.0)
+    other, _ = irt_model()
+    with pytest.raises(RouterConfigError, match="another router"):
+        RoutedChatModel(models=models, router=router, threshold=THRESHOLD,
+                        refitter=FeedbackRefitter(store, other, train))
+    with pytest.raises(RouterConfigError, match="refitter.store"):
+        RoutedChatModel(models=models, router=router, threshold=THRESHOLD,
+                        feedback_store="memory://",
+                        refitter=FeedbackRefitter(store, router, train))
+    with pytest.raises(RouterConfigError, match="FeedbackRefitter"):
+        RoutedChatModel(models=models, router=router, threshold=THRESHOLD,
+                        refitter="every day")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from langroute import Outcomes, SWRouter, evaluate
+from langroute import KNNRouter, Outcomes, SWRouter, evaluate
 from langroute._exceptions import RouterConfigError
 from langroute.cli import main
 from langroute.evaluation._online import online_fold, plot_online
@@ -87,3 +87,18 @@ def test_cli_eval_online(tmp_path, capsys):
     assert "online@25%" in capsys.readouterr().out
     assert (out / "online.png").exists()
     assert "sw online@25%" in json.loads((out / "report.json").read_text())["routers"]
+
+
+def test_knn_learns_online_too(hashing_embedder):
+    train = drifting_outcomes()
+    with calibration_scores_disabled():
+        static, online, timeline = online_fold(KNNRouter(hashing_embedder, k=10), train,
+                                               initial_share=0.25, steps=10, seed=0)
+    assert static.embeddings_.shape[0] == 40 and online.embeddings_.shape[0] == 160
+    poems = [poem_prompt(1001), poem_prompt(1003)]
+    assert np.all(online.win_matrices(poems)[:, 2, 0] > static.win_matrices(poems)[:, 2, 0] + 0.1)
+    report = evaluate(drifting_outcomes(200), {"knn": KNNRouter(k=10)},
+                      embedder=hashing_embedder, online=True, folds=2, progress=False)
+    routers = report.data["routers"]
+    assert (routers["knn online@25%"]["metrics"]["aiq"]["mean"]
+            > routers["knn static@25%"]["metrics"]["aiq"]["mean"])

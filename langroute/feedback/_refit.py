@@ -1,0 +1,389 @@
+"""Refit schedules for routers that cannot learn incrementally (no ``partial_fit``).
+
+``MFRouter``, ``IRTRouter``, ``ClusterRouter`` and ``StackedRouter`` summarise their training
+data (factors, centroids, a stacked combination), so new outcomes cannot be added exactly.
+A ``FeedbackRefitter`` keeps such a router up to date with a feedback store instead: each
+``poll()`` reads the events recorded since the last one and asks its ``RefitPolicy`` whether a
+refit is due; if so it fits a clone of the router on the router's own training data plus
+every feedback event so far, and swaps the new fit into the router object (under ``lock``),
+so ``fit_version_`` changes and every policy built on the router rebuilds.
+
+Policies are small objects in tenacity's style: ``RefitEvery(events=500)``,
+``RefitEvery(share=0.1) | RefitEvery(seconds=86400)`` (``|``: either, ``&``: both), or any
+callable taking a ``RefitState`` and returning a bool. ``DEFAULT_REFIT`` is the documented
+schedule: when the feedback reaches 10% of the training prompts, or daily.
+
+What a refit learns from the feedback: with training ``Outcomes``, each score becomes one
+row scoring only the model that got it (score-based routers such as ``IRTRouter`` learn from
+such rows; pairwise ones only from rows scoring two models, so a single score teaches them
+nothing), and a preference -- which ``Outcomes`` cannot hold -- is an error unless
+``preferences="skip"`` (then counted in ``skipped_preferences``). With training ``Battles``,
+the feedback becomes the same battles ``partial_fit`` routers learn
+(``feedback_battles``). Either way ``quality_`` and ``costs_`` stay the training data's
+means: feedback only scores the model the router chose, a selection-biased sample (see
+``langroute.routers._incremental.update_means``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._exceptions import FeedbackError, RouterConfigError
+from .._outcomes import Battles, Outcomes
+from ._learning import feedback_battles
+from ._records import PREFERENCE, DecisionRecord, FeedbackEvent
+from ._store import FeedbackStore
+
+__all__ = [
+    "DEFAULT_REFIT",
+    "FeedbackRefitter",
+    "RefitAll",
+    "RefitAny",
+    "RefitEvery",
+    "RefitPolicy",
+    "RefitState",
+    "feedback_outcomes",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class RefitState:
+    """What a refit policy decides on.
+
+    Attributes
+    ----------
+    new_events : int
+        Feedback events recorded since the last refit (since the refitter started, before
+        the first).
+    seconds : float
+        Seconds since the last refit (since the refitter started, before the first).
+    n_training : int
+        Prompts (battles' prompts) in the router's own training data.
+    """
+
+    new_events: int
+    seconds: float
+    n_training: int
+
+
+class RefitPolicy(ABC):
+    """Whether a router without ``partial_fit`` is due for a refit (one ``__call__``)."""
+
+    @abstractmethod
+    def __call__(self, state: RefitState) -> bool:
+        """True when the router should be refitted now."""
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__()")
+
+    def __or__(self, other: RefitPolicyLike) -> RefitAny:
+        return RefitAny(self, other)
+
+    def __and__(self, other: RefitPolicyLike) -> RefitAll:
+        return RefitAll(self, other)
+
+
+#: A ``RefitPolicy`` or any callable with its signature.
+RefitPolicyLike = RefitPolicy | Callable[[RefitState], bool]
+
+
+def _check_policies(policies: Sequence[Any]) -> tuple[RefitPolicyLike, ...]:
+    for policy in policies:
+        if not callable(policy):
+            raise RouterConfigError(f"a refit policy must be callable, got {policy!r}")
+    return tuple(policies)
+
+
+class RefitAny(RefitPolicy):
+    """Due when any of ``policies`` is (``a | b``)."""
+
+    def __init__(self, *policies: RefitPolicyLike) -> None:
+        self.policies = _check_policies(policies)
+
+    def __call__(self, state: RefitState) -> bool:
+        return any(policy(state) for policy in self.policies)
+
+    def __repr__(self) -> str:
+        return " | ".join(map(repr, self.policies))
+
+
+class RefitAll(RefitPolicy):
+    """Due when all of ``policies`` are (``a & b``)."""
+
+    def __init__(self, *policies: RefitPolicyLike) -> None:
+        self.policies = _check_policies(policies)
+
+    def __call__(self, state: RefitState) -> bool:
+        return all(policy(state) for policy in self.policies)
+
+    def __repr__(self) -> str:
+        return " & ".join(map(repr, self.policies))
+
+
+class RefitEvery(RefitPolicy):
+    """Due once any given limit is reached since the last refit, and only with new feedback.
+
+    Parameters
+    ----------
+    events : int, default=None
+        New feedback events.
+    share : float, default=None
+        New feedback events per training prompt (0.1: when the feedback adds 10%).
+    seconds : float, default=None
+        Time since the last refit (86400: daily).
+    """
+
+    def __init__(self, *, events: int | None = None, share: float | None = None,
+                 seconds: float | None = None) -> None:
+        if events is None and share is None and seconds is None:
+            raise RouterConfigError("RefitEvery needs at least one of events, share, seconds")
+        for name, value in (("events", events), ("share", share), ("seconds", seconds)):
+            if value is None:
+                continue
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not np.isfinite(value) or value <= 0):
+                raise RouterConfigError(f"RefitEvery {name} must be a number > 0, got {value!r}")
+        if events is not None and not isinstance(events, int):
+            raise RouterConfigError(f"RefitEvery events must be an int, got {events!r}")
+        self.events = events
+        self.share = share
+        self.seconds = seconds
+
+    def __call__(self, state: RefitState) -> bool:
+        if state.new_events <= 0:
+            return False
+        return bool(
+            (self.events is not None and state.new_events >= self.events)
+            or (self.share is not None
+                and state.new_events >= self.share * max(state.n_training, 1))
+            or (self.seconds is not None and state.seconds >= self.seconds)
+        )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in
+                         (("events", self.events), ("share", self.share),
+                          ("seconds", self.seconds)) if v is not None)
+        return f"RefitEvery({args})"
+
+
+#: The documented schedule: when feedback reaches 10% of the training prompts, or daily.
+DEFAULT_REFIT = RefitEvery(share=0.1, seconds=24 * 3600.0)
+
+
+def feedback_outcomes(
+    events: Sequence[FeedbackEvent],
+    decisions: Mapping[str, DecisionRecord],
+    models: Sequence[str],
+    *,
+    start: int = 0,
+) -> Outcomes:
+    """Score events as ``Outcomes`` rows: the event's prompt, scored for its model only.
+
+    Row ids are ``feedback:<log position>`` (``start`` is the first event's position); costs
+    are unknown (NaN). Preferences are not scores: pass only score events.
+    """
+    names = list(models)
+    column = {name: i for i, name in enumerate(names)}
+    ids, prompts = [], []
+    scores = np.full((len(events), len(names)), np.nan)
+    for row, event in enumerate(events):
+        if event.kind == PREFERENCE:
+            raise FeedbackError("feedback_outcomes takes score events; a preference is no score")
+        decision = decisions.get(event.decision_id)
+        if decision is None:
+            raise FeedbackError(f"no decision record given for feedback on {event.decision_id!r}")
+        if event.model not in column:
+            raise FeedbackError(
+                f"feedback on decision {event.decision_id!r} scores {event.model!r}, which the "
+                f"router does not know (it knows {names})"
+            )
+        ids.append(f"feedback:{start + row}")
+        prompts.append(decision.prompt)
+        scores[row, column[event.model]] = event.score
+    return Outcomes(ids=ids, prompts=prompts, models=tuple(names), scores=scores,
+                    costs=np.full(scores.shape, np.nan), source="feedback")
+
+
+def _union_battles(first: Battles, second: Battles) -> Battles:
+    offset = len(first.prompts)
+    return Battles(
+        prompts=[*first.prompts, *second.prompts],
+        models=first.models,
+        prompt_index=np.concatenate([first.prompt_index, second.prompt_index + offset]),
+        model_a=np.concatenate([first.model_a, second.model_a]),
+        model_b=np.concatenate([first.model_b, second.model_b]),
+        result=np.concatenate([first.result, second.result]),
+        source=first.source,
+    )
+
+
+class FeedbackRefitter:
+    """Keeps a router without ``partial_fit`` up to date with a feedback store by refitting.
+
+    Parameters
+    ----------
+    store : FeedbackStore
+        Where the router's decisions and their feedback are recorded.
+    router : fitted router
+        Refitted in place (its state is swapped for a fresh fit's, so callers holding it --
+        ``RoutedChatModel`` -- see the refit; ``fit_version_`` changes).
+    training : Outcomes or Battles
+        The data ``router`` was fitted on, over the router's models (the refit's base).
+    policy : RefitPolicy or callable, default=DEFAULT_REFIT
+        When to refit (``RefitEvery``); called with a ``RefitState`` on every ``poll``.
+    start : int, default=0
+        Log position of the first event to learn (earlier ones are already in ``training``).
+    lock : context manager, default=None
+        Held while the new fit is swapped in (the fit itself runs outside it); the lock the
+        router's routing takes (``RoutingPolicy``'s in ``RoutedChatModel``).
+    preferences : {"error", "skip"}, default="error"
+        Preferences cannot become ``Outcomes`` rows: with training ``Outcomes`` a refit
+        refuses them (``FeedbackError``) or, with "skip", leaves them out and counts them in
+        ``skipped_preferences``. Training ``Battles`` learn them as battles.
+    clock : callable, default=time.monotonic
+        Seconds, for ``RefitState.seconds`` (injectable for tests).
+
+    Attributes
+    ----------
+    position : int
+        Log position up to which events have been read.
+    refits : int
+        Refits done so far.
+    skipped_preferences : int
+        Preference events the last refit left out (``preferences="skip"``).
+    """
+
+    def __init__(
+        self,
+        store: FeedbackStore,
+        router: Any,
+        training: Outcomes | Battles,
+        *,
+        policy: RefitPolicyLike = DEFAULT_REFIT,
+        start: int = 0,
+        lock: Any = None,
+        preferences: str = "error",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(store, FeedbackStore):
+            raise TypeError(f"store must be a FeedbackStore, got {type(store).__name__}")
+        models = getattr(router, "models_", None)
+        if models is None:
+            raise RouterConfigError("the router must be fitted before it can be refitted")
+        if not isinstance(training, (Outcomes, Battles)):
+            raise TypeError(f"training must be Outcomes or Battles, got {type(training).__name__}")
+        if list(training.models) != list(models):
+            raise RouterConfigError(
+                f"training data models {list(training.models)} differ from the router's "
+                f"{list(models)}; pass the data the router was fitted on"
+            )
+        if not callable(policy):
+            raise RouterConfigError(f"policy must be a RefitPolicy or callable, got {policy!r}")
+        if preferences not in ("error", "skip"):
+            raise RouterConfigError(f'preferences must be "error" or "skip", got {preferences!r}')
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise RouterConfigError(f"start must be an int >= 0, got {start!r}")
+        self.store = store
+        self.router = router
+        self.training = training
+        self.policy = policy
+        self.lock = lock
+        self.preferences = preferences
+        self.clock = clock
+        self.start = start
+        self.position = start
+        self.refits = 0
+        self.skipped_preferences = 0
+        self._events: list[FeedbackEvent] = []
+        self._fitted_upto = start
+        self._last_refit = clock()
+
+    def state(self) -> RefitState:
+        """The policy's view now (after the last ``poll``'s read)."""
+        return RefitState(new_events=self.position - self._fitted_upto,
+                          seconds=self.clock() - self._last_refit,
+                          n_training=len(self.training.prompts))
+
+    def poll(self) -> bool:
+        """Read the events recorded since the last poll; refit if the policy says so.
+
+        Returns True when the router was refitted. Call it from one thread (a periodic job);
+        routing threads may keep using the router meanwhile (the swap takes ``lock``).
+        """
+        fresh = self.store.events(self.position)
+        self._events.extend(fresh)
+        self.position += len(fresh)
+        if not self.policy(self.state()):
+            return False
+        self.refit()
+        return True
+
+    def refit(self) -> Any:
+        """Refit now on the training data plus every event read so far; returns the router."""
+        union = self._union()
+        fitted = self.router.clone().fit(union)
+        # Population means stay the training data's: feedback is selection-biased.
+        fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
+        fitted.costs_ = (None if self.router.costs_ is None
+                         else np.array(self.router.costs_, dtype=np.float64))
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            state = vars(self.router)
+            state.clear()
+            state.update(vars(fitted))
+        self._fitted_upto = self.position
+        self._last_refit = self.clock()
+        self.refits += 1
+        return self.router
+
+    def check_preferences(self) -> None:
+        """Raise ``FeedbackError`` if a preference event could not be refitted (training
+        ``Outcomes`` with ``preferences="error"``); callers check before storing one."""
+        if isinstance(self.training, Outcomes) and self.preferences == "error":
+            raise FeedbackError(
+                "this refitter trains on Outcomes, which cannot hold a preference (it compares "
+                "two answers, not scores one); build it with preferences='skip' or train on "
+                "Battles")
+
+    def _union(self) -> Outcomes | Battles:
+        events = self._events
+        if not events:
+            return self.training
+        ids = list(dict.fromkeys(e.decision_id for e in events))
+        decisions = {record.decision_id: record for record in self.store.decisions(ids)}
+        if isinstance(self.training, Battles):
+            extra = feedback_battles(events, decisions, self.router)
+            return _union_battles(self.training, extra) if len(extra) else self.training
+        scores = [e for e in events if e.kind != PREFERENCE]
+        skipped = len(events) - len(scores)
+        if skipped and self.preferences == "error":
+            raise FeedbackError(
+                f"{skipped} preference events cannot be refitted into Outcomes (they compare "
+                "two answers, not score one); pass preferences='skip' to leave them out, or "
+                "train on Battles"
+            )
+        self.skipped_preferences = skipped
+        if not scores:
+            return self.training
+        rows = feedback_outcomes(scores, decisions, self.training.models)
+        t, k = self.training, len(rows)
+        return dataclasses.replace(
+            t,
+            ids=[*t.ids, *rows.ids],
+            prompts=[*t.prompts, *rows.prompts],
+            scores=np.concatenate([t.scores, rows.scores]),
+            costs=None if t.costs is None else np.concatenate([t.costs, rows.costs]),
+            tasks=None if t.tasks is None else [*t.tasks, *["feedback"] * k],
+            answers=None if t.answers is None else np.concatenate(
+                [t.answers, np.full((k, len(t.models)), "", dtype=t.answers.dtype)]),
+            reference=None if t.reference is None else np.concatenate(
+                [t.reference, np.full(k, "", dtype=t.reference.dtype)]),
+        )
+
+    def __repr__(self) -> str:
+        return (f"FeedbackRefitter({self.store!r}, {type(self.router).__name__}, "
+                f"policy={self.policy!r}, position={self.position})")
