@@ -55,8 +55,20 @@ def folder_sha256(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: Weight formats that unpickle (and so can run code) when loaded; only safetensors may load.
+_PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
+
+
 def _check_modules(folder: Path) -> None:
-    """Refuse a folder whose ``modules.json`` names anything but the standard modules."""
+    """Refuse a folder whose ``modules.json`` names anything but the standard modules, or
+    that holds weights in a pickle-based format (only safetensors files may be loaded)."""
+    pickled = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if p.is_file() and p.suffix.lower() in _PICKLED_SUFFIXES)
+    if pickled:
+        raise EmbeddingError(
+            f"{folder} holds pickle-based files {pickled}; an encoder folder may hold weights "
+            "only as safetensors (loading a pickle can run code); refusing to load it"
+        )
     spec = folder / "modules.json"
     try:
         modules = json.loads(spec.read_text(encoding="utf-8"))
@@ -235,6 +247,7 @@ def fine_tune_contrastive(
             SentenceTransformerTrainer,
             SentenceTransformerTrainingArguments,
         )
+        from transformers.trainer_callback import PrinterCallback
     except ImportError as exc:
         raise MissingDependencyError(
             "contrastive fine-tuning runs sentence-transformers' trainer, which needs the "
@@ -257,11 +270,12 @@ def fine_tune_contrastive(
         )
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=pairs,
                                              loss=_loss(model, loss))
+        trainer.remove_callback(PrinterCallback)  # a library does not print to its users
         trainer.train()
         model.eval()
         folder = Path(tempfile.mkdtemp(prefix="langroute-encoder-"))
         try:
-            model.save(str(folder))
+            model.save(str(folder), create_model_card=False)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -37,7 +37,12 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "contrastive": ("langroute.routers", "ContrastiveRouter"),
 }
 #: Fixed parameters of built-in names that preset a router class (applied after construction).
+#: Routers with random initialisation get ``random_state=0``, so an evaluation is reproducible
+#: from its command (``name:random_state=...`` overrides it).
 _PRESETS: dict[str, dict[str, object]] = {
+    "cluster": {"random_state": 0},
+    "mf": {"random_state": 0},
+    "irt": {"random_state": 0},
     "avengers": {"per_cluster": "quality", "n_clusters": 32, "n_probe": 3, "random_state": 0},
 }
 _CUSTOM: dict[str, RouterFactory] = {}

@@ -135,3 +135,18 @@ def test_router_rows_show_cost_and_quality(mtbench_report):
                if line.startswith("| **sw** |"))
     cost, quality = row.split(" | ")[1:3]
     assert cost.startswith("$") and quality.startswith(f"{m['max_quality']['mean']:.3f}")
+
+
+@pytest.mark.parametrize("name", ["cluster", "mf", "irt", "avengers"])
+def test_randomly_initialised_routers_are_reproducible_by_name(name):
+    """An evaluation must reproduce from its command: names seed their routers (random_state=0)."""
+    from langroute.routers._calibration_scores import calibration_scores_disabled
+    from tests.unit_tests.routers.synthetic import split_outcomes
+
+    data = split_outcomes(30, seed=2)
+    embedder = HashingEmbedder(dimension=64, cache_dir=False)
+    with calibration_scores_disabled():
+        first, second = (make_router(name, embedder).fit(data) for _ in range(2))
+    assert first.random_state == 0
+    np.testing.assert_array_equal(first.win_matrices(data.prompts[:8]),
+                                  second.win_matrices(data.prompts[:8]))

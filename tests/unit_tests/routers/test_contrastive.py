@@ -123,6 +123,16 @@ def test_encoder_folder_must_hold_only_standard_modules(tmp_path):
         FineTunedEmbedder(tmp_path / "missing")
 
 
+def test_encoder_folder_may_not_hold_pickled_weights(tmp_path):
+    (tmp_path / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]))
+    FineTunedEmbedder(tmp_path)  # standard modules, no weights yet: accepted
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(EmbeddingError, match=r"pickle-based files \['0/pytorch_model.bin'\]"):
+        FineTunedEmbedder(tmp_path)
+
+
 def test_a_file_cannot_point_the_encoder_folder_elsewhere(tmp_path):
     spec = {"kind": FineTunedEmbedder.kind, "sha256": "0" * 64, "folder": str(tmp_path)}
     with pytest.raises(RouterFileError, match="will not rebuild"):
