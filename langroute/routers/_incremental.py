@@ -36,6 +36,7 @@ __all__ = [
     "check_new_model",
     "choose_proxy",
     "disagreement",
+    "embed_new",
     "extend_flat_counts",
     "extend_store",
     "finish_onboarding",
@@ -85,6 +86,21 @@ def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | 
         costs = np.full((n, m), np.nan)
         costs[:, cols] = data.costs
     return dataclasses.replace(data, models=tuple(names), scores=scores, costs=costs)
+
+
+def embed_new(router: Any, prompts: Sequence[str], embeddings: np.ndarray | None,
+              dim: int) -> np.ndarray:
+    """``prompts`` embedded by ``router``'s embedder (or the caller's ``embeddings``, checked
+    to be one ``dim``-vector per prompt), as float32 rows; before the router changes."""
+    if embeddings is None:
+        embeddings = router._resolve_embedder().embed(list(prompts))
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if vectors.shape != (len(prompts), dim):
+        raise ValueError(
+            f"embeddings must have shape ({len(prompts)}, {dim}) for {len(prompts)} new "
+            f"prompts, got {vectors.shape}"
+        )
+    return vectors
 
 
 def observation_counts(data: Outcomes | Battles) -> tuple[np.ndarray, np.ndarray]:

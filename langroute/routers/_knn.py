@@ -22,6 +22,7 @@ from ._incremental import (
     append_patterns,
     check_new_model,
     choose_proxy,
+    embed_new,
     extend_flat_counts,
     finish_onboarding,
     observations,
@@ -158,14 +159,7 @@ class KNNRouter(BaseRouter):
         prompts, counts = pairwise_counts(data)
         if not prompts:
             raise OutcomesError("partial_fit() got no prompts")
-        vectors = self._resolve_embedder().embed(prompts) if embeddings is None else embeddings
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = self.embeddings_.shape[1]
-        if vectors.shape != (len(prompts), dim):
-            raise ValueError(
-                f"embeddings must have shape ({len(prompts)}, {dim}) for {len(prompts)} new "
-                f"prompts, got {vectors.shape}"
-            )
+        vectors = embed_new(self, prompts, embeddings, self.embeddings_.shape[1])
         self.patterns_, self.pattern_index_ = append_patterns(
             self.patterns_, self.pattern_index_, counts.reshape(len(prompts), -1)
         )
@@ -195,14 +189,7 @@ class KNNRouter(BaseRouter):
         if getattr(self, "n_observations_", None) is None:
             update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
         # Embedded (and checked) before anything changes: an error leaves the router intact.
-        if embeddings is None:
-            embeddings = self._resolve_embedder().embed(list(quiz_outcomes.prompts))
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if embeddings.shape != (len(quiz_outcomes), self.embeddings_.shape[1]):
-            raise ValueError(
-                f"embeddings must have shape ({len(quiz_outcomes)}, "
-                f"{self.embeddings_.shape[1]}) for the quiz prompts, got {embeddings.shape}"
-            )
+        embeddings = embed_new(self, quiz_outcomes.prompts, embeddings, self.embeddings_.shape[1])
         proxy, shift = choose_proxy(self, name, quiz_outcomes)
         quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
         self.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)

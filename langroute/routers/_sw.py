@@ -53,6 +53,7 @@ from ._incremental import (
     append_counts,
     check_new_model,
     choose_proxy,
+    embed_new,
     extend_store,
     finish_onboarding,
     observations,
@@ -331,16 +332,7 @@ class SWRouter(BaseRouter):
         return quiz_selection(self, vectors, store.counts(slice(None)), n, prompts)
 
     def _embed_new(self, prompts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
-        if embeddings is None:
-            vectors = self._resolve_embedder().embed(prompts)
-        else:
-            vectors = np.asarray(embeddings, dtype=np.float32)
-        dim = self.index_.embeddings.shape[1]
-        if vectors.shape != (len(prompts), dim):
-            raise ValueError(
-                f"embeddings must have shape ({len(prompts)}, {dim}) for {len(prompts)} new "
-                f"prompts, got {vectors.shape}"
-            )
+        vectors = embed_new(self, prompts, embeddings, self.index_.embeddings.shape[1])
         return _unit_rows(vectors, "new embeddings")
 
     # -- scoring -----------------------------------------------------------------------------------
