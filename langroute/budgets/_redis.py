@@ -54,26 +54,22 @@ end
 local v = redis.call('HMGET', KEYS[1], 'limit', 'spent', 'reserved')
 return {granted, v[1] or '', v[2] or '0', v[3] or '0'}
 """
-# KEYS: acct, holds, amounts, index; ARGV: now, hold, cost, id.
-_COMMIT = _PURGE + """
+# Drop hold ARGV[2] and its reserved amount, if it is still held (KEYS: acct, holds, amounts).
+_DROP_HOLD = """
 local a = redis.call('HGET', KEYS[3], ARGV[2])
 if a then
   redis.call('HDEL', KEYS[3], ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[2])
   if a ~= '0' then redis.call('HINCRBY', KEYS[1], 'reserved', '-' .. a) end
 end
+"""
+# KEYS: acct, holds, amounts, index; ARGV: now, hold, cost, id.
+_COMMIT = _PURGE + _DROP_HOLD + """
 redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[4])
 """ + _STATE
 # KEYS: acct, holds, amounts; ARGV: now, hold.
-_RELEASE = _PURGE + """
-local a = redis.call('HGET', KEYS[3], ARGV[2])
-if a then
-  redis.call('HDEL', KEYS[3], ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  if a ~= '0' then redis.call('HINCRBY', KEYS[1], 'reserved', '-' .. a) end
-end
-""" + _STATE
+_RELEASE = _PURGE + _DROP_HOLD + _STATE
 _READ = _PURGE + _STATE
 
 
