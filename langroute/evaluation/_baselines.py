@@ -19,7 +19,7 @@ import numpy as np
 
 from ._metrics import aiq, apgr, oracle_choices, pgr_curve, routed_cost_quality
 
-__all__ = ["FoldBaselines", "fold_baselines"]
+__all__ = ["FoldBaselines", "fold_baselines", "rank_models"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,18 @@ class FoldBaselines:
     oracle_strong_share: float
 
 
+def rank_models(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Model columns by mean quality, best first (ties: the cheaper first)."""
+    return np.lexsort((costs.mean(axis=0), -scores.mean(axis=0)))
+
+
 def fold_baselines(
     scores: np.ndarray, costs: np.ndarray, *, strong: int | None = None, weak: int | None = None
 ) -> FoldBaselines:
     """Baselines of a test fold; ``strong``/``weak`` columns enable the two-model ones."""
     model_costs = costs.mean(axis=0)
     model_qualities = scores.mean(axis=0)
-    best = int(np.lexsort((model_costs, -model_qualities))[0])
+    best = int(rank_models(scores, costs)[0])
     oracle = oracle_choices(scores, costs)
     oracle_cost, oracle_quality = routed_cost_quality(oracle, scores, costs)
     cost_range = (float(model_costs.min()), float(model_costs.max()))

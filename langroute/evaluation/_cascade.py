@@ -80,6 +80,7 @@ import numpy as np
 
 from .._exceptions import OutcomesError, RouterConfigError
 from .._outcomes import Outcomes
+from ._baselines import rank_models
 from ._metrics import CostQualityCurve, aiq, cost_to_reach
 
 __all__ = [
@@ -464,15 +465,12 @@ def _pareto(costs: np.ndarray, qualities: np.ndarray, thresholds: np.ndarray,
 def _best_index(data: Outcomes) -> int:
     """The best model on ``data`` (mean quality; ties: the cheaper)."""
     assert data.costs is not None
-    quality, cost = data.scores.mean(axis=0), data.costs.mean(axis=0)
-    return int(np.lexsort((cost, -quality))[0])
+    return int(rank_models(data.scores, data.costs)[0])
 
 
 def _strong_candidates(data: Outcomes) -> list[int]:
     assert data.costs is not None
-    quality, cost = data.scores.mean(axis=0), data.costs.mean(axis=0)
-    order = np.lexsort((cost, -quality))
-    return [int(j) for j in order[:STRONG_CANDIDATES]]
+    return [int(j) for j in rank_models(data.scores, data.costs)[:STRONG_CANDIDATES]]
 
 
 def _best(data: Outcomes) -> tuple[float, float, float]:
