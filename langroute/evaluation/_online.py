@@ -47,7 +47,7 @@ DEFAULT_INITIAL_SHARE = 0.25
 #: Feedback batches along the stream (the online router learns after each).
 DEFAULT_STEPS = 20
 #: How a score becomes battles (``feedback_battles``' ``impute``), fixed a priori.
-DEFAULT_IMPUTE = "quality"
+DEFAULT_IMPUTE = "conditional"
 
 
 def check_initial_share(share: Any) -> float:

@@ -3,11 +3,17 @@
 A score is feedback on *one* model's answer, but routers learn which model *beats* which. So
 each feedback event becomes one new exemplar (its decision's prompt) holding battles:
 
-* a score ``s_m`` of model ``m`` meets every other model ``j`` in an *expected* battle
-  against ``j``'s mean quality ``q_j`` (the router's ``quality_``): ``m`` wins
-  ``(1 + s_m - q_j) / 2`` of it. For 0/1 scores this is exactly the expected win share if
-  ``j`` succeeds with probability ``q_j``: a failure of a cheap model says "a model that
-  usually succeeds would likely have won here", a success "it would at best have tied";
+* a score ``s_m`` of model ``m`` meets every other model ``j`` in an *expected* battle:
+  ``m`` wins ``(1 + s_m - e_j) / 2`` of it, ``e_j`` the score ``j`` is expected to have had.
+  For 0/1 scores this is exactly the expected win share if ``j`` succeeds with probability
+  ``e_j``: a failure of a cheap model says "a model that usually succeeds would likely have
+  won here", a success "it would at best have tied". By default (``impute="conditional"``)
+  ``e_j`` is ``j``'s expected score *given* ``m``'s, from the training outcomes
+  (``routers._incremental.conditional_scores``: ``P(j succeeds | m succeeded)`` for 0/1
+  scores). Models' successes are correlated -- a prompt one model gets right is usually
+  easy -- so assuming independence (``e_j = q_j``, the router's ``quality_``:
+  ``impute="quality"``) over-credits a cheap model's success and a strong model's win
+  over a cheap failure;
 * a preference is one real battle (``preferred`` wins, or a tie).
 
 Pairs without ``m`` get no battle, so feedback only moves what it observed. One exemplar per
@@ -31,7 +37,7 @@ import numpy as np
 
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles
-from ..routers._incremental import FEEDBACK_SOURCE
+from ..routers._incremental import FEEDBACK_SOURCE, conditional_scores
 from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent
 from ._store import FeedbackStore
 
@@ -47,7 +53,7 @@ __all__ = [
 
 
 #: How a score of one model becomes battles against the others (see the module docstring).
-IMPUTATIONS = ("quality", "router", None)
+IMPUTATIONS = ("conditional", "quality", "router", None)
 
 
 def feedback_battles(
@@ -55,15 +61,18 @@ def feedback_battles(
     decisions: Mapping[str, DecisionRecord],
     router: Any,
     *,
-    impute: str | None = "quality",
+    impute: str | None = "conditional",
 ) -> Battles:
     """The battles the feedback ``events`` add to ``router`` (see the module docstring).
 
     ``decisions`` maps each event's decision id to its record. ``impute`` says how a score
-    ``s_m`` meets each other model ``j``: ``"quality"`` (default) against ``j``'s mean quality,
-    ``(1 + s_m - q_j) / 2``; ``"router"`` as the router's own prediction on the prompt shifted
-    by the surprise, ``P(m beats j | prompt) + (s_m - q_m) / 2`` (clipped to [0, 1]); None
-    keeps only the real battles (preferences), so scores teach nothing.
+    ``s_m`` meets each other model ``j``: ``"conditional"`` (default) against ``j``'s score
+    expected given ``s_m``, ``(1 + s_m - e_j) / 2``, from the router's ``score_moments_``
+    (a router without them -- fitted on battles -- imputes ``quality_``, as ``"quality"``);
+    ``"quality"`` against ``j``'s mean quality, ``(1 + s_m - q_j) / 2``; ``"router"`` as the
+    router's own prediction on the prompt shifted by the surprise,
+    ``P(m beats j | prompt) + (s_m - q_m) / 2`` (clipped to [0, 1]); None keeps only the
+    real battles (preferences), so scores teach nothing.
     """
     if impute not in IMPUTATIONS:
         raise FeedbackError(f"impute must be one of {list(IMPUTATIONS)}, got {impute!r}")
@@ -120,8 +129,10 @@ def _imputed(scored: list[tuple[int, int, float]], prompts: list[str], router: A
         share = win[np.arange(len(p)), a, :] + 0.5 * (s - q_a)[:, None]
         keep = others != a[:, None]
     else:
-        share = (1.0 + s[:, None] - quality[None, :]) / 2.0
-        keep = (others != a[:, None]) & np.isfinite(quality)[None, :]
+        moments = getattr(router, "score_moments_", None) if impute == "conditional" else None
+        expected = conditional_scores(moments, quality, a, s)
+        share = (1.0 + s[:, None] - expected) / 2.0
+        keep = (others != a[:, None]) & np.isfinite(expected)
     share = np.clip(share, 0.0, 1.0)
     cols = [np.broadcast_to(p[:, None], (len(p), m)), np.broadcast_to(a[:, None], (len(p), m)),
             others, share]

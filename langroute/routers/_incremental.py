@@ -35,14 +35,18 @@ __all__ = [
     "append_patterns",
     "check_new_model",
     "choose_proxy",
+    "conditional_scores",
     "disagreement",
     "embed_new",
     "extend_flat_counts",
     "extend_store",
     "finish_onboarding",
     "pick_quiz",
+    "moments_to_arrays",
     "quiz_selection",
     "observation_counts",
+    "score_moments",
+    "score_moments_from_arrays",
     "observations",
     "observations_from_json",
     "observations_to_json",
@@ -53,6 +57,65 @@ __all__ = [
 def observations(data: Outcomes | Battles) -> np.ndarray:
     """``n_observations_`` of a router fitted on ``data``: shape (2, n_models)."""
     return np.stack(observation_counts(data))
+
+
+def score_moments(data: Outcomes | Battles) -> np.ndarray | None:
+    """``score_moments_`` of a router fitted on ``data``: shape (4, n_models, n_models).
+
+    For each ordered pair (m, j), over the prompts that score both: how many, and the sums
+    of ``s_m``, ``s_m ** 2`` and ``s_m * s_j`` -- the sufficient statistics of regressing
+    one model's score on another's (``conditional_scores``). They add up over new data, so
+    ``partial_fit`` keeps them exact. None for Battles, which hold no scores.
+    """
+    if not isinstance(data, Outcomes):
+        return None
+    seen = (~np.isnan(data.scores)).astype(np.float64)
+    x = np.where(seen > 0, data.scores, 0.0)
+    return np.stack([seen.T @ seen, x.T @ seen, (x * x).T @ seen, x.T @ x])
+
+
+def moments_to_arrays(router: object) -> dict[str, np.ndarray]:
+    """``score_moments_`` as a router file array (none when the router keeps none)."""
+    moments = getattr(router, "score_moments_", None)
+    return {} if moments is None else {"score_moments": np.asarray(moments, dtype=np.float64)}
+
+
+def score_moments_from_arrays(arrays: dict[str, np.ndarray], n_models: int
+                              ) -> np.ndarray | None:
+    """``score_moments_`` from a router file's arrays (None: saved before it existed)."""
+    raw = arrays.get("score_moments")
+    if raw is None:
+        return None
+    moments = np.asarray(raw, dtype=np.float64)
+    if moments.shape != (4, n_models, n_models) or not np.all(np.isfinite(moments)):
+        raise ValueError(f"score_moments must be finite, shape (4, {n_models}, {n_models})")
+    return moments
+
+
+def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: np.ndarray,
+                       score: np.ndarray) -> np.ndarray:
+    """Expected score of every model given that ``model[i]`` scored ``score[i]``: (k, M).
+
+    The least-squares line of ``s_j`` on ``s_m`` over the prompts both were scored on
+    (``score_moments``); for 0/1 scores it gives exactly the conditional success rates
+    ``P(j succeeds | m succeeded)`` and ``P(j succeeds | m failed)``. Where ``s_m`` never
+    varied (or fewer than two prompts score both) the line is flat at ``j``'s mean on the
+    shared prompts; where no prompt scores both, or ``moments`` is None (a router fitted on
+    battles, or saved before they were kept), it is ``quality[j]``: independence.
+    """
+    k, m = len(model), quality.shape[0]
+    fallback = np.broadcast_to(np.where(np.isfinite(quality), quality, np.nan), (k, m))
+    if moments is None:
+        return np.array(fallback)
+    n, sums, squares, cross = (moments[i][model] for i in range(4))  # each (k, M)
+    col_sums = moments[1].T[model]  # sums of s_j over the same shared prompts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_m, mean_j = sums / n, col_sums / n
+        var = squares / n - mean_m**2
+        cov = cross / n - mean_m * mean_j
+        slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
+    expected = mean_j + slope * (score[:, None] - mean_m)
+    return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
 
 
 def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | Battles:
@@ -132,7 +195,8 @@ FEEDBACK_SOURCE = "feedback"
 
 
 def update_means(router: object, data: Outcomes | Battles) -> None:
-    """Fold ``data`` (aligned to the router's models) into ``quality_`` and ``costs_``.
+    """Fold ``data`` (aligned to the router's models) into ``quality_``, ``costs_`` and
+    ``score_moments_``.
 
     The result is what ``fit`` on the union computes. Scores update a router fitted on
     Outcomes; battles update the win rates of a router fitted on battles. Battles given to a
@@ -169,6 +233,9 @@ def update_means(router: object, data: Outcomes | Battles) -> None:
             router.costs_ = _merge(router.costs_, costed, cost_sums, new_costed)  # type: ignore
             costed = costed + new_costed
         router.n_observations_ = np.stack([scored + new_scored, costed])  # type: ignore
+        moments = getattr(router, "score_moments_", None)
+        if moments is not None:
+            router.score_moments_ = moments + score_moments(data)  # type: ignore
         return
     if not on_battles:
         return
@@ -424,6 +491,9 @@ def finish_onboarding(router: object, name: str, proxy: int, quality: float,
         r.costs_ = np.append(np.asarray(r.costs_, dtype=np.float64), float(cost))  # type: ignore
     counts = np.asarray(r.n_observations_, dtype=np.float64)
     r.n_observations_ = np.concatenate([counts, [[float(imputed)], [1.0]]], axis=1)
+    if getattr(r, "score_moments_", None) is not None:
+        # Nothing yet scores the new model beside the others; the quiz (partial_fit) adds it.
+        r.score_moments_ = np.pad(r.score_moments_, ((0, 0), (0, 1), (0, 1)))
     # Out-of-fold win matrices of the old model list no longer fit the router.
     r.calibration_win_matrices_ = None
     r._calibration_note = (f"add_model({name!r}) changed the model list since fit; pass "

@@ -25,10 +25,13 @@ from ._incremental import (
     embed_new,
     extend_flat_counts,
     finish_onboarding,
+    moments_to_arrays,
     observations,
     observations_from_json,
     observations_to_json,
     quiz_selection,
+    score_moments,
+    score_moments_from_arrays,
     update_means,
 )
 from ._validation import check_int, check_number
@@ -87,6 +90,11 @@ class KNNRouter(BaseRouter):
         How many measured scores (battles' games, for battles) and known costs ``quality_``
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
         router file written before ``partial_fit`` existed (it must be refitted to learn).
+    score_moments_ : ndarray of shape (4, n_models, n_models) or None
+        Per model pair, the sums over the prompts scoring both that regress one model's score
+        on the other's (``_incremental.score_moments``); feedback on one model imputes the
+        others from them (``langroute.feedback.feedback_battles``). None when fitted on
+        battles or loaded from a file that predates them.
 
     See Also
     --------
@@ -139,6 +147,7 @@ class KNNRouter(BaseRouter):
         self._exemplars64 = self.embeddings_.astype(np.float64)
         self._set_common_fitted(outcomes)
         self.n_observations_ = observations(outcomes)
+        self.score_moments_ = score_moments(outcomes)
         return self
 
     def partial_fit(
@@ -280,6 +289,7 @@ class KNNRouter(BaseRouter):
             "embeddings": self.embeddings_,
             "patterns": self.patterns_,
             "pattern_index": self.pattern_index_,
+            **moments_to_arrays(self),
         }
         return {"n_observations_": observations_to_json(self)}, arrays
 
@@ -301,3 +311,4 @@ class KNNRouter(BaseRouter):
         ):
             raise ValueError("pattern_index points outside patterns")
         self.n_observations_ = observations_from_json(state, m)
+        self.score_moments_ = score_moments_from_arrays(arrays, m)

@@ -56,10 +56,13 @@ from ._incremental import (
     embed_new,
     extend_store,
     finish_onboarding,
+    moments_to_arrays,
     observations,
     observations_from_json,
     observations_to_json,
     quiz_selection,
+    score_moments,
+    score_moments_from_arrays,
     update_means,
 )
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
@@ -124,6 +127,11 @@ class SWRouter(BaseRouter):
         How many measured scores (battles' games, for battles) and known costs ``quality_``
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
         router file written before ``partial_fit`` existed (it must be refitted to learn).
+    score_moments_ : ndarray of shape (4, n_models, n_models) or None
+        Per model pair, the sums over the prompts scoring both that regress one model's score
+        on the other's (``_incremental.score_moments``); feedback on one model imputes the
+        others from them (``langroute.feedback.feedback_battles``). None when fitted on
+        battles or loaded from a file that predates them.
 
     Examples
     --------
@@ -209,6 +217,7 @@ class SWRouter(BaseRouter):
         self._index_exemplars(vectors, store)
         self._set_common_fitted(outcomes)
         self.n_observations_ = observations(outcomes)
+        self.score_moments_ = score_moments(outcomes)
         return self
 
     def _index_exemplars(self, vectors: np.ndarray, store: OutcomeStore) -> None:
@@ -472,7 +481,8 @@ class SWRouter(BaseRouter):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_,
                  "n_observations_": observations_to_json(self)}
-        return state, {**self.index_.to_arrays(), **self.store_.to_arrays()}
+        return state, {**self.index_.to_arrays(), **self.store_.to_arrays(),
+                       **moments_to_arrays(self)}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         algorithm = state["algorithm_"]
@@ -491,6 +501,7 @@ class SWRouter(BaseRouter):
         self.index_ = index
         self.store_ = store
         self.n_observations_ = observations_from_json(state, m)
+        self.score_moments_ = score_moments_from_arrays(arrays, m)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

@@ -61,12 +61,12 @@ def test_each_event_becomes_one_exemplar_of_expected_or_real_battles(router):
     decisions = {"d": DecisionRecord("d", "p", "cheap", CANDIDATES)}
     events = [FeedbackEvent("d", "score", "cheap", 0.0), FeedbackEvent("d", "score", "calc", 1.0),
               FeedbackEvent("d", "preference", "poet", 0.5, other="calc")]
-    battles = feedback_battles(events, decisions, router)
+    battles = feedback_battles(events, decisions, router, impute="quality")
     q = router.quality_
     assert battles.prompts == ["p", "p", "p"]
     rows = list(zip(battles.prompt_index.tolist(), battles.model_a.tolist(),
                     battles.model_b.tolist(), battles.result.tolist(), strict=True))
-    # A score meets every other model as an expected battle against its mean quality.
+    # "quality": a score meets every other model as an expected battle against its mean.
     assert rows == [(0, 0, 1, (1 + 0.0 - q[1]) / 2), (0, 0, 2, (1 + 0.0 - q[2]) / 2),
                     (1, 1, 0, (1 + 1.0 - q[0]) / 2), (1, 1, 2, (1 + 1.0 - q[2]) / 2),
                     (2, 2, 1, 0.5)]
@@ -77,6 +77,32 @@ def test_each_event_becomes_one_exemplar_of_expected_or_real_battles(router):
     np.testing.assert_allclose(local.result, np.clip(win[0, [1, 2]] + (0.0 - q[0]) / 2, 0, 1))
     with pytest.raises(FeedbackError, match="impute"):
         feedback_battles(events, decisions, router, impute="magic")
+
+
+def test_the_default_imputes_each_other_model_given_the_observed_score(hashing_embedder):
+    from langroute import Outcomes
+    from langroute.feedback import FeedbackEvent
+
+    # "strong" succeeds wherever "cheap" does, and on half the prompts cheap fails.
+    cheap = np.array([1, 1, 1, 1, 0, 0, 0, 0], float)
+    strong = np.array([1, 1, 1, 1, 1, 1, 0, 0], float)
+    data = Outcomes(ids=[str(i) for i in range(8)], prompts=[f"q{i}" for i in range(8)],
+                    models=("cheap", "strong"),
+                    scores=np.stack([cheap, strong], axis=1), costs=None)
+    fitted = SWRouter(hashing_embedder).fit(data)
+    decisions = {"d": DecisionRecord("d", "p", "cheap", ("cheap", "strong"))}
+    up = [FeedbackEvent("d", "score", "cheap", 1.0)]
+    down = [FeedbackEvent("d", "score", "cheap", 0.0)]
+    # Given cheap succeeded, strong surely did: a tie, not a cheap win against q=0.75.
+    assert feedback_battles(up, decisions, fitted).result.tolist() == [0.5]
+    assert feedback_battles(up, decisions, fitted, impute="quality").result.tolist() == [
+        (1 + 1 - 0.75) / 2]
+    # Given cheap failed, strong succeeded half the time: cheap wins a quarter (ties).
+    assert feedback_battles(down, decisions, fitted).result.tolist() == [0.25]
+    # Strong's score given: cheap's expected score from the line of cheap on strong.
+    decisions["e"] = DecisionRecord("e", "p", "strong", ("cheap", "strong"))
+    win = feedback_battles([FeedbackEvent("e", "score", "strong", 1.0)], decisions, fitted)
+    assert win.result.tolist() == [(1 + 1 - 4 / 6) / 2]
 
 
 def test_feedback_moves_the_router_and_its_fit_version(router):

@@ -42,6 +42,11 @@ def test_a_model_onboarded_from_a_quiz_routes_like_one_trained_on_everything(
     assert np.sign(onboarded[:, 2, 1] - 0.5).tolist() == np.sign(
         reference[:, 2, 1] - 0.5).tolist()
     assert router.calibration_win_matrices_ is None
+    # The quiz is all the shared scores the new model has: its moments count the quiz only.
+    assert router.score_moments_.shape == (4, 3, 3)
+    assert router.score_moments_[0, 2, 2] == 8
+    np.testing.assert_array_equal(router.score_moments_[0, 2, :2], (~np.isnan(
+        quiz.select_models(["cheap", "calc"]).scores)).sum(axis=0))
 
 
 def test_the_proxy_is_the_model_that_agrees_most(hashing_embedder):

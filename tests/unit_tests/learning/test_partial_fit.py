@@ -54,6 +54,7 @@ def test_partial_fit_equals_fit_on_the_union(name, hashing_embedder):
     np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
     np.testing.assert_allclose(online.costs_, full.costs_, rtol=1e-12)
     np.testing.assert_array_equal(online.n_observations_, full.n_observations_)
+    np.testing.assert_allclose(online.score_moments_, full.score_moments_, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(ROUTERS))
@@ -71,6 +72,45 @@ def test_partial_fit_in_several_steps_with_a_subset_of_models(name, hashing_embe
     np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES),
                                atol=1e-6)
     np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
+    np.testing.assert_allclose(online.score_moments_, full.score_moments_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_score_moments_regress_each_model_on_each_other_and_round_trip(
+        name, hashing_embedder, tmp_path):
+    from langroute.routers._incremental import conditional_scores
+
+    data = patchy_outcomes()
+    router = ROUTERS[name](hashing_embedder).fit(data)
+    s = data.scores
+    both = ~np.isnan(s[:, 0]) & ~np.isnan(s[:, 2])
+    x, y = s[both, 0], s[both, 2]
+    slope, intercept = np.polyfit(x, y, 1)  # least squares of poet's score on cheap's
+    got = conditional_scores(router.score_moments_, router.quality_, np.array([0, 0]),
+                             np.array([0.2, 0.9]))
+    np.testing.assert_allclose(got[:, 2], np.clip(intercept + slope * np.array([0.2, 0.9]),
+                                                  0, 1), rtol=1e-9)
+    # Feedback (selection-biased, one model scored) never moves them; a file keeps them.
+    moments = router.score_moments_.copy()
+    feedback = Battles(prompts=[math_prompt(7)], models=MODELS, prompt_index=np.array([0]),
+                       model_a=np.array([1]), model_b=np.array([0]), result=np.array([0.8]),
+                       source="feedback")
+    router.partial_fit(feedback)
+    np.testing.assert_array_equal(router.score_moments_, moments)
+    router.save(tmp_path / "r.lr")
+    loaded = type(router).load(tmp_path / "r.lr", embedder=hashing_embedder)
+    np.testing.assert_array_equal(loaded.score_moments_, moments)
+
+
+def test_without_shared_scores_the_imputation_is_the_mean_quality():
+    from langroute.routers._incremental import conditional_scores
+
+    quality = np.array([0.3, 0.8])
+    moments = np.zeros((4, 2, 2))
+    got = conditional_scores(moments, quality, np.array([0, 1]), np.array([1.0, 0.0]))
+    np.testing.assert_array_equal(got, [[0.3, 0.8], [0.3, 0.8]])
+    np.testing.assert_array_equal(conditional_scores(None, quality, np.array([1]),
+                                                     np.array([1.0])), [[0.3, 0.8]])
 
 
 @pytest.mark.parametrize("name", sorted(ROUTERS))
@@ -93,6 +133,7 @@ def test_partial_fit_on_battles(name, hashing_embedder):
                                atol=1e-6)
     np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
     assert online.costs_ is None
+    assert online.score_moments_ is None  # battles hold no scores to regress
 
 
 def test_fractional_battles_turn_half_counts_into_patterns(hashing_embedder):
