@@ -43,6 +43,7 @@ __all__ = [
     "finish_onboarding",
     "pick_quiz",
     "moments_to_arrays",
+    "moments_to_json",
     "quiz_selection",
     "observation_counts",
     "score_moments",
@@ -80,10 +81,18 @@ def moments_to_arrays(router: object) -> dict[str, np.ndarray]:
     return {} if moments is None else {"score_moments": np.asarray(moments, dtype=np.float64)}
 
 
-def score_moments_from_arrays(arrays: dict[str, np.ndarray], n_models: int
+def moments_to_json(router: object) -> bool:
+    """Whether the file holds ``score_moments`` (so a file that lost the array is refused)."""
+    return getattr(router, "score_moments_", None) is not None
+
+
+def score_moments_from_arrays(state: dict, arrays: dict[str, np.ndarray], n_models: int
                               ) -> np.ndarray | None:
-    """``score_moments_`` from a router file's arrays (None: saved before it existed)."""
+    """``score_moments_`` from a router file (None: fitted on battles, or saved before
+    they were kept)."""
     raw = arrays.get("score_moments")
+    if state.get("score_moments_") and raw is None:
+        raise ValueError("the state records score_moments but the array is missing")
     if raw is None:
         return None
     moments = np.asarray(raw, dtype=np.float64)

@@ -26,6 +26,7 @@ from ._incremental import (
     extend_flat_counts,
     finish_onboarding,
     moments_to_arrays,
+    moments_to_json,
     observations,
     observations_from_json,
     observations_to_json,
@@ -291,7 +292,8 @@ class KNNRouter(BaseRouter):
             "pattern_index": self.pattern_index_,
             **moments_to_arrays(self),
         }
-        return {"n_observations_": observations_to_json(self)}, arrays
+        return {"n_observations_": observations_to_json(self),
+                "score_moments_": moments_to_json(self)}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
@@ -311,4 +313,4 @@ class KNNRouter(BaseRouter):
         ):
             raise ValueError("pattern_index points outside patterns")
         self.n_observations_ = observations_from_json(state, m)
-        self.score_moments_ = score_moments_from_arrays(arrays, m)
+        self.score_moments_ = score_moments_from_arrays(state, arrays, m)

@@ -57,6 +57,7 @@ from ._incremental import (
     extend_store,
     finish_onboarding,
     moments_to_arrays,
+    moments_to_json,
     observations,
     observations_from_json,
     observations_to_json,
@@ -480,7 +481,8 @@ class SWRouter(BaseRouter):
     # -- persistence -------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_,
-                 "n_observations_": observations_to_json(self)}
+                 "n_observations_": observations_to_json(self),
+                 "score_moments_": moments_to_json(self)}
         return state, {**self.index_.to_arrays(), **self.store_.to_arrays(),
                        **moments_to_arrays(self)}
 
@@ -501,7 +503,7 @@ class SWRouter(BaseRouter):
         self.index_ = index
         self.store_ = store
         self.n_observations_ = observations_from_json(state, m)
-        self.score_moments_ = score_moments_from_arrays(arrays, m)
+        self.score_moments_ = score_moments_from_arrays(state, arrays, m)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
