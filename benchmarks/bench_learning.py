@@ -34,12 +34,14 @@ Embeddings: MiniLM through the shared disk cache (``$LANGROUTE_EMBEDDING_CACHE``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from _provenance import dirty_files, head_commit
@@ -78,7 +80,7 @@ def _stat(values: list[float]) -> dict:
 # -- online ----------------------------------------------------------------------------------------
 def run_online(names: list[str], embedder, seeds: int) -> dict:
     from langroute import KNNRouter, SWRouter, load_outcomes
-    from langroute.evaluation import evaluate, fold_baselines, make_splits
+    from langroute.evaluation import _online, evaluate, fold_baselines, make_splits
     from langroute.evaluation._evaluate import _router_metrics
     from langroute.evaluation._online import online_fold
 
@@ -105,18 +107,23 @@ def run_online(names: list[str], embedder, seeds: int) -> dict:
                 "timeline": report["routers"][labels[2]]["online"],
             }
         # Ablations (exploratory; same folds and thresholds as the headline rows): the other
-        # imputations for SW, and the former default ("quality") for kNN too.
+        # imputations for SW, the former default ("quality") for kNN too, and for both the
+        # diagnostic "oracle": the chosen model's battles at the other models' *true* scores.
         templates = {"sw": SWRouter(embedder), "knn": knn}
-        ablations: dict = {"sw": {"quality": [], "router": [], "none": []},
-                           "knn": {"quality": []}}
+        ablations: dict = {"sw": {"quality": [], "router": [], "none": [], "oracle": []},
+                           "knn": {"quality": [], "oracle": []}}
         for sp in make_splits(data.prompts, scheme="kfold", folds=5, seeds=seeds):
             train, test = data.subset(sp.train), data.subset(sp.test)
             base = fold_baselines(test.scores, test.costs, strong=None, weak=None)
             for router, variants in ablations.items():
                 for variant, values in variants.items():
-                    _, online, _ = online_fold(templates[router], train,
-                                               seed=1000 * sp.seed + sp.fold,
-                                               impute=None if variant == "none" else variant)
+                    patch = (mock.patch.object(_online, "feedback_battles",
+                                               _oracle_battles(train))
+                             if variant == "oracle" else contextlib.nullcontext())
+                    with patch:
+                        _, online, _ = online_fold(
+                            templates[router], train, seed=1000 * sp.seed + sp.fold,
+                            impute=None if variant in ("none", "oracle") else variant)
                     metrics, _ = _router_metrics(online, online.win_matrices(test.prompts),
                                                  test, base, None, None)
                     values.append(metrics["aiq"])
@@ -128,6 +135,35 @@ def run_online(names: list[str], embedder, seeds: int) -> dict:
         out[name] = entry
         print(f"online {name}: {entry['seconds']:.0f} s", file=sys.stderr, flush=True)
     return out
+
+
+def _oracle_battles(train):
+    """A stand-in for ``feedback_battles`` that no deployment has: the chosen model's
+    battles against every other model at their true scores on the prompt. It separates the
+    imputation's error from what one-model feedback can teach at all."""
+    from langroute import Battles
+
+    truth = dict(zip(train.prompts, train.scores, strict=True))
+
+    def battles(events, decisions, router, impute=None):
+        models = list(router.models)
+        prompts: list[str] = []
+        rows = []
+        for event in events:
+            prompt = decisions[event.decision_id].prompt
+            s, m = truth[prompt], models.index(event.model)
+            for j in np.flatnonzero(~np.isnan(s)):
+                if j != m:
+                    rows.append((len(prompts), m, j, 0.5 + 0.5 * np.sign(event.score - s[j])))
+            prompts.append(prompt)
+        table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        return Battles(prompts=prompts, models=tuple(models),
+                       prompt_index=table[:, 0].astype(np.int64),
+                       model_a=table[:, 1].astype(np.int64),
+                       model_b=table[:, 2].astype(np.int64), result=table[:, 3],
+                       source="feedback")
+
+    return battles
 
 
 # -- onboarding ------------------------------------------------------------------------------------
@@ -309,16 +345,27 @@ def markdown(summary: dict) -> str:
             "target; it was specified, committed and fixed before its first measurement, and "
             "it is the only replacement tried. The other imputations, measured on the same "
             "folds, are not a basis for any default.", "",
+            "*oracle* is a diagnostic no deployment can run: the chosen model's battles "
+            "against the other models at their *true* scores on the prompt, in place of any "
+            "imputation; `oracle - static` (paired s.e.) shows what one-model feedback could "
+            "teach if the imputation were exact.", "",
             "| dataset | sw conditional (headline) | sw quality (former default) "
-            "| sw router | sw None | knn conditional (headline) | knn quality (former default) |",
-            "|---|---|---|---|---|---|---|",
+            "| sw router | sw None | sw oracle - static | knn conditional (headline) "
+            "| knn quality (former default) | knn oracle - static |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, e in summary["online"].items():
             a = e["ablations"]
             head = {r: e["routers"][r][f"{r} online@25%"]["aiq"]["mean"] for r in ONLINE_ROUTERS}
+            oracle = {}
+            for r in ONLINE_ROUTERS:
+                d = (np.asarray(a[r]["oracle"]["folds"])
+                     - np.asarray(e["routers"][r][f"{r} static@25%"]["aiq"]["folds"]))
+                oracle[r] = f"{d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(len(d)):.4f})"
             lines.append(f"| {name} | {head['sw']:.4f} | {a['sw']['quality']['mean']:.4f} "
                          f"| {a['sw']['router']['mean']:.4f} | {a['sw']['none']['mean']:.4f} "
-                         f"| {head['knn']:.4f} | {a['knn']['quality']['mean']:.4f} |")
+                         f"| {oracle['sw']} | {head['knn']:.4f} "
+                         f"| {a['knn']['quality']['mean']:.4f} | {oracle['knn']} |")
         lines.append("")
     if "onboard" in summary:
         lines += [
