@@ -128,8 +128,9 @@ def online_fold(
                                                     tuple(models), time=0.0)
             events.append(FeedbackEvent(decision_id, "score", models[column],
                                         float(scores[k]), time=0.0))
-        online.partial_fit(feedback_battles(events, decisions, online,
-                                            impute=impute))
+        battles = feedback_battles(events, decisions, online, impute=impute)
+        if len(battles):  # impute=None: scores teach nothing
+            online.partial_fit(battles)
         s_pick = static_pick[batch]
         timeline["seen"].append(float(batch[-1] + 1))
         timeline["online_quality"].append(float(scores.mean()))

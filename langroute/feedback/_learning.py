@@ -18,7 +18,8 @@ each feedback event becomes one new exemplar (its decision's prompt) holding bat
 
 Pairs without ``m`` get no battle, so feedback only moves what it observed. One exemplar per
 event (not per decision) makes learning order-free: a router that learned each event as it
-came equals one that replays the whole log later.
+came equals one that replays the whole log later. An event that yields no battle (a score
+with ``impute=None``) adds no exemplar.
 
 Feedback teaches the router *where* each model wins, never how good a model is overall:
 ``quality_`` (and ``costs_``) stay the means of the training outcomes. The router chose the
@@ -105,8 +106,12 @@ def feedback_battles(
     if scored:
         table = np.concatenate([table, _imputed(scored, prompts, router, quality, impute)])
         table = table[np.lexsort((table[:, 2], table[:, 0]))]  # event order, then model
+    # A prompt left without a battle (a score with impute=None, or against models with no
+    # known quality) teaches nothing; stored, it would only crowd the router's neighbours.
+    used, index = np.unique(table[:, 0].astype(np.int64), return_inverse=True)
+    table[:, 0] = index
     return Battles(
-        prompts=prompts,
+        prompts=[prompts[i] for i in used],
         models=tuple(models),
         prompt_index=table[:, 0].astype(np.int64),
         model_a=table[:, 1].astype(np.int64),

@@ -70,7 +70,9 @@ def test_each_event_becomes_one_exemplar_of_expected_or_real_battles(router):
     assert rows == [(0, 0, 1, (1 + 0.0 - q[1]) / 2), (0, 0, 2, (1 + 0.0 - q[2]) / 2),
                     (1, 1, 0, (1 + 1.0 - q[0]) / 2), (1, 1, 2, (1 + 1.0 - q[2]) / 2),
                     (2, 2, 1, 0.5)]
-    assert len(feedback_battles(events[:2], decisions, router, impute=None)) == 0
+    none = feedback_battles(events, decisions, router, impute=None)
+    assert len(none) == 1 and none.prompts == ["p"]  # only the preference's prompt
+    assert len(feedback_battles(events[:2], decisions, router, impute=None).prompts) == 0
     # "router": the router's own prediction on the prompt, shifted by the score's surprise.
     local = feedback_battles(events[:1], decisions, router, impute="router")
     win = router.win_matrix("p")
