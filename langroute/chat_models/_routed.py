@@ -328,64 +328,21 @@ class RoutedChatModel(BaseChatModel):
         )
 
     # -- feedback (langroute.feedback) ------------------------------------------------------------
-    def _feedback_store(self) -> Any:
-        """The opened feedback store, or None without ``feedback_store``."""
-        from ..feedback import FeedbackStore, open_feedback_store
+    @property
+    def feedback(self) -> Any:
+        """This model's ``langroute.feedback.FeedbackBinding``: its ``store()`` holds every
+        recorded decision (None without ``feedback_store`` or ``refitter``)."""
+        binding = self._feedback
+        if binding is None or binding.owner is not self:  # first use, or a model_copy
+            from ..feedback import FeedbackBinding
 
-        given = self.feedback_store
-        if self.refitter is not None:
-            return self._checked_refitter().store
-        if given is None or isinstance(given, FeedbackStore):
-            return given
-        if not isinstance(given, str):
-            raise RouterConfigError(
-                "feedback_store must be a store URL (memory://, sqlite:///path, "
-                f"redis://host:port/db) or a FeedbackStore, got {type(given).__name__}"
-            )
-        if self._feedback is None or self._feedback[0] != given:
-            self._feedback = (given, open_feedback_store(given))
-        return self._feedback[1]
-
-    def _checked_refitter(self) -> Any:
-        """``refitter``, checked against this model's router and feedback store."""
-        from ..feedback import FeedbackRefitter
-
-        refitter = self.refitter
-        if not isinstance(refitter, FeedbackRefitter):
-            raise RouterConfigError(
-                f"refitter must be a langroute.feedback.FeedbackRefitter, got "
-                f"{type(refitter).__name__}")
-        if refitter.router is not self.router:
-            raise RouterConfigError("refitter refits another router than this model's router=")
-        if self.feedback_store is not None and self.feedback_store is not refitter.store:
-            raise RouterConfigError(
-                "with refitter=, decisions are recorded in refitter.store; leave "
-                "feedback_store=None (or pass that very store)")
-        return refitter
-
-    def _learning(self) -> tuple[Any, Any]:
-        """(router that learns a feedback event at once or None, refitter to poll or None)."""
-        if self.refitter is None or callable(getattr(self.router, "partial_fit", None)):
-            return self.router, None
-        refitter = self._checked_refitter()
-        if refitter.lock is None:  # swap the refit in under the lock routing takes
-            refitter.lock = self._call_pipeline().policy.lock
-        return None, refitter
+            binding = self._feedback = FeedbackBinding(
+                self, lambda: self._call_pipeline().policy.lock,
+                opened=None if binding is None else binding.opened)
+        return binding
 
     def _recorders(self) -> tuple[Any, ...]:
-        from ..feedback import FeedbackRecorder
-
-        store = self._feedback_store()
-        return () if store is None else (FeedbackRecorder(store),)
-
-    def _require_feedback_store(self) -> Any:
-        store = self._feedback_store()
-        if store is None:
-            raise RouterConfigError(
-                "this RoutedChatModel records no decisions: set feedback_store= (e.g. "
-                '"sqlite:///feedback.db") to give feedback on its calls'
-            )
-        return store
+        return self.feedback.recorders()
 
     def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
                         key: str | None = None,
@@ -393,34 +350,16 @@ class RoutedChatModel(BaseChatModel):
         """Store a quality ``score`` in [0, 1] for a call (its
         ``response_metadata["langroute"]["decision_id"]``) and teach the router from it
         (``langroute.feedback.record_feedback``); returns the stored event."""
-        from ..feedback import record_feedback
-
-        store = self._require_feedback_store()
-        router, refitter = self._learning()
-        event = record_feedback(store, decision_id, score=score, router=router,
-                                model=model, key=key, metadata=metadata,
-                                lock=self._call_pipeline().policy.lock)
-        if refitter is not None:
-            refitter.poll()
-        return event
+        return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
+                                             metadata=metadata)
 
     def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
                           tie: bool = False, key: str | None = None,
                           metadata: Mapping[str, Any] | None = None) -> Any:
         """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
         on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
-        from ..feedback import record_preference
-
-        store = self._require_feedback_store()
-        router, refitter = self._learning()
-        if refitter is not None:
-            refitter.check_preferences()  # refused before anything is stored
-        event = record_preference(store, decision_id, preferred=preferred, other=other,
-                                  tie=tie, router=router, key=key, metadata=metadata,
-                                  lock=self._call_pipeline().policy.lock)
-        if refitter is not None:
-            refitter.poll()
-        return event
+        return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
+                                               tie=tie, key=key, metadata=metadata)
 
     @property
     def pipeline(self) -> CallPipeline:

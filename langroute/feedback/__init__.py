@@ -9,6 +9,7 @@ without ``partial_fit`` are refitted on a schedule (``FeedbackRefitter``, ``Refi
 
 from __future__ import annotations
 
+from ._binding import FeedbackBinding
 from ._learning import (
     DECISION_ID_KEY,
     feedback_battles,
@@ -44,6 +45,7 @@ __all__ = [
     "RefitState",
     "SCORE",
     "DecisionRecord",
+    "FeedbackBinding",
     "FeedbackEvent",
     "FeedbackRecorder",
     "FeedbackRefitter",

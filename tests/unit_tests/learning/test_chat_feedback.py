@@ -39,7 +39,7 @@ def test_every_call_is_recorded_and_feedback_teaches_the_router(tmp_path):
     model = routed_model(router, url)
     answer = model.invoke(EASY)
     decision_id = answer.response_metadata["langroute"]["decision_id"]
-    stored = model._feedback_store().decision(decision_id)
+    stored = model.feedback.store().decision(decision_id)
     assert (stored.prompt, stored.model) == (EASY, WEAK)
     before, version = router.win_matrix(EASY)[0, 1], router.fit_version_
     for _ in range(5):  # the weak model keeps failing on this kind of prompt
@@ -60,7 +60,7 @@ async def test_async_and_streamed_calls_are_recorded_too():
     chunks = list(model.stream(HARD))
     ids = [answer.response_metadata["langroute"]["decision_id"],
            chunks[0].response_metadata["langroute"]["decision_id"]]
-    store = model._feedback_store()
+    store = model.feedback.store()
     assert [store.decision(i).model for i in ids] == [STRONG, STRONG]
     event = model.record_preference(ids[0], preferred=WEAK, tie=True)
     assert (event.model, event.other, event.score) == (WEAK, STRONG, 0.5)

@@ -34,6 +34,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from langroute import MessageError, RouterConfigError
+from langroute.feedback import FeedbackBinding, FeedbackEvent
 from langroute.pipeline import (
     CallContext,
     CallPipeline,
@@ -105,6 +106,15 @@ class RoutedLLM(FunctionCallingLLM):
         given), ``"redis://host:port/0"`` or ``"memory://"``.
     trace_prompt : bool, default=False
         Put the routing text itself in the decision (by default only its length and SHA-256).
+    feedback_store : str or FeedbackStore, default=None
+        Where every routed decision is recorded for feedback (``"sqlite:///feedback.db"``,
+        ``"redis://host:port/0"``, ``"memory://"`` or an opened ``FeedbackStore``); then
+        ``record_feedback`` / ``record_preference`` teach the router from a call's
+        ``additional_kwargs["langroute"]["decision_id"]``.
+    refitter : langroute.feedback.FeedbackRefitter, default=None
+        For a router without ``partial_fit``: feedback is stored, then the router is refitted
+        when the refitter's ``RefitPolicy`` says so. Decisions are recorded in
+        ``refitter.store`` (``feedback_store`` must be None or that store).
 
     Notes
     -----
@@ -132,8 +142,13 @@ class RoutedLLM(FunctionCallingLLM):
                                            description="Per-scope langroute Budgets.")
     spend_store: Any = Field(default=None, exclude=True, description="Where spend is kept.")
     trace_prompt: bool = Field(default=False, description="Keep the routing text in traces.")
+    feedback_store: Any = Field(default=None, exclude=True,
+                                description="Where decisions are recorded for feedback.")
+    refitter: Any = Field(default=None, exclude=True,
+                          description="A langroute FeedbackRefitter.")
 
     _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
+    _feedback: Any = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -151,6 +166,8 @@ class RoutedLLM(FunctionCallingLLM):
         budgets: Mapping[str, Any] | None = None,
         spend_store: Any = None,
         trace_prompt: bool = False,
+        feedback_store: Any = None,
+        refitter: Any = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
@@ -165,7 +182,8 @@ class RoutedLLM(FunctionCallingLLM):
                 costs=None if costs is None else dict(costs), timeout=timeout,
                 max_retries=max_retries, fallback=fallback, cascade=cascade,
                 budgets=None if budgets is None else dict(budgets), spend_store=spend_store,
-                trace_prompt=trace_prompt, callback_manager=callback_manager, **kwargs,
+                trace_prompt=trace_prompt, feedback_store=feedback_store, refitter=refitter,
+                callback_manager=callback_manager, **kwargs,
             )
         except ValidationError as exc:
             raise RouterConfigError(f"invalid RoutedLLM arguments: {exc}") from exc
@@ -204,7 +222,38 @@ class RoutedLLM(FunctionCallingLLM):
             target_cost=self.target_cost, costs=self.costs, max_retries=self.max_retries,
             fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
             budgets=self.budgets, spend_store=self.spend_store, keep_text=self.trace_prompt,
+            recorders=lambda: self.feedback.recorders(),
+            extra_key=(id(self.feedback_store), id(self.refitter)),
         )
+
+    # -- feedback (langroute.feedback) ----------------------------------------------------------
+    @property
+    def feedback(self) -> FeedbackBinding:
+        """This LLM's ``langroute.feedback.FeedbackBinding``: its ``store()`` holds every
+        recorded decision (None without ``feedback_store`` or ``refitter``)."""
+        binding = self._feedback
+        if binding is None or binding.owner is not self:  # first use, or a copy
+            binding = self._feedback = FeedbackBinding(
+                self, lambda: self._current_pipeline().policy.lock,
+                opened=None if binding is None else binding.opened)
+        return binding
+
+    def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
+                        key: str | None = None,
+                        metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """Store a quality ``score`` in [0, 1] for a call (its
+        ``additional_kwargs["langroute"]["decision_id"]``) and teach the router from it
+        (``langroute.feedback.record_feedback``); returns the stored event."""
+        return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
+                                             metadata=metadata)
+
+    def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
+                          tie: bool = False, key: str | None = None,
+                          metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
+        on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
+        return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
+                                               tie=tie, key=key, metadata=metadata)
 
     @property
     def pipeline(self) -> CallPipeline:
