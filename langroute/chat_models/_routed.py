@@ -43,6 +43,7 @@ from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, 
 
 from .._decision import RoutingDecision
 from .._exceptions import LangrouteError, RouterConfigError
+from ..feedback import FeedbackMethods
 from ..pipeline import (
     CallContext,
     CallPipeline,
@@ -95,7 +96,7 @@ def _langroute_error(exc: ValidationError) -> LangrouteError:
     return RouterConfigError(str(exc))
 
 
-class RoutedChatModel(BaseChatModel):
+class RoutedChatModel(FeedbackMethods, BaseChatModel):
     """A chat model that routes each call to the cheapest candidate likely to answer it well.
 
     Parameters
@@ -323,43 +324,9 @@ class RoutedChatModel(BaseChatModel):
             target_cost=self.target_cost, costs=self.costs, max_retries=self.max_retries,
             fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
             budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
-            keep_text=self.trace_prompt, recorders=self._recorders,
+            keep_text=self.trace_prompt, recorders=lambda: self.feedback.recorders(),
             extra_key=(id(self.feedback_store), id(self.refitter)),
         )
-
-    # -- feedback (langroute.feedback) ------------------------------------------------------------
-    @property
-    def feedback(self) -> Any:
-        """This model's ``langroute.feedback.FeedbackBinding``: its ``store()`` holds every
-        recorded decision (None without ``feedback_store`` or ``refitter``)."""
-        binding = self._feedback
-        if binding is None or binding.owner is not self:  # first use, or a model_copy
-            from ..feedback import FeedbackBinding
-
-            binding = self._feedback = FeedbackBinding(
-                self, lambda: self._call_pipeline().policy.lock,
-                opened=None if binding is None else binding.opened)
-        return binding
-
-    def _recorders(self) -> tuple[Any, ...]:
-        return self.feedback.recorders()
-
-    def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
-                        key: str | None = None,
-                        metadata: Mapping[str, Any] | None = None) -> Any:
-        """Store a quality ``score`` in [0, 1] for a call (its
-        ``response_metadata["langroute"]["decision_id"]``) and teach the router from it
-        (``langroute.feedback.record_feedback``); returns the stored event."""
-        return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
-                                             metadata=metadata)
-
-    def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
-                          tie: bool = False, key: str | None = None,
-                          metadata: Mapping[str, Any] | None = None) -> Any:
-        """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
-        on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
-        return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
-                                               tie=tie, key=key, metadata=metadata)
 
     @property
     def pipeline(self) -> CallPipeline:

@@ -9,7 +9,7 @@ without ``partial_fit`` are refitted on a schedule (``FeedbackRefitter``, ``Refi
 
 from __future__ import annotations
 
-from ._binding import FeedbackBinding
+from ._binding import FeedbackBinding, FeedbackMethods
 from ._learning import (
     DECISION_ID_KEY,
     feedback_battles,
@@ -46,6 +46,7 @@ __all__ = [
     "SCORE",
     "DecisionRecord",
     "FeedbackBinding",
+    "FeedbackMethods",
     "FeedbackEvent",
     "FeedbackRecorder",
     "FeedbackRefitter",

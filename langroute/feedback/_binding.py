@@ -19,7 +19,7 @@ from ._records import FeedbackEvent
 from ._refit import FeedbackRefitter
 from ._store import FeedbackStore, open_feedback_store
 
-__all__ = ["FeedbackBinding"]
+__all__ = ["FeedbackBinding", "FeedbackMethods"]
 
 
 class FeedbackBinding:
@@ -114,3 +114,42 @@ class FeedbackBinding:
         if refitter.lock is None:  # swap the refit in under the lock routing takes
             refitter.lock = self._lock()
         return None, refitter
+
+
+class FeedbackMethods:
+    """``feedback``, ``record_feedback`` and ``record_preference`` for a routed model.
+
+    Mixed into each adapter, which declares the fields ``router``, ``feedback_store`` and
+    ``refitter``, a private ``_feedback`` (default None) and a ``pipeline`` property.
+    """
+
+    _feedback: FeedbackBinding | None
+
+    @property
+    def feedback(self) -> FeedbackBinding:
+        """This model's ``FeedbackBinding``: its ``store()`` holds every recorded decision
+        (None without ``feedback_store`` or ``refitter``)."""
+        binding = self._feedback
+        if binding is None or binding.owner is not self:  # first use, or a copy
+            binding = self._feedback = FeedbackBinding(
+                self, lambda: self.pipeline.policy.lock,  # type: ignore[attr-defined]
+                opened=None if binding is None else binding.opened)
+        return binding
+
+    def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
+                        key: str | None = None,
+                        metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """Store a quality ``score`` in [0, 1] for a call and teach the router from it
+        (``langroute.feedback.record_feedback``); returns the stored event. The call's
+        ``decision_id`` is in its record: LangChain's ``response_metadata["langroute"]``,
+        LlamaIndex's ``additional_kwargs["langroute"]``."""
+        return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
+                                             metadata=metadata)
+
+    def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
+                          tie: bool = False, key: str | None = None,
+                          metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
+        on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
+        return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
+                                               tie=tie, key=key, metadata=metadata)

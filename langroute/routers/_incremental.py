@@ -113,7 +113,7 @@ def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: n
     battles, or saved before they were kept), it is ``quality[j]``: independence.
     """
     k, m = len(model), quality.shape[0]
-    fallback = np.broadcast_to(np.where(np.isfinite(quality), quality, np.nan), (k, m))
+    fallback = np.broadcast_to(quality, (k, m))
     if moments is None:
         return np.array(fallback)
     n, sums, squares, cross = (moments[i][model] for i in range(4))  # each (k, M)

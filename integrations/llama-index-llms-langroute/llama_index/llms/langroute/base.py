@@ -34,7 +34,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from langroute import MessageError, RouterConfigError
-from langroute.feedback import FeedbackBinding, FeedbackEvent
+from langroute.feedback import FeedbackMethods
 from langroute.pipeline import (
     CallContext,
     CallPipeline,
@@ -69,7 +69,7 @@ __all__ = ["RoutedLLM"]
 TOOLS_KWARG = "langroute_tools"
 
 
-class RoutedLLM(FunctionCallingLLM):
+class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     """A LlamaIndex LLM that routes each call to the cheapest candidate likely to answer it well.
 
     Parameters
@@ -225,35 +225,6 @@ class RoutedLLM(FunctionCallingLLM):
             recorders=lambda: self.feedback.recorders(),
             extra_key=(id(self.feedback_store), id(self.refitter)),
         )
-
-    # -- feedback (langroute.feedback) ----------------------------------------------------------
-    @property
-    def feedback(self) -> FeedbackBinding:
-        """This LLM's ``langroute.feedback.FeedbackBinding``: its ``store()`` holds every
-        recorded decision (None without ``feedback_store`` or ``refitter``)."""
-        binding = self._feedback
-        if binding is None or binding.owner is not self:  # first use, or a copy
-            binding = self._feedback = FeedbackBinding(
-                self, lambda: self._current_pipeline().policy.lock,
-                opened=None if binding is None else binding.opened)
-        return binding
-
-    def record_feedback(self, decision_id: str, *, score: float, model: str | None = None,
-                        key: str | None = None,
-                        metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
-        """Store a quality ``score`` in [0, 1] for a call (its
-        ``additional_kwargs["langroute"]["decision_id"]``) and teach the router from it
-        (``langroute.feedback.record_feedback``); returns the stored event."""
-        return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
-                                             metadata=metadata)
-
-    def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
-                          tie: bool = False, key: str | None = None,
-                          metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
-        """Store that ``preferred``'s answer beat ``other``'s (default: the answering model's)
-        on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
-        return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
-                                               tie=tie, key=key, metadata=metadata)
 
     @property
     def pipeline(self) -> CallPipeline:
