@@ -1,6 +1,6 @@
 """Cascades against routing alone, 5-fold x several seeds, every choice on the training folds.
 
-    python benchmarks/bench_cascade.py [--embedder minilm|hashing] [--folds 5] [--seeds 3]
+    python benchmarks/bench_cascade.py [--embedder minilm|hashing] [--folds 5] [--seeds 6]
                                        [--datasets a,b]
 
 For every dataset in ``../shared/data`` this runs ``langroute.evaluate`` with SWRouter and the
@@ -15,7 +15,21 @@ that target, from candidate grids fixed a priori (``GRIDS_FIXED``; see the modul
 * ``match``: reach the best single model's training quality at the lowest training cost;
 * ``budget@0.5`` / ``budget@0.75``: the highest training quality within 50% / 75% of the best
   model's training cost;
-* ``match@0.98``: reach 98% of its quality at the lowest training cost.
+* ``match@0.98``: reach 98% of its quality at the lowest training cost;
+* ``budget@0.25``: the highest training quality within 25% of the best model's training cost,
+  the objective of the zeroeval-gsm8k target ("the best model's quality at <= 25% of its cost").
+
+**The zeroeval-gsm8k target's selection was changed after a miss, and is confirmed on fresh
+splits.** Until commit 707891c the target was judged on the configuration chosen by ``match``
+(the cheapest to reach the best model's training quality). On seeds 0-2 that missed
+(``benchmarks/results/cascade.md`` at 707891c: 29% ± 31, n/a in 2/15): ``match`` prefers a
+configuration that barely reaches parity on the training folds over one that clears it within
+the 25% the target allows, and parity on training is a coin flip on test. The target asks for
+the best model's quality *within 25% of its cost*, so from this commit on it is judged on the
+configuration chosen for exactly that, ``budget@0.25``, with the same grids and the same
+variant choice by inner cross-validation. This rule was written down and committed before any
+run with it. Because it was adopted after seeing seeds 0-2, the verdict is read on seeds 3-5
+(``FRESH_SEEDS``: splits never run before); seeds 0-2 are shown beside it as development.
 
 Read on the test folds (the routers' convention: the curve over every threshold): the cost to
 match the best single model (the test fold's best, and the training folds' best: the model a
@@ -48,16 +62,24 @@ TARGETS = (
     ("[budget@0.5]", "budget", 0.5, "quality_at_50pct_cost"),
     ("[budget@0.75]", "budget", 0.75, "quality_at_75pct_cost"),
     ("[match@0.98]", "match", 0.98, "cost_to_98pct_quality"),
+    ("[budget@0.25]", "budget", 0.25, "quality_at_25pct_cost"),
 )
 METRIC_NAMES = {
     "cost_to_match_best": "cost to match best (test fold's best)",
     "cost_to_match_train_best": "cost to match best (training folds' best)",
+    "quality_at_25pct_cost": "quality at 25% of best's cost",
     "quality_at_50pct_cost": "quality at 50% of best's cost",
     "quality_at_75pct_cost": "quality at 75% of best's cost",
     "cost_to_98pct_quality": "cost to 98% of best's quality",
 }
 #: The issue's target on zeroeval-gsm8k: the best single model's quality at <= 25% of its cost.
 GSM8K_TARGET = 0.25
+#: The selection the gsm8k target is judged on (see the module docstring), and the former one.
+GSM8K_JUDGED = "[budget@0.25]"
+GSM8K_SELECTIONS = ((GSM8K_JUDGED, "best quality within 25% on the training folds (judged)"),
+                    ("", "cheapest to match on the training folds (judged until 707891c)"))
+#: Seeds from this one on were never run before the gsm8k selection changed: its verdict.
+FRESH_SEEDS = 3
 #: Column order: routing alone, then the cascade rows; the last is the one targets are judged on.
 COLUMNS = (("sw", "routing alone (sw)"), ("cascade", "cascade alone"),
            ("sw+cascade", "routing + cascade (ladder)"),
@@ -184,33 +206,40 @@ def _plot(reports: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _gsm8k_section(report: dict) -> tuple[list[str], list[str]]:
-    """The target table and the misses of zeroeval-gsm8k; and the verdict sentences."""
+def _seed_groups(report: dict) -> list[tuple[str, dict]]:
+    """The report split into the seeds run before the gsm8k selection changed and the fresh
+    ones (``FRESH_SEEDS``); the fresh group, where there is one, carries the verdict."""
+    seeds = sorted({f["seed"] for f in report["folds"]})
+    groups = []
+    for name, keep in ((f"seeds {seeds[0]}-{FRESH_SEEDS - 1} (development)",
+                        lambda s: s < FRESH_SEEDS),
+                       (f"seeds {FRESH_SEEDS}-{seeds[-1]} (fresh: the verdict)",
+                        lambda s: s >= FRESH_SEEDS)):
+        folds = [f for f in report["folds"] if keep(f["seed"])]
+        if folds:
+            groups.append((name, {**report, "folds": folds}))
+    if len(groups) == 1:
+        groups = [(f"seeds {seeds[0]}-{seeds[-1]}", report)]
+    return groups
+
+
+def _gsm8k_table(report: dict, suffix: str) -> tuple[list[str], dict]:
+    """Rows of the target table for one selection (``suffix``) over ``report``'s folds."""
     metric = "cost_to_match_train_best"
-    lines = ["## The zeroeval-gsm8k target", "",
-             f"Target: the best single model's quality at <= {100 * GSM8K_TARGET:.0f}% of its "
-             "cost (the training folds' best model, the one a user would deploy; its quality "
-             "and cost read on the test fold). It is judged on the fold mean over folds x seeds "
-             "of the row whose variant inner cross-validation chose (the issue's protocol: "
-             "5-fold, all choices on training folds; picking the better variant after seeing "
-             "both would be a choice made on test data); the folds reaching it and the pooled "
-             "out-of-fold curve (one value per seed) are shown beside it, not instead.", "",
-             "| row | fold mean ± std | median | folds <= 25% | pooled out-of-fold (per seed) "
-             "| at the training-chosen point: cost / quality gap (pts) | there, both met |",
-             "|---|---|---|---|---|---|---|"]
+    lines: list[str] = []
     verdict: dict[str, tuple] = {}
     for column, name in COLUMNS:
-        label = _row_label(column, "agreement", "")
+        label = _row_label(column, "agreement", suffix)
         values = _values(report, label, metric)
         filled = [1e9 if v is None else v for v in values]
         ok = sum(v <= GSM8K_TARGET + 1e-12 for v in filled)
-        pooled = (_pooled(report, _routing_pool_label("agreement", ""), "pool_routing")
+        pooled = (_pooled(report, _routing_pool_label("agreement", suffix), "pool_routing")
                   if column == "sw" else _pooled(report, label))
         median = statistics.median(filled)
         if column == "cascade":
             deployed_cells = "- | -"
         else:
-            points = _deployed(report, column, "agreement", "")
+            points = _deployed(report, column, "agreement", suffix)
             both = sum(p["cost_share"] <= GSM8K_TARGET + 1e-12 and p["quality_gap"] >= -1e-12
                        for p in points)
             deployed_cells = f"{_deployed_fmt(points)} | {both}/{len(points)}"
@@ -219,19 +248,53 @@ def _gsm8k_section(report: dict) -> tuple[list[str], list[str]]:
                      f"{ok}/{len(values)} | {_pooled_fmt(pooled, metric)} | {deployed_cells} |")
         verdict[column] = (values, ok, pooled)
         if column != "cascade":
-            verdict[f"{column} deployed"] = _deployed(report, column, "agreement", "")
-    lines += ["", "Routing alone's pooled curve uses 202 fixed thresholds (its fold mean uses "
+            verdict[f"{column} deployed"] = _deployed(report, column, "agreement", suffix)
+    return lines, verdict
+
+
+def _gsm8k_section(report: dict) -> tuple[list[str], list[dict]]:
+    """The target tables and the misses of zeroeval-gsm8k; and the verdicts (judged first)."""
+    metric = "cost_to_match_train_best"
+    lines = ["## The zeroeval-gsm8k target", "",
+             f"Target: the best single model's quality at <= {100 * GSM8K_TARGET:.0f}% of its "
+             "cost (the training folds' best model, the one a user would deploy; its quality "
+             "and cost read on the test fold). It is judged on the fold mean over folds x seeds "
+             "of the row whose variant inner cross-validation chose (the issue's protocol: "
+             "5-fold, all choices on training folds; picking the better variant after seeing "
+             "both would be a choice made on test data), with every configuration chosen for "
+             "the target's own objective, the best training quality within 25% of the best "
+             "model's training cost (`budget@0.25`), and read on the fresh seeds. Until commit "
+             "707891c it was judged on the configuration cheapest to match on the training "
+             "folds (`match`), which missed on seeds 0-2; the rule changed after that miss and "
+             "before any run with it, so the seeds 0-2 rows are development, shown beside the "
+             "verdict, not instead (the bench's docstring has the reasoning). The folds "
+             "reaching it and the pooled out-of-fold curve (one value per seed) are shown "
+             "beside the fold mean, not instead.", ""]
+    verdicts = []
+    groups = _seed_groups(report)
+    for suffix, selection in GSM8K_SELECTIONS:
+        for group, part in groups[::-1]:
+            rows, verdict = _gsm8k_table(part, suffix)
+            verdict["selection"], verdict["group"] = selection, group
+            verdicts.append(verdict)
+            lines += [f"**{selection}, {group}**", "",
+                      "| row | fold mean ± std | median | folds <= 25% | pooled out-of-fold "
+                      "(per seed) | at the training-chosen point: cost / quality gap (pts) "
+                      "| there, both met |",
+                      "|---|---|---|---|---|---|---|", *rows, ""]
+    lines += ["Routing alone's pooled curve uses 202 fixed thresholds (its fold mean uses "
               "every distinct one), so the two can differ slightly.", ""]
-    label = _row_label("sw+chosen-cascade", "agreement", "")
+    label = _row_label("sw+chosen-cascade", "agreement", GSM8K_JUDGED)
     misses = [f for f in report["folds"]
               if (f["routers"][label][metric] or 1e9) > GSM8K_TARGET]
     overall = dict(zip(report["dataset"]["models"], report["dataset"]["mean_qualities"],
                        strict=True))
     lines += ["### Where it misses", "",
-              "Folds where the chosen row needs more than 25%: the target model's test "
-              "quality in that fold (correct answers of the test prompts, and its quality over "
-              "the whole dataset), the best the row reaches within 25% of its cost, the gap in "
-              "prompts, and the configuration.", "",
+              "Folds where the judged row (best quality within 25% on the training folds, "
+              "variant chosen by inner CV; every seed) needs more than 25%: the target model's "
+              "test quality in that fold (correct answers of the test prompts, and its quality "
+              "over the whole dataset), the best the row reaches within 25% of its cost, the "
+              "gap in prompts, and the configuration.", "",
               "| seed | fold | target model | its test quality | all prompts | best within 25% "
               "| prompts short | cost to match | variant and configuration |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -261,15 +324,15 @@ def _gsm8k_section(report: dict) -> tuple[list[str], list[str]]:
             f"| {f['seed']} | {f['fold']} | {m['train_best_model']} | "
             f"{round(target * n)}/{n} = {target:.3f} | {overall[m['train_best_model']]:.3f} | "
             f"{_one(within, 'quality')} | {short} | {_one(m[metric], metric)} | {desc} |")
-    verdict["misses"] = facts
-    return lines, [verdict]
+    verdicts[0]["misses"] = facts
+    return lines, verdicts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--datasets", help="comma-separated subset of ../shared/data")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -352,7 +415,8 @@ def main() -> int:
         "| dataset | target | " + " | ".join(n for c, n in COLUMNS if c != "cascade") + " |",
         "|---|---|" + "---|" * (len(COLUMNS) - 1)]
     target_names = {"": "match best", "[budget@0.5]": "budget 50%",
-                    "[budget@0.75]": "budget 75%", "[match@0.98]": "98% of best's quality"}
+                    "[budget@0.75]": "budget 75%", "[match@0.98]": "98% of best's quality",
+                    "[budget@0.25]": "budget 25%"}
     details = ["", "## Per fold", "",
                f"Values in split order (seed 0 folds 0-{args.folds - 1}, then seed 1, ...).",
                "",
@@ -360,7 +424,7 @@ def main() -> int:
                + " | configurations (seed 0 fold 0: chosen variant) |",
                "|---|---|" + "---|" * len(COLUMNS)]
     gsm8k_lines: list[str] = []
-    gsm8k_verdict: dict | None = None
+    gsm8k_verdicts: list[dict] = []
     for name, report in reports.items():
         scorer = next(iter(report["settings"]["cascades"].values()))
         scorer_label = ("agreement" if scorer["scorer"] == "agreement"
@@ -370,7 +434,8 @@ def main() -> int:
                 f"| {name} | {target_names[suffix]} | " + " | ".join(
                     _deployed_fmt(_deployed(report, c, scorer_label, suffix))
                     for c, _ in COLUMNS if c != "cascade") + " |")
-            for shown in ([metric, "cost_to_match_train_best"] if not suffix else [metric]):
+            for shown in ([metric, "cost_to_match_train_best"] if suffix in ("", GSM8K_JUDGED)
+                          else [metric]):
                 cells = [_fmt(_values(report, _row_label(c, scorer_label, suffix), shown),
                               shown) for c, _ in COLUMNS]
                 lines.append(f"| {name} | {scorer_label} | {METRIC_NAMES[shown]} | "
@@ -401,11 +466,11 @@ def main() -> int:
                 pooled_lines.append(f"| {name} | {METRIC_NAMES[shown]} | "
                                     + " | ".join(pooled) + " |")
         if name == "zeroeval-gsm8k":
-            gsm8k_lines, (gsm8k_verdict,) = _gsm8k_section(report)
+            gsm8k_lines, gsm8k_verdicts = _gsm8k_section(report)
     total = time.perf_counter() - started
     machine = _machine()
 
-    summary = _summary(reports, gsm8k_verdict)
+    summary = _summary(reports, gsm8k_verdicts)
     lines += [
         "",
         "Rows: *routing alone* = SWRouter's escalation ladder over every threshold; *cascade "
@@ -429,7 +494,10 @@ def main() -> int:
         f"{GRIDS_FIXED} before the runs reported here and not changed after them (smoke runs "
         "of the code on zeroeval-gsm8k and routellm-mtbench, seed 0, and one full run preceded "
         "this file; after them only the reporting was extended, the pooled and deployed "
-        "readings and this text, no grid or selection rule), and every choice within them is "
+        "readings and this text, no grid or selection rule; one objective was added later, "
+        "`budget@0.25`, after a run of seeds 0-2 at 707891c missed the zeroeval-gsm8k target, "
+        "and that target is now judged on it, on seeds never run before: see 'The "
+        "zeroeval-gsm8k target'), and every choice within them is "
         "made on training rows. They are not blind "
         "to these datasets, though: they widen settings (one verifier, the best training model "
         "as the only escalation target, the same band grid, the same four objectives and two "
@@ -471,10 +539,11 @@ def main() -> int:
     return 0
 
 
-def _summary(reports: dict, gsm8k: dict | None) -> str:
+def _summary(reports: dict, verdicts: list[dict]) -> str:
     """The 'Against the targets' paragraph, from the figures (no hand-typed numbers)."""
     parts = []
-    if gsm8k is not None:
+    if verdicts:
+        gsm8k = verdicts[0]  # the judged selection on the fresh seeds
         values, ok, pooled = gsm8k["sw+chosen-cascade"]
         defined = [v for v in values if v is not None]
         n, never = len(values), len(values) - len(defined)
@@ -496,10 +565,18 @@ def _summary(reports: dict, gsm8k: dict | None) -> str:
         metric = "cost_to_match_train_best"
         parts.append(
             f"zeroeval-gsm8k (the best model's quality at <= 25% of its cost, the training "
-            f"folds' best model): the row judged (variant chosen by inner CV) needs "
+            f"folds' best model): the row judged (variant chosen by inner CV, configurations "
+            f"chosen for the best quality within 25% of the best model's cost; "
+            f"{gsm8k['group']}) needs "
             f"{_fmt(values, metric)} of its cost over {n} test folds (median "
             f"{_one(median if median < 1e9 else None, metric)}), at most 25% in {ok}/{n}; "
-            f"the target is {verdict}. The ladder variant alone (deployable as is) needs "
+            f"the target is {verdict}. "
+            + " ".join(
+                f"{other['selection'].capitalize()}, {other['group']}: the chosen row needs "
+                f"{_fmt(other['sw+chosen-cascade'][0], metric)}, at most 25% in "
+                f"{other['sw+chosen-cascade'][1]}/{len(other['sw+chosen-cascade'][0])}."
+                for other in verdicts[1:])
+            + " With the judged selection, the ladder variant alone (deployable as is) needs "
             f"{_fmt(ladder_values, metric)}, at most 25% in {ladder_ok}/{len(ladder_values)}; "
             f"routing alone {_fmt(routing_values, metric)}, {routing_ok}/{len(routing_values)}. "
             "The fold mean reads each test fold's curve at its own cheapest matching "
