@@ -532,7 +532,8 @@ def main() -> int:
     (args.results / "cascade.md").write_text(text, encoding="utf-8")
     (args.results / "cascade.json").write_text(json.dumps(
         {"command": " ".join(sys.argv), "machine": machine, "seconds": total,
-         "pooled": pooled_json, "reports": reports}, indent=1) + "\n", encoding="utf-8")
+         "pooled": pooled_json, "reports": reports}, separators=(",", ":")) + "\n",
+        encoding="utf-8")  # compact: the per-fold curves are most of it
     if any(n.startswith("zeroeval-") for n in reports):
         _plot(reports, args.results / "cascade.png")
     print(text)
