@@ -4,6 +4,13 @@ OrchestraLLM (Lee et al., 2023) labels every training prompt with the model that
 more reliably, retrieves the k exemplars nearest to a new prompt and routes by majority vote.
 Here each exemplar votes on every *pair* of models instead of naming one winner, so the vote
 works for any number of models and yields the win matrix every langroute router answers with.
+
+Each pair's vote comes from the ``k`` nearest exemplars *that compared that pair*. With every
+model scored on every prompt (a benchmark) those are simply the k nearest exemplars. Feedback
+scores one model (``langroute.feedback``), so its exemplars vote only on that model's pairs; if
+they took neighbour slots from every pair, learning about the cheap model would thin out the
+votes on, say, the two strong models, where nothing new was learned. Counting per pair keeps
+every pair's vote at k (the ``k nearest raters of this item`` of collaborative filtering).
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class KNNRouter(BaseRouter):
 
     i.e. the share of the neighbours' pairwise votes won by ``i``, smoothed towards 1/2. With
     outcomes measured for every model this is ``(wins + ties / 2 + prior) / (k + 2 * prior)``.
+    An exemplar that did not compare ``i`` and ``j`` (feedback on a third model) does not count
+    towards their ``k``: each pair is voted on by its own k nearest exemplars that compared it
+    (all of them, if fewer did). Ties in similarity are broken arbitrarily.
 
     Deviations from the paper: OrchestraLLM puts each exemplar in one pool (the cheaper model's
     when it was good enough) and routes to the majority pool of the neighbours. Here exemplars
@@ -145,8 +155,8 @@ class KNNRouter(BaseRouter):
         self.patterns_ = patterns.astype(np.float32)
         self.pattern_index_ = inverse.reshape(-1).astype(np.int32)
         # Derived, not learned: the float64 copy the neighbour search multiplies with.
-        self._exemplars64 = self.embeddings_.astype(np.float64)
         self._set_common_fitted(outcomes)
+        self._derive()
         self.n_observations_ = observations(outcomes)
         self.score_moments_ = score_moments(outcomes)
         return self
@@ -174,7 +184,7 @@ class KNNRouter(BaseRouter):
             self.patterns_, self.pattern_index_, counts.reshape(len(prompts), -1)
         )
         self.embeddings_ = np.concatenate([self.embeddings_, vectors])
-        self._exemplars64 = self.embeddings_.astype(np.float64)
+        self._derive()
         update_means(self, data)
         self._new_fit_version()
         return self
@@ -231,17 +241,66 @@ class KNNRouter(BaseRouter):
                 np.concatenate([sims for _, sims in chunks]))
 
     def vote_counts(self, embeddings: np.ndarray) -> np.ndarray:
-        """Summed win counts of each query's ``k`` neighbours, shape (n_queries, M, M)."""
+        """Summed win counts of each query's neighbours, shape (n_queries, M, M): per pair, of
+        the ``k`` nearest exemplars that compared it (the ``k`` nearest, when all did)."""
         self._check_is_fitted()
         queries = self._check_queries(embeddings)
         m = len(self.models_)
         out = np.empty((queries.shape[0], m * m), dtype=np.float64)
         start = 0
         for indices, _ in self._neighbour_chunks(queries):
+            rows = slice(start, start + len(indices))
             per_neighbour = self.patterns_[self.pattern_index_[indices]]  # (rows, k, M*M)
-            out[start : start + len(indices)] = per_neighbour.sum(axis=1, dtype=np.float64)
+            out[rows] = per_neighbour.sum(axis=1, dtype=np.float64)
+            if not self._complete:
+                self._vote_short_pairs(queries[rows], indices, out[rows])
             start += len(indices)
         return out.reshape(-1, m, m)
+
+    def _vote_short_pairs(self, queries: np.ndarray, top: np.ndarray, out: np.ndarray) -> None:
+        """Re-count, in place, the queries whose ``k`` nearest exemplars leave some pair with
+        fewer than ``k`` votes while farther exemplars compared it: every pair then takes its
+        own ``k`` nearest that compared it (the top ``k`` first, in their order, then the rest
+        by similarity). Candidates grow fourfold from ``4 k`` until every pair has its votes,
+        so a request reads ``O(n_exemplars + candidates * M^2)``, not a sort of everything."""
+        k = top.shape[1]
+        need = np.minimum(k, self._pair_voters)
+        got = self._compared[self.pattern_index_[top]].sum(axis=1)  # (rows, M*M)
+        n = self.embeddings_.shape[0]
+        for row in np.flatnonzero((got < need).any(axis=1)):
+            # As _neighbour_chunks: float64 product rounded to float32.
+            sims = (queries[row : row + 1].astype(np.float64) @ self._exemplars64.T
+                    ).astype(np.float32)[0]
+            size = min(n, 4 * k)
+            while True:
+                candidates = (np.argpartition(-sims, size - 1)[:size] if size < n
+                              else np.arange(n))
+                rest = np.setdiff1d(candidates, top[row], assume_unique=True)
+                order = np.concatenate([top[row], rest[np.argsort(-sims[rest], kind="stable")]])
+                compared = self._compared[self.pattern_index_[order]]  # (candidates, M*M)
+                rank = np.cumsum(compared, axis=0)
+                if size >= n or bool((rank[-1] >= need).all()):
+                    break
+                size = min(n, 4 * size)
+            take = compared & (rank <= k)
+            out[row] = (self.patterns_[self.pattern_index_[order]] * take).sum(
+                axis=0, dtype=np.float64)
+
+    def _derive(self) -> None:
+        """Arrays derived from the learned ones (rebuilt when those change; not saved): the
+        float64 exemplars the neighbour search multiplies with, which pairs each pattern
+        compared, how many exemplars compared each pair, and whether every exemplar compared
+        every pair (then the plain k nearest are every pair's voters)."""
+        self._exemplars64 = self.embeddings_.astype(np.float64)
+        m = len(self.models_)
+        flat = self.patterns_.reshape(-1, m, m)
+        compared = (flat + np.swapaxes(flat, 1, 2)) > 0
+        self._compared = compared.reshape(-1, m * m)
+        per_pattern = np.bincount(self.pattern_index_, minlength=self.patterns_.shape[0])
+        self._pair_voters = per_pattern @ self._compared.astype(np.int64)  # (M*M,)
+        off_diagonal = ~np.eye(m, dtype=bool).reshape(-1)
+        self._complete = bool(
+            (self._pair_voters[off_diagonal] == self.embeddings_.shape[0]).all())
 
     def _neighbour_chunks(self, queries: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Top-k indices and similarities for successive blocks of queries (bounded memory)."""
@@ -299,7 +358,6 @@ class KNNRouter(BaseRouter):
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
         self.patterns_ = np.ascontiguousarray(arrays["patterns"], dtype=np.float32)
         self.pattern_index_ = np.ascontiguousarray(arrays["pattern_index"], dtype=np.int32)
-        self._exemplars64 = self.embeddings_.astype(np.float64)
         m = len(self.models_)
         if (
             self.embeddings_.ndim != 2
@@ -312,5 +370,6 @@ class KNNRouter(BaseRouter):
             self.pattern_index_.min() < 0 or self.pattern_index_.max() >= self.patterns_.shape[0]
         ):
             raise ValueError("pattern_index points outside patterns")
+        self._derive()
         self.n_observations_ = observations_from_json(state, m)
         self.score_moments_ = score_moments_from_arrays(state, arrays, m)

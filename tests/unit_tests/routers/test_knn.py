@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from langroute import Outcomes, RouterConfigError, load_outcomes, pairwise_counts
+from langroute import Battles, Outcomes, RouterConfigError, load_outcomes, pairwise_counts
 from langroute.embeddings import HashingEmbedder
 from langroute.routers import KNNRouter
 from tests.conftest import shared_dataset
@@ -22,14 +22,22 @@ def outcomes_from(prompts: list[str], scores: list[list[float]]) -> Outcomes:
     )
 
 
-def brute_force_vote(train: Outcomes, embedder, queries: list[str], k: int, prior: float):
-    """The documented formula, computed the slow obvious way."""
-    _, counts = pairwise_counts(train)
+def brute_force_vote(train: Outcomes, embedder, queries: list[str], k: int, prior: float,
+                     counts: np.ndarray | None = None):
+    """The documented formula, computed the slow obvious way: per pair, the votes of the k
+    most similar exemplars that compared it."""
+    if counts is None:
+        _, counts = pairwise_counts(train)
     exemplars = embedder.embed(train.prompts).astype(np.float64)
+    m = counts.shape[1]
     out = []
     for q in embedder.embed(queries).astype(np.float64):
-        nearest = np.argsort(-(exemplars @ q), kind="stable")[:k]
-        votes = counts[nearest].sum(axis=0)
+        order = np.argsort(-(exemplars @ q), kind="stable")
+        votes = np.zeros((m, m))
+        for i in range(m):
+            for j in range(m):
+                voters = [e for e in order if counts[e, i, j] + counts[e, j, i] > 0][:k]
+                votes[i, j] = counts[voters, i, j].sum()
         win = (votes + prior) / (votes + votes.T + 2 * prior)
         np.fill_diagonal(win, 0.5)
         out.append(win)
@@ -68,8 +76,12 @@ def test_training_prompt_with_one_neighbour_and_no_prior_gets_its_own_outcome():
     win = router.win_matrices(prompts)
     np.testing.assert_array_equal(win[0], [[0.5, 1, 1], [0, 0.5, 0], [0, 1, 0.5]])
     np.testing.assert_array_equal(win[1], [[0.5, 0, 0], [1, 0.5, 0.5], [1, 0.5, 0.5]])
-    # Model c was not measured on the third prompt: no vote on its pairs means an even chance.
-    np.testing.assert_array_equal(win[2], np.full((3, 3), 0.5))
+    # Model c was not measured on the third prompt: a and b tie there, and c's pairs are voted
+    # on by the nearest exemplar that compared them (k=1), not left at an even chance.
+    assert win[2][0, 1] == win[2][1, 0] == 0.5
+    np.testing.assert_array_equal(win[2], brute_force_vote(train, router.embedder, prompts[2:],
+                                                           1, 0.0)[0])
+    assert win[2][0, 2] in (0.0, 1.0) and win[2][0, 2] + win[2][2, 0] == 1.0
 
 
 def test_k_equal_to_the_pool_gives_every_prompt_the_global_vote():
@@ -106,6 +118,63 @@ def test_many_queries_are_scored_in_chunks_like_one_by_one():
     for row in (0, 700, 1499):
         alone = router.win_matrices_from_embeddings(queries[row])
         np.testing.assert_array_equal(alone, batch[[row]])
+
+
+def _one_model_feedback(prompts: list[str], models: tuple[str, ...], model: int,
+                        won: float) -> Battles:
+    """Battles of ``models[model]`` against every other model on each prompt, as feedback on
+    one model's answer gives them (``langroute.feedback.feedback_battles``)."""
+    others = [j for j in range(len(models)) if j != model]
+    n = len(prompts)
+    return Battles(prompts=prompts, models=models,
+                   prompt_index=np.repeat(np.arange(n), len(others)),
+                   model_a=np.full(n * len(others), model),
+                   model_b=np.tile(others, n), result=np.full(n * len(others), won))
+
+
+def test_feedback_on_one_model_leaves_the_vote_on_other_pairs_at_k():
+    train = split_outcomes(20, seed=3)  # models cheap, calc, poet on every prompt
+    embedder = HashingEmbedder(dimension=128)
+    router = KNNRouter(embedder, k=7, prior=0.5).fit(train)
+    queries = [math_prompt(90), poem_prompt(91)]
+    before = router.win_matrices(queries)
+    # Feedback on "cheap" for prompts right next to the queries: they compared cheap's pairs
+    # only, so calc vs poet keeps its 7 nearest voters and cheap's pairs take the new votes.
+    near = [math_prompt(90) + " please", poem_prompt(91) + " please", math_prompt(92)]
+    feedback = _one_model_feedback(near, train.models, model=0, won=1.0)
+    router.partial_fit(feedback)
+    after = router.win_matrices(queries)
+    np.testing.assert_array_equal(after[:, 1, 2], before[:, 1, 2])
+    assert np.all(after[:, 0, 1:] >= before[:, 0, 1:])
+    assert np.all((after[:, 0, 1:] > before[:, 0, 1:]).any(axis=1))
+    votes = router.vote_counts(embedder.embed(queries))
+    np.testing.assert_allclose(votes[:, 1, 2] + votes[:, 2, 1], 7.0)
+    np.testing.assert_allclose(votes[:, 0, 1] + votes[:, 1, 0], 7.0)
+    # The documented formula, the slow way, on the union of both data sets.
+    union = np.concatenate([pairwise_counts(train)[1], pairwise_counts(feedback)[1]])
+    np.testing.assert_allclose(
+        after, brute_force_vote(_Union(train.prompts + near), embedder, queries, 7, 0.5,
+                                counts=union), atol=1e-12)
+    # Scored alone or in a batch, the per-pair search gives the same answer.
+    for row in range(2):
+        np.testing.assert_array_equal(router.win_matrices([queries[row]]), after[[row]])
+
+
+def test_pair_compared_by_fewer_than_k_exemplars_uses_them_all():
+    prompts = [math_prompt(i) for i in range(10)]
+    scores = [[1.0, 0.0, 1.0 if i < 2 else np.nan] for i in range(10)]  # c scored twice
+    train = outcomes_from(prompts, scores)
+    router = KNNRouter(HashingEmbedder(dimension=64), k=5, prior=0.0).fit(train)
+    assert not router._complete
+    votes = router.vote_counts(router.embedder.embed([math_prompt(40)]))[0]
+    assert votes[0, 1] + votes[1, 0] == 5.0  # a-b: the 5 nearest
+    assert votes[0, 2] + votes[2, 0] == 2.0  # a-c: both prompts that compared them
+    assert votes[2, 1] == 2.0 and votes[0, 2] == 1.0  # c beat b twice, tied a twice
+
+
+class _Union:
+    def __init__(self, prompts: list[str]) -> None:
+        self.prompts = prompts
 
 
 @pytest.mark.parametrize(
