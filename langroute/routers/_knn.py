@@ -233,7 +233,7 @@ class KNNRouter(BaseRouter):
         """
         self._check_is_fitted()
         queries = self._check_queries(embeddings)
-        chunks = list(self._neighbour_chunks(queries))
+        chunks = [(idx, sims) for idx, sims, _ in self._neighbour_chunks(queries)]
         if not chunks:
             k = min(self.k, self.embeddings_.shape[0])
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
@@ -248,16 +248,17 @@ class KNNRouter(BaseRouter):
         m = len(self.models_)
         out = np.empty((queries.shape[0], m * m), dtype=np.float64)
         start = 0
-        for indices, _ in self._neighbour_chunks(queries):
+        for indices, _, sims in self._neighbour_chunks(queries):
             rows = slice(start, start + len(indices))
             per_neighbour = self.patterns_[self.pattern_index_[indices]]  # (rows, k, M*M)
             out[rows] = per_neighbour.sum(axis=1, dtype=np.float64)
             if not self._complete:
-                self._vote_short_pairs(queries[rows], indices, out[rows])
+                self._vote_short_pairs(sims, indices, out[rows])
             start += len(indices)
         return out.reshape(-1, m, m)
 
-    def _vote_short_pairs(self, queries: np.ndarray, top: np.ndarray, out: np.ndarray) -> None:
+    def _vote_short_pairs(self, similarities: np.ndarray, top: np.ndarray, out: np.ndarray
+                          ) -> None:
         """Re-count, in place, the queries whose ``k`` nearest exemplars leave some pair with
         fewer than ``k`` votes while farther exemplars compared it: every pair then takes its
         own ``k`` nearest that compared it (the top ``k`` first, in their order, then the rest
@@ -268,9 +269,7 @@ class KNNRouter(BaseRouter):
         got = self._compared[self.pattern_index_[top]].sum(axis=1)  # (rows, M*M)
         n = self.embeddings_.shape[0]
         for row in np.flatnonzero((got < need).any(axis=1)):
-            # As _neighbour_chunks: float64 product rounded to float32.
-            sims = (queries[row : row + 1].astype(np.float64) @ self._exemplars64.T
-                    ).astype(np.float32)[0]
+            sims = similarities[row]
             size = min(n, 4 * k)
             while True:
                 candidates = (np.argpartition(-sims, size - 1)[:size] if size < n
@@ -302,8 +301,10 @@ class KNNRouter(BaseRouter):
         self._complete = bool(
             (self._pair_voters[off_diagonal] == self.embeddings_.shape[0]).all())
 
-    def _neighbour_chunks(self, queries: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Top-k indices and similarities for successive blocks of queries (bounded memory)."""
+    def _neighbour_chunks(self, queries: np.ndarray
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Top-k indices and similarities, and every exemplar's similarity, for successive
+        blocks of queries (bounded memory)."""
         n_exemplars = self.embeddings_.shape[0]
         k = min(self.k, n_exemplars)
         width = max(n_exemplars, k * self.patterns_.shape[1])
@@ -321,7 +322,7 @@ class KNNRouter(BaseRouter):
             top_sims = np.take_along_axis(sims, top, axis=1)
             order = np.argsort(-top_sims, axis=1, kind="stable")
             yield (np.take_along_axis(top, order, axis=1),
-                   np.take_along_axis(top_sims, order, axis=1))
+                   np.take_along_axis(top_sims, order, axis=1), sims)
 
     def _win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
         votes = self.vote_counts(embeddings)
