@@ -68,10 +68,12 @@ def headroom(name: str, max_verifiers: int) -> list[str]:
     lines = [f"### {name}", "",
              f"Best single model: {models[best]}, quality {model_q[best]:.4f} "
              f"({round(model_q[best] * len(data))}/{len(data)}); {searched} configurations "
-             "searched.", "",
-             "| verifiers | best quality within 25% of its cost | minus the best model (pts) "
+             "searched.", ""]
+    if not found:
+        return lines + ["No configuration costs 25% of the best model's or less.", ""]
+    lines += ["| verifiers | best quality within 25% of its cost | minus the best model (pts) "
              "| prompts | cost share | cheap model | verifiers | kept when agreeing |",
-             "|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|"]
     for size in sorted(found):
         quality, cost, cheap, verifiers, need = found[size]
         gap = quality - model_q[best]
