@@ -6,10 +6,14 @@ script as ``python benchmarks/bench_x.py``; its folder is then on ``sys.path``.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import subprocess
+import sys
 from pathlib import Path
 
-__all__ = ["cpu_model", "dirty_files", "git", "head_commit"]
+__all__ = ["cpu_model", "dirty_files", "git", "head_commit", "run_facts", "write_results"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,3 +43,27 @@ def cpu_model(default: str = "") -> str:
     except OSError:
         pass
     return default
+
+
+def run_facts() -> dict:
+    """How a run was made: commit (and whether files were uncommitted), command, machine."""
+    import numpy as np
+
+    dirty = bool(dirty_files())
+    return {
+        "commit": head_commit() + (" (+ uncommitted changes)" if dirty else ""),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+def write_results(folder: Path, stem: str, text: str, summary: dict) -> None:
+    """``stem.md`` (the report) and ``stem.json`` (its figures) in ``folder``; prints the report."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.md").write_text(text, encoding="utf-8")
+    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print(text)

@@ -22,18 +22,15 @@ chosen on it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _provenance import dirty_files, head_commit
+from _inputs import DATA, dataset_names, minilm_embedder
+from _provenance import run_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
 SHARES = (0.25, 0.5, 1.0)
 ROUTERS = ("sw", "knn")
@@ -114,15 +111,9 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from langroute.embeddings import SentenceTransformerEmbedder
-
     started = time.perf_counter()
-    cache_dir = (os.environ.get("LANGROUTE_EMBEDDING_CACHE")
-                 or REPO / ".langroute-cache" / "embeddings")
-    embedder = SentenceTransformerEmbedder(cache_dir=cache_dir)
-    names = (args.datasets.split(",") if args.datasets
-             else sorted(p.name for p in DATA.iterdir() if (p / "scores.csv").exists()))
-    names.sort(key=lambda n: (DATA / n / "scores.csv").stat().st_size)
+    embedder = minilm_embedder()
+    names = dataset_names(args.datasets)
     datasets = {}
     for name in names:
         t0 = time.perf_counter()
@@ -130,21 +121,9 @@ def main() -> int:
         entry["seconds"] = time.perf_counter() - t0
         datasets[name] = entry
         print(f"{name}: {entry['seconds']:.0f} s", file=sys.stderr, flush=True)
-    summary = {
-        "machine": {
-            "commit": head_commit() + (" (+ uncommitted changes)" if dirty_files() else ""),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "cpus": os.cpu_count(),
-            "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
-        "seeds": args.seeds, "datasets": datasets,
-        "seconds": time.perf_counter() - started}
-    args.results.mkdir(parents=True, exist_ok=True)
-    text = markdown(summary)
-    (args.results / "datasize.md").write_text(text, encoding="utf-8")
-    (args.results / "datasize.json").write_text(json.dumps(summary, indent=1) + "\n",
-                                                encoding="utf-8")
-    print(text)
+    summary = {"machine": run_facts(), "seeds": args.seeds, "datasets": datasets,
+               "seconds": time.perf_counter() - started}
+    write_results(args.results, "datasize", markdown(summary), summary)
     return 0
 
 

@@ -48,18 +48,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
-from _provenance import dirty_files, head_commit
+from _inputs import DATA, dataset_names, minilm_embedder
+from _provenance import run_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
 ZEROEVAL = ("zeroeval-crux", "zeroeval-gsm8k", "zeroeval-math-l5")
 #: N-model sets never used while developing the onboarding method (its held-out test).
@@ -69,20 +67,6 @@ DEVELOPMENT_SEEDS = (0, 1)
 QUIZ_SIZE = 50
 #: Routers with partial_fit, all reported online (chosen before measuring).
 ONLINE_ROUTERS = ("sw", "knn")
-
-
-def machine() -> dict:
-    commit = head_commit()
-    dirty = bool(dirty_files())
-    return {
-        "commit": commit + (" (+ uncommitted changes)" if dirty else ""),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-    }
 
 
 def _stat(values: list[float]) -> dict:
@@ -508,19 +492,12 @@ def main() -> int:
         (args.results / "learning.md").write_text(markdown(summary), encoding="utf-8")
         return 0
 
-    from langroute.embeddings import SentenceTransformerEmbedder
-
     started = time.perf_counter()
-    cache_dir = (os.environ.get("LANGROUTE_EMBEDDING_CACHE")
-                 or REPO / ".langroute-cache" / "embeddings")
-    embedder = SentenceTransformerEmbedder(cache_dir=cache_dir)
-    names = (args.datasets.split(",") if args.datasets
-             else sorted(p.name for p in DATA.iterdir() if (p / "scores.csv").exists()))
-    # Largest last: the small ones report while the big one embeds.
-    names.sort(key=lambda n: (DATA / n / "scores.csv").stat().st_size)
+    embedder = minilm_embedder()
+    names = dataset_names(args.datasets)
     parts = args.part.split(",")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    summary: dict = {"machine": machine(), "seeds": args.seeds, "seed_list": seeds}
+    summary: dict = {"machine": run_facts(), "seeds": args.seeds, "seed_list": seeds}
     if "onboard" in parts:  # first: the zeroeval sets are small
         summary["onboard"] = run_onboarding([n for n in (*ZEROEVAL, *HELD_OUT) if n in names],
                                             embedder, seeds)
@@ -529,12 +506,7 @@ def main() -> int:
         if args.previous:
             summary["previous"] = previous_online(args.previous)
     summary["seconds"] = time.perf_counter() - started
-    args.results.mkdir(parents=True, exist_ok=True)
-    text = markdown(summary)
-    (args.results / "learning.md").write_text(text, encoding="utf-8")
-    (args.results / "learning.json").write_text(json.dumps(summary, indent=1) + "\n",
-                                                encoding="utf-8")
-    print(text)
+    write_results(args.results, "learning", markdown(summary), summary)
     return 0
 
 
