@@ -10,7 +10,8 @@ model scored on every prompt (a benchmark) those are simply the k nearest exempl
 scores one model (``langroute.feedback``), so its exemplars vote only on that model's pairs; if
 they took neighbour slots from every pair, learning about the cheap model would thin out the
 votes on, say, the two strong models, where nothing new was learned. Counting per pair keeps
-every pair's vote at k (the ``k nearest raters of this item`` of collaborative filtering).
+every pair's vote at k (the "k nearest users who rated this item" of collaborative
+filtering).
 """
 
 from __future__ import annotations
@@ -154,7 +155,6 @@ class KNNRouter(BaseRouter):
         self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.patterns_ = patterns.astype(np.float32)
         self.pattern_index_ = inverse.reshape(-1).astype(np.int32)
-        # Derived, not learned: the float64 copy the neighbour search multiplies with.
         self._set_common_fitted(outcomes)
         self._derive()
         self.n_observations_ = observations(outcomes)
