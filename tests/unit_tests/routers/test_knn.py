@@ -38,7 +38,8 @@ def brute_force_vote(train: Outcomes, embedder, queries: list[str], k: int, prio
             for j in range(m):
                 voters = [e for e in order if counts[e, i, j] + counts[e, j, i] > 0][:k]
                 votes[i, j] = counts[voters, i, j].sum()
-        win = (votes + prior) / (votes + votes.T + 2 * prior)
+        with np.errstate(invalid="ignore"):  # the diagonal, 0 / 0 at prior 0
+            win = (votes + prior) / (votes + votes.T + 2 * prior)
         np.fill_diagonal(win, 0.5)
         out.append(win)
     return np.asarray(out)
