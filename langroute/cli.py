@@ -299,10 +299,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 from .evaluation import plot_report
 
                 print(f"wrote {plot_report(report, out / 'plot.png')}", file=sys.stderr)
-                if args.online:
+                # Every router that could learn online may have failed: the errors below say
+                # why, so there is no timeline to plot rather than a second, vaguer error.
+                if args.online and any("online" in entry
+                                       for entry in report.data["routers"].values()):
                     from .evaluation._online import plot_online
 
                     print(f"wrote {plot_online(report, out / 'online.png')}", file=sys.stderr)
+                elif args.online:
+                    print("langroute eval: online.png not written: no router has online rows",
+                          file=sys.stderr)
             except MissingDependencyError as exc:
                 print(f"langroute eval: warning: plot.png not written: {exc}", file=sys.stderr)
                 status = 1

@@ -162,6 +162,19 @@ def test_eval_reports_the_routers_that_worked_when_one_fails(mtbench, tmp_path, 
     assert cost.startswith("$") and quality.startswith("0.")
 
 
+def test_eval_online_names_the_router_that_failed_not_a_missing_plot(mtbench, tmp_path,
+                                                                   capsys):
+    # kNN's default k=100 exceeds a fold's 64 training prompts: the only online router fails.
+    out = tmp_path / "report"
+    code = main(["eval", mtbench, "--router", "knn", "--online", "--embedder", "hashing",
+                 "--out", str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "router knn failed" in err and "k=100" in err
+    assert "online.png not written: no router has online rows" in err
+    assert (out / "plot.png").exists() and not (out / "online.png").exists()
+
+
 def test_router_parameters_are_checked_before_the_data(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "no-data"), "--router", "knn:kk=3"]) == 1
     assert "no parameter 'kk'" in capsys.readouterr().err
