@@ -226,7 +226,8 @@ class KNNRouter(BaseRouter):
 
     # -- scoring ---------------------------------------------------------------------------------
     def kneighbors(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest exemplars of each query, most similar first.
+        """The ``k`` nearest exemplars of each query, most similar first (a pair that some of
+        them did not compare takes its votes from farther ones: ``vote_counts``).
 
         Returns ``(indices, similarities)``, both of shape (n_queries, k): rows of
         ``embeddings_`` and their cosine similarities to the query.
