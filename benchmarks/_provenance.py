@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["cpu_model", "dirty_files", "git", "head_commit", "run_facts", "write_results"]
+__all__ = ["cpu_model", "dirty_files", "git", "head_commit", "run_facts", "write_report",
+           "write_results"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,9 +62,14 @@ def run_facts() -> dict:
     }
 
 
-def write_results(folder: Path, stem: str, text: str, summary: dict) -> None:
-    """``stem.md`` (the report) and ``stem.json`` (its figures) in ``folder``; prints the report."""
+def write_report(folder: Path, stem: str, text: str) -> None:
+    """``stem.md`` (the report) in ``folder``, created if needed; prints the report."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.md").write_text(text, encoding="utf-8")
-    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print(text)
+
+
+def write_results(folder: Path, stem: str, text: str, summary: dict) -> None:
+    """``stem.md`` (the report) and ``stem.json`` (its figures) in ``folder``; prints the report."""
+    write_report(folder, stem, text)
+    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

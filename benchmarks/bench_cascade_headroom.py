@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _provenance import dirty_files, head_commit
+from _provenance import run_facts, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -94,21 +93,18 @@ def main() -> int:
     body = []
     for name in args.datasets.split(","):
         body += headroom(name, args.max_verifiers)
-    commit = head_commit() + (" (+ uncommitted changes)" if dirty_files() else "")
+    facts = run_facts()
     text = "\n".join([
         "# In-sample headroom of agreement cascades at 25% of the best model's cost", "",
-        f"Commit `{commit}`; command `{' '.join([Path(sys.executable).name, *sys.argv])}`; "
-        f"Python {platform.python_version()}, numpy {np.__version__}; "
-        f"{time.perf_counter() - started:.0f} s.", "",
+        f"Commit `{facts['commit']}`; command `{facts['command']}`; Python {facts['python']}, "
+        f"numpy {facts['numpy']}; {time.perf_counter() - started:.0f} s.", "",
         "Every cascade of one cheaper model checked by 1 to "
         f"{args.max_verifiers} other cheaper models (kept when at least `need` give the same "
         "final answer, otherwise the best model answers; every call paid), searched on all "
         "prompts at once: an in-sample upper bound on what choices made on training folds can "
         "reach on test folds (`cascade.md`). A diagnostic, nothing is chosen on it.", "",
         *body])
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "cascade_headroom.md").write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.results, "cascade_headroom", text)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from _inputs import DATA, dataset_names, minilm_embedder
-from _provenance import run_facts
+from _provenance import run_facts, write_report
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -60,9 +60,7 @@ def main() -> int:
         "| dataset | prompts | longer than the cut | embedding shared with another prompt "
         "| largest group of identical embeddings |",
         "|---|---|---|---|---|", *rows, ""])
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "truncation.md").write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.results, "truncation", text)
     return 0
 
 
