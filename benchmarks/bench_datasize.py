@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from _inputs import DATA, dataset_names, minilm_embedder
+from _paired import paired_difference
 from _provenance import run_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +93,7 @@ def markdown(summary: dict) -> str:
         eff = entry["sw_effective_exemplars"]
         for router in ROUTERS:
             values = {s: np.asarray(v) for s, v in entry["aiq"][router].items()}
-            diff = values["1.0"] - values["0.25"]
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            diff, se = paired_difference(values["0.25"], values["1.0"])
             effs = (" / ".join(f"{np.mean(eff[s]):.0f}" for s in ("0.25", "0.5", "1.0"))
                     + f" ({entry['n_train']})") if router == "sw" else "-"
             lines.append(

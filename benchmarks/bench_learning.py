@@ -55,6 +55,7 @@ from unittest import mock
 
 import numpy as np
 from _inputs import DATA, dataset_names, minilm_embedder
+from _paired import paired_difference
 from _provenance import run_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,11 +276,6 @@ def previous_online(commit: str) -> dict:
             for router in ONLINE_ROUTERS} for name, e in old["online"].items()}}
 
 
-def _paired(static: list[float], online: list[float]) -> tuple[float, float]:
-    d = np.asarray(online) - np.asarray(static)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-
-
 # -- report ----------------------------------------------------------------------------------------
 def _pct(stat: dict) -> str:
     return "never" if stat.get("mean") is None else f"{100 * stat['mean']:.0f}%"
@@ -305,13 +301,13 @@ def _against_previous(summary: dict) -> list[str]:
         cells = []
         for router in ONLINE_ROUTERS:
             r = e["routers"][router]
-            now = _paired(r[f"{router} static@25%"]["aiq"]["folds"],
-                          r[f"{router} online@25%"]["aiq"]["folds"])
-            old = _paired(prev["online"][name][router]["static"],
-                          prev["online"][name][router]["online"])
-            ok = now[0] >= 0 and (router == "knn" or old[0] >= 0)
+            now, now_se = paired_difference(r[f"{router} static@25%"]["aiq"]["folds"],
+                                            r[f"{router} online@25%"]["aiq"]["folds"])
+            old, old_se = paired_difference(prev["online"][name][router]["static"],
+                                            prev["online"][name][router]["online"])
+            ok = now.mean() >= 0 and (router == "knn" or old.mean() >= 0)
             met[router] += ok
-            cells += [f"{old[0]:+.4f} ({old[1]:.4f})", f"{now[0]:+.4f} ({now[1]:.4f})",
+            cells += [f"{old.mean():+.4f} ({old_se:.4f})", f"{now.mean():+.4f} ({now_se:.4f})",
                       "met" if ok else "MISSED"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     n = len(summary["online"])
@@ -353,8 +349,7 @@ def markdown(summary: dict) -> str:
                 r = e["routers"][router]
                 s, o = r[f"{router} static@25%"]["aiq"], r[f"{router} online@25%"]["aiq"]
                 gap = o["mean"] - s["mean"]
-                paired = np.asarray(o["folds"]) - np.asarray(s["folds"])
-                se = float(paired.std(ddof=1) / np.sqrt(len(paired)))
+                paired, se = paired_difference(s["folds"], o["folds"])
                 tl = r["timeline"]
                 if gap < 0:
                     verdicts[router].append(name)
@@ -415,9 +410,9 @@ def markdown(summary: dict) -> str:
             head = {r: e["routers"][r][f"{r} online@25%"]["aiq"]["mean"] for r in ONLINE_ROUTERS}
             oracle = {}
             for r in ONLINE_ROUTERS:
-                d = (np.asarray(a[r]["oracle"]["folds"])
-                     - np.asarray(e["routers"][r][f"{r} static@25%"]["aiq"]["folds"]))
-                oracle[r] = f"{d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(len(d)):.4f})"
+                d, se = paired_difference(e["routers"][r][f"{r} static@25%"]["aiq"]["folds"],
+                                          a[r]["oracle"]["folds"])
+                oracle[r] = f"{d.mean():+.4f} ({se:.4f})"
             lines.append(f"| {name} | {head['sw']:.4f} | {a['sw']['quality']['mean']:.4f} "
                          f"| {a['sw']['router']['mean']:.4f} | {a['sw']['none']['mean']:.4f} "
                          f"| {oracle['sw']} | {head['knn']:.4f} "
