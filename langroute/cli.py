@@ -40,6 +40,9 @@ __all__ = ["EMBEDDERS", "build_parser", "main", "parse_router_specs"]
 EMBEDDERS: dict[str, Callable[[], Embedder]] = {
     "minilm": SentenceTransformerEmbedder,
     "minilm-onnx": OnnxMiniLMEmbedder,
+    # long prompts read at both ends (``long_texts="head+tail"``), not just their first 256 pieces
+    "minilm-head+tail": lambda: SentenceTransformerEmbedder(long_texts="head+tail"),
+    "minilm-onnx-head+tail": lambda: OnnxMiniLMEmbedder(long_texts="head+tail"),
     "model2vec": StaticEmbedder,
     "hashing": HashingEmbedder,
 }

@@ -23,6 +23,7 @@ import numpy as np
 from .._exceptions import EmbeddingError, RouterConfigError
 from ._artifacts import artifacts_root, build_once, package_version
 from ._base import Embedder
+from ._long_texts import HEAD, check_long_texts, head_and_tail, untruncated
 from ._sentence_transformers import default_model_path
 
 __all__ = ["OnnxMiniLMEmbedder"]
@@ -88,6 +89,9 @@ class OnnxMiniLMEmbedder(Embedder):
         small machine; more help large batches.
     artifacts_dir : str, Path or None, default=None
         Where the exported model is kept (see ``artifacts_root``); router files omit it.
+    long_texts : {"head", "head+tail"}, default="head"
+        What is read of a text longer than 256 word pieces, as for
+        ``SentenceTransformerEmbedder`` (the same cut, made with the same tokenizer).
     batch_size, cache_size, cache_dir
         See ``Embedder``.
     """
@@ -100,6 +104,7 @@ class OnnxMiniLMEmbedder(Embedder):
         *,
         num_threads: int = 1,
         artifacts_dir: str | Path | None = None,
+        long_texts: str = HEAD,
         batch_size: int = 64,
         cache_size: int = 100_000,
         cache_dir: str | Path | Literal[False] | None = None,
@@ -112,11 +117,17 @@ class OnnxMiniLMEmbedder(Embedder):
         self.quantize = quantize
         self.num_threads = num_threads
         self.artifacts_dir = artifacts_dir
+        self.long_texts = check_long_texts(long_texts)
         self._session: Any = None
         self._tokenizer: Any = None
+        self._full_tokenizer: Any = None
+        self._max_pieces = 0
 
     def get_config(self) -> dict[str, Any]:
-        return {"quantize": self.quantize}
+        config: dict[str, Any] = {"quantize": self.quantize}
+        if self.long_texts != HEAD:  # the default stays out: older files and caches still match
+            config["long_texts"] = self.long_texts
+        return config
 
     @property
     def dimension(self) -> int:
@@ -148,6 +159,9 @@ class OnnxMiniLMEmbedder(Embedder):
                 "max_seq_length"
             ]
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._full_tokenizer = untruncated(tokenizer)
+            special = tokenizer.post_processor.num_special_tokens_to_add(False)
+            self._max_pieces = int(max_tokens) - special
             tokenizer.enable_truncation(max_length=int(max_tokens))
             tokenizer.no_padding()
             options = ort.SessionOptions()
@@ -165,6 +179,8 @@ class OnnxMiniLMEmbedder(Embedder):
         # and int8's per-run activation scale then makes a text's vector independent of the
         # texts batched with it.
         session, tokenizer = self._load()
+        if self.long_texts != HEAD:
+            texts = [head_and_tail(t, self._full_tokenizer, self._max_pieces) for t in texts]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for row, encoding in enumerate(tokenizer.encode_batch(texts)):
             feed = {

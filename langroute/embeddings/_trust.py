@@ -35,6 +35,7 @@ from .._exceptions import EmbeddingError, RouterFileError
 from ._base import Embedder
 from ._finetune import FineTunedEmbedder
 from ._hashing import HashingEmbedder
+from ._long_texts import HEAD
 from ._onnx import OnnxMiniLMEmbedder
 from ._openai import OpenAIEmbedder
 from ._sentence_transformers import DEFAULT_MODEL, SentenceTransformerEmbedder
@@ -56,7 +57,13 @@ PROBE_TEXTS = (
     "Solve for x: 3x + 5 = 20. Show your steps.",
     "def add(a, b):\n    return a + b  # what does add(2, 3) return?",
     "Write a short, friendly poem about autumn leaves.",
+    # Longer than MiniLM's 256 word pieces, with its question at the end: tells apart
+    # embedders that read long texts differently (``long_texts``).
+    " ".join(f"Fact {i}: item {i} weighs {7 * i} grams." for i in range(60))
+    + " Question: which item weighs 147 grams?",
 )
+#: Probes recorded by files written before the long probe was added; their check skips it.
+_SHORT_PROBES = 4
 
 #: Least cosine between recorded and recomputed probe vectors for "the same embedder".
 #: Reruns of one model on other hardware agree to > 0.9999; different models (even MiniLM in
@@ -106,14 +113,16 @@ def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> None
         probe = np.asarray(recorded["probe"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise RouterFileError(f"{source}: corrupt embedder fingerprint ({exc})") from exc
-    if probe.shape != (len(PROBE_TEXTS), dimension):
+    if probe.ndim != 2 or probe.shape[0] not in (_SHORT_PROBES, len(PROBE_TEXTS)) \
+            or probe.shape[1] != dimension:
         raise RouterFileError(f"{source}: corrupt embedder fingerprint (probe shape)")
     if embedder.dimension != dimension:
         raise RouterFileError(
             f"{source}: the router was trained with {dimension}-d embeddings, but "
             f"{embedder!r} gives {embedder.dimension}-d ones"
         )
-    cosines = np.sum(_probe_vectors(embedder).astype(np.float64) * probe, axis=1)
+    current = _probe_vectors(embedder)[: probe.shape[0]]
+    cosines = np.sum(current.astype(np.float64) * probe, axis=1)
     if cosines.min() < MIN_PROBE_COSINE:
         raise RouterFileError(
             f"{source}: {embedder!r} is not the embedder this router was trained with: "
@@ -162,12 +171,13 @@ def trusted_embedder(
         if kind == HashingEmbedder.kind and set(settings) <= {"dimension"}:
             return HashingEmbedder(**settings)
         if kind == SentenceTransformerEmbedder.kind:
+            long_texts = settings.pop("long_texts", HEAD)
             if settings == {"model": DEFAULT_MODEL, "device": "cpu"}:
-                return SentenceTransformerEmbedder()
+                return SentenceTransformerEmbedder(long_texts=long_texts)
             raise _refuse(spec, source, "only the packaged all-MiniLM-L6-v2 on the CPU is known")
         if kind == StaticEmbedder.kind and set(settings) == {"pca_dims"}:
             return StaticEmbedder(**settings)
-        if kind == OnnxMiniLMEmbedder.kind and set(settings) == {"quantize"}:
+        if kind == OnnxMiniLMEmbedder.kind and set(settings) - {"long_texts"} == {"quantize"}:
             return OnnxMiniLMEmbedder(**settings)
         if kind == FineTunedEmbedder.kind and set(settings) == {"sha256"}:
             return _sibling_encoder(settings["sha256"], source, router_path)
