@@ -35,6 +35,7 @@ __all__ = [
     "Router",
     "RoutingDecision",
     "RoutingPolicy",
+    "check_threshold",
 ]
 
 #: Name of the LangChain custom event every decision is dispatched as.
@@ -151,7 +152,7 @@ class RoutingDecision:
         Used by steps that shift routing after the decision, e.g. a soft budget raising the
         threshold as spend grows. A decision the router did not make (sticky, single) is kept.
         """
-        value = _check_threshold(threshold)
+        value = check_threshold(threshold)
         if self.levels is None:
             return replace(self, threshold=value)
         levels = np.array([[np.inf if self.levels[r] is None else self.levels[r]
@@ -204,7 +205,9 @@ def _router_lock(router: Any) -> threading.Lock:
             return threading.Lock()
 
 
-def _check_threshold(threshold: Any) -> float:
+def check_threshold(threshold: Any) -> float:
+    """``threshold`` as a float in [0, 1], else ``RouterConfigError`` (also a per-call one:
+    a batch checks each input's before deciding them all, so one bad value fails its input)."""
     value = check_unit_interval("threshold", threshold)
     if value is None:
         raise RouterConfigError("threshold must be a number in [0, 1], got None")
@@ -250,7 +253,7 @@ class RoutingPolicy:
         ``costs`` (USD per call, per candidate) wins over the router's ``costs_``; with neither
         the ladder cannot be ordered and ``RouterConfigError`` is raised.
         """
-        value = _check_threshold(threshold)
+        value = check_threshold(threshold)
         scores = callable(getattr(router, "win_matrices", None))
         if not (hasattr(type(router), "models") and scores):
             raise RouterConfigError(
@@ -338,7 +341,7 @@ class RoutingPolicy:
                 raise RouterConfigError(f"{len(thresholds)} thresholds for {len(texts)} texts")
             for i, value in enumerate(thresholds):
                 if value is not None:
-                    per_text[i] = _check_threshold(value)
+                    per_text[i] = check_threshold(value)
         rungs = self.ladder.rung_names
         if len(rungs) == 1:
             levels = np.full((len(texts), 1), -np.inf)

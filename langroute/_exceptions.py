@@ -18,6 +18,8 @@ Hierarchy::
     │   │                                   [0, 1] or NaN, unknown model, bad store URL)
     │   └── UnknownDecisionError (LookupError)  feedback names a decision id never recorded
     ├── FeedbackStoreError (RuntimeError)   a feedback store is unreachable or malformed
+    ├── RefitError (RuntimeError)           feedback WAS stored, but the refit it triggered
+    │                                       failed; carries ``event`` (do not record it again)
     ├── CascadeConfigError (ValueError)     a cascade or scorer was set up wrongly (accept out of
     │                                       the scorer's range, no verifier models, ...)
     ├── CascadeScoreError (RuntimeError)    a scorer could not rate an answer (a judge's reply is
@@ -46,6 +48,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFittedError",
     "OutcomesError",
+    "RefitError",
     "RouterConfigError",
     "RouterFileError",
     "UnknownDecisionError",
@@ -138,6 +141,19 @@ class UnknownDecisionError(FeedbackError, LookupError):
 
 class FeedbackStoreError(LangrouteError, RuntimeError):
     """A feedback store cannot be used: unreachable, or it holds malformed records."""
+
+
+class RefitError(LangrouteError, RuntimeError):
+    """Feedback was stored, but the ``FeedbackRefitter`` poll it triggered failed.
+
+    ``event`` is the stored ``FeedbackEvent``: recording the feedback again would store it
+    twice. The refitter keeps what it read, so its next poll refits with it. Not a
+    ``FeedbackError``, whose meaning is "nothing was recorded".
+    """
+
+    def __init__(self, message: str, *, event: object) -> None:
+        self.event = event
+        super().__init__(message)
 
 
 class CascadeConfigError(LangrouteError, ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._exceptions import RouterConfigError
+from .._exceptions import RefitError, RouterConfigError
 from ._learning import record_feedback, record_preference
 from ._recorder import FeedbackRecorder
 from ._records import FeedbackEvent
@@ -78,7 +78,7 @@ class FeedbackBinding:
         event = record_feedback(store, decision_id, score=score, router=router, model=model,
                                 key=key, metadata=metadata, lock=self._lock())
         if refitter is not None:
-            refitter.poll()
+            _poll(refitter, event)
         return event
 
     def record_preference(self, decision_id: str, *, preferred: str, other: str | None = None,
@@ -93,7 +93,7 @@ class FeedbackBinding:
                                   tie=tie, router=router, key=key, metadata=metadata,
                                   lock=self._lock())
         if refitter is not None:
-            refitter.poll()
+            _poll(refitter, event)
         return event
 
     def _required_store(self) -> FeedbackStore:
@@ -114,6 +114,19 @@ class FeedbackBinding:
         if refitter.lock is None:  # swap the refit in under the lock routing takes
             refitter.lock = self._lock()
         return None, refitter
+
+
+def _poll(refitter: FeedbackRefitter, event: FeedbackEvent) -> None:
+    """Poll after storing ``event``. A failure must not read as "feedback not recorded" (a
+    caller retrying on it would store the event twice): it is raised as ``RefitError``,
+    carrying the stored event; the refitter keeps it for its next poll."""
+    try:
+        refitter.poll()
+    except Exception as exc:
+        raise RefitError(
+            f"the feedback on decision {event.decision_id!r} was stored, but the refit it "
+            f"triggered failed ({type(exc).__name__}: {exc}); do not record it again -- the "
+            "refitter's next poll refits with it", event=event) from exc
 
 
 class FeedbackMethods:
@@ -142,7 +155,8 @@ class FeedbackMethods:
         """Store a quality ``score`` in [0, 1] for a call and teach the router from it
         (``langroute.feedback.record_feedback``); returns the stored event. The call's
         ``decision_id`` is in its record: LangChain's ``response_metadata["langroute"]``,
-        LlamaIndex's ``additional_kwargs["langroute"]``."""
+        LlamaIndex's ``additional_kwargs["langroute"]``. A ``RefitError`` (with
+        ``refitter=``) means the event was stored but the refit after it failed."""
         return self.feedback.record_feedback(decision_id, score=score, model=model, key=key,
                                              metadata=metadata)
 

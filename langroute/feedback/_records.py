@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .._exceptions import FeedbackError, FeedbackStoreError
 
@@ -25,8 +28,12 @@ PREFERENCE = "preference"
 
 
 def check_score(score: Any) -> float:
-    """``score`` as a float in [0, 1]; anything else (NaN, bool, out of range) is an error."""
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
+    """``score`` as a float in [0, 1]; anything else (NaN, bool, out of range) is an error.
+
+    Any real number is one, numpy's too (``np.float32``, ``np.int64``: a grader's output),
+    but not a bool (numpy's neither): a thumbs up must be said as 1.0.
+    """
+    if isinstance(score, (bool, np.bool_)) or not isinstance(score, numbers.Real):
         raise FeedbackError(f"score must be a number in [0, 1], got {score!r}")
     value = float(score)
     if math.isnan(value) or not 0.0 <= value <= 1.0:
@@ -135,6 +142,10 @@ class FeedbackEvent:
             raise FeedbackError(f"kind must be {SCORE!r} or {PREFERENCE!r}, got {self.kind!r}")
         if self.key is not None:
             _check_name("key", self.key)
+        try:  # every store keeps the JSON form: refuse what it cannot hold, in all of them
+            json.dumps(dict(self.metadata))
+        except (TypeError, ValueError) as exc:
+            raise FeedbackError(f"feedback metadata must be JSON-serialisable: {exc}") from exc
 
     def check_against(self, decision: DecisionRecord) -> None:
         """Refuse an event about models the decision did not offer."""

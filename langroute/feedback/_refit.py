@@ -16,11 +16,15 @@ schedule: when the feedback reaches 10% of the training prompts, or daily.
 What a refit learns from the feedback: with training ``Outcomes``, each score becomes one
 row scoring only the model that got it (score-based routers such as ``IRTRouter`` learn from
 such rows; pairwise ones only from rows scoring two models, so a single score teaches them
-nothing), and a preference -- which ``Outcomes`` cannot hold -- is an error unless
-``preferences="skip"`` (then counted in ``skipped_preferences``). With training ``Battles``,
-the feedback becomes the same battles ``partial_fit`` routers learn
-(``feedback_battles``). Either way ``quality_`` and ``costs_`` stay the training data's
-means: feedback only scores the model the router chose, a selection-biased sample (see
+nothing); a preference -- which ``Outcomes`` cannot hold -- is left out and counted in
+``skipped_preferences`` (``preferences="error"``, the default, also warns, and makes
+``RoutedChatModel.record_preference`` refuse one before storing it). With training
+``Battles``, the feedback becomes the same battles ``partial_fit`` routers learn
+(``feedback_battles``). An event naming a model the router does not know is left out too
+(``skipped_events`` counts every event left out): the store is shared, so an event the refit
+cannot use may come from another writer, and raising on it would fail every later poll.
+Either way ``quality_`` and ``costs_`` stay the training data's means: feedback only scores
+the model the router chose, a selection-biased sample (see
 ``langroute.routers._incremental.update_means``).
 """
 
@@ -28,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -60,8 +66,8 @@ class RefitState:
     Attributes
     ----------
     new_events : int
-        Feedback events recorded since the last refit (since the refitter started, before
-        the first).
+        Feedback events the refit can learn recorded since the last refit (since the
+        refitter started, before the first); events it leaves out do not count.
     seconds : float
         Seconds since the last refit (since the refitter started, before the first).
     n_training : int
@@ -242,9 +248,11 @@ class FeedbackRefitter:
         Held while the new fit is swapped in (the fit itself runs outside it); the lock the
         router's routing takes (``RoutingPolicy``'s in ``RoutedChatModel``).
     preferences : {"error", "skip"}, default="error"
-        Preferences cannot become ``Outcomes`` rows: with training ``Outcomes`` a refit
-        refuses them (``FeedbackError``) or, with "skip", leaves them out and counts them in
-        ``skipped_preferences``. Training ``Battles`` learn them as battles.
+        Preferences cannot become ``Outcomes`` rows: with training ``Outcomes`` the refit
+        leaves them out and counts them in ``skipped_preferences``. With "error" a model
+        polling this refitter refuses to record one (``check_preferences``), and one another
+        writer stored is left out with a warning (never an error: the store keeps it, so
+        raising would fail every later poll). Training ``Battles`` learn them as battles.
     clock : callable, default=time.monotonic
         Seconds, for ``RefitState.seconds`` (injectable for tests).
 
@@ -255,7 +263,10 @@ class FeedbackRefitter:
     refits : int
         Refits done so far.
     skipped_preferences : int
-        Preference events the last refit left out (``preferences="skip"``).
+        Preference events read so far that the refit leaves out (training ``Outcomes``).
+    skipped_events : int
+        Every event read so far that the refit leaves out: those preferences, and events
+        naming a model the router does not know.
     """
 
     def __init__(
@@ -299,46 +310,83 @@ class FeedbackRefitter:
         self.position = start
         self.refits = 0
         self.skipped_preferences = 0
-        self._events: list[FeedbackEvent] = []
-        self._fitted_upto = start
+        self.skipped_events = 0
+        self._events: list[FeedbackEvent] = []  # the events the refit learns
+        self._fitted = 0  # how many of them the last refit learned
         self._last_refit = clock()
+        # Serialises reading (read, keep, advance ``position``) and refitting: a
+        # RoutedChatModel polls from every thread that records feedback, and two unserialised
+        # polls would read the same events twice (and skip others' positions).
+        self._mutex = threading.RLock()
 
     def state(self) -> RefitState:
         """The policy's view now (after the last ``poll``'s read)."""
-        return RefitState(new_events=self.position - self._fitted_upto,
-                          seconds=self.clock() - self._last_refit,
-                          n_training=len(self.training.prompts))
+        with self._mutex:
+            return RefitState(new_events=len(self._events) - self._fitted,
+                              seconds=self.clock() - self._last_refit,
+                              n_training=len(self.training.prompts))
 
     def poll(self) -> bool:
         """Read the events recorded since the last poll; refit if the policy says so.
 
-        Returns True when the router was refitted. Call it from one thread (a periodic job);
-        routing threads may keep using the router meanwhile (the swap takes ``lock``).
+        Returns True when the router was refitted. Safe to call from several threads: each
+        event is read once and one refit runs at a time (a poll waits while another thread's
+        poll reads or refits). Routing threads may keep using the router meanwhile (the swap
+        takes ``lock``). An error (the store, the fit) leaves the events read kept: the next
+        poll refits with them.
         """
-        fresh = self.store.events(self.position)
-        self._events.extend(fresh)
-        self.position += len(fresh)
-        if not self.policy(self.state()):
-            return False
-        self.refit()
-        return True
+        with self._mutex:
+            fresh = self.store.events(self.position)
+            for event in fresh:
+                self._keep(event)
+            self.position += len(fresh)
+            if not self.policy(self.state()):
+                return False
+            self.refit()
+            return True
+
+    def _keep(self, event: FeedbackEvent) -> None:
+        """Add a read event to what the refit learns, or count (and warn about) one it cannot
+        learn. Never raises: the event stays in the shared store whatever happens here."""
+        models = self.training.models
+        named = [event.model] + ([event.other] if event.other is not None else [])
+        unknown = [name for name in named if name not in models]
+        if unknown:
+            self.skipped_events += 1
+            warnings.warn(
+                f"feedback event on decision {event.decision_id!r} names models {unknown} the "
+                f"router does not know (it knows {list(models)}); the refit leaves it out",
+                RuntimeWarning, stacklevel=3)
+            return
+        if event.kind == PREFERENCE and isinstance(self.training, Outcomes):
+            self.skipped_preferences += 1
+            self.skipped_events += 1
+            if self.preferences == "error":
+                warnings.warn(
+                    f"a preference on decision {event.decision_id!r} is in the feedback store, "
+                    "but this refitter trains on Outcomes, which cannot hold one; the refit "
+                    "leaves it out (skipped_preferences counts them; preferences='skip' "
+                    "expects them, or train on Battles)", RuntimeWarning, stacklevel=3)
+            return
+        self._events.append(event)
 
     def refit(self) -> Any:
         """Refit now on the training data plus every event read so far; returns the router."""
-        union = self._union()
-        fitted = self.router.clone().fit(union)
-        # Population means stay the training data's: feedback is selection-biased.
-        fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
-        fitted.costs_ = (None if self.router.costs_ is None
-                         else np.array(self.router.costs_, dtype=np.float64))
-        with self.lock if self.lock is not None else contextlib.nullcontext():
-            state = vars(self.router)
-            state.clear()
-            state.update(vars(fitted))
-        self._fitted_upto = self.position
-        self._last_refit = self.clock()
-        self.refits += 1
-        return self.router
+        with self._mutex:
+            union = self._union()
+            fitted = self.router.clone().fit(union)
+            # Population means stay the training data's: feedback is selection-biased.
+            fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
+            fitted.costs_ = (None if self.router.costs_ is None
+                             else np.array(self.router.costs_, dtype=np.float64))
+            with self.lock if self.lock is not None else contextlib.nullcontext():
+                state = vars(self.router)
+                state.clear()
+                state.update(vars(fitted))
+            self._fitted = len(self._events)
+            self._last_refit = self.clock()
+            self.refits += 1
+            return self.router
 
     def check_preferences(self) -> None:
         """Raise ``FeedbackError`` if a preference event could not be refitted (training
@@ -358,18 +406,7 @@ class FeedbackRefitter:
         if isinstance(self.training, Battles):
             extra = feedback_battles(events, decisions, self.router)
             return _union_battles(self.training, extra) if len(extra) else self.training
-        scores = [e for e in events if e.kind != PREFERENCE]
-        skipped = len(events) - len(scores)
-        if skipped and self.preferences == "error":
-            raise FeedbackError(
-                f"{skipped} preference events cannot be refitted into Outcomes (they compare "
-                "two answers, not score one); pass preferences='skip' to leave them out, or "
-                "train on Battles"
-            )
-        self.skipped_preferences = skipped
-        if not scores:
-            return self.training
-        rows = feedback_outcomes(scores, decisions, self.training.models)
+        rows = feedback_outcomes(events, decisions, self.training.models)  # no preferences
         t, k = self.training, len(rows)
         return dataclasses.replace(
             t,
@@ -386,4 +423,5 @@ class FeedbackRefitter:
 
     def __repr__(self) -> str:
         return (f"FeedbackRefitter({self.store!r}, {type(self.router).__name__}, "
-                f"policy={self.policy!r}, position={self.position})")
+                f"policy={self.policy!r}, position={self.position}, "
+                f"skipped_events={self.skipped_events})")

@@ -15,6 +15,7 @@ into the router, so ``fit_version_`` changes and every policy built on it rebuil
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "extend_flat_counts",
     "extend_store",
     "finish_onboarding",
+    "onboarding_copy",
     "moments_to_arrays",
     "moments_to_json",
     "observation_counts",
@@ -51,6 +53,7 @@ __all__ = [
     "quiz_selection",
     "score_moments",
     "score_moments_from_arrays",
+    "swap_in",
     "update_means",
 ]
 
@@ -128,7 +131,8 @@ def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: n
 
 
 def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | Battles:
-    """``data`` with its model axis laid out as ``models`` (unmeasured models become NaN).
+    """``data`` with its model axis laid out as ``models`` (unmeasured models become NaN
+    scores and costs, and "" answers).
 
     New outcomes may name any subset of the router's models, in any order (feedback usually
     scores one model); a model the router does not know is an error (``add_model`` first).
@@ -157,7 +161,12 @@ def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | 
     if data.costs is not None:
         costs = np.full((n, m), np.nan)
         costs[:, cols] = data.costs
-    return dataclasses.replace(data, models=tuple(names), scores=scores, costs=costs)
+    answers = None
+    if data.answers is not None:  # "" is no answer (``Outcomes.answers``)
+        answers = np.full((n, m), "", dtype=data.answers.dtype)
+        answers[:, cols] = data.answers
+    return dataclasses.replace(data, models=tuple(names), scores=scores, costs=costs,
+                               answers=answers)
 
 
 def embed_new(router: Any, prompts: Sequence[str], embeddings: np.ndarray | None,
@@ -427,6 +436,13 @@ def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | Non
         raise TypeError(f"quiz_outcomes must be Outcomes, got {type(quiz).__name__}")
     if name not in quiz.models:
         raise OutcomesError(f"the quiz outcomes have no column for the new model {name!r}")
+    known = [*router.models_, name]  # type: ignore[attr-defined]
+    unknown = [model for model in quiz.models if model not in known]
+    if unknown:
+        raise OutcomesError(
+            f"the quiz outcomes score models {unknown} the router does not know (it knows "
+            f"{known[:-1]}, and {name!r} is being added); onboard one model at a time"
+        )
     if router.costs_ is not None:  # type: ignore[attr-defined]
         if (cost is None or isinstance(cost, bool) or not isinstance(cost, (int, float))
                 or not np.isfinite(cost) or cost < 0):
@@ -488,6 +504,22 @@ def quiz_selection(router: object, vectors: np.ndarray, flat: np.ndarray, n: int
     m = len(router.models_)  # type: ignore[attr-defined]
     picks = pick_quiz(vectors, disagreement(flat, m), n)
     return picks if prompts is None else [prompts[int(i)] for i in picks]
+
+
+def onboarding_copy(router: Any) -> Any:
+    """A shallow copy of ``router`` for ``add_model`` to change in steps; ``swap_in`` makes
+    it the router only once every step succeeded, so an error leaves the router as it was
+    (its attributes are replaced, never changed in place, so sharing them is safe)."""
+    return copy.copy(router)
+
+
+def swap_in(router: Any, staged: Any) -> None:
+    """Make ``router`` hold ``staged``'s state (``onboarding_copy``), attribute by attribute
+    -- never empty, for threads reading it meanwhile."""
+    state, new = vars(router), vars(staged)
+    state.update(new)
+    for name in [name for name in state if name not in new]:
+        del state[name]
 
 
 def finish_onboarding(router: object, name: str, proxy: int, quality: float,

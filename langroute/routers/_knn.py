@@ -38,9 +38,11 @@ from ._incremental import (
     observations,
     observations_from_json,
     observations_to_json,
+    onboarding_copy,
     quiz_selection,
     score_moments,
     score_moments_from_arrays,
+    swap_in,
     update_means,
 )
 from ._validation import check_int, check_number
@@ -208,13 +210,16 @@ class KNNRouter(BaseRouter):
         check_new_model(self, name, quiz_outcomes, cost)
         if getattr(self, "n_observations_", None) is None:
             update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
-        # Embedded (and checked) before anything changes: an error leaves the router intact.
         embeddings = embed_new(self, quiz_outcomes.prompts, embeddings, self.embeddings_.shape[1])
         proxy, shift = choose_proxy(self, name, quiz_outcomes)
         quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
-        self.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
-        finish_onboarding(self, name, proxy, quality, cost, self.embeddings_.shape[0])
-        return self.partial_fit(quiz_outcomes, embeddings=embeddings)
+        # Every step changes a copy, swapped in at the end: an error leaves the router intact.
+        staged = onboarding_copy(self)
+        staged.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
+        finish_onboarding(staged, name, proxy, quality, cost, self.embeddings_.shape[0])
+        staged.partial_fit(quiz_outcomes, embeddings=embeddings)
+        swap_in(self, staged)
+        return self
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
                      ) -> np.ndarray | list[str]:

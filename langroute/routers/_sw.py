@@ -61,9 +61,11 @@ from ._incremental import (
     observations,
     observations_from_json,
     observations_to_json,
+    onboarding_copy,
     quiz_selection,
     score_moments,
     score_moments_from_arrays,
+    swap_in,
     update_means,
 )
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
@@ -318,14 +320,17 @@ class SWRouter(BaseRouter):
         check_new_model(self, name, quiz_outcomes, cost)
         if getattr(self, "n_observations_", None) is None:
             update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
-        # Embedded (and checked) before anything changes: an error leaves the router intact.
         embeddings = self._embed_new(list(quiz_outcomes.prompts), embeddings)
         proxy, shift = choose_proxy(self, name, quiz_outcomes)
         quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
-        vectors, store = self._exemplars_in_training_order()
-        self._index_exemplars(vectors, extend_store(store, proxy, shift))
-        finish_onboarding(self, name, proxy, quality, cost, len(store))
-        return self.partial_fit(quiz_outcomes, embeddings=embeddings)
+        # Every step changes a copy, swapped in at the end: an error leaves the router intact.
+        staged = onboarding_copy(self)
+        vectors, store = staged._exemplars_in_training_order()
+        staged._index_exemplars(vectors, extend_store(store, proxy, shift))
+        finish_onboarding(staged, name, proxy, quality, cost, len(store))
+        staged.partial_fit(quiz_outcomes, embeddings=embeddings)
+        swap_in(self, staged)
+        return self
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
                      ) -> np.ndarray | list[str]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from langroute import ClusterRouter, IRTRouter
-from langroute._exceptions import FeedbackError, RouterConfigError
+from langroute._exceptions import RouterConfigError
 from langroute.feedback import (
     DEFAULT_REFIT,
     DecisionRecord,
     FeedbackRefitter,
+    MemoryFeedbackStore,
     RefitEvery,
     RefitState,
     feedback_outcomes,
@@ -136,17 +140,21 @@ def test_a_score_based_router_learns_from_single_scores(hashing_embedder):
     assert np.all(router.win_matrices(poems)[:, 0, 2] > before)
 
 
-def test_preferences_are_refused_skipped_or_learned_as_battles(hashing_embedder):
+def test_preferences_are_skipped_or_learned_as_battles(hashing_embedder):
     train = split_outcomes(20, seed=4)
     router = ClusterRouter(hashing_embedder, n_clusters=2, random_state=0).fit(train)
     store = open_feedback_store("memory://")
     ids = cheap_writes_poems(store, 3)
     store.add_preference(ids[0], "poet")
+    # "error" (the default) refuses to record one through a model; one already in the shared
+    # store is left out with a warning, counted, and the scores still refit.
     refuse = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1))
     version = router.fit_version_
-    with pytest.raises(FeedbackError, match="1 preference events"):
-        refuse.poll()
-    assert router.fit_version_ == version  # nothing swapped in
+    with pytest.warns(RuntimeWarning, match="preference"):
+        assert refuse.poll()
+    assert router.fit_version_ != version and refuse.refits == 1
+    assert refuse.skipped_preferences == refuse.skipped_events == 1
+    assert refuse.position == 4 and refuse.state().new_events == 0
     skip = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1),
                             preferences="skip")
     assert skip.poll() and skip.skipped_preferences == 1
@@ -159,6 +167,67 @@ def test_preferences_are_refused_skipped_or_learned_as_battles(hashing_embedder)
     assert learner.poll()
     assert on_battles.win_matrices([poem_prompt(300)])[0, 2, 0] != before
     np.testing.assert_array_equal(on_battles.quality_, win_rates)
+
+
+def test_a_stored_preference_does_not_stop_later_refits(hashing_embedder):
+    """A preference another writer stored used to fail every later poll, forever."""
+    train = split_outcomes(20, seed=4)
+    router = IRTRouter(hashing_embedder, random_state=0).fit(train)
+    store = open_feedback_store("memory://")
+    ids = cheap_writes_poems(store, 2)
+    store.add_preference(ids[0], "poet")
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1))
+    with pytest.warns(RuntimeWarning, match="leaves it out"):
+        assert refitter.poll()
+    cheap_writes_poems(store, 1, first=2)
+    assert refitter.poll() and refitter.refits == 2 and refitter.skipped_preferences == 1
+
+
+def test_events_naming_unknown_models_are_skipped_not_fatal(hashing_embedder):
+    """The store is shared: a decision another router recorded may name other models."""
+    train = split_outcomes(20, seed=4)
+    router = IRTRouter(hashing_embedder, random_state=0).fit(train)
+    store = open_feedback_store("memory://")
+    store.record_decision(DecisionRecord("other", poem_prompt(1), "stranger",
+                                         (*MODELS, "stranger")))
+    store.add_score("other", 1.0)
+    cheap_writes_poems(store, 1)
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1))
+    with pytest.warns(RuntimeWarning, match="stranger"):
+        assert refitter.poll()
+    assert refitter.skipped_events == 1 and refitter.skipped_preferences == 0
+    assert refitter.position == 2 and refitter.refits == 1
+
+
+class MeetingStore(MemoryFeedbackStore):
+    """Readers of the log meet at a barrier after reading it: unserialised polls all read
+    the same events before any of them advances its position."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties)
+
+    def events(self, start: int = 0):
+        fresh = super().events(start)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            # A serialised poll waits alone; the timeout breaks the barrier for all.
+            self.barrier.wait(timeout=0.5)
+        return fresh
+
+
+def test_concurrent_polls_read_each_event_once(hashing_embedder):
+    """RoutedChatModel polls from every thread recording feedback; each event counts once."""
+    train = split_outcomes(20, seed=4)
+    router = IRTRouter(hashing_embedder, random_state=0).fit(train)
+    threads = 8
+    store = MeetingStore(threads)
+    cheap_writes_poems(store, 40)
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=10**9))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: refitter.poll(), range(threads)))
+    assert refitter.position == 40 and refitter.state().new_events == 40
+    refitter.refit()  # learns each of the 40 events once
+    assert refitter.state().new_events == 0 and refitter.position == 40
 
 
 def test_refitter_checks_its_inputs(hashing_embedder):

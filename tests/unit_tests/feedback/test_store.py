@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 
+import numpy as np
 import pytest
 
 from langroute._exceptions import (
@@ -74,6 +75,31 @@ def test_bad_scores_are_refused_and_nothing_is_stored(store, bad):
     store.record_decision(decision("d1"))
     with pytest.raises(FeedbackError, match="score"):
         store.add_score("d1", bad)
+    assert store.events() == []
+
+
+@pytest.mark.parametrize("number", [np.float32(0.5), np.int64(1), np.float16(0.25),
+                                    np.uint8(0)])
+def test_numpy_numbers_are_scores_like_any_other(store, number):
+    """np.float64 was accepted, np.float32 / np.int64 refused as "not a number"."""
+    store.record_decision(decision("d1"))
+    event = store.add_score("d1", number)
+    assert event.score == float(number) and type(event.score) is float
+    assert store.events() == [event]
+    for bad in (np.bool_(True), np.float32("nan"), np.int64(2)):  # still not scores
+        with pytest.raises(FeedbackError, match="score"):
+            store.add_score("d1", bad)
+    assert store.events() == [event]
+
+
+def test_metadata_that_is_not_json_is_refused_by_every_store(store):
+    """SQLite raised a raw TypeError, memory:// stored it; refused alike, before storing."""
+    store.record_decision(decision("d1"))
+    for bad in ({"when": object()}, {"ids": {1, 2}}):
+        with pytest.raises(FeedbackError, match="JSON"):
+            store.add_score("d1", 1.0, metadata=bad)
+        with pytest.raises(FeedbackError, match="JSON"):
+            store.add_preference("d1", "calc", metadata=bad)
     assert store.events() == []
 
 

@@ -101,6 +101,48 @@ def test_add_model_refuses_what_cannot_work(hashing_embedder):
     assert router.n_exemplars_ == len(data)
 
 
+def same_state(router, before: dict) -> bool:
+    """Every attribute is the very object it was (nothing replaced, added or dropped)."""
+    return vars(router).keys() == before.keys() and all(
+        value is before[key] for key, value in vars(router).items())
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_quiz_scoring_another_unknown_model_is_refused_up_front(name, hashing_embedder):
+    """It used to fail in the final partial_fit, the new model half-onboarded, and a retry
+    was refused as "already one of the router's models"."""
+    data = split_outcomes(10)
+    router = ROUTERS[name](hashing_embedder).fit(data.select_models(["cheap", "calc"]))
+    quiz = data.subset(np.arange(4))  # cheap, calc, poet
+    typo = Outcomes(ids=quiz.ids, prompts=quiz.prompts, models=(*quiz.models, "poett"),
+                    scores=np.column_stack([quiz.scores, quiz.scores[:, 2]]))
+    before = dict(vars(router))
+    with pytest.raises(OutcomesError, match=r"models \['poett'\] the router does not know"):
+        router.add_model("poet", typo, cost=0.1)
+    assert same_state(router, before)
+    router.add_model("poet", quiz, cost=0.1)  # the retry with a right quiz works
+    assert router.models == ["cheap", "calc", "poet"]
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_an_add_model_failing_midway_leaves_the_router_as_it_was(name, hashing_embedder,
+                                                                 monkeypatch):
+    data = split_outcomes(10)
+    router = ROUTERS[name](hashing_embedder).fit(data.select_models(["cheap", "calc"]))
+    before = dict(vars(router))
+
+    def failing(self, *args, **kwargs):
+        raise MemoryError("no room for the quiz")
+
+    monkeypatch.setattr(type(router), "partial_fit", failing)  # the last step fails
+    with pytest.raises(MemoryError):
+        router.add_model("poet", data.subset(np.arange(4)), cost=0.1)
+    assert same_state(router, before)
+    monkeypatch.undo()
+    router.add_model("poet", data.subset(np.arange(4)), cost=0.1)
+    assert router.models == ["cheap", "calc", "poet"]
+
+
 @pytest.mark.parametrize("name", sorted(ROUTERS))
 def test_a_weaker_model_is_a_shifted_copy_that_loses_to_its_proxy(name, hashing_embedder):
     data = split_outcomes(20, seed=5)

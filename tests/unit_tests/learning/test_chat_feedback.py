@@ -116,6 +116,55 @@ def test_a_router_without_partial_fit_learns_through_its_refitter():
     assert len(store.events(0)) == 3
 
 
+def refitted_model(refitter, router) -> RoutedChatModel:
+    return RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG),
+                                   WEAK: ScriptedChatModel(model_name=WEAK)},
+                           router=router, threshold=THRESHOLD, refitter=refitter)
+
+
+def test_a_preference_from_another_writer_does_not_fail_later_feedback():
+    """Used to: every later record_feedback stored its event, then raised FeedbackError."""
+    from langroute.feedback import FeedbackRefitter, RefitEvery
+
+    router, train = irt_model()
+    store = open_feedback_store("memory://")
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1))
+    model = refitted_model(refitter, router)
+    ids = [model.invoke(EASY).response_metadata["langroute"]["decision_id"] for _ in range(3)]
+    store.add_preference(ids[0], preferred=STRONG)  # e.g. a job writing to the shared store
+    with pytest.warns(RuntimeWarning, match="preference"):
+        model.record_feedback(ids[1], score=0.0)
+    model.record_feedback(ids[2], score=0.0)
+    assert refitter.refits == 2 and refitter.skipped_preferences == 1
+    assert len(store.events(0)) == 3
+
+
+def test_a_failed_refit_says_the_feedback_was_stored(monkeypatch):
+    """A caller retrying on a FeedbackError would store the event twice: a failure after
+    storing is a RefitError carrying the stored event, and the next poll learns it."""
+    from langroute import RefitError
+    from langroute.feedback import FeedbackRefitter, RefitEvery
+
+    router, train = irt_model()
+    store = open_feedback_store("memory://")
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1))
+    model = refitted_model(refitter, router)
+    ids = [model.invoke(EASY).response_metadata["langroute"]["decision_id"] for _ in range(2)]
+
+    def broken_clone():
+        raise MemoryError("no room to fit")
+
+    monkeypatch.setattr(router, "clone", broken_clone)
+    with pytest.raises(RefitError, match="was stored") as failed:
+        model.record_feedback(ids[0], score=0.0)
+    assert not isinstance(failed.value, FeedbackError)
+    assert failed.value.event == store.events(0)[0] and refitter.refits == 0
+    monkeypatch.undo()
+    model.record_feedback(ids[1], score=0.0)
+    assert refitter.refits == 1 and refitter.state().new_events == 0
+    assert [e.decision_id for e in store.events(0)] == ids  # each stored once
+
+
 def test_refitter_misuse_is_a_clear_error():
     from langroute.feedback import FeedbackRefitter
 

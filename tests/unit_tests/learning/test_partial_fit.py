@@ -11,6 +11,7 @@ import pytest
 from langroute import Battles, KNNRouter, SWRouter
 from langroute._exceptions import OutcomesError, RouterConfigError
 from langroute.routers._calibration_scores import calibration_scores_disabled
+from langroute.routers._incremental import align_models
 
 from ..routers.synthetic import MODELS, math_prompt, poem_prompt, split_battles, split_outcomes
 
@@ -73,6 +74,37 @@ def test_partial_fit_in_several_steps_with_a_subset_of_models(name, hashing_embe
                                atol=1e-6)
     np.testing.assert_allclose(online.quality_, full.quality_, rtol=1e-12)
     np.testing.assert_allclose(online.score_moments_, full.score_moments_, rtol=1e-12)
+
+
+def with_answers(data):
+    """``data`` with answers, as real datasets carry them (``answers.csv``)."""
+    answers = np.array([[f"{model}:{i}" for model in data.models] for i in range(len(data))])
+    return dataclasses.replace(data, answers=answers)
+
+
+def test_aligned_answers_follow_their_models():
+    """Answers were left as given: wrong columns after reordering, wrong shape for a subset."""
+    data = with_answers(split_outcomes(4, seed=1))
+    part = data.select_models(["poet", "calc"])
+    aligned = align_models(part, MODELS)
+    np.testing.assert_array_equal(aligned.answers[:, [2, 1]], part.answers)
+    assert (aligned.answers[:, 0] == "").all()  # "" is no answer
+    reordered = align_models(data.select_models(MODELS[::-1]), MODELS)
+    np.testing.assert_array_equal(reordered.answers, data.answers)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_partial_fit_takes_outcomes_with_answers_for_a_subset_of_models(name,
+                                                                       hashing_embedder):
+    data = with_answers(split_outcomes(30, seed=1))
+    online = ROUTERS[name](hashing_embedder).fit(data.subset(np.arange(20)))
+    online.partial_fit(data.subset(np.arange(20, 40)).select_models(["poet", "calc"]))
+    scores = data.scores[:40].copy()
+    scores[20:40, 0] = np.nan
+    full = ROUTERS[name](hashing_embedder).fit(
+        dataclasses.replace(data.subset(np.arange(40)), scores=scores))
+    np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(ROUTERS))

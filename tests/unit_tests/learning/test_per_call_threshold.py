@@ -84,3 +84,18 @@ def test_a_bad_per_call_threshold_is_a_clear_error(shared, bad):
     routed, _, _ = shared
     with pytest.raises(ValueError, match="threshold"):
         routed.with_config(metadata={"langroute_threshold": bad}).invoke(HARD)
+
+
+async def test_a_bad_per_call_threshold_fails_only_its_own_input_in_a_batch(shared):
+    """The batch's one decide() used to check every threshold at once: one bad value failed
+    every input, even with return_exceptions=True."""
+    routed, _, _ = shared
+    configs = [{"metadata": {"langroute_threshold": CAREFUL}},
+               {"metadata": {"langroute_threshold": 2.0}}, {}]
+    for out in (routed.batch([HARD, HARD, EASY], configs, return_exceptions=True),
+                await routed.abatch([HARD, HARD, EASY], configs, return_exceptions=True)):
+        assert isinstance(out[1], ValueError) and "threshold" in str(out[1])
+        assert [m.response_metadata["langroute"]["model"] for m in (out[0], out[2])] == [
+            STRONG, WEAK]
+    with pytest.raises(ValueError, match="threshold"):  # without it, raised as before
+        routed.batch([HARD, HARD, EASY], configs)
