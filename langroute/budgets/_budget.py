@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from .._exceptions import RouterConfigError
+from ._store import from_nano, to_nano
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "MAX_LIMIT_NANO",
     "MODES",
     "ON_EXHAUSTED",
     "WINDOWS",
@@ -31,6 +33,9 @@ DEFAULT_SCOPE = "*"
 WINDOWS = ("total", "day", "month")
 MODES = ("hard", "soft")
 ON_EXHAUSTED = ("deny", "cheapest")
+#: The largest limit in nano-USD: stores keep amounts as signed 64-bit integers (SQLite's
+#: INTEGER, Redis' counters), so a larger limit could not be kept by every store.
+MAX_LIMIT_NANO = 2**63 - 1
 
 Window = Literal["total", "day", "month"]
 Mode = Literal["hard", "soft"]
@@ -65,7 +70,8 @@ class Budget:
     Parameters
     ----------
     limit_usd : float
-        The limit in USD per window; finite and >= 0.
+        The limit in USD per window; finite, >= 0 and at most ~$9.22e9 (``MAX_LIMIT_NANO``
+        nano-USD: every store keeps amounts as signed 64-bit integers).
     window : {"total", "day", "month"}, default="total"
         The UTC period the limit applies to; a new period starts from zero.
     mode : {"hard", "soft"}, default="hard"
@@ -101,10 +107,17 @@ class Budget:
     def __post_init__(self) -> None:
         limit = self.limit_usd
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (
-            math.isfinite(limit) and limit >= 0
+            limit >= 0 and (isinstance(limit, int) or math.isfinite(limit))  # a huge int is finite
         ):
             raise RouterConfigError(
                 f"Budget limit_usd must be a finite number of USD >= 0, got {limit!r}")
+        if limit >= 1e10 or to_nano(limit) > MAX_LIMIT_NANO:
+            # Refused here, so no store fails on it at the first call. (``limit >= 1e10`` first:
+            # Python will not str() an int of thousands of digits.)
+            shown = repr(limit) if limit < 1e300 else "> 1e300"
+            raise RouterConfigError(
+                f"Budget limit_usd must be at most {from_nano(MAX_LIMIT_NANO):.2f} USD (spend "
+                f"stores keep nano-USD in signed 64-bit integers), got {shown}")
         if self.window not in WINDOWS:
             raise RouterConfigError(f"Budget window must be one of {WINDOWS}, got {self.window!r}")
         if self.mode not in MODES:

@@ -158,6 +158,11 @@ class SQLiteStore(SpendStore):
                     pass
                 if isinstance(exc, sqlite3.Error):
                     raise BudgetStoreError(f"spend store {self.url!r}: {exc}") from exc
+                if isinstance(exc, OverflowError):
+                    # an amount past SQLite's signed 64-bit INTEGER, refused when it is bound
+                    raise BudgetStoreError(
+                        f"spend store {self.url!r}: an amount does not fit SQLite's 64-bit "
+                        f"integers ({exc})") from exc
                 raise
 
     def _purge(self, account: Account, now: float) -> None:

@@ -103,3 +103,41 @@ def test_a_verifier_that_is_not_a_llamaindex_llm_is_a_config_error(fake, strong,
                        cascade=Cascade(AgreementScorer(["no-such-model"]), accept=0.5))
     with pytest.raises(RouterConfigError, match="'no-such-model' is not a LlamaIndex LLM"):
         routed.chat(user(EASY))
+
+
+def test_prices_let_a_budget_charge_a_candidate_genai_prices_does_not_know(
+    make_openai, strong, router
+):
+    finetune = make_openai("my-finetune-v1")  # a self-hosted / fine-tuned model id
+    llms = {STRONG_MODEL: strong, WEAK_MODEL: finetune}
+    with pytest.raises(RouterConfigError, match="Pass prices="):
+        RoutedLLM(llms, router=router, threshold=0.7, budgets={"a": Budget(1.0)},
+                  spend_store="memory://")
+    routed = RoutedLLM(llms, router=router, threshold=0.7, budgets={"a": Budget(1.0)},
+                       spend_store="memory://",
+                       prices={WEAK_MODEL: {"input_mtok": 0.1, "output_mtok": 0.2}})
+    assert routed.pipeline.budget.prices.source(WEAK_MODEL) == f"override:{WEAK_MODEL}"
+
+
+def test_prices_override_the_table_for_what_a_call_is_charged(fake, strong, weak, router,
+                                                              events):
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       budgets={"a": Budget(100.0)}, spend_store="memory://",
+                       prices={WEAK_MODEL: {"input_mtok": 300.0, "output_mtok": 700.0}})
+    with instrument_tags({"agent": "a"}):
+        routed.chat(user(EASY))
+    (request,) = fake.requests
+    usage = request.usage
+    expected = (usage["prompt_tokens"] * 300.0 + usage["completion_tokens"] * 700.0) / 1e6
+    assert events.of("BudgetEvent")[-1].payload["cost_usd"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("prices", "budgets", "match"), [
+    ({"x": {"input_mtok": 1, "output_mtok": 1}}, None, "prices is set but budgets is not"),
+    ([("x", 1)], {"a": Budget(1.0)}, "prices must be a dict, got list"),
+    ({WEAK_MODEL: {"input_mtok": 1}}, {"a": Budget(1.0)}, "needs \\['output_mtok'\\]"),
+], ids=["without-budgets", "not-a-dict", "missing-output-price"])
+def test_bad_prices_are_config_errors(strong, weak, router, prices, budgets, match):
+    with pytest.raises(RouterConfigError, match=match):
+        RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                  budgets=budgets, spend_store="memory://" if budgets else None, prices=prices)

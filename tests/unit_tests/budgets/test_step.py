@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import tenacity
 
@@ -313,6 +315,25 @@ def test_bad_budgets_are_clear_errors(budgets, match):
 def test_bad_budget_arguments_are_clear_errors(kwargs, match):
     with pytest.raises(RouterConfigError, match=match):
         Budget(**kwargs)
+
+
+@pytest.mark.parametrize("limit", [1e10, 10**30, 10**5000], ids=["1e10", "1e30", "1e5000"])
+def test_a_limit_past_the_stores_64_bit_nano_usd_range_is_refused(limit):
+    with pytest.raises(RouterConfigError, match="at most 9223372036.85 USD"):
+        Budget(limit_usd=limit)
+
+
+def test_the_largest_accepted_limit_is_kept_by_every_store(store_url):
+    """One float past it is refused, so a limit that constructs never fails a store later."""
+    largest = 9223372036.854774  # its nano-USD is the last float below 2**63
+    with pytest.raises(RouterConfigError, match="at most 9223372036.85 USD"):
+        Budget(limit_usd=math.nextafter(largest, math.inf))
+    guard = step({"*": Budget(limit_usd=largest)}, store=store_url)
+    run_sync(pipeline(guard).run(request(EASY), estimate=estimate), FakeCaller())
+    (row,) = guard.store.accounts(now=guard.clock().timestamp())
+    assert row.limit_nano == 9223372036854774000
+    assert row.spent_nano / 1e9 == pytest.approx(ACTUAL["small"])
+    guard.store.close()
 
 
 @pytest.mark.parametrize("options, match", [

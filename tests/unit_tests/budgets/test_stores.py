@@ -153,6 +153,21 @@ def test_a_sqlite_store_of_another_schema_version_is_refused(tmp_path):
         open_store(url)
 
 
+def test_sqlite_refuses_an_amount_past_64_bits_with_a_store_error(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'spend.db'}")
+    with pytest.raises(BudgetStoreError, match="64-bit"):
+        reserve(store, 2**63, hold="a", enforce=False)
+    with pytest.raises(BudgetStoreError, match="64-bit"):
+        store.commit(ACCOUNT, hold_id="b", cost_nano=2**63, now=0.0)
+    with pytest.raises(BudgetStoreError, match="64-bit"):
+        reserve(store, 1, hold="c", limit=2**63)
+    # each write was rolled back whole, and the store still works
+    assert store.state(ACCOUNT, now=0.0).reserved_nano == 0
+    granted, state = reserve(store, 60, hold="d")
+    assert granted and (state.spent_nano, state.reserved_nano) == (0, 60)
+    store.close()
+
+
 def test_an_unreachable_redis_is_a_clear_error():
     with pytest.raises(BudgetStoreError, match="cannot reach spend store"):
         open_store(f"redis://127.0.0.1:{_closed_port()}/0")

@@ -104,6 +104,12 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     spend_store : str, default=None
         ``"sqlite:///spend.db"`` (default ``sqlite:///langroute-spend.db`` when budgets are
         given), ``"redis://host:port/0"`` or ``"memory://"``.
+    prices : dict, default=None
+        Budget prices overriding or adding to genai-prices' table, by candidate name or provider
+        model id, in USD per million tokens: ``{"my-model": {"input_mtok": 0.5,
+        "output_mtok": 1.5, "cache_read_mtok": 0.05}}``. A candidate neither table nor
+        ``prices`` knows (a fine-tune, a self-hosted model) is a ``RouterConfigError`` when
+        budgets are given.
     trace_prompt : bool, default=False
         Put the routing text itself in the decision (by default only its length and SHA-256).
     feedback_store : str or FeedbackStore, default=None
@@ -141,6 +147,8 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     budgets: dict[str, Any] | None = Field(default=None, exclude=True,
                                            description="Per-scope langroute Budgets.")
     spend_store: Any = Field(default=None, exclude=True, description="Where spend is kept.")
+    prices: dict[str, Any] | None = Field(default=None, exclude=True,
+                                          description="Budget prices (USD per million tokens).")
     trace_prompt: bool = Field(default=False, description="Keep the routing text in traces.")
     feedback_store: Any = Field(default=None, exclude=True,
                                 description="Where decisions are recorded for feedback.")
@@ -165,6 +173,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         cascade: CascadeStep | None = None,
         budgets: Mapping[str, Any] | None = None,
         spend_store: Any = None,
+        prices: Mapping[str, Any] | None = None,
         trace_prompt: bool = False,
         feedback_store: Any = None,
         refitter: Any = None,
@@ -173,7 +182,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     ) -> None:
         # Checked before pydantic sees them, so bad input raises langroute's own errors.
         _check_llms(llms)
-        _check_options(threshold, strong_fraction, target_cost, timeout, cascade)
+        _check_options(threshold, strong_fraction, target_cost, timeout, cascade, prices)
         _check_extra(kwargs)
         try:
             super().__init__(
@@ -182,12 +191,13 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
                 costs=None if costs is None else dict(costs), timeout=timeout,
                 max_retries=max_retries, fallback=fallback, cascade=cascade,
                 budgets=None if budgets is None else dict(budgets), spend_store=spend_store,
+                prices=None if prices is None else dict(prices),
                 trace_prompt=trace_prompt, feedback_store=feedback_store, refitter=refitter,
                 callback_manager=callback_manager, **kwargs,
             )
         except ValidationError as exc:
             raise RouterConfigError(f"invalid RoutedLLM arguments: {exc}") from exc
-        # The router, names, costs, retries, fallback and budgets are checked by langroute's
+        # The router, names, costs, retries, fallback, budgets and prices are checked by langroute's
         # own constructors (RouterConfigError / NotFittedError naming the problem).
         self._current_pipeline()
         warm = getattr(router, "warm_up", None)
@@ -221,7 +231,8 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
             threshold=self.threshold, strong_fraction=self.strong_fraction,
             target_cost=self.target_cost, costs=self.costs, max_retries=self.max_retries,
             fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
-            budgets=self.budgets, spend_store=self.spend_store, keep_text=self.trace_prompt,
+            budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
+            keep_text=self.trace_prompt,
             recorders=lambda: self.feedback.recorders(),
             extra_key=(id(self.feedback_store), id(self.refitter)),
         )
@@ -429,7 +440,7 @@ def _check_extra(kwargs: Mapping[str, Any]) -> None:
 
 
 def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeout: Any,
-                   cascade: Any) -> None:
+                   cascade: Any, prices: Any) -> None:
     check_unit_interval("threshold", threshold)
     check_unit_interval("strong_fraction", strong_fraction)
     check_positive("target_cost", target_cost)
@@ -437,6 +448,9 @@ def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeo
     if cascade is not None and not isinstance(cascade, CascadeStep):
         raise RouterConfigError(
             f"cascade must implement langroute's CascadeStep, got {type(cascade).__name__}")
+    if prices is not None and not isinstance(prices, Mapping):
+        # the entries themselves are checked by langroute.budgets when the pipeline is built
+        raise RouterConfigError(f"prices must be a dict, got {type(prices).__name__}")
 
 
 def _describe(name: str, llm: LLM) -> ModelRef:
