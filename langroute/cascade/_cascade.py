@@ -5,11 +5,15 @@ pipeline runs it after the routed model answered (see ``CallPipeline`` for the o
 and accounting). In tenacity's style it only decides:
 
 * ``plan``: does this call cascade? Never in a tool loop (the model that made the tool calls
-  answers their results), never when the routed model is already the top rung; with ``band``,
-  only when the router was unsure (the decision's strong score within ``band`` of the
-  threshold).
-* ``score``: the scorer rates the answer. A tool-call answer is accepted as is (score = the top
-  of the scorer's range, noted in the trace) unless the scorer ``supports_tool_calls``.
+  answers their results), never when the routed model is already the top rung, never when a
+  budget forced the cheapest model (``on_exhausted="cheapest"``: the stronger model's worst
+  case does not fit, so escalating could only be denied after the cheap answer was paid for;
+  noted in the trace); with ``band``, only when the router was unsure (the decision's strong
+  score within ``band`` of the threshold).
+* ``score``: the scorer rates the answer. A tool-call answer is accepted as is unless the
+  scorer ``supports_tool_calls``: its score is None (no score was computed; a made-up one such
+  as the top of an unbounded range would read as a real score and is not valid JSON), noted in
+  the trace.
 * ``accepts``: ``score >= accept``.
 * ``escalate_to``: the next rung up the decision's ladder.
 
@@ -21,12 +25,12 @@ not cascade (``plan`` says no) streams live.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from .._exceptions import CascadeConfigError
-from ..pipeline import Answer, CallState, ModelRef
-from ._scorers import Score, Scorer, as_scorer
+from ..pipeline import Answer, CallState, Effect, ModelRef
+from ._scorers import Scorer, as_scorer
 
 __all__ = ["Cascade"]
 
@@ -92,6 +96,10 @@ class Cascade:
         decision = state.decision
         if state.tool_loop:
             return None
+        if (decision.budget or {}).get("action") == "cheapest":
+            state.notes["cascade"] = ("not cascaded: the budget is exhausted and forced the "
+                                      "cheapest model, so no escalation can be paid for")
+            return None
         if self._above(decision.rungs, decision.model, state) is None:
             return None  # already the top rung: nothing to escalate to
         if self.band is not None:
@@ -102,11 +110,13 @@ class Cascade:
                 return None
         return decision.model
 
-    def score(self, state: CallState, answer: Answer) -> Score:
-        """The scorer's rating of ``answer`` (a generator of effects returning a float)."""
+    def score(self, state: CallState, answer: Answer
+              ) -> Generator[Effect, Any, float | None]:
+        """The scorer's rating of ``answer`` (a generator of effects returning a float), or
+        None for a tool-call answer the scorer cannot rate: it is accepted unscored."""
         if answer.tool_calls and not self.scorer.supports_tool_calls:
             state.notes["cascade"] = "tool-call answer accepted unscored"
-            return self.scorer.bounds[1]
+            return None
         value = yield from self.scorer.score(state, answer)
         return self.scorer.check_score(value)
 

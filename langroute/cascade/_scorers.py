@@ -49,9 +49,10 @@ class Scorer:
 
     def check_accept(self, accept: Any) -> float:
         """``accept`` as a float, or CascadeConfigError when it is not a finite number within
-        ``bounds`` (a threshold no score can pass, or every score passes, is a mistake)."""
+        ``bounds`` (a threshold no score can pass, or every score passes, is a mistake: so
+        ``accept`` equal to the lowest score is refused, since every answer would pass it)."""
         lo, hi = self.bounds
-        if isinstance(accept, bool) or not isinstance(accept, (int, float, np.floating)):
+        if not _is_number(accept):
             raise CascadeConfigError(f"accept must be a number, got {accept!r}")
         value = float(accept)
         if not math.isfinite(value) or not lo <= value <= hi:
@@ -59,11 +60,16 @@ class Scorer:
                 f"accept={accept!r} is outside the range [{lo:g}, {hi:g}] of "
                 f"{type(self).__name__}'s scores"
             )
+        if value == lo:
+            raise CascadeConfigError(
+                f"accept={accept!r} is the lowest score {type(self).__name__} gives: every "
+                "answer would pass and the scorer's calls would buy nothing; raise it"
+            )
         return value
 
     def check_score(self, value: Any) -> float:
         """The scorer's result as a float within ``bounds``, else CascadeScoreError."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        if not _is_number(value):
             raise CascadeScoreError(
                 f"{type(self).__name__} returned {value!r}, not a number"
             )
@@ -76,12 +82,21 @@ class Scorer:
         return out
 
 
+def _is_number(value: Any) -> bool:
+    """A real number, NumPy's included (``np.int64`` as well as ``np.float32``); bools (Python's
+    and NumPy's) are refused: ``True`` as a score or threshold is a bug, not 1.0."""
+    return not isinstance(value, bool) and isinstance(
+        value, (int, float, np.integer, np.floating))
+
+
 def _ref(model: Any, where: str) -> ModelRef:
     """A verifier or judge as a ModelRef that is not a routing candidate.
 
     A str names a model the adapter knows (one of the routed chat model's models); a
     ``ModelRef`` is kept (with ``candidate=False``); any other object is the framework's model
-    itself (the adapter checks that it is a chat model).
+    itself (the adapter checks that it is a chat model), described as adapters describe their
+    candidates: the provider model id it calls (``model_name`` or ``model``) and its provider
+    (LangChain's ``ls_provider``), so a budget can price its calls like any other.
     """
     if isinstance(model, ModelRef):
         return ModelRef(model.name, model.model, model.provider_model, model.provider,
@@ -92,9 +107,22 @@ def _ref(model: Any, where: str) -> ModelRef:
         return ModelRef(model, candidate=False)
     if model is None:
         raise CascadeConfigError(f"{where}: got None instead of a model")
-    name = (getattr(model, "model_name", None) or getattr(model, "model", None)
-            or type(model).__name__)
-    return ModelRef(str(name), model, candidate=False)
+    served = getattr(model, "model_name", None) or getattr(model, "model", None)
+    served = served if isinstance(served, str) and served else None
+    return ModelRef(served or type(model).__name__, model, served, _provider_of(model),
+                    candidate=False)
+
+
+def _provider_of(model: Any) -> str | None:
+    """The provider a chat model reports (LangChain's ``ls_provider``), else None."""
+    params = getattr(model, "_get_ls_params", None)
+    if not callable(params):
+        return None
+    try:
+        provider = params().get("ls_provider")
+    except Exception:  # noqa: BLE001 -- a client without LangSmith params is still a model
+        return None
+    return provider if isinstance(provider, str) else None
 
 
 def _check_normaliser(normalise: Any) -> Callable[[str], str]:
@@ -330,9 +358,16 @@ class FunctionScorer(Scorer):
 
 
 def as_scorer(scorer: Any) -> Scorer:
-    """A ``Scorer`` as is; a plain callable wrapped in ``FunctionScorer``."""
+    """A ``Scorer`` as is; a plain callable wrapped in ``FunctionScorer``. A Scorer class
+    (``LogprobScorer`` for ``LogprobScorer()``) is refused: it is callable, but wrapped it would
+    only fail at call time."""
     if isinstance(scorer, Scorer):
         return scorer
+    if isinstance(scorer, type) and issubclass(scorer, Scorer):
+        raise CascadeConfigError(
+            f"scorer is the class {scorer.__name__}, not a scorer; pass an instance, e.g. "
+            f"{scorer.__name__}(...)"
+        )
     if callable(scorer):
         return FunctionScorer(scorer)
     raise CascadeConfigError(

@@ -18,6 +18,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     CallbackManager,
     CallbackManagerForChainRun,
     CallbackManagerForLLMRun,
@@ -32,8 +33,9 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import merge_configs
 
 from .._exceptions import MessageError
 from ..pipeline import Answer, ModelRef, Usage
@@ -147,14 +149,41 @@ def _parsed(output: Any, unwrap: bool) -> Answer:
 
 
 def _merge(chunks: list[Any]) -> Any:
-    """Merge a Runnable stream: message chunks add up; other values (parsed structured
-    output) are cumulative, so the last one is the whole."""
+    """Merge a Runnable stream into what ``invoke`` returns: message chunks add up; dicts merge
+    key by key (``include_raw=True`` streams ``{"raw"}``, ``{"parsed"}`` and
+    ``{"parsing_error"}`` separately; a parsed dict streams cumulatively), a later value
+    overriding an earlier one unless both are message chunks; other values (a parsed model)
+    are cumulative, so the last one is the whole."""
     if chunks and all(isinstance(c, BaseMessageChunk) for c in chunks):
         merged = chunks[0]
         for chunk in chunks[1:]:
             merged = merged + chunk
         return merged
+    if chunks and all(isinstance(c, Mapping) for c in chunks):
+        whole: dict[Any, Any] = {}
+        for chunk in chunks:
+            for key, value in chunk.items():
+                before = whole.get(key)
+                if isinstance(before, BaseMessageChunk) and isinstance(value, BaseMessageChunk):
+                    value = before + value
+                whole[key] = value
+        return whole
     return chunks[-1] if chunks else None
+
+
+class _RawMessage(BaseCallbackHandler):
+    """Keeps the message a structured-output stream's chat-model run ended with."""
+
+    run_inline = True  # before the stream's last chunk reaches the pipeline, also async
+
+    def __init__(self) -> None:
+        self.message: BaseMessage | None = None
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        generations = response.generations[0] if response.generations else []
+        message = getattr(generations[0], "message", None) if generations else None
+        if isinstance(message, BaseMessage):
+            self.message = message
 
 
 class RunnableCaller:
@@ -168,6 +197,8 @@ class RunnableCaller:
         self.kwargs = dict(kwargs)
         self.binding = binding
         self.run_manager = run_manager
+        #: per streamed model: the raw message of its structured-output stream
+        self._raw: dict[str, _RawMessage] = {}
 
     def _target(self, ref: ModelRef, messages: Any, *, with_raw: bool = False
                 ) -> tuple[Runnable[Any, Any], Any, dict, bool]:
@@ -202,16 +233,35 @@ class RunnableCaller:
         runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         return _parsed(await runnable.ainvoke(input, self.config, **kwargs), unwrap)
 
+    def _stream_config(self, ref: ModelRef) -> RunnableConfig:
+        """The config of a streamed call. A structured-output stream yields parsed values only
+        (asking for the raw message would change what the caller gets: partial values), so
+        the raw message is caught from its chat-model run's end, for ``collect``."""
+        binding = self.binding
+        if not isinstance(binding, StructuredOutputBinding) or binding.include_raw:
+            self._raw.pop(ref.name, None)
+            return self.config
+        catcher = self._raw[ref.name] = _RawMessage()
+        return merge_configs(self.config, {"callbacks": [catcher]})
+
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return iter(runnable.stream(input, self.config, **kwargs))
+        return iter(runnable.stream(input, self._stream_config(ref), **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return aiter(runnable.astream(input, self.config, **kwargs))
+        return aiter(runnable.astream(input, self._stream_config(ref), **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
-        return answer_of(_merge(chunks))
+        """The merged stream; a structured one reads usage and text from its raw message, as
+        ``call`` does."""
+        merged = _merge(chunks)
+        catcher = self._raw.pop(ref.name, None)
+        if catcher is None or catcher.message is None:
+            return answer_of(merged)
+        answer = answer_of(catcher.message)
+        return Answer(raw=merged, text=answer.text, usage=answer.usage, tool_calls=0,
+                      token_logprobs=answer.token_logprobs)
 
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
         if isinstance(raw, AIMessageChunk):
@@ -245,7 +295,14 @@ class GenerationCaller:
         return {**self.kwargs, **call_kwargs_of(self.binding, model)}
 
     def _child_config(self) -> RunnableConfig:
-        return {"callbacks": self.run_manager.get_child()} if self.run_manager else {}
+        """Callbacks that make a step's own call a child of the routed chat-model run (an LLM
+        run manager has no ``get_child``; this is what a parent run manager's would give)."""
+        if self.run_manager is None:
+            return {}
+        manager_class = (AsyncCallbackManager
+                         if isinstance(self.run_manager, AsyncCallbackManagerForLLMRun)
+                         else CallbackManager)
+        return {"callbacks": _child_manager(self.run_manager, manager_class)}
 
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         model: BaseChatModel = ref.model
@@ -337,6 +394,16 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=result.generations[0].generation_info)
+
+
+def _child_manager(run_manager: Any, manager_class: type[Any]) -> Any:
+    """``ParentRunManager.get_child()`` for a chat-model run: inheritable handlers, tags and
+    metadata, parented to the run."""
+    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
 
 
 def _run_dispatcher(run_manager: Any, manager_class: type[Any]) -> Any:

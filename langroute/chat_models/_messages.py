@@ -87,9 +87,12 @@ def find_tool_loop(
 
 def _identify_maker(message: AIMessage, models: Mapping[str, BaseChatModel]) -> ToolLoop:
     stamped = message.response_metadata.get("langroute")
-    if isinstance(stamped, Mapping) and stamped.get("model") in models:
-        return ToolLoop(stamped["model"], f"tool calls made by {stamped['model']} (langroute "
-                                          "metadata); it answers them")
+    if isinstance(stamped, Mapping):
+        # who answered, not what was decided: a fallback or an escalation made these calls
+        maker = stamped.get("answered_by", stamped.get("model"))
+        if isinstance(maker, str) and maker in models:
+            return ToolLoop(maker, f"tool calls made by {maker} (langroute metadata); "
+                                   "it answers them")
     served = message.response_metadata.get("model_name") or message.response_metadata.get("model")
     if not isinstance(served, str) or not served:
         return ToolLoop(None, "tool calls in flight, but the AIMessage names no model; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .._decision import RoutingDecision
+from .._decision import RoutingDecision, check_threshold
 from .._exceptions import LangrouteError, RouterConfigError
 from ..feedback import FeedbackMethods
 from ..pipeline import (
@@ -286,7 +287,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     def _check_cascade(self) -> None:
         """The cascade is a CascadeStep and every model its scorer asks is a candidate's name
-        or a chat model (CascadeConfigError otherwise)."""
+        or a chat model (CascadeConfigError otherwise). With budgets, every verifier given as
+        a chat model must be priced now, like the candidates (RouterConfigError otherwise):
+        found out at call time, the cheap answer would already be paid for."""
         if self.cascade is None:
             return
         if not isinstance(self.cascade, CascadeStep):
@@ -298,6 +301,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         if callable(check):
             check(list(self.models), lambda model: isinstance(model, BaseChatModel),
                   "LangChain BaseChatModel")
+        objects = [ref for ref in getattr(self.cascade, "asks", ()) if ref.model is not None]
+        if self.budgets is not None and objects:
+            from ..budgets import check_prices
+
+            check_prices(objects, self.prices)
 
     def _warm_up(self) -> None:
         """Load the router's embedder now, so the first decision does not pay for it."""
@@ -594,7 +602,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         prepared: list[Any] = []
         for input, config in zip(inputs, configs, strict=True):
             try:
-                prepared.append(self._prepare(input, self._context(config), stop, rest))
+                one = self._prepare(input, self._context(config), stop, rest)
+                # Checked here, not in the one decide() of the whole batch: a bad per-call
+                # threshold fails its own input only (with return_exceptions).
+                if one.request.sticky_model is None and one.request.context.threshold is not None:
+                    check_threshold(one.request.context.threshold)
+                prepared.append(one)
             except Exception as exc:
                 if not return_exceptions:
                     raise
@@ -646,11 +659,14 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         async def single() -> AsyncIterator[LanguageModelInput]:
             yield input
 
-        async for chunk in self._atransform_stream_with_config(
+        # aclosing: a consumer's aclose() reaches the pipeline now, not when the generator is
+        # collected (it releases the budget hold and records the decision)
+        async with aclosing(self._atransform_stream_with_config(
             single(), self._astream_chosen,  # type: ignore[arg-type]
             self._routed_config(config, decision), prepared=prepared, decision=decision,
-        ):
-            yield chunk
+        )) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _astream_chosen(self, inputs: AsyncIterator[LanguageModelInput],
                               run_manager: AsyncCallbackManagerForChainRun,
@@ -660,8 +676,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
         run = self._call_pipeline().run_stream(prepared.request, decision=decision,
                                                estimate=self._estimator(prepared))
-        async for chunk in stream_async(run, caller):
-            yield chunk
+        async with aclosing(stream_async(run, caller)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     # -- tools and structured output: replayed on whichever model is chosen -----------------------
     def bind_tools(
@@ -704,6 +721,15 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        """``generate()``: the routed chat-model run answers.
+
+        Unlike invoke and stream, this run's metadata has no ``langroute_decision_id``:
+        LangChain starts the run (``on_chat_model_start``, which is when tracers such as
+        LangSmith's take its metadata) before ``_generate`` decides, and one ``generate()``
+        call starts the runs of all its prompts with the same metadata. The decision id is
+        in the generation's ``response_metadata["langroute"]`` (so in the run's outputs)
+        and the ``langroute.route`` event: give it to ``record_feedback``.
+        """
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
         caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
         run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
@@ -716,6 +742,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        """``agenerate()``; its run's metadata has no decision id either (see ``_generate``)."""
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
         caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
         run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
@@ -767,5 +794,6 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
         run = self._call_pipeline().run_stream(prepared.request,
                                                estimate=self._estimator(prepared))
-        async for chunk in stream_async(run, caller):
-            yield chunk
+        async with aclosing(stream_async(run, caller)) as chunks:
+            async for chunk in chunks:
+                yield chunk

@@ -3,9 +3,12 @@
 It listens to the pipeline's own events, not to the run tree: ``langroute.route`` opens a routed
 call, each ``langroute.attempt`` is one provider call made for it (the answer, a retry, a
 fallback, a cascade escalation, a verifier's check) with its usage, and ``langroute.cascade``
-marks a checked answer. So every provider call is counted exactly once whatever runs LangChain
-puts in between (``with_structured_output`` adds a parser run; the generate path has none).
-Memory is bounded: the newest ``max_calls`` calls are kept, older ones are folded into totals.
+says what came of a cascaded answer: scored (the call counts as checked) and accepted or
+escalated (an attempt is traced when it settles, before it is scored, so the tracer marks its
+copy of the answer's attempt from this event). So every provider call is counted exactly once
+whatever runs LangChain puts in between (``with_structured_output`` adds a parser run; the
+generate path has none). Memory is bounded: the newest ``max_calls`` calls are kept, older
+ones are folded into totals.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ class RoutingTracer(BaseCallbackHandler):
                 if name == ATTEMPT_EVENT:
                     call.attempts.append(dict(data))
                 else:
-                    call.cascaded = True
+                    _judged(call, data)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._fail(run_id, error)
@@ -290,6 +293,26 @@ class RoutingTracer(BaseCallbackHandler):
         if model == call.decision.get("model") and estimate is not None:
             return float(estimate), "estimated per call"  # type: ignore[arg-type]
         return 0.0, "unknown"
+
+
+def _judged(call: RoutedCall, event: Mapping[str, Any]) -> None:
+    """Apply one ``langroute.cascade`` event to the call.
+
+    The call counts as cascaded only when an answer was actually scored (a tool-call answer
+    accepted unscored, or the top rung's answer accepted without a check, was not checked).
+    The scored model's latest answer attempt takes the outcome the pipeline gave it
+    ("escalated" or "accepted"), as the copy taken when it settled still says "ok".
+    """
+    if event.get("score") is not None:
+        call.cascaded = True
+    if event.get("error"):
+        return  # the scorer failed: the call fails, no outcome to record
+    for attempt in reversed(call.attempts):
+        if (attempt.get("model") == event.get("model") and attempt.get("purpose") != "verify"
+                and attempt.get("outcome") in ("ok", "accepted", "escalated")):
+            attempt["outcome"] = "escalated" if event.get("escalate_to") else "accepted"
+            attempt["score"] = event.get("score")
+            return
 
 
 def _checked_prices(prices: Mapping[str, Mapping[str, float]] | None

@@ -271,6 +271,10 @@ def record_langsmith_feedback(
     ``client.read_run(run_id).metadata``). A boolean score is 1.0 / 0.0; a numeric one must
     already lie in [0, 1] (normalise other scales first). ``key``, ``run_id`` and ``comment``
     are stored with the event.
+
+    Runs of ``invoke``/``stream``/``batch`` (and async forms) carry the id; a ``generate()``
+    run cannot (LangChain fixes a chat-model run's metadata when it starts, before the
+    decision): use ``record_feedback`` with the id from ``response_metadata["langroute"]``.
     """
     decision_id = run_metadata.get(DECISION_ID_KEY)
     if not isinstance(decision_id, str) or not decision_id:

@@ -18,9 +18,10 @@ __all__ = ["FeedbackRecorder", "answering_model"]
 
 def answering_model(state: CallState) -> str:
     """The model whose answer the caller got: the last answer attempt that succeeded and was
-    not escalated (a cascade may have moved past the decided model), else the decision's."""
+    not escalated (a cascade may have moved past the decided model), or whose stream the
+    caller stopped reading, else the decision's."""
     for attempt in reversed(state.attempts):
-        if attempt.purpose != "verify" and attempt.outcome in ("ok", "accepted"):
+        if attempt.purpose != "verify" and attempt.outcome in ("ok", "accepted", "abandoned"):
             return attempt.model
     return state.decision.model
 

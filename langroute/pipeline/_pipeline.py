@@ -48,6 +48,7 @@ from ._effects import (
     OpenStream,
     Pipeline,
     Sleep,
+    StreamClosed,
 )
 from ._retry import Fallback, RetryPolicy
 from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, TokenEstimate
@@ -203,6 +204,15 @@ class CallPipeline:
         Without a cascade the chosen model's chunks are delivered as they arrive, the first
         one stamped with the call record. A cascaded call buffers each answer and delivers only
         the accepted one.
+
+        The first chunk hands out the decision id, so a stream that delivered it is recorded
+        (``Recorder.record``) however it ends: when it is exhausted, or when its consumer stops
+        reading (``close()``, ``aclose()``, ``break``). An abandoned stream is recorded with
+        the answer its consumer was given (the chunks delivered so far, merged) and
+        ``notes["stream"]`` saying so; its provider call is settled once, as before (released
+        on the budget when the model was still streaming, outcome ``"abandoned"``). A stream
+        that fails is not recorded, like any failed call. Until the stream ends the decision
+        is not yet in the feedback store.
         """
         state = yield from self._begin(request, decision, True, estimate)
         start = self.cascade.plan(state) if self.cascade is not None else None
@@ -218,7 +228,12 @@ class CallPipeline:
             record = _record(state.decision, model, state.attempts, state.notes,
                              self._provider_model(request, model))
             for i, chunk in enumerate(chunks):
-                yield Deliver(chunk, record if i == 0 else None)
+                try:
+                    yield Deliver(chunk, record if i == 0 else None)
+                except StreamClosed:
+                    yield from self._abandoned(state, self._ref(model), chunks[:i + 1],
+                                               len(chunks))
+                    raise
         yield from self._finish(state, answer)
         return CallResult(answer, model, state.decision, state.attempts, state.notes,
                           self._provider_model(request, model))
@@ -370,11 +385,27 @@ class CallPipeline:
                 yield Deliver(chunk, record if len(chunks) == 1 else None)
                 chunk = yield NextChunk(opened.stream)
             answer: Answer = yield Collect(opened.ref, chunks)
+        except StreamClosed as exc:
+            yield from opened.meter.failed(exc, outcome="abandoned")
+            yield from self._abandoned(state, opened.ref, chunks, None)
+            raise
         except Exception as exc:
             yield from opened.meter.failed(exc)
             raise
         yield from opened.meter.answered(answer)
         return answer
+
+    def _abandoned(self, state: CallState, ref: ModelRef, delivered: list[Any],
+                   total: int | None) -> Pipeline[None]:
+        """Record a stream its consumer left after its first chunk (and decision id) went out:
+        with what was delivered, marked abandoned."""
+        of = "" if total is None else f" of {total}"
+        state.notes["stream"] = f"abandoned by its consumer after {len(delivered)}{of} chunks"
+        try:
+            answer = yield Collect(ref, delivered)
+        except Exception:  # chunks cut short may not merge; the decision is what matters
+            answer = Answer(raw=None, text="")
+        yield from self._finish(state, answer)
 
     def _buffered(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
         """A whole stream, buffered: an Answer whose ``raw`` is ``(merged, chunks)``."""
@@ -413,8 +444,16 @@ class CallPipeline:
         """Score the answer; while it is doubtful, the next model up answers.
 
         An answer with no rung above it (or after ``max_steps`` escalations) is accepted
-        without scoring: nothing could come of the score but the scorer's cost. A scorer's
+        without scoring: nothing could come of the score but the scorer's cost; so is one the
+        step declines to score (``score`` returns None, e.g. a tool-call answer). A scorer's
         error is traced (``langroute.cascade`` with ``error``) and fails the call.
+
+        An escalation the budget denies (``BudgetExceededError`` reserving the next model) does
+        not fail the call: the doubtful answer was checked and paid for, so it is returned,
+        marked as such (its attempt ``accepted`` with its failing score, a second
+        ``langroute.cascade`` event with ``denied`` naming the model refused, and a
+        ``notes["cascade"]`` saying why). Throwing a paid answer away helps no one; the caller
+        sees from the record that it was not confirmed.
         """
         cascade = self.cascade
         assert cascade is not None
@@ -428,14 +467,15 @@ class CallPipeline:
             accepted = True
             if above is not None:
                 try:
-                    score = float((yield from cascade.score(state, scored)))
+                    value = yield from cascade.score(state, scored)
+                    score = None if value is None else float(value)
                 except Exception as exc:
                     yield Emit(CASCADE_EVENT, {
                         "decision_id": state.context.call_id, "model": model, "score": None,
                         "accepted": False, "passed": None, "escalate_to": None, "step": steps,
                         "error": f"{type(exc).__name__}: {exc}"[:500]})
                     raise
-                accepted = cascade.accepts(score)
+                accepted = True if score is None else cascade.accepts(score)
             following = None if accepted else above
             if answered is not None:
                 answered.score = score
@@ -449,7 +489,22 @@ class CallPipeline:
             })
             if following is None:
                 return model, answer
-            model, answer = yield from self._answer(state, following, "cascade", attempt)
+            try:
+                model_up, answer_up = yield from self._answer(state, following, "cascade",
+                                                              attempt)
+            except BudgetExceededError as exc:
+                note = (f"escalation to {following!r} denied by the budget ({exc}); the "
+                        f"answer of {model!r} is returned unconfirmed (score {score:g} < "
+                        "accept)")
+                state.notes["cascade"] = note
+                if answered is not None:
+                    answered.outcome = "accepted"
+                yield Emit(CASCADE_EVENT, {
+                    "decision_id": state.context.call_id, "model": model, "score": score,
+                    "accepted": True, "passed": False, "escalate_to": None, "step": steps,
+                    "denied": following, "note": note[:500]})
+                return model, answer
+            model, answer = model_up, answer_up
             steps += 1
 
     def _finish(self, state: CallState, answer: Answer) -> Pipeline[None]:
@@ -467,8 +522,8 @@ class _Meter:
     attempt: Attempt
     start: float
 
-    def failed(self, error: BaseException) -> Pipeline[None]:
-        self.attempt.outcome = "error"
+    def failed(self, error: BaseException, outcome: str = "error") -> Pipeline[None]:
+        self.attempt.outcome = outcome
         self.attempt.error = f"{type(error).__name__}: {error}"[:500]
         self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
         yield from self.pipeline._settle(self.hold, None, error, self.attempt, self.state)

@@ -125,16 +125,18 @@ class CascadeStep(Protocol):
 
     ``plan(state)`` returns the model the cascade starts with, or None when this call does not
     cascade (then the decided model answers and a stream is delivered live). ``score`` is a
-    generator of effects (asking other models through ``state.ask``) returning a float;
-    ``accepts(score)`` decides; ``escalate_to`` names the next model up (None: keep the
-    answer). At most ``max_steps`` escalations.
+    generator of effects (asking other models through ``state.ask``) returning a float, or
+    None for an answer the step accepts unscored (e.g. a tool call); ``accepts(score)``
+    decides; ``escalate_to`` names the next model up (None: keep the answer). At most
+    ``max_steps`` escalations.
     """
 
     max_steps: int
 
     def plan(self, state: CallState) -> str | None: ...
 
-    def score(self, state: CallState, answer: Answer) -> Generator[Effect, Any, float]: ...
+    def score(self, state: CallState, answer: Answer
+              ) -> Generator[Effect, Any, float | None]: ...
 
     def accepts(self, score: float) -> bool: ...
 

@@ -121,7 +121,7 @@ class Attempt:
     ``purpose`` is ``"answer"`` (the routed model), ``"retry"`` (the same model again),
     ``"fallback"`` (another rung after errors), ``"cascade"`` (an escalation after a doubtful
     answer) or ``"verify"`` (a call a scorer made). ``outcome`` is ``"ok"``, ``"error"``,
-    ``"accepted"`` or ``"escalated"``.
+    ``"accepted"``, ``"escalated"`` or ``"abandoned"`` (its stream's consumer stopped reading).
     """
 
     model: str

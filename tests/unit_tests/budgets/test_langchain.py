@@ -6,8 +6,9 @@ import genai_prices
 import pytest
 from langchain.agents import create_agent
 
-from langroute import Budget, BudgetExceededError, RouterConfigError, SWRouter
+from langroute import Budget, BudgetExceededError, RouterConfigError, RoutingTracer, SWRouter
 from langroute.budgets import spend_report
+from langroute.cascade import AgreementScorer, Cascade
 from langroute.chat_models import RoutedChatModel
 from langroute.embeddings import HashingEmbedder
 
@@ -176,3 +177,65 @@ def test_the_agent_budgets_example_runs_offline(tmp_path, capsys):
     assert "DENIED" in researcher[-1] and "BudgetExceededError" not in coder[-1]
     assert "-> strong" in coder[0] and "-> weak" in coder[-1] and "shift" in coder[-1]
     assert "limit_usd" in out and "researcher  day" in out
+
+
+def _agreement(verifier) -> Cascade:
+    return Cascade(AgreementScorer([verifier]), accept=1.0)
+
+
+def test_a_verifier_given_as_a_chat_model_is_priced_like_a_candidate(router, strong, weak):
+    """A verifier object is described by the model id it calls, so the budget prices it from
+    the same table as the candidates instead of failing the call after the cheap answer."""
+    verifier = ScriptedChatModel(model_name="gpt-4.1-nano")
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://",
+                 cascade=_agreement(verifier))
+    message = llm.invoke(EASY)  # the verifier disagrees: the weak answer escalates
+    attempts = message.response_metadata["langroute"]["attempts"]
+    assert [(a["model"], a["purpose"]) for a in attempts] == [
+        (WEAK, "answer"), ("gpt-4.1-nano", "verify"), (STRONG, "cascade")]
+    assert attempts[1]["cost_usd"] == pytest.approx(cost("gpt-4.1-nano"))
+
+
+def test_an_unpriced_verifier_is_an_error_at_construction(router, strong, weak):
+    """Like an unpriced candidate: found out at call time, the cheap answer is already paid."""
+    verifier = ScriptedChatModel(model_name="acme-verifier-9000")
+    with pytest.raises(RouterConfigError, match="acme-verifier-9000"):
+        routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://",
+               cascade=_agreement(verifier))
+    routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://",
+           cascade=_agreement(verifier),
+           prices={"acme-verifier-9000": {"input_mtok": 1.0, "output_mtok": 1.0}})
+
+
+def test_a_budget_that_forced_the_cheapest_model_does_not_cascade(router, strong, weak):
+    """The strong model's worst case does not fit, so an escalation could only be denied after
+    the cheapest answer was paid for: the budget's choice is kept, and the record says why."""
+    verifier = ScriptedChatModel(model_name="gpt-4.1-nano")
+    llm = routed(router, strong, weak,
+                 {"*": Budget(limit_usd=0.0005, mode="soft", on_exhausted="cheapest")},
+                 "memory://", cascade=_agreement(verifier))
+    message = llm.invoke(HARD)  # routed to the strong model, which does not fit
+    record = message.response_metadata["langroute"]
+    assert message.content == f"answer from {WEAK_ID}" and record["answered_by"] == WEAK
+    assert verifier.received == [] and strong.received == []
+    assert "budget" in record["notes"]["cascade"]
+
+
+def test_an_escalation_the_budget_denies_returns_the_paid_answer_marked(router, strong, weak):
+    """The cheap answer and its check are paid for: a denied escalation returns that answer,
+    marked unconfirmed, rather than failing the call and wasting it."""
+    verifier = ScriptedChatModel(model_name="gpt-4.1-nano")
+    recorder = EventRecorder()
+    # the weak answer and the verifier fit in $0.0005; the strong model's worst case does not
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=0.0005)}, "memory://",
+                 cascade=_agreement(verifier))
+    tracer = RoutingTracer()
+    message = llm.invoke(EASY, config={"callbacks": [recorder, tracer]})
+    record = message.response_metadata["langroute"]
+    assert message.content == f"answer from {WEAK_ID}" and strong.received == []
+    assert tracer.calls[0].answered_by == WEAK
+    assert [(a["model"], a["outcome"], a["score"]) for a in record["attempts"]] == [
+        (WEAK, "accepted", 0.0), ("gpt-4.1-nano", "ok", None)]
+    assert f"escalation to {STRONG!r} denied by the budget" in record["notes"]["cascade"]
+    last = [e["data"] for e in recorder.events if e["name"] == "langroute.cascade"][-1]
+    assert last["denied"] == STRONG and last["accepted"] and last["passed"] is False

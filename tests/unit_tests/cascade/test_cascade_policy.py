@@ -445,3 +445,49 @@ def test_a_cascaded_async_stream_delivers_only_the_accepted_answer(policy):
         return [c async for c in stream_async(pipeline.run_stream(_request()), caller)]
 
     assert asyncio.run(collect()) == [("stamped", MEDIUM, MEDIUM, 3), "says", "28"]
+
+
+def test_an_accept_that_every_score_passes_is_refused():
+    """``accept`` at the lowest score keeps every answer: the scorer's calls buy nothing."""
+    for scorer in (AgreementScorer(["v"]), FunctionScorer(len, bounds=(0.0, 1.0))):
+        with pytest.raises(CascadeConfigError, match="lowest score"):
+            Cascade(scorer, accept=0.0)
+    assert Cascade(AgreementScorer(["v"]), accept=1.0).accept == 1.0  # only full agreement
+    assert Cascade(LogprobScorer(), accept=0.0).accept == 0.0  # the top of (-inf, 0]
+
+
+def test_a_scorer_class_is_refused_at_construction():
+    """A class is callable, so it used to be wrapped as a FunctionScorer and fail per call."""
+    for scorer in (LogprobScorer, AgreementScorer):
+        with pytest.raises(CascadeConfigError, match=f"the class {scorer.__name__}"):
+            Cascade(scorer, accept=-1.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_numpy_integers_are_numbers_but_bools_are_not(policy, mode):
+    """NumPy scalars are what scorers built on NumPy return; a bool is never a score."""
+    scorer = FunctionScorer(lambda m, a: np.int64(1), bounds=(0.0, 1.0))
+    cascade = Cascade(scorer, accept=np.int64(1))
+    assert cascade.accept == 1.0
+    result = _run(policy, cascade, ScriptedCaller({SMALL: "1"}), mode)
+    assert result.model == SMALL and result.attempts[0].score == 1.0
+    for accept in (True, np.bool_(True)):
+        with pytest.raises(CascadeConfigError, match="accept must be a number"):
+            Cascade(scorer, accept=accept)
+    scorer = FunctionScorer(lambda m, a: np.bool_(True), bounds=(0.0, 1.0))
+    with pytest.raises(CascadeScoreError, match="not a number"):
+        _run(policy, Cascade(scorer, accept=0.5), ScriptedCaller({SMALL: "1"}), mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_answer_accepted_unscored_records_no_score(policy, mode):
+    """No score was computed for a tool-call answer: recording the top of an unbounded range
+    would write ``inf`` (not JSON) and read as a real score."""
+    caller = ScriptedCaller({SMALL: ""}, tool_calls={SMALL: 1})
+    result = _run(policy, Cascade(lambda m, a: 0.0, accept=0.5), caller, mode)
+    assert result.model == SMALL and caller.calls == [(SMALL, "answer")]
+    (attempt,) = result.attempts
+    assert attempt.outcome == "accepted" and attempt.score is None
+    (event,) = caller.named("langroute.cascade")
+    assert event["score"] is None and event["accepted"] and event["passed"] is None
+    assert result.notes["cascade"] == "tool-call answer accepted unscored"

@@ -8,14 +8,17 @@ same model name.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 from langroute import RoutingTracer
 from langroute._exceptions import CascadeConfigError, CascadeScoreError, LangrouteError
-from langroute.cascade import AgreementScorer, Cascade, JudgeScorer
+from langroute.cascade import AgreementScorer, Cascade, FunctionScorer, JudgeScorer
 from langroute.chat_models import RoutedChatModel
 
 from ..chat_models.fakes import (
@@ -136,3 +139,91 @@ def test_scorer_models_that_are_not_chat_models_are_refused(router, strong, weak
         assert isinstance(info.value, LangrouteError)
     with pytest.raises(LangrouteError, match="cascade must be a langroute.cascade.Cascade"):
         RoutedChatModel(models=models, router=router, threshold=THRESHOLD, cascade="agreement")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_generate_runs_the_verifier_as_a_child_of_the_routed_run(router, strong, weak, mode):
+    """A chat-model run manager has no ``get_child()``; generate() must still ask verifiers."""
+    model, verifier = _routed(router, strong, weak, "verifier")
+    recorder = EventRecorder()
+    messages = [[HumanMessage(EASY)]]
+    config = {"callbacks": [recorder]}
+    if mode == "sync":
+        result = model.generate(messages, **config)
+    else:
+        result = asyncio.run(model.agenerate(messages, **config))
+    assert result.generations[0][0].message.content == f"answer from {STRONG}"
+    assert len(verifier.received) == 1
+    routed, checking = recorder.chat_starts  # the routed run, then the verifier's own run
+    assert checking["parent_run_id"] == routed["run_id"]
+
+
+def test_tool_calls_of_an_escalated_answer_are_answered_by_the_model_that_made_them(
+        router, strong, weak):
+    """The next turn of the tool loop goes to the model that answered, not the decided one."""
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return "found"
+
+    scorer = FunctionScorer(lambda messages, answer: 0.0, bounds=(0, 1),
+                            supports_tool_calls=True)
+    model = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD, cascade=Cascade(scorer, accept=0.5))
+    bound = model.bind_tools([lookup])
+    messages = [HumanMessage(EASY)]
+    first = bound.invoke(messages)  # the weak tool call is rejected; strong makes its own
+    assert first.response_metadata["langroute"]["answered_by"] == STRONG
+    messages += [first, ToolMessage(content="found", tool_call_id=first.tool_calls[0]["id"])]
+    second = bound.invoke(messages)
+    assert second.content == f"answer from {STRONG} using found"
+    assert len(weak.received) == 1
+
+
+class _Product(BaseModel):
+    """The product of two numbers."""
+
+    value: int
+
+
+def _scored_structured(router, strong, weak) -> tuple[RoutedChatModel, list[Any]]:
+    seen: list[Any] = []
+
+    def score(messages, answer):
+        seen.append(answer)
+        return 1.0
+
+    weak.tool_args = strong.tool_args = {"value": 391}
+    scorer = FunctionScorer(score, bounds=(0, 1), supports_tool_calls=True)
+    model = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD, cascade=Cascade(scorer, accept=0.5))
+    return model, seen
+
+
+def test_a_streamed_include_raw_answer_is_scored_as_the_invoked_one(router, strong, weak):
+    """include_raw streams {"raw"}, {"parsed"}, {"parsing_error"} apart: merge them by key."""
+    model, seen = _scored_structured(router, strong, weak)
+    structured = model.with_structured_output(_Product, include_raw=True)
+    invoked = structured.invoke(EASY)
+    chunks = list(structured.stream(EASY))
+    assert [sorted(c) for c in chunks] == [["raw"], ["parsed"], ["parsing_error"]]
+    assert invoked["parsed"] == chunks[1]["parsed"] == _Product(value=391)
+    assert seen[1].text == seen[0].text and seen[1].usage == seen[0].usage is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_streamed_structured_answer_keeps_its_usage(router, strong, weak, mode):
+    """The parsed value carries no usage; the raw message's is what the budget books."""
+    model, seen = _scored_structured(router, strong, weak)
+    structured = model.with_structured_output(_Product)
+    config = {"callbacks": [tracer := RoutingTracer()]}
+
+    async def collect() -> list[Any]:
+        return [chunk async for chunk in structured.astream(EASY, config=config)]
+
+    chunks = (list(structured.stream(EASY, config=config)) if mode == "sync"
+              else asyncio.run(collect()))
+    assert chunks and all(c == _Product(value=391) for c in chunks)
+    assert seen[0].usage is not None and seen[0].raw == _Product(value=391)
+    usage = tracer.calls[0].attempts[0]["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (10, 3)

@@ -7,7 +7,9 @@ from langchain_core.runnables import RunnableBinding
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from .fakes import EASY, HARD, STRONG, WEAK
+from langroute.chat_models import RoutedChatModel
+
+from .fakes import EASY, HARD, STRONG, THRESHOLD, WEAK
 
 
 @tool
@@ -141,3 +143,21 @@ def test_tool_loop_without_user_text_still_sticks(routed):
     messages = _tool_loop({"langroute": {"model": STRONG}})[1:]  # no HumanMessage at all
     decision = routed.route(messages)
     assert (decision.model, decision.reason, decision.text_chars) == (STRONG, "sticky tool loop", 0)
+
+
+def test_tool_calls_made_after_a_fallback_are_answered_by_the_model_that_made_them(
+        router, strong, weak):
+    """The record's ``model`` is the decision; the fallback that answered made the calls."""
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD, max_retries=0)
+    weak.errors = [ConnectionError("weak is down")]
+    bound = routed.bind_tools([multiply])
+    messages = [HumanMessage(EASY)]
+    first = bound.invoke(messages)  # decided: weak; answered (tool calls): strong
+    record = first.response_metadata["langroute"]
+    assert (record["model"], record["answered_by"]) == (WEAK, STRONG)
+    messages += [first, ToolMessage(content="391", tool_call_id=first.tool_calls[0]["id"])]
+    second = bound.invoke(messages)
+    assert second.response_metadata["langroute"]["answered_by"] == STRONG
+    assert second.content == f"answer from {STRONG} using 391"
+    assert len(weak.received) == 1  # only the failed first call

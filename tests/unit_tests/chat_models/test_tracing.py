@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
 
 from langroute import RouterConfigError
+from langroute.cascade import AgreementScorer, Cascade
 from langroute.chat_models import RoutedChatModel, RoutingTracer
 
-from .fakes import EASY, HARD, STRONG, WEAK, ScriptedChatModel
+from .fakes import EASY, HARD, STRONG, THRESHOLD, WEAK, ScriptedChatModel
 
 # every ScriptedChatModel answer uses 10 input and 3 output tokens
 PRICES = {STRONG: {"input_usd_per_mtok": 5.0, "output_usd_per_mtok": 20.0}}
@@ -120,3 +122,49 @@ def test_ignores_runs_that_were_not_routed(routed, weak):
 def test_bad_prices(prices):
     with pytest.raises(RouterConfigError, match=f"prices\\['{STRONG}'\\]"):
         RoutingTracer(prices=prices)
+
+
+def _cascaded(router, strong, weak, verifier_name: str) -> RoutedChatModel:
+    verifier = ScriptedChatModel(model_name=verifier_name)
+    cascade = Cascade(AgreementScorer([verifier]), accept=1.0)
+    return RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                           threshold=THRESHOLD, cascade=cascade)
+
+
+@pytest.mark.parametrize("entry", ["invoke", "stream"])
+def test_checking_spend_counts_the_escalated_answer_and_the_verifier(router, strong, weak,
+                                                                     entry):
+    """An answer is traced when it settles, before it is scored: the tracer must still learn
+    it was escalated, or the cheap answer thrown away never counts as checking cost."""
+    model = _cascaded(router, strong, weak, "verifier")  # disagrees: the weak answer escalates
+    prices = {name: {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0}
+              for name in (STRONG, WEAK, "verifier")}
+    tracer = RoutingTracer(prices=prices)
+    config = {"callbacks": [tracer]}
+    model.invoke(EASY, config) if entry == "invoke" else list(model.stream(EASY, config))
+    summary = tracer.summary()
+    one_call = 13 / 1e6  # 10 + 3 tokens at 1 USD per million
+    assert summary.checking_spend_usd == pytest.approx(2 * one_call)  # weak answer + verifier
+    (call,) = tracer.calls
+    assert [(a["model"], a["outcome"]) for a in call.attempts] == [
+        (WEAK, "escalated"), ("verifier", "ok"), (STRONG, "accepted")]
+    assert call.answered_by == STRONG and summary.cascade_share == 1.0
+
+
+def test_an_answer_accepted_unscored_is_not_counted_as_checked(router, strong, weak):
+    """A tool-call answer is accepted without asking the scorer: nothing was checked."""
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return "found"
+
+    model = _cascaded(router, strong, weak, "verifier")
+    tracer = RoutingTracer()
+    message = model.bind_tools([lookup]).invoke(EASY, config={"callbacks": [tracer]})
+    assert message.tool_calls
+    summary = tracer.summary()
+    assert summary.calls == 1 and summary.cascade_share == 0.0
+    assert summary.checking_spend_usd == 0.0
+    (attempt,) = message.response_metadata["langroute"]["attempts"]
+    assert attempt["outcome"] == "accepted" and attempt["score"] is None

@@ -257,3 +257,36 @@ def test_bad_policies_are_clear_errors():
         RetryPolicy(-1)
     with pytest.raises(RouterConfigError, match="fallback must be"):
         Fallback("sideways")  # type: ignore[arg-type]
+
+
+class ListRecorder:
+    """A Recorder keeping what it was told."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, dict[str, Any]]] = []
+
+    def record(self, state: Any, answer: Answer) -> None:
+        self.recorded.append((answer.text, dict(state.notes)))
+
+    async def arecord(self, state: Any, answer: Answer) -> None:
+        self.record(state, answer)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_closed_early_is_recorded_with_what_was_delivered(policy, mode):
+    """The first chunk handed out the decision id: the decision must be stored."""
+    budget, recorder = HoldingBudget(), ListRecorder()
+    run = _pipeline(policy, budget=budget, recorders=[recorder]).run_stream(_request())
+    if mode == "sync":
+        stream = stream_sync(run, FakeCaller())
+        next(stream)
+        stream.close()
+    else:
+        async def consume() -> None:
+            stream = stream_async(run, FakeCaller())
+            await anext(stream)
+            await stream.aclose()
+        asyncio.run(consume())
+    assert budget.open == 0 and budget.log == ["reserve", "release"]  # settled once
+    assert recorder.recorded == [(f"{CALC}:", {
+        "stream": "abandoned by its consumer after 1 chunks"})]
