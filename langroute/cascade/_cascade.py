@@ -19,7 +19,13 @@ and accounting). In tenacity's style it only decides:
 
 Streaming: a cheap answer cannot be delivered before it is accepted, so a cascaded stream is
 buffered and only the accepted answer is delivered, in its original chunks; a call that does
-not cascade (``plan`` says no) streams live.
+not cascade (``plan`` says no) streams live. The same holds for callbacks: a call whose answer
+may still be rejected (an answer that will be scored, every verifier or judge call) is a child
+run tagged ``nostream`` (LangGraph's ``stream_mode="messages"`` skips it) and
+``langroute:cascade-attempt`` or ``langroute:verifier``, and sends token-streaming handlers
+(``astream_events``, ``astream_log``) no tokens, so no ``on_chat_model_stream`` shows it; it is
+still an ordinary run (start, end, usage) to tracers and callbacks. The accepted answer reaches
+the consumer through the routed run; an escalation that will not be scored streams live.
 """
 
 from __future__ import annotations

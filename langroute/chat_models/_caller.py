@@ -10,6 +10,7 @@ run; calls a step makes of its own (a verifier) become child runs.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -36,6 +37,12 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import merge_configs
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
+
+try:
+    from langchain_core.tracers._streaming import _V2StreamingCallbackHandler
+except ImportError:  # langchain-core without the v2 event protocol
+    _V2StreamingCallbackHandler = _StreamingCallbackHandler  # type: ignore[assignment,misc]
 
 from .._exceptions import MessageError
 from ..pipeline import Answer, ModelRef, Usage
@@ -45,6 +52,89 @@ __all__ = ["GenerationCaller", "RunnableCaller", "answer_of", "stamp", "usage_of
 
 #: Call keywords that describe the request and also suit a verifier's call.
 _SHARED_KWARGS = ("temperature", "max_tokens", "stop")
+
+#: LangGraph's tag (``langgraph.constants.TAG_NOSTREAM``): ``stream_mode="messages"`` skips
+#: a chat-model run so tagged.
+NOSTREAM_TAG = "nostream"
+#: Tags naming a hidden run: a cascade's attempt that may still be rejected, a verifier's call.
+CASCADE_ATTEMPT_TAG = "langroute:cascade-attempt"
+VERIFIER_TAG = "langroute:verifier"
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+async def _anoop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class _Tokenless:
+    """A token-streaming handler (``astream_events``, ``astream_log``, LangGraph's messages
+    stream) as a hidden run sees it: every event (start, end, error, usage) but its tokens.
+
+    It is not a streaming handler itself, so a hidden ``invoke`` does not stream, and nothing
+    taps a hidden run's output.
+    """
+
+    _HIDDEN = frozenset({"tap_output_iter", "tap_output_aiter"})
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        for event in ("on_llm_new_token", "on_stream_event"):
+            method = getattr(handler, event, None)
+            if method is not None:
+                setattr(self, event, _anoop if inspect.iscoroutinefunction(method) else _noop)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._HIDDEN:
+            raise AttributeError(name)
+        return getattr(self._handler, name)
+
+    def __repr__(self) -> str:
+        return f"_Tokenless({self._handler!r})"
+
+
+def _is_token_stream(handler: Any) -> bool:
+    return isinstance(handler, (_StreamingCallbackHandler, _V2StreamingCallbackHandler))
+
+
+def _hidden_config(config: RunnableConfig, tag: str) -> RunnableConfig:
+    """``config`` for a run kept from token streams: tagged ``nostream`` (LangGraph's messages
+    stream skips it) and ``tag``, its token-streaming handlers seeing no tokens (so
+    ``astream_events`` emits no ``on_chat_model_stream`` for it); tracers and other callbacks
+    see it as an ordinary run."""
+    proxies: dict[int, _Tokenless] = {}
+
+    def hide(handlers: list[Any]) -> list[Any]:
+        out = []
+        for h in handlers:
+            if _is_token_stream(h):
+                h = proxies.setdefault(id(h), _Tokenless(h))
+            out.append(h)
+        return out
+
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, (CallbackManager, AsyncCallbackManager)):
+        callbacks = callbacks.copy()
+        callbacks.handlers = hide(callbacks.handlers)
+        callbacks.inheritable_handlers = hide(callbacks.inheritable_handlers)
+    elif isinstance(callbacks, list):
+        callbacks = hide(callbacks)
+    tags = [t for t in (NOSTREAM_TAG, tag) if t not in (config.get("tags") or [])]
+    hidden = merge_configs(config, {"tags": tags})
+    hidden["callbacks"] = callbacks
+    return hidden
+
+
+def hidden_tag(ref: ModelRef, purpose: str) -> str | None:
+    """The tag of a call kept from token streams (None: it streams as usual): a verifier's
+    call, or an answer a cascade will score (``ref.provisional``)."""
+    if purpose == "verify":
+        return VERIFIER_TAG
+    if getattr(ref, "provisional", False):
+        return CASCADE_ATTEMPT_TAG
+    return None
 
 
 def usage_of(message: Any) -> Usage | None:
@@ -117,6 +207,36 @@ def stamp(raw: Any, record: dict[str, Any]) -> Any:
     if isinstance(raw, Mapping) and isinstance(raw.get("raw"), AIMessage):
         return {**raw, "raw": _stamped_message(raw["raw"], record)}
     return raw
+
+
+#: Record keys a stream's closing chunk brings: they are final only once the call settled.
+_SETTLED_KEYS = ("attempts", "notes")
+
+
+def _opening(record: dict[str, Any]) -> dict[str, Any]:
+    """The record a stream's first chunk carries: the keys already final (the decision, who
+    answers). Chunks merge their metadata key by key (lists append, strings concatenate), so
+    the closing chunk adds the rest and no key is on both."""
+    return {k: v for k, v in record.items() if k not in _SETTLED_KEYS}
+
+
+def _closing(last: Any, record: dict[str, Any]) -> Any:
+    """A stream's closing chunk, shaped like its last one: no content, and ``record`` (the
+    final record, or the rest ``_opening`` left out), so the merged stream carries the final
+    record (None for a parsed-value stream)."""
+    inner = last.message if isinstance(last, ChatGenerationChunk) else last
+    if isinstance(last, Mapping):
+        inner = last.get("raw")
+    # the stream's end stays marked (``chunk_position="last"``) if the model marked it
+    message = AIMessageChunk(content="", response_metadata={"langroute": record},
+                             chunk_position=getattr(inner, "chunk_position", None))
+    if isinstance(last, AIMessageChunk):
+        return message
+    if isinstance(last, ChatGenerationChunk):
+        return ChatGenerationChunk(message=message)
+    if isinstance(last, Mapping) and isinstance(last.get("raw"), AIMessageChunk):
+        return {"raw": message}
+    return None
 
 
 def _as_messages(messages: Sequence[tuple[str, str]]) -> list[BaseMessage]:
@@ -225,32 +345,42 @@ class RunnableCaller:
         runnable = model if binding is None else binding.apply(model)
         return runnable, self.input, kwargs, unwrap
 
+    def _config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
+        """The child config of a call. A call whose answer may still be rejected (a verifier's;
+        a cascade's answer before it is scored) is kept from token streams (``_hidden_config``):
+        only the accepted answer reaches the consumer, through the routed run."""
+        tag = hidden_tag(ref, purpose)
+        return self.config if tag is None else _hidden_config(self.config, tag)
+
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
-        return _parsed(runnable.invoke(input, self.config, **kwargs), unwrap)
+        config = self._config(ref, purpose)
+        return _parsed(runnable.invoke(input, config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
-        return _parsed(await runnable.ainvoke(input, self.config, **kwargs), unwrap)
+        config = self._config(ref, purpose)
+        return _parsed(await runnable.ainvoke(input, config, **kwargs), unwrap)
 
-    def _stream_config(self, ref: ModelRef) -> RunnableConfig:
+    def _stream_config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
         """The config of a streamed call. A structured-output stream yields parsed values only
         (asking for the raw message would change what the caller gets: partial values), so
         the raw message is caught from its chat-model run's end, for ``collect``."""
+        config = self._config(ref, purpose)
         binding = self.binding
         if not isinstance(binding, StructuredOutputBinding) or binding.include_raw:
             self._raw.pop(ref.name, None)
-            return self.config
+            return config
         catcher = self._raw[ref.name] = _RawMessage()
-        return merge_configs(self.config, {"callbacks": [catcher]})
+        return merge_configs(config, {"callbacks": [catcher]})
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return iter(runnable.stream(input, self._stream_config(ref), **kwargs))
+        return iter(runnable.stream(input, self._stream_config(ref, purpose), **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return aiter(runnable.astream(input, self._stream_config(ref), **kwargs))
+        return aiter(runnable.astream(input, self._stream_config(ref, purpose), **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
         """The merged stream; a structured one reads usage and text from its raw message, as
@@ -265,8 +395,11 @@ class RunnableCaller:
 
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
         if isinstance(raw, AIMessageChunk):
-            return _stamped_message(raw, record)
-        return stamp(raw, record)
+            return _stamped_message(raw, _opening(record))
+        return stamp(raw, _opening(record))
+
+    def settle(self, last: Any, record: dict[str, Any]) -> Any:
+        return _closing(last, {k: record[k] for k in _SETTLED_KEYS if k in record})
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         manager = self.run_manager
@@ -304,13 +437,19 @@ class GenerationCaller:
                          else CallbackManager)
         return {"callbacks": _child_manager(self.run_manager, manager_class)}
 
+    def _own_config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
+        """A step's own call (a verifier's) is kept from token streams, as under invoke."""
+        tag = hidden_tag(ref, purpose)
+        config = self._child_config()
+        return config if tag is None else _hidden_config(config, tag)
+
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         model: BaseChatModel = ref.model
         if messages is not None or not ref.candidate:
             # a step's own call is a child run of its own (its usage is its own)
             input = self.messages if messages is None else _as_messages(messages)
             shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
-            return answer_of(model.invoke(input, self._child_config(), **shared))
+            return answer_of(model.invoke(input, self._own_config(ref, purpose), **shared))
         result = model._generate_with_cache(self.messages, run_manager=self.run_manager,
                                             **self._kwargs(model))
         return answer_of(result)
@@ -320,7 +459,8 @@ class GenerationCaller:
         if messages is not None or not ref.candidate:
             input = self.messages if messages is None else _as_messages(messages)
             shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
-            return answer_of(await model.ainvoke(input, self._child_config(), **shared))
+            return answer_of(await model.ainvoke(input, self._own_config(ref, purpose),
+                                                 **shared))
         result = await model._agenerate_with_cache(self.messages, run_manager=self.run_manager,
                                                    **self._kwargs(model))
         return answer_of(result)
@@ -362,7 +502,12 @@ class GenerationCaller:
         return answer_of(merged)
 
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
-        return stamp(raw, record)
+        """Unstamped: the v3 event stream keeps the last ``response_metadata`` value of each
+        key while ``+`` merges them, so the record is on one chunk only, the closing one."""
+        return raw
+
+    def settle(self, last: Any, record: dict[str, Any]) -> Any:
+        return _closing(last, record)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         if self.run_manager is not None:

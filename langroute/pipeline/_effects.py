@@ -38,6 +38,7 @@ __all__ = [
     "NextChunk",
     "OpenStream",
     "Pipeline",
+    "Settle",
     "Sleep",
     "StreamClosed",
     "run_async",
@@ -57,7 +58,9 @@ class Caller(Protocol):
 
     ``call`` / ``acall`` answer with one model; ``stream`` / ``astream`` open its stream
     (an iterator of framework chunks); ``collect`` merges a stream's chunks into one ``Answer``;
-    ``emit`` / ``aemit`` dispatch a trace event to the framework's callbacks.
+    ``emit`` / ``aemit`` dispatch a trace event to the framework's callbacks. A caller may also
+    define ``settle(last, record)``: the closing chunk that hands a finished stream's final
+    record to its consumer (see ``Settle``).
     """
 
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer: ...
@@ -273,6 +276,26 @@ class Deliver(Effect):
     async def arun(self, caller: Caller) -> None:
         raise TypeError("Deliver is only valid under stream_sync / stream_async")
 
+    def to_consumer(self, caller: Caller) -> Any:
+        """The chunk the consumer gets (``_NOTHING``: none)."""
+        return self.chunk if self.stamp is None else caller.stamp(self.chunk, self.stamp)
+
+
+@dataclass(frozen=True)
+class Settle(Deliver):
+    """A finished stream's final record (``stamp``: attempts settled, with usage, latency and
+    cost), handed to the consumer on a closing chunk the adapter makes from the last chunk
+    delivered (``chunk``), so the stream ends with what ``invoke`` would have returned. A
+    caller without ``settle``, or whose ``settle`` returns None, delivers nothing more."""
+
+    def to_consumer(self, caller: Caller) -> Any:
+        settle = getattr(caller, "settle", None)
+        closing = None if settle is None else settle(self.chunk, self.stamp)
+        return _NOTHING if closing is None else closing
+
+
+_NOTHING: Any = object()
+
 
 def run_sync(pipeline: Pipeline[T], caller: Caller) -> T:
     """Carry a pipeline out with blocking calls; returns its result."""
@@ -320,8 +343,9 @@ def stream_sync(pipeline: Pipeline[Any], caller: Caller) -> Iterator[Any]:
             return
         if isinstance(effect, Deliver):
             value, error = None, None
-            chunk = effect.chunk if effect.stamp is None else caller.stamp(effect.chunk,
-                                                                           effect.stamp)
+            chunk = effect.to_consumer(caller)
+            if chunk is _NOTHING:
+                continue
             try:
                 yield chunk
             except GeneratorExit:
@@ -345,8 +369,9 @@ async def stream_async(pipeline: Pipeline[Any], caller: Caller) -> AsyncIterator
             return
         if isinstance(effect, Deliver):
             value, error = None, None
-            chunk = effect.chunk if effect.stamp is None else caller.stamp(effect.chunk,
-                                                                           effect.stamp)
+            chunk = effect.to_consumer(caller)
+            if chunk is _NOTHING:
+                continue
             try:
                 yield chunk
             except GeneratorExit:

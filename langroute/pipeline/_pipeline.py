@@ -47,6 +47,7 @@ from ._effects import (
     NextChunk,
     OpenStream,
     Pipeline,
+    Settle,
     Sleep,
     StreamClosed,
 )
@@ -184,8 +185,9 @@ class CallPipeline:
         """One routed call answered whole (invoke, ainvoke, batch, generate)."""
         state = yield from self._begin(request, decision, False, estimate)
         start = self.cascade.plan(state) if self.cascade is not None else None
-        model, answer = yield from self._answer(state, start or state.decision.model, "answer",
-                                                self._call)
+        model, answer = yield from self._answer(
+            state, start or state.decision.model, "answer",
+            self._call if start is None else _provisional(self._call))
         if start is not None:
             model, answer = yield from self._escalate(state, model, answer, self._call)
         yield from self._finish(state, answer)
@@ -202,8 +204,11 @@ class CallPipeline:
         """One routed call delivered as chunks (stream, astream, the event streams).
 
         Without a cascade the chosen model's chunks are delivered as they arrive, the first
-        one stamped with the call record. A cascaded call buffers each answer and delivers only
-        the accepted one.
+        one stamped with the call record as it stands (the answering attempt still in flight).
+        A cascaded call buffers each answer and delivers only the accepted one. Once the call
+        is settled and recorded, the final record (every attempt with its usage, latency and
+        cost) follows on a closing chunk (``Settle``): consumers that keep a stream's last
+        chunk, or merge its chunks, end with the record ``run`` would have given.
 
         The first chunk hands out the decision id, so a stream that delivered it is recorded
         (``Recorder.record``) however it ends: when it is exhausted, or when its consumer stops
@@ -219,11 +224,13 @@ class CallPipeline:
         if start is None:
             model, opened = yield from self._answer(state, state.decision.model, "answer",
                                                     self._open)
-            answer = yield from self._pump(state, model, opened)
+            answer, last = yield from self._pump(state, model, opened)
         else:
-            model, answer = yield from self._answer(state, start, "answer", self._buffered)
+            model, answer = yield from self._answer(state, start, "answer",
+                                                    _provisional(self._buffered))
             model, answer = yield from self._escalate(state, model, answer, self._buffered)
             chunks = answer.raw[1]
+            last = chunks[-1] if chunks else None
             answer = replace(answer, raw=answer.raw[0])
             record = _record(state.decision, model, state.attempts, state.notes,
                              self._provider_model(request, model))
@@ -235,8 +242,13 @@ class CallPipeline:
                                                len(chunks))
                     raise
         yield from self._finish(state, answer)
-        return CallResult(answer, model, state.decision, state.attempts, state.notes,
-                          self._provider_model(request, model))
+        result = CallResult(answer, model, state.decision, state.attempts, state.notes,
+                            self._provider_model(request, model))
+        try:
+            yield Settle(last, result.record())
+        except StreamClosed:  # the consumer left at the closing chunk: all is settled already
+            pass
+        return result
 
     # -- steps -------------------------------------------------------------------------------------
     def _begin(self, request: RouteRequest, decision: RoutingDecision | None, streaming: bool,
@@ -373,8 +385,10 @@ class CallPipeline:
             raise
         return _Opened(ref, stream, first, meter)
 
-    def _pump(self, state: CallState, model: str, opened: _Opened) -> Pipeline[Answer]:
-        """Deliver an open stream's chunks as they come; merge them into the answer."""
+    def _pump(self, state: CallState, model: str, opened: _Opened
+              ) -> Pipeline[tuple[Answer, Any]]:
+        """Deliver an open stream's chunks as they come; merge them into the answer (returned
+        with the last chunk, for the closing ``Settle``)."""
         chunks: list[Any] = []
         chunk = opened.first
         try:
@@ -393,7 +407,7 @@ class CallPipeline:
             yield from opened.meter.failed(exc)
             raise
         yield from opened.meter.answered(answer)
-        return answer
+        return answer, chunks[-1] if chunks else None
 
     def _abandoned(self, state: CallState, ref: ModelRef, delivered: list[Any],
                    total: int | None) -> Pipeline[None]:
@@ -489,9 +503,13 @@ class CallPipeline:
             })
             if following is None:
                 return model, answer
+            # the next answer is scored in turn unless it is the last step or the top rung
+            scored_next = (steps + 1 < cascade.max_steps
+                           and cascade.escalate_to(state, following) is not None)
             try:
-                model_up, answer_up = yield from self._answer(state, following, "cascade",
-                                                              attempt)
+                model_up, answer_up = yield from self._answer(
+                    state, following, "cascade",
+                    _provisional(attempt) if scored_next else attempt)
             except BudgetExceededError as exc:
                 note = (f"escalation to {following!r} denied by the budget ({exc}); the "
                         f"answer of {model!r} is returned unconfirmed (score {score:g} < "
@@ -547,6 +565,15 @@ def _route_event(state: CallState) -> dict[str, Any]:
     if state.context.scope is not None:
         event["scope"] = state.context.scope
     return event
+
+
+def _provisional(attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
+                 ) -> Callable[[CallState, ModelRef, str], Pipeline[Any]]:
+    """``attempt`` on a provisional ref: its answer will be scored, so the adapter keeps it
+    from token streams (``ModelRef.provisional``)."""
+    def provisional(state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Any]:
+        return attempt(state, replace(ref, provisional=True), purpose)
+    return provisional
 
 
 def _last_answer(attempts: Sequence[Attempt], model: str) -> Attempt | None:

@@ -88,7 +88,9 @@ class ModelRef:
     uses (a verifier or judge), with what pricing needs to know of it.
 
     ``model`` is the framework object (opaque here); ``provider_model`` the provider's model id
-    (e.g. ``"gpt-4o-mini"``), None when the adapter cannot tell.
+    (e.g. ``"gpt-4o-mini"``), None when the adapter cannot tell. ``provisional`` marks a call
+    whose answer a cascade will score, so may still reject: adapters keep it from token
+    streams (it is still an ordinary, traced and metered call).
     """
 
     name: str
@@ -96,6 +98,7 @@ class ModelRef:
     provider_model: str | None = None
     provider: str | None = None
     candidate: bool = True
+    provisional: bool = False
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,101 @@ def test_inner_errors_propagate_as_chatopenai_raises_them(fake: FakeOpenAI, fail
         call(routed)
     assert type(raised.value) is type(expected.value)
     assert str(raised.value) == str(expected.value)
+
+
+# -- a cascade keeps answers that may still be rejected from token streams ---------------------
+def _cascaded(fake: FakeOpenAI, scorer: Any, accept: float) -> RoutedChatModel:
+    from langroute.cascade import Cascade
+
+    models = {name: fake.chat_openai(name) for name in (STRONG_MODEL, WEAK_MODEL)}
+    return RoutedChatModel(models=models, router=fitted_router(), threshold=1.0,
+                           cascade=Cascade(scorer, accept=accept))
+
+
+async def test_astream_events_stream_no_rejected_or_verifier_tokens(fake: FakeOpenAI) -> None:
+    from langroute.cascade import AgreementScorer
+
+    verifier = fake.chat_openai("gpt-4.1-nano", max_tokens=1)  # answers "You": disagrees
+    routed = _cascaded(fake, AgreementScorer([verifier]), accept=1.0)
+    streamed: dict[str, str] = {}
+    ends: list[str] = []
+    async for event in routed.astream_events("Hello", version="v2"):
+        model = event["metadata"].get("ls_model_name")
+        if event["event"] == "on_chat_model_stream":
+            streamed[model] = streamed.get(model, "") + event["data"]["chunk"].text
+        elif event["event"] == "on_chat_model_end":
+            ends.append(model)
+    assert fake.models_called == [WEAK_MODEL, "gpt-4.1-nano", STRONG_MODEL]
+    assert streamed == {STRONG_MODEL: "You said: Hello"}  # only the escalated, accepted one
+    assert sorted(ends) == sorted(fake.models_called)  # still ordinary runs to tracers
+
+
+async def test_astream_events_of_an_accepted_cheap_answer_stream_it_once(
+        fake: FakeOpenAI) -> None:
+    from langroute.cascade import FunctionScorer
+
+    routed = _cascaded(fake, FunctionScorer(lambda m, a: 1.0, bounds=(0, 1)), accept=0.5)
+    chat_tokens, chain_text = [], ""
+    async for event in routed.astream_events("Hello", version="v2"):
+        if event["event"] == "on_chat_model_stream":
+            chat_tokens.append(event["data"]["chunk"].text)
+        elif event["event"] == "on_chain_stream" and event["name"] == "RoutedChatModel":
+            chain_text += event["data"]["chunk"].text
+    assert fake.models_called == [WEAK_MODEL]
+    assert chat_tokens == []  # the cheap answer streamed nothing before it was accepted
+    assert chain_text == "You said: Hello"  # the routed run delivers it
+
+
+def test_cascade_hidden_runs_are_tagged_and_usage_counted_once(fake: FakeOpenAI) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from langroute.cascade import AgreementScorer
+
+    class Tags(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.tags: dict[str, list[str]] = {}
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, *, metadata: Any = None,
+                                tags: Any = None, **kwargs: Any) -> None:
+            self.tags[(metadata or {}).get("ls_model_name")] = sorted(tags or [])
+
+    verifier = fake.chat_openai("gpt-4.1-nano", max_tokens=1)
+    routed = _cascaded(fake, AgreementScorer([verifier]), accept=1.0)
+    usage, tags = UsageMetadataCallbackHandler(), Tags()
+    message = routed.invoke("Hello", config={"callbacks": [usage, tags]})
+    assert tags.tags[WEAK_MODEL] == ["langroute:cascade-attempt", "nostream"]
+    assert tags.tags["gpt-4.1-nano"] == ["langroute:verifier", "nostream"]
+    assert "nostream" not in tags.tags[STRONG_MODEL]  # the last rung: accepted unscored
+    attempts = message.response_metadata["langroute"]["attempts"]
+    assert sorted(usage.usage_metadata) == sorted(a["model"] for a in attempts)
+    for attempt in attempts:
+        counted = usage.usage_metadata[attempt["model"]]
+        assert counted["input_tokens"] == attempt["usage"]["input_tokens"]
+        assert counted["output_tokens"] == attempt["usage"]["output_tokens"]
+
+
+def test_langgraph_messages_stream_shows_only_the_accepted_answer(fake: FakeOpenAI) -> None:
+    pytest.importorskip("langgraph")
+    from typing import Annotated, TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph.message import add_messages
+
+    from langroute.cascade import AgreementScorer
+
+    verifier = fake.chat_openai("gpt-4.1-nano", max_tokens=1)
+    routed = _cascaded(fake, AgreementScorer([verifier]), accept=1.0)
+
+    State = TypedDict("State", {"messages": Annotated[list, add_messages]})  # noqa: UP013
+
+    graph = StateGraph(State)
+    graph.add_node("llm", lambda state: {"messages": [routed.invoke(state["messages"])]})
+    graph.add_edge(START, "llm")
+    graph.add_edge("llm", END)
+    streamed: dict[str, str] = {}
+    for chunk, meta in graph.compile().stream({"messages": [("user", "Hello")]},
+                                              stream_mode="messages"):
+        model = meta.get("ls_model_name")
+        streamed[model] = streamed.get(model, "") + chunk.text
+    assert fake.models_called == [WEAK_MODEL, "gpt-4.1-nano", STRONG_MODEL]
+    assert streamed == {STRONG_MODEL: "You said: Hello"}

@@ -51,6 +51,33 @@ def test_stream_chat_streams_the_chosen_models_chunks(fake, routed, events):
     assert len(events.of("RouteDecisionEvent")) == 1
 
 
+def _settled(response: Any) -> dict[str, Any]:
+    attempt = response.additional_kwargs["langroute"]["attempts"][-1]
+    return {k: attempt[k] for k in ("outcome", "usage", "cost_usd")}
+
+
+def test_a_streams_last_chunk_carries_the_settled_record(fake, routed):
+    """LlamaIndex keeps a stream's last chunk as its response: it must carry the attempts as
+    chat() reports them, not the snapshot taken before the first chunk (no usage, 0 ms)."""
+    whole = routed.chat(user(EASY))
+    for last in (list(routed.stream_chat(user(EASY)))[-1],
+                 list(routed.stream_complete(EASY))[-1]):
+        assert _settled(last) == _settled(whole)
+        assert _settled(last)["usage"] is not None
+        assert last.additional_kwargs["langroute"]["attempts"][-1]["latency_ms"] > 0
+        assert last.delta == ""
+    assert last.text == f"You said: {EASY}"
+
+
+async def test_an_async_streams_last_chunk_carries_the_settled_record(fake, routed):
+    whole = await routed.achat(user(EASY))
+    chunks = [c async for c in await routed.astream_chat(user(EASY))]
+    assert chunks[-1].message.content == f"You said: {EASY}"
+    assert _settled(chunks[-1]) == _settled(whole) and _settled(whole)["usage"] is not None
+    completions = [c async for c in await routed.astream_complete(EASY)]
+    assert _settled(completions[-1]) == _settled(whole)
+
+
 async def test_async_forms_route_per_call(fake, routed, events):
     answer = await routed.achat(user(HARD))
     stream = await routed.astream_chat(user(EASY))

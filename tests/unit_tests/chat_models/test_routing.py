@@ -66,7 +66,8 @@ def test_stream_yields_the_chosen_models_chunks_as_they_come(routed, strong, wea
     first = next(stream)
     assert strong.chunks_produced == 1  # the rest is not produced yet: a real stream
     rest = list(stream)
-    assert [c.content for c in [first, *rest]] == ["answer", " from", f" {STRONG}"]
+    # the closing chunk adds no text: it brings the settled attempts
+    assert [c.content for c in [first, *rest]] == ["answer", " from", f" {STRONG}", ""]
     assert weak.chunks_produced == 0
     full = first
     for chunk in rest:
@@ -74,15 +75,56 @@ def test_stream_yields_the_chosen_models_chunks_as_they_come(routed, strong, wea
     assert isinstance(full, AIMessageChunk)
     assert full.content == f"answer from {STRONG}"
     assert full.response_metadata["langroute"]["model"] == STRONG
-    assert sum("langroute" in c.response_metadata for c in [first, *rest]) == 1
+    assert ["langroute" in c.response_metadata for c in [first, *rest]] == [
+        True, False, False, True]
     assert full.usage_metadata["total_tokens"] == 13
 
 
 async def test_astream_routes_and_streams(routed, weak):
     chunks = [chunk async for chunk in routed.astream(EASY)]
     assert "".join(c.content for c in chunks) == f"answer from {WEAK}"
-    assert len(chunks) == 3 and weak.chunks_produced == 3
+    assert len(chunks) == 4 and weak.chunks_produced == 3  # and the closing chunk
     assert chunks[-1].chunk_position == "last"
+
+
+def _attempt_of(message):
+    return {k: message.response_metadata["langroute"]["attempts"][-1][k]
+            for k in ("outcome", "usage", "latency_ms")}
+
+
+def test_a_merged_stream_ends_with_the_settled_record(routed):
+    """Merged chunks must carry the attempts as invoke reports them (usage known, latency
+    measured), not the snapshot taken when the first chunk went out."""
+    chunks = list(routed.stream(HARD))
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    whole = routed.invoke(HARD)
+    record = full.response_metadata["langroute"]
+    assert record["model"] == record["answered_by"] == STRONG
+    assert len(record["attempts"]) == 1
+    settled = _attempt_of(full)
+    assert settled["usage"] == _attempt_of(whole)["usage"] is not None
+    assert settled["latency_ms"] > 0
+
+
+async def test_a_merged_astream_ends_with_the_settled_record(routed):
+    chunks = [chunk async for chunk in routed.astream(EASY)]
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    assert full.response_metadata["langroute"]["decision_id"] == (
+        chunks[0].response_metadata["langroute"]["decision_id"])
+    assert _attempt_of(full)["usage"] is not None and _attempt_of(full)["latency_ms"] > 0
+
+
+def test_stream_events_v3_ends_with_the_settled_record(routed):
+    stream = routed.stream_events(EASY, version="v3")
+    list(stream)
+    record = stream.output.response_metadata["langroute"]
+    assert record["model"] == WEAK
+    assert record["attempts"][-1]["usage"] is not None
+    assert record["attempts"][-1]["latency_ms"] > 0
 
 
 def test_batch_routes_each_input(routed):

@@ -217,6 +217,13 @@ class LlamaCaller:
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
         return stamp_response(raw, str(record.get("answered_by", "")), record)
 
+    def settle(self, last: Any, record: dict[str, Any]) -> Any:
+        """The closing chunk of a stream: the last one again (LlamaIndex chunks are
+        cumulative), adding no text, with the final record; consumers keep the last chunk."""
+        if last is None:
+            return None
+        return self.stamp(last.model_copy(update={"delta": ""}), record)
+
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         dispatch(name, payload, self.span_id)
 

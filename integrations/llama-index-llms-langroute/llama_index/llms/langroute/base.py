@@ -536,7 +536,8 @@ _END: Any = object()
 
 
 def _carry_record(chunks: Iterator[Any]) -> Iterator[Any]:
-    """Give every chunk the call record the first one carries (consumers keep the last)."""
+    """Give every chunk the latest call record: the first chunk's, until the closing chunk
+    brings the final one."""
     record = None
     try:
         for chunk in chunks:
