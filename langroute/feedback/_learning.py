@@ -21,6 +21,11 @@ event (not per decision) makes learning order-free: a router that learned each e
 came equals one that replays the whole log later. An event that yields no battle (a score
 with ``impute=None``) adds no exemplar.
 
+Each event is learned once: routers that learn from feedback keep the fingerprints of the
+events they learned (``learned_feedback_``, saved with the router), and ``record_feedback``,
+``record_preference`` and ``replay`` skip those. A router that learned live, was saved and
+loaded, then replays the whole store, equals one that learned each event once.
+
 Feedback teaches the router *where* each model wins, never how good a model is overall:
 ``quality_`` (and ``costs_``) stay the means of the training outcomes. The router chose the
 model that got feedback because it expected it to do well there, so a model's feedback
@@ -39,7 +44,7 @@ import numpy as np
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles
 from ..routers._incremental import FEEDBACK_SOURCE, conditional_scores
-from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent
+from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent, fingerprints
 from ._store import FeedbackStore
 
 __all__ = [
@@ -157,10 +162,30 @@ def _learner(router: Any) -> Any:
 
 def _learn(router: Any, events: Sequence[FeedbackEvent],
            decisions: Mapping[str, DecisionRecord], lock: Any) -> None:
-    battles = feedback_battles(events, decisions, router)
-    if len(battles):
-        with lock if lock is not None else contextlib.nullcontext():
+    """``partial_fit`` ``router`` on the events it has not learned yet, and record them.
+
+    A router that keeps ``learned_feedback_`` (the sorted fingerprints of the events it
+    learned) skips those, and an event repeated in ``events``, so no path teaches an event
+    twice; the check, the fit and the record happen under ``lock``, so two threads replaying
+    at once cannot both learn an event. Other routers learn every event given.
+    """
+    with lock if lock is not None else contextlib.nullcontext():
+        learned = getattr(router, "learned_feedback_", None)
+        new = np.zeros(0, dtype=np.uint64)
+        if learned is not None:
+            prints = fingerprints(events)
+            fresh = np.zeros(len(prints), dtype=bool)
+            fresh[np.unique(prints, return_index=True)[1]] = True  # first of each event
+            if len(learned):
+                at = np.minimum(np.searchsorted(learned, prints), len(learned) - 1)
+                fresh &= learned[at] != prints
+            events = [event for event, keep in zip(events, fresh, strict=True) if keep]
+            new = np.sort(prints[fresh])
+        battles = feedback_battles(events, decisions, router)
+        if len(battles):
             router.partial_fit(battles)
+        if len(new):
+            router.learned_feedback_ = np.insert(learned, np.searchsorted(learned, new), new)
 
 
 def record_feedback(
@@ -290,12 +315,19 @@ def record_langsmith_feedback(
 
 
 def replay(store: FeedbackStore, router: Any, *, start: int = 0, lock: Any = None) -> int:
-    """Teach ``router`` every feedback event from log position ``start`` on, in one
-    ``partial_fit``; returns the position to resume from next time.
+    """Teach ``router`` every feedback event from log position ``start`` on that it has not
+    learned yet, in one ``partial_fit``; returns the position to resume from next time.
 
-    A process that starts later calls ``position = replay(store, router)`` once, then
-    ``replay(store, router, start=position)`` whenever it wants to catch up with feedback
-    other processes recorded. ``lock`` as in ``record_feedback``.
+    Replay is idempotent: ``SWRouter`` and ``KNNRouter`` keep the fingerprints of the events
+    they learned (``learned_feedback_``, saved with the router file), whether live through
+    ``record_feedback`` / ``record_preference`` or by an earlier replay, and an event listed
+    there is skipped. So ``replay(store, router)`` from 0 is always safe, whatever the router
+    learned before (a router loaded from a file, a second replay); ``start`` only spares
+    reading the events before it. A process that starts later calls
+    ``position = replay(store, router)`` once, then ``replay(store, router, start=position)``
+    whenever it wants to catch up with feedback other processes recorded. ``lock`` as in
+    ``record_feedback``. Events already in a router's training data (``fit``) are not known
+    to it: replay from after them.
     """
     _learner(router)
     events = store.events(start)

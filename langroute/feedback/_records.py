@@ -4,15 +4,21 @@ Both are plain frozen records with a JSON form (``to_json`` / ``from_json``), so
 (memory, SQLite, Redis) keeps exactly the same fields and a record read back is the record
 written. Validation lives here, in one place: a score outside [0, 1] or NaN, a model the
 decision did not offer, or a malformed stored record each raise a clear error.
+
+Events carry no id, but their content identifies them: ``FeedbackEvent.fingerprint`` hashes
+the canonical JSON of every field (the time to full float precision), so the event a store
+reads back has the fingerprint of the event written. Routers keep the fingerprints of the
+events they learned (``learned_feedback_``), which makes replaying a store idempotent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +26,8 @@ import numpy as np
 
 from .._exceptions import FeedbackError, FeedbackStoreError
 
-__all__ = ["SCORE", "PREFERENCE", "DecisionRecord", "FeedbackEvent", "check_score"]
+__all__ = ["SCORE", "PREFERENCE", "DecisionRecord", "FeedbackEvent", "check_score",
+           "fingerprints"]
 
 #: Event kinds: a quality score of one model's answer, or a pairwise preference.
 SCORE = "score"
@@ -164,6 +171,22 @@ class FeedbackEvent:
             "metadata": dict(self.metadata),
         })
 
+    @property
+    def fingerprint(self) -> int:
+        """The event's identity: the first 8 bytes of the SHA-256 of its canonical JSON, as
+        an unsigned 64-bit int.
+
+        Canonical means what every store reads back: the time as a float (``from_json``
+        makes it one), metadata as JSON gives it back (tuples become lists, keys strings),
+        keys sorted. JSON writes floats by ``repr``, which round-trips exactly, so an event
+        read from any store has the fingerprint of the one written. Two events with the
+        same fields, time included, are the same event.
+        """
+        raw = json.loads(self.to_json())
+        raw["time"] = float(raw["time"])
+        text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+        return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
     @classmethod
     def from_json(cls, text: str | bytes) -> FeedbackEvent:
         try:
@@ -173,3 +196,8 @@ class FeedbackEvent:
                        raw.get("metadata") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise FeedbackStoreError(f"malformed feedback event in the store: {exc}") from exc
+
+
+def fingerprints(events: Iterable[FeedbackEvent]) -> np.ndarray:
+    """``FeedbackEvent.fingerprint`` of each event, in order: uint64 array of shape (n,)."""
+    return np.fromiter((event.fingerprint for event in events), dtype=np.uint64)

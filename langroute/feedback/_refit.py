@@ -26,6 +26,11 @@ cannot use may come from another writer, and raising on it would fail every late
 Either way ``quality_`` and ``costs_`` stay the training data's means: feedback only scores
 the model the router chose, a selection-biased sample (see
 ``langroute.routers._incremental.update_means``).
+
+A refit cannot count an event twice: it starts from ``training`` (not from what the router
+learned since), reads each log position once, and learns an event repeated in the log once.
+A refitted router that keeps ``learned_feedback_`` (``SWRouter``, ``KNNRouter``) lists the
+events the refit learned, so a later ``replay`` skips them.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import numpy as np
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ._learning import feedback_battles
-from ._records import PREFERENCE, DecisionRecord, FeedbackEvent
+from ._records import PREFERENCE, DecisionRecord, FeedbackEvent, fingerprints
 from ._store import FeedbackStore
 
 __all__ = [
@@ -375,6 +380,9 @@ class FeedbackRefitter:
         with self._mutex:
             union = self._union()
             fitted = self.router.clone().fit(union)
+            if hasattr(fitted, "learned_feedback_"):
+                # fit forgot the events it learned; list them, so replay skips them after.
+                fitted.learned_feedback_ = np.unique(fingerprints(self._events))
             # Population means stay the training data's: feedback is selection-biased.
             fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
             fitted.costs_ = (None if self.router.costs_ is None
@@ -401,6 +409,10 @@ class FeedbackRefitter:
         events = self._events
         if not events:
             return self.training
+        # The log may hold one event twice (identical fields, time included): learn it once,
+        # as replay does.
+        first = np.sort(np.unique(fingerprints(events), return_index=True)[1])
+        events = [events[i] for i in first]
         ids = list(dict.fromkeys(e.decision_id for e in events))
         decisions = {record.decision_id: record for record in self.store.decisions(ids)}
         if isinstance(self.training, Battles):

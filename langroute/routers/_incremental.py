@@ -42,6 +42,10 @@ __all__ = [
     "extend_flat_counts",
     "extend_store",
     "finish_onboarding",
+    "learned_feedback_from_arrays",
+    "learned_feedback_to_arrays",
+    "learned_feedback_to_json",
+    "no_learned_feedback",
     "onboarding_copy",
     "moments_to_arrays",
     "moments_to_json",
@@ -102,6 +106,41 @@ def score_moments_from_arrays(state: dict, arrays: dict[str, np.ndarray], n_mode
     if moments.shape != (4, n_models, n_models) or not np.all(np.isfinite(moments)):
         raise ValueError(f"score_moments must be finite, shape (4, {n_models}, {n_models})")
     return moments
+
+
+def no_learned_feedback() -> np.ndarray:
+    """``learned_feedback_`` of a router that has learned no feedback event yet."""
+    return np.zeros(0, dtype=np.uint64)
+
+
+def learned_feedback_to_arrays(router: object) -> dict[str, np.ndarray]:
+    """``learned_feedback_`` (the fingerprints of the feedback events learned, sorted) as a
+    router file array."""
+    learned = getattr(router, "learned_feedback_", None)
+    learned = no_learned_feedback() if learned is None else learned
+    return {"learned_feedback": np.asarray(learned, dtype=np.uint64)}
+
+
+def learned_feedback_to_json(router: object) -> int:
+    """How many fingerprints the file holds (so a file that lost the array is refused)."""
+    learned = getattr(router, "learned_feedback_", None)
+    return 0 if learned is None else len(learned)
+
+
+def learned_feedback_from_arrays(state: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``learned_feedback_`` from a router file; a file written before routers kept it holds
+    none, and loads as having learned no feedback event."""
+    count = state.get("learned_feedback_")
+    raw = arrays.get("learned_feedback")
+    if count is None and raw is None:
+        return no_learned_feedback()
+    if raw is None:
+        raise ValueError("the state records learned_feedback but the array is missing")
+    learned = np.asarray(raw)
+    if (learned.dtype != np.uint64 or learned.ndim != 1 or count != len(learned)
+            or bool(np.any(learned[1:] <= learned[:-1]))):
+        raise ValueError(f"learned_feedback must be {count} sorted, distinct uint64 fingerprints")
+    return np.ascontiguousarray(learned)
 
 
 def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: np.ndarray,

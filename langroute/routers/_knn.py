@@ -33,8 +33,12 @@ from ._incremental import (
     embed_new,
     extend_flat_counts,
     finish_onboarding,
+    learned_feedback_from_arrays,
+    learned_feedback_to_arrays,
+    learned_feedback_to_json,
     moments_to_arrays,
     moments_to_json,
+    no_learned_feedback,
     observations,
     observations_from_json,
     observations_to_json,
@@ -109,6 +113,13 @@ class KNNRouter(BaseRouter):
         on the other's (``_incremental.score_moments``); feedback on one model imputes the
         others from them (``langroute.feedback.feedback_battles``). None when fitted on
         battles or loaded from a file that predates them.
+    learned_feedback_ : ndarray of shape (n_events,), uint64
+        Sorted fingerprints (``FeedbackEvent.fingerprint``) of the feedback events learned
+        since ``fit``, kept by ``langroute.feedback`` (``record_feedback``, ``replay``), which
+        skips the events listed: replaying a store is idempotent, also after ``save`` and
+        ``load``. ``fit`` empties it (the router forgets what it learned); ``add_model``
+        keeps it, and so does ``partial_fit`` (called directly, it learns no event). Empty
+        for a file that predates it.
 
     See Also
     --------
@@ -161,6 +172,7 @@ class KNNRouter(BaseRouter):
         self._derive()
         self.n_observations_ = observations(outcomes)
         self.score_moments_ = score_moments(outcomes)
+        self.learned_feedback_ = no_learned_feedback()
         return self
 
     def partial_fit(
@@ -357,9 +369,11 @@ class KNNRouter(BaseRouter):
             "patterns": self.patterns_,
             "pattern_index": self.pattern_index_,
             **moments_to_arrays(self),
+            **learned_feedback_to_arrays(self),
         }
         return {"n_observations_": observations_to_json(self),
-                "score_moments_": moments_to_json(self)}, arrays
+                "score_moments_": moments_to_json(self),
+                "learned_feedback_": learned_feedback_to_json(self)}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
@@ -380,3 +394,4 @@ class KNNRouter(BaseRouter):
         self._derive()
         self.n_observations_ = observations_from_json(state, m)
         self.score_moments_ = score_moments_from_arrays(state, arrays, m)
+        self.learned_feedback_ = learned_feedback_from_arrays(state, arrays)

@@ -56,8 +56,12 @@ from ._incremental import (
     embed_new,
     extend_store,
     finish_onboarding,
+    learned_feedback_from_arrays,
+    learned_feedback_to_arrays,
+    learned_feedback_to_json,
     moments_to_arrays,
     moments_to_json,
+    no_learned_feedback,
     observations,
     observations_from_json,
     observations_to_json,
@@ -135,6 +139,13 @@ class SWRouter(BaseRouter):
         on the other's (``_incremental.score_moments``); feedback on one model imputes the
         others from them (``langroute.feedback.feedback_battles``). None when fitted on
         battles or loaded from a file that predates them.
+    learned_feedback_ : ndarray of shape (n_events,), uint64
+        Sorted fingerprints (``FeedbackEvent.fingerprint``) of the feedback events learned
+        since ``fit``, kept by ``langroute.feedback`` (``record_feedback``, ``replay``), which
+        skips the events listed: replaying a store is idempotent, also after ``save`` and
+        ``load``. ``fit`` empties it (the router forgets what it learned); ``add_model``
+        keeps it, and so does ``partial_fit`` (called directly, it learns no event). Empty
+        for a file that predates it.
 
     Examples
     --------
@@ -221,6 +232,7 @@ class SWRouter(BaseRouter):
         self._set_common_fitted(outcomes)
         self.n_observations_ = observations(outcomes)
         self.score_moments_ = score_moments(outcomes)
+        self.learned_feedback_ = no_learned_feedback()
         return self
 
     def _index_exemplars(self, vectors: np.ndarray, store: OutcomeStore) -> None:
@@ -487,9 +499,10 @@ class SWRouter(BaseRouter):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_,
                  "n_observations_": observations_to_json(self),
-                 "score_moments_": moments_to_json(self)}
+                 "score_moments_": moments_to_json(self),
+                 "learned_feedback_": learned_feedback_to_json(self)}
         return state, {**self.index_.to_arrays(), **self.store_.to_arrays(),
-                       **moments_to_arrays(self)}
+                       **moments_to_arrays(self), **learned_feedback_to_arrays(self)}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         algorithm = state["algorithm_"]
@@ -509,6 +522,7 @@ class SWRouter(BaseRouter):
         self.store_ = store
         self.n_observations_ = observations_from_json(state, m)
         self.score_moments_ = score_moments_from_arrays(state, arrays, m)
+        self.learned_feedback_ = learned_feedback_from_arrays(state, arrays)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
