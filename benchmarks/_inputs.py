@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA", "dataset_names", "minilm_embedder"]
+__all__ = ["DATA", "dataset_names", "default_routers_aiq", "minilm_embedder"]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LANGROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -27,3 +27,20 @@ def minilm_embedder():
     cache_dir = (os.environ.get("LANGROUTE_EMBEDDING_CACHE")
                  or REPO / ".langroute-cache" / "embeddings")
     return SentenceTransformerEmbedder(cache_dir=cache_dir)
+
+
+def default_routers_aiq(embedder, train, test, base) -> dict[str, float]:
+    """Held-out AIQ of SWRouter and KNNRouter at their defaults, fitted on ``train`` (kNN's k
+    lowered to the training size where that is smaller, as its out-of-fold fits do);
+    ``base`` is ``fold_baselines`` of ``test``. Keys ``"sw"`` and ``"knn"``."""
+    from langroute import KNNRouter, SWRouter
+    from langroute.evaluation._evaluate import _router_metrics
+
+    out = {}
+    for label, router in (("sw", SWRouter(embedder)),
+                          ("knn", KNNRouter(embedder)._calibration_clone(len(train)))):
+        router.fit(train)
+        metrics, _ = _router_metrics(router, router.win_matrices(test.prompts), test, base,
+                                     None, None)
+        out[label] = metrics["aiq"]
+    return out

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _inputs import DATA, dataset_names, minilm_embedder
+from _inputs import DATA, dataset_names, default_routers_aiq, minilm_embedder
 from _paired import paired_difference
 from _provenance import run_facts, write_results
 
@@ -45,9 +45,8 @@ def _effective_exemplars(router, queries: np.ndarray) -> float:
 
 
 def run(name: str, embedder, seeds: int) -> dict:
-    from langroute import KNNRouter, SWRouter, load_outcomes
+    from langroute import SWRouter, load_outcomes
     from langroute.evaluation import fold_baselines, make_splits
-    from langroute.evaluation._evaluate import _router_metrics
 
     data = load_outcomes(DATA / name)
     aiq = {r: {s: [] for s in SHARES} for r in ROUTERS}
@@ -59,14 +58,9 @@ def run(name: str, embedder, seeds: int) -> dict:
         for share in SHARES:
             rows = np.arange(max(2, int(round(share * len(train)))))
             sub = train.subset(rows)
-            routers = {"sw": SWRouter(embedder),
-                       "knn": KNNRouter(embedder)._calibration_clone(len(rows))}
-            for label, router in routers.items():
-                router.fit(sub)
-                metrics, _ = _router_metrics(router, router.win_matrices(test.prompts), test,
-                                             base, None, None)
-                aiq[label][share].append(metrics["aiq"])
-            n_eff[share].append(_effective_exemplars(routers["sw"], queries))
+            for label, value in default_routers_aiq(embedder, sub, test, base).items():
+                aiq[label][share].append(value)
+            n_eff[share].append(_effective_exemplars(SWRouter(embedder).fit(sub), queries))
     return {"n_prompts": len(data), "n_models": len(data.models), "n_train": len(train),
             "aiq": {r: {str(s): v for s, v in by.items()} for r, by in aiq.items()},
             "sw_effective_exemplars": {str(s): v for s, v in n_eff.items()}}

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _inputs import DATA, dataset_names, minilm_embedder
+from _inputs import DATA, dataset_names, default_routers_aiq, minilm_embedder
 from _paired import paired_difference
 from _provenance import run_facts, write_report
 
@@ -43,22 +43,15 @@ def _shared(vectors: np.ndarray) -> tuple[float, int]:
 
 def _static_aiq(data, readings: dict, seeds: int) -> dict[str, dict[str, list[float]]]:
     """AIQ of SW and kNN per reading of long prompts, on the same 5-fold x ``seeds`` splits."""
-    from langroute import KNNRouter, SWRouter
     from langroute.evaluation import fold_baselines, make_splits
-    from langroute.evaluation._evaluate import _router_metrics
 
     aiq: dict[str, dict[str, list[float]]] = {r: {k: [] for k in readings} for r in ROUTERS}
     for sp in make_splits(data.prompts, scheme="kfold", folds=5, seeds=seeds):
         train, test = data.subset(sp.train), data.subset(sp.test)
         base = fold_baselines(test.scores, test.costs, strong=None, weak=None)
         for reading, embedder in readings.items():
-            routers = {"sw": SWRouter(embedder),
-                       "knn": KNNRouter(embedder)._calibration_clone(len(train))}
-            for label, router in routers.items():
-                router.fit(train)
-                metrics, _ = _router_metrics(router, router.win_matrices(test.prompts), test,
-                                             base, None, None)
-                aiq[label][reading].append(metrics["aiq"])
+            for label, value in default_routers_aiq(embedder, train, test, base).items():
+                aiq[label][reading].append(value)
     return aiq
 
 
