@@ -58,8 +58,13 @@ from ..pipeline import (
     stream_async,
     stream_sync,
 )
-from ..pipeline._assembly import PipelineCache, check_positive, check_unit_interval
-from ..pipeline._types import THRESHOLD_KEY
+from ..pipeline._assembly import (
+    PipelineCache,
+    check_budgets,
+    check_positive,
+    check_unit_interval,
+)
+from ..pipeline._types import THRESHOLD_KEY, call_metadata
 from ._bindings import BINDING_KWARG, PendingBinding, StructuredOutputBinding, ToolsBinding
 from ._caller import GenerationCaller, RunnableCaller, stamp
 from ._messages import find_tool_loop, last_user_text, routing_text
@@ -169,7 +174,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     unknown call keywords pass through to it unchanged -- including ``model=``, which the
     chosen client reads as its own model override (the record's ``provider_model`` says what
     was called). A per-call threshold can be set in the call's metadata
-    (``with_config(metadata={"langroute_threshold": 0.9})``). Credentials (``api_key``)
+    (``with_config(metadata={"langroute_threshold": 0.9})``) or ``configurable`` (not both,
+    unless equal); any other ``langroute_`` key there is an error. Credentials (``api_key``)
     belong on each candidate client: the routed model makes no requests of its own.
 
     Examples
@@ -250,6 +256,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise RouterConfigError(f"max_retries must be an int >= 0, got {value!r}")
         return value
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _check_budgets(cls, value: Any) -> Any:
+        return check_budgets(value)
 
     @field_validator("fallback", mode="before")
     @classmethod
@@ -402,7 +413,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         config = ensure_config(config)
         metadata = {**(self.metadata or {}), **(config.get("metadata") or {})}
         tags = tuple(self.tags or []) + tuple(config.get("tags") or [])
-        return CallContext(metadata=metadata, tags=tags)
+        # configurable too: per-agent settings are often given with with_config(configurable=)
+        return CallContext(metadata=call_metadata(metadata, config.get("configurable")),
+                           tags=tags)
 
     def _request(self, messages: list[BaseMessage], context: CallContext) -> RouteRequest:
         loop = find_tool_loop(messages, self.models)
@@ -711,7 +724,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     def _generation_context(self, run_manager: Any) -> CallContext:
         if run_manager is None:
             return self._context(None)
-        return CallContext(metadata=dict(run_manager.metadata or {}),
+        return CallContext(metadata=call_metadata(run_manager.metadata or {}),
                            tags=tuple(run_manager.tags or []))
 
     def _generate(

@@ -4,11 +4,13 @@ and ``RoutedLLM`` (LlamaIndex).
 An adapter has the fields ``router``, ``feedback_store`` and ``refitter``; ``FeedbackBinding``
 opens the store those name (once per URL), records every decision through the pipeline
 (``recorders``), and takes feedback on a call by its ``decision_id``: a router with
-``partial_fit`` learns it at once, one without is refitted by the ``refitter`` when due.
+``partial_fit`` learns it at once, one without is refitted by the ``refitter`` when due. The
+``a``-prefixed forms run that same logic in a worker thread, off an async caller's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -96,6 +98,22 @@ class FeedbackBinding:
             _poll(refitter, event)
         return event
 
+    async def arecord_feedback(self, decision_id: str, *, score: float,
+                               model: str | None = None, key: str | None = None,
+                               metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """``record_feedback`` in a worker thread: its store write, embedding and fit (or
+        refit) would otherwise block the caller's event loop. Same locks, errors and event."""
+        return await asyncio.to_thread(self.record_feedback, decision_id, score=score,
+                                       model=model, key=key, metadata=metadata)
+
+    async def arecord_preference(self, decision_id: str, *, preferred: str,
+                                 other: str | None = None, tie: bool = False,
+                                 key: str | None = None,
+                                 metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """``record_preference`` in a worker thread (see ``arecord_feedback``)."""
+        return await asyncio.to_thread(self.record_preference, decision_id, preferred=preferred,
+                                       other=other, tie=tie, key=key, metadata=metadata)
+
     def _required_store(self) -> FeedbackStore:
         store = self.store()
         if store is None:
@@ -130,7 +148,8 @@ def _poll(refitter: FeedbackRefitter, event: FeedbackEvent) -> None:
 
 
 class FeedbackMethods:
-    """``feedback``, ``record_feedback`` and ``record_preference`` for a routed model.
+    """``feedback``, ``record_feedback`` and ``record_preference`` (and their async forms
+    ``arecord_feedback`` / ``arecord_preference``) for a routed model.
 
     Mixed into each adapter, which declares the fields ``router``, ``feedback_store`` and
     ``refitter``, a private ``_feedback`` (default None) and a ``pipeline`` property.
@@ -167,3 +186,20 @@ class FeedbackMethods:
         on a call's prompt, and teach the router (``langroute.feedback.record_preference``)."""
         return self.feedback.record_preference(decision_id, preferred=preferred, other=other,
                                                tie=tie, key=key, metadata=metadata)
+
+    async def arecord_feedback(self, decision_id: str, *, score: float,
+                               model: str | None = None, key: str | None = None,
+                               metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """``record_feedback`` without blocking the event loop: the store write, embedding
+        and fit run in a worker thread; same arguments, errors and returned event."""
+        return await self.feedback.arecord_feedback(decision_id, score=score, model=model,
+                                                    key=key, metadata=metadata)
+
+    async def arecord_preference(self, decision_id: str, *, preferred: str,
+                                 other: str | None = None, tie: bool = False,
+                                 key: str | None = None,
+                                 metadata: Mapping[str, Any] | None = None) -> FeedbackEvent:
+        """``record_preference`` without blocking the event loop (see ``arecord_feedback``)."""
+        return await self.feedback.arecord_preference(decision_id, preferred=preferred,
+                                                      other=other, tie=tie, key=key,
+                                                      metadata=metadata)

@@ -4,8 +4,8 @@ The LangChain chat model and the LlamaIndex LLM take the same settings (candidat
 operating point, retries, fallback, timeout, cascade, budgets). ``PipelineCache`` checks them,
 resolves the operating point to a threshold, builds the pipeline, and rebuilds it only when a
 setting or the router's fit changes. The budget step outlives rebuilds (one store connection;
-a ``memory://`` store keeps its spend across a refit). ``check_unit_interval`` and
-``check_positive`` word the adapters' argument errors alike.
+a ``memory://`` store keeps its spend across a refit). ``check_unit_interval``,
+``check_positive`` and ``check_budgets`` word the adapters' argument errors alike.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ._types import ModelRef
 __all__ = [
     "DEFAULT_SPEND_STORE",
     "PipelineCache",
+    "check_budgets",
     "check_positive",
     "check_unit_interval",
 ]
@@ -33,6 +34,21 @@ __all__ = [
 DEFAULT_SPEND_STORE = "sqlite:///langroute-spend.db"
 
 _OPERATING_POINTS = ("threshold", "strong_fraction", "target_cost")
+
+
+def check_budgets(budgets: Any) -> dict[str, Any] | None:
+    """``budgets`` as a dict (None passes); anything but a mapping (a list of Budgets, say) is a
+    RouterConfigError saying what ``budgets=`` takes. The entries are checked by
+    ``langroute.budgets`` when the pipeline is built."""
+    if budgets is None:
+        return None
+    if not isinstance(budgets, Mapping):
+        raise RouterConfigError(
+            "budgets must be a dict of scope -> langroute Budget, the scope an agent name, "
+            '"user:<id>", "tenant:<id>" or "*" for every other caller (e.g. '
+            f'{{"*": Budget(limit_usd=10.0)}}), got {type(budgets).__name__}'
+        )
+    return dict(budgets)
 
 
 class PipelineCache:

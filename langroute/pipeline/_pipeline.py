@@ -274,10 +274,11 @@ class CallPipeline:
         return self.refs.get(model) or ModelRef(model)
 
     def _answer(self, state: CallState, model: str, purpose: str,
-                attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
-                ) -> Pipeline[tuple[str, Any]]:
-        """``model`` answers, with retries, then fallback along the ladder."""
-        tried: list[str] = []
+                attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]],
+                exclude: Sequence[str] = ()) -> Pipeline[tuple[str, Any]]:
+        """``model`` answers, with retries, then fallback along the ladder (never to a model
+        in ``exclude``: one whose answer this call already rejected)."""
+        tried: list[str] = list(exclude)
         while True:
             tried.append(model)
             try:
@@ -468,15 +469,29 @@ class CallPipeline:
         ``langroute.cascade`` event with ``denied`` naming the model refused, and a
         ``notes["cascade"]`` saying why). Throwing a paid answer away helps no one; the caller
         sees from the record that it was not confirmed.
+
+        An escalation that fails (its retries spent) falls back like any call, but never to a
+        model whose answer this call rejected: that answer is known, calling again would only
+        buy an unscored one. When no other model can answer, ``fallback`` decides, as it does
+        for any failed call: ``"cheaper"`` accepts a weaker answer, so the doubtful answer is
+        returned unconfirmed as when the budget denies (``notes["cascade"]`` and the second
+        ``langroute.cascade`` event carry ``failed`` and the provider's ``error``; the failed
+        attempts stay in the record); ``"stronger"`` and None never go down in quality, so the
+        provider's error is raised (after a ``langroute.cascade`` event with ``failed`` and
+        ``error``), for the caller's own handling (``with_fallbacks``, ``with_retry``). An
+        error that is not retryable (400, 401, ...) is always raised.
         """
         cascade = self.cascade
         assert cascade is not None
         steps = 0
+        rejected: list[str] = []
         while True:
             answered = _last_answer(state.attempts, model)
             scored = answer if not isinstance(answer.raw, tuple) else replace(
                 answer, raw=answer.raw[0])
             above = cascade.escalate_to(state, model) if steps < cascade.max_steps else None
+            if above in rejected:  # a cheaper fallback answered below a rejected rung
+                above = None
             score: float | None = None
             accepted = True
             if above is not None:
@@ -503,13 +518,14 @@ class CallPipeline:
             })
             if following is None:
                 return model, answer
+            rejected.append(model)
             # the next answer is scored in turn unless it is the last step or the top rung
             scored_next = (steps + 1 < cascade.max_steps
                            and cascade.escalate_to(state, following) is not None)
             try:
                 model_up, answer_up = yield from self._answer(
                     state, following, "cascade",
-                    _provisional(attempt) if scored_next else attempt)
+                    _provisional(attempt) if scored_next else attempt, exclude=rejected)
             except BudgetExceededError as exc:
                 note = (f"escalation to {following!r} denied by the budget ({exc}); the "
                         f"answer of {model!r} is returned unconfirmed (score {score:g} < "
@@ -521,6 +537,23 @@ class CallPipeline:
                     "decision_id": state.context.call_id, "model": model, "score": score,
                     "accepted": True, "passed": False, "escalate_to": None, "step": steps,
                     "denied": following, "note": note[:500]})
+                return model, answer
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                keep = self.retry.retry_on(exc) and self.fallback.direction == "cheaper"
+                event = {"decision_id": state.context.call_id, "model": model, "score": score,
+                         "accepted": keep, "passed": False, "escalate_to": None, "step": steps,
+                         "failed": following, "error": error}
+                if not keep:
+                    yield Emit(CASCADE_EVENT, event)
+                    raise
+                note = (f"escalation to {following!r} failed ({error}) and no other model "
+                        f"could answer; the answer of {model!r} is returned unconfirmed "
+                        f"(score {score:g} < accept)")
+                state.notes["cascade"] = note
+                if answered is not None:
+                    answered.outcome = "accepted"
+                yield Emit(CASCADE_EVENT, {**event, "note": note[:500]})
                 return model, answer
             model, answer = model_up, answer_up
             steps += 1

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._decision import check_threshold
+from .._exceptions import RouterConfigError
+
 __all__ = [
     "SCOPE_KEYS",
     "THRESHOLD_KEY",
@@ -21,6 +24,7 @@ __all__ = [
     "CallContext",
     "ModelRef",
     "Usage",
+    "call_metadata",
 ]
 
 #: Metadata keys that name who is calling, most specific first. LangChain agents set
@@ -31,6 +35,47 @@ SCOPE_KEYS = ("lc_agent_name", "agent", "user", "tenant")
 #: (``model.with_config(metadata={"langroute_threshold": 0.8})``). The routed run's metadata
 #: carries the threshold actually used under the same key.
 THRESHOLD_KEY = "langroute_threshold"
+
+#: The ``langroute_`` keys a caller may set per call (metadata, or LangChain ``configurable``).
+INPUT_KEYS = (THRESHOLD_KEY,)
+#: The keys langroute writes into a routed run's metadata. Child runs inherit them (a routed
+#: model inside a chain or another routed call), so they are no error in a call's metadata.
+RECORD_KEYS = ("langroute_model", THRESHOLD_KEY, "langroute_reason", "langroute_decision_id")
+_PREFIX = "langroute_"
+
+
+def _unknown(keys: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if isinstance(key, str) and key.startswith(_PREFIX) and key not in allowed:
+            raise RouterConfigError(
+                f"unknown per-call key {key!r} in the call's {where}; langroute reads only "
+                f"{', '.join(map(repr, INPUT_KEYS))} (and writes "
+                f"{', '.join(map(repr, RECORD_KEYS))} into run metadata)")
+
+
+def call_metadata(metadata: Mapping[str, Any],
+                  configurable: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The call's metadata with a per-call threshold from ``configurable`` merged in.
+
+    A misspelt or unsupported ``langroute_`` key would otherwise be ignored without a word, so
+    it is a ``RouterConfigError``. Metadata and ``configurable`` naming different thresholds is
+    one too: neither silently wins.
+    """
+    _unknown(metadata, RECORD_KEYS, "metadata")
+    merged = dict(metadata)
+    if not configurable:
+        return merged
+    _unknown(configurable, INPUT_KEYS, "configurable")
+    given = configurable.get(THRESHOLD_KEY)
+    if given is None:
+        return merged
+    noted = merged.get(THRESHOLD_KEY)
+    if noted is not None and check_threshold(noted) != check_threshold(given):
+        raise RouterConfigError(
+            f"two per-call thresholds: metadata {THRESHOLD_KEY}={noted!r} and configurable "
+            f"{THRESHOLD_KEY}={given!r}; set one")
+    merged[THRESHOLD_KEY] = given
+    return merged
 
 
 @dataclass(frozen=True)

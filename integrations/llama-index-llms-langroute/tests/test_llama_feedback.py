@@ -4,10 +4,13 @@ RoutedChatModel (one ``langroute.feedback.FeedbackBinding`` behind both)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from langroute import RouterConfigError
 from langroute._exceptions import FeedbackError, UnknownDecisionError
-from langroute.feedback import open_feedback_store, replay
+from langroute.feedback import MemoryFeedbackStore, open_feedback_store, replay
 from llama_index.core.base.llms.types import ChatMessage
 from tests.fake_openai._standard_suites import STRONG_MODEL, WEAK_MODEL, synthetic_outcomes
 
@@ -83,6 +86,78 @@ def test_feedback_errors_are_clear(fake, strong, weak):
         without.record_feedback(known, score=1.0)
     with pytest.raises(RouterConfigError, match="feedback_store must be"):
         routed_llm(strong, weak, fitted_router(), feedback_store=42)
+
+
+def _feedback_of(event) -> tuple:
+    return (event.kind, event.model, event.other, event.score, event.key)
+
+
+async def test_async_feedback_teaches_the_router_as_sync_feedback_does(fake, strong, weak):
+    synced, awaited = fitted_router(), fitted_router()
+    sync_llm = routed_llm(strong, weak, synced, feedback_store="memory://")
+    async_llm = routed_llm(strong, weak, awaited, feedback_store="memory://")
+    before = awaited.win_matrix(EASY)[0, 1]
+    sync_events, async_events = [], []
+    for _ in range(3):
+        sync_events.append(sync_llm.record_feedback(
+            decision_id(sync_llm.chat(user(EASY))), score=0.0, key="thumb"))
+        async_events.append(await async_llm.arecord_feedback(
+            decision_id(await async_llm.achat(user(EASY))), score=0.0, key="thumb"))
+    sync_events.append(sync_llm.record_preference(
+        decision_id(sync_llm.chat(user(HARD))), preferred=WEAK_MODEL, tie=True))
+    async_events.append(await async_llm.arecord_preference(
+        decision_id(await async_llm.achat(user(HARD))), preferred=WEAK_MODEL, tie=True))
+    assert list(map(_feedback_of, async_events)) == list(map(_feedback_of, sync_events))
+    assert async_llm.feedback.store().events() == async_events  # stored as returned
+    assert awaited.win_matrix(EASY)[0, 1] > before
+    assert awaited.win_matrix(EASY) == pytest.approx(synced.win_matrix(EASY))
+    assert awaited.win_matrix(HARD) == pytest.approx(synced.win_matrix(HARD))
+
+
+async def test_async_feedback_errors_are_the_sync_ones(fake, strong, weak):
+    llm = routed_llm(strong, weak, fitted_router(), feedback_store="memory://")
+    known = decision_id(await llm.achat(user(EASY)))
+    with pytest.raises(UnknownDecisionError):
+        await llm.arecord_feedback("not-a-call", score=1.0)
+    with pytest.raises(FeedbackError, match="score"):
+        await llm.arecord_feedback(known, score=float("nan"))
+    with pytest.raises(FeedbackError):
+        await llm.arecord_preference(known, preferred="not-a-candidate")
+    assert llm.feedback.store().events() == []  # nothing stored by the refused calls
+    without = routed_llm(strong, weak, fitted_router())
+    with pytest.raises(RouterConfigError, match="RoutedLLM records no decisions"):
+        await without.arecord_feedback(known, score=1.0)
+
+
+class HeldStore(MemoryFeedbackStore):
+    """A store whose feedback write is slow: it holds until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.release = threading.Event(), threading.Event()
+
+    def _append_event(self, event) -> None:
+        self.writing.set()
+        if not self.release.wait(timeout=5):
+            raise TimeoutError("nobody released the write: the event loop was blocked")
+        super()._append_event(event)
+
+
+async def test_async_feedback_does_not_block_the_event_loop(fake, strong, weak):
+    store = HeldStore()
+    llm = routed_llm(strong, weak, fitted_router(), feedback_store=store)
+    task = asyncio.create_task(llm.arecord_preference(
+        decision_id(await llm.achat(user(EASY))), preferred=STRONG_MODEL))
+
+    async def other_task() -> None:  # progresses while the write is held
+        while not store.writing.is_set():
+            await asyncio.sleep(0.005)
+        assert not task.done()
+        store.release.set()
+
+    await asyncio.wait_for(other_task(), timeout=5)
+    event = await task
+    assert store.events() == [event]
 
 
 def test_a_router_without_partial_fit_learns_through_its_refitter(fake, strong, weak):

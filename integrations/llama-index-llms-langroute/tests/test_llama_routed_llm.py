@@ -383,6 +383,16 @@ def test_a_per_call_threshold_comes_from_instrument_tags(fake, routed, events):
     assert [e.threshold for e in events.of("RouteDecisionEvent")] == [0.0, 0.7]
 
 
+@pytest.mark.parametrize("tag", ["langroute_treshold", "langroute_cost_weight"])
+def test_an_unknown_langroute_instrument_tag_is_refused(fake, routed, tag):
+    """A misspelt per-call key is an error, not a call at the routed model's own threshold."""
+    with instrument_tags({tag: 0.0}), pytest.raises(RouterConfigError, match=tag):
+        routed.chat(user(EASY))
+    with instrument_tags({"langroute_model": WEAK_MODEL, "langroute_threshold": 0.0}):
+        routed.chat(user(EASY))  # the keys langroute writes are no error
+    assert fake.models_called == [STRONG_MODEL]
+
+
 def test_langroute_embedding_wraps_only_langroute_embedders():
     from langroute.embeddings import HashingEmbedder
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from langroute import BudgetExceededError, RouterConfigError
+from langroute._exceptions import CascadeConfigError
 from langroute.budgets import Budget
 from langroute.cascade import AgreementScorer, Cascade, FunctionScorer
 from llama_index.core.base.llms.types import ChatMessage
@@ -98,11 +99,18 @@ def test_a_verifier_llm_is_asked_through_the_pipeline(fake, make_openai, strong,
     assert [(e.model, e.accepted) for e in events.of("CascadeEvent")] == [(WEAK_MODEL, True)]
 
 
-def test_a_verifier_that_is_not_a_llamaindex_llm_is_a_config_error(fake, strong, weak, router):
-    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
-                       cascade=Cascade(AgreementScorer(["no-such-model"]), accept=0.5))
-    with pytest.raises(RouterConfigError, match="'no-such-model' is not a LlamaIndex LLM"):
-        routed.chat(user(EASY))
+@pytest.mark.parametrize(("verifier", "message"), [
+    ("no-such-model", "asks 'no-such-model', which is not one of the models"),
+    (object(), "asks a object, which is not a LlamaIndex LLM"),
+], ids=["unknown-name", "not-an-llm"])
+def test_a_verifier_that_is_not_a_llamaindex_llm_is_refused_at_construction(
+    fake, strong, weak, router, verifier, message
+):
+    # as RoutedChatModel does: found out at call time, the cheap answer is already paid for
+    with pytest.raises(CascadeConfigError, match=message):
+        RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                  cascade=Cascade(AgreementScorer([verifier]), accept=0.5))
+    assert fake.requests == []
 
 
 def test_prices_let_a_budget_charge_a_candidate_genai_prices_does_not_know(
@@ -141,3 +149,12 @@ def test_bad_prices_are_config_errors(strong, weak, router, prices, budgets, mat
     with pytest.raises(RouterConfigError, match=match):
         RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
                   budgets=budgets, spend_store="memory://" if budgets else None, prices=prices)
+
+
+@pytest.mark.parametrize("budgets", [[Budget(1.0)], Budget(1.0)], ids=["list", "bare-budget"])
+def test_budgets_that_are_not_a_mapping_say_what_budgets_takes(strong, weak, router, budgets):
+    with pytest.raises(RouterConfigError,
+                       match=r"budgets must be a dict of scope -> langroute Budget") as info:
+        RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                  budgets=budgets, spend_store="memory://")
+    assert type(budgets).__name__ in str(info.value)

@@ -159,6 +159,16 @@ def test_the_budget_survives_a_pipeline_rebuild(router, strong, weak):
     assert row.spent_nano / 1e9 == pytest.approx(2 * cost(STRONG_ID))
 
 
+@pytest.mark.parametrize("budgets", [[Budget(limit_usd=1.0)], Budget(limit_usd=1.0)],
+                         ids=["list", "bare-budget"])
+def test_budgets_that_are_not_a_mapping_say_what_budgets_takes(router, strong, weak, budgets):
+    with pytest.raises(RouterConfigError,
+                       match=r"budgets must be a dict of scope -> langroute Budget") as info:
+        routed(router, strong, weak, budgets, "memory://")
+    assert type(budgets).__name__ in str(info.value)
+    assert "validation error" not in str(info.value)  # langroute's words, not pydantic's
+
+
 def test_prices_without_budgets_is_an_error(router, strong, weak):
     with pytest.raises(RouterConfigError, match="prices is set but budgets is not"):
         RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,

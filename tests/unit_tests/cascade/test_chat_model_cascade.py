@@ -42,6 +42,16 @@ def _routed(router, strong, weak, verifier_name: str) -> tuple[RoutedChatModel, 
     return model, verifier
 
 
+def _failing_escalation(router, strong, weak, fallback):
+    """The weak answer is doubtful and the strong model is down."""
+    strong.error = ConnectionError("strong is down")
+    model = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD, fallback=fallback, max_retries=0,
+                            cascade=Cascade(FunctionScorer(lambda messages, answer: 0.0),
+                                            accept=0.5))
+    return model
+
+
 def _invoke(model, mode, *args, **kwargs):
     if mode == "sync":
         return model.invoke(*args, **kwargs)
@@ -227,3 +237,48 @@ def test_a_streamed_structured_answer_keeps_its_usage(router, strong, weak, mode
     assert seen[0].usage is not None and seen[0].raw == _Product(value=391)
     usage = tracer.calls[0].attempts[0]["usage"]
     assert (usage["input_tokens"], usage["output_tokens"]) == (10, 3)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failed_escalation_under_cheaper_returns_the_paid_answer_marked(router, strong, weak,
+                                                                          mode):
+    """The rejected model is not called again for an unscored answer: its paid answer is
+    returned unconfirmed, as when the budget denies, and the provider's error stays traced."""
+    model = _failing_escalation(router, strong, weak, "cheaper")
+    recorder = EventRecorder()
+    message = _invoke(model, mode, EASY, config={"callbacks": [recorder]})
+    record = message.response_metadata["langroute"]
+    assert message.content == f"answer from {WEAK}" and len(weak.received) == 1
+    assert [(a["model"], a["purpose"], a["outcome"], a["score"]) for a in record["attempts"]] == [
+        (WEAK, "answer", "accepted", 0.0), (STRONG, "cascade", "error", None)]
+    assert "strong is down" in record["attempts"][1]["error"]
+    assert f"escalation to {STRONG!r} failed" in record["notes"]["cascade"]
+    assert "unconfirmed" in record["notes"]["cascade"]
+    last = [e["data"] for e in recorder.events if e["name"] == "langroute.cascade"][-1]
+    assert last["failed"] == STRONG and "ConnectionError: strong is down" in last["error"]
+    assert last["accepted"] and last["passed"] is False
+    assert not [e for e in recorder.events if e["name"] == "langroute.fallback"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("fallback", ["stronger", None])
+def test_a_failed_escalation_that_may_not_go_down_raises_the_provider_error(
+        router, strong, weak, mode, fallback):
+    """``stronger`` and None never answer below the escalation target: the provider's error
+    propagates, traced as a ``langroute.cascade`` event naming the failed escalation."""
+    model = _failing_escalation(router, strong, weak, fallback)
+    recorder = EventRecorder()
+    with pytest.raises(ConnectionError, match="strong is down"):
+        _invoke(model, mode, EASY, config={"callbacks": [recorder]})
+    assert len(weak.received) == 1
+    last = [e["data"] for e in recorder.events if e["name"] == "langroute.cascade"][-1]
+    assert last["failed"] == STRONG and "strong is down" in last["error"]
+    assert last["accepted"] is False and last["passed"] is False
+
+
+def test_a_failed_escalated_stream_under_cheaper_delivers_the_paid_answer(router, strong, weak):
+    model = _failing_escalation(router, strong, weak, "cheaper")
+    chunks = list(model.stream(EASY))
+    assert "".join(c.content for c in chunks) == f"answer from {WEAK}"
+    assert len(weak.received) == 1
+    assert "failed" in chunks[-1].response_metadata["langroute"]["notes"]["cascade"]

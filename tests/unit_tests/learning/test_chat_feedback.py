@@ -3,13 +3,16 @@ and ``record_feedback`` / ``record_preference`` teach the router by ``decision_i
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from langroute import SWRouter
 from langroute._exceptions import FeedbackError, RouterConfigError, UnknownDecisionError
 from langroute.chat_models import RoutedChatModel
 from langroute.embeddings import HashingEmbedder
-from langroute.feedback import open_feedback_store, replay
+from langroute.feedback import MemoryFeedbackStore, open_feedback_store, replay
 from langroute.routers._calibration_scores import calibration_scores_disabled
 
 from ..chat_models.fakes import (
@@ -78,6 +81,79 @@ def test_feedback_errors_are_clear():
         without.record_feedback(decision_id, score=1.0)
     with pytest.raises(RouterConfigError, match="feedback_store must be"):
         routed_model(fitted_router(), 42)
+
+
+def _feedback_of(event) -> tuple:
+    return (event.kind, event.model, event.other, event.score, event.key)
+
+
+async def test_async_feedback_teaches_the_router_as_sync_feedback_does():
+    synced, awaited = fitted_router(), fitted_router()
+    sync_model, async_model = routed_model(synced, "memory://"), routed_model(awaited, "memory://")
+    before = awaited.win_matrix(EASY)[0, 1]
+    sync_events, async_events = [], []
+    for _ in range(3):
+        decision_id = sync_model.invoke(EASY).response_metadata["langroute"]["decision_id"]
+        sync_events.append(sync_model.record_feedback(decision_id, score=0.0, key="thumb"))
+        answer = await async_model.ainvoke(EASY)
+        async_events.append(await async_model.arecord_feedback(
+            answer.response_metadata["langroute"]["decision_id"], score=0.0, key="thumb"))
+    decision_id = sync_model.invoke(HARD).response_metadata["langroute"]["decision_id"]
+    sync_events.append(sync_model.record_preference(decision_id, preferred=WEAK, tie=True))
+    answer = await async_model.ainvoke(HARD)
+    async_events.append(await async_model.arecord_preference(
+        answer.response_metadata["langroute"]["decision_id"], preferred=WEAK, tie=True))
+    assert list(map(_feedback_of, async_events)) == list(map(_feedback_of, sync_events))
+    assert async_model.feedback.store().events(0) == async_events  # stored as returned
+    assert awaited.win_matrix(EASY)[0, 1] > before
+    assert awaited.win_matrix(EASY) == pytest.approx(synced.win_matrix(EASY))
+    assert awaited.win_matrix(HARD) == pytest.approx(synced.win_matrix(HARD))
+
+
+async def test_async_feedback_errors_are_the_sync_ones():
+    model = routed_model(fitted_router(), "memory://")
+    decision_id = (await model.ainvoke(EASY)).response_metadata["langroute"]["decision_id"]
+    with pytest.raises(UnknownDecisionError):
+        await model.arecord_feedback("not-a-call", score=1.0)
+    with pytest.raises(FeedbackError, match="score"):
+        await model.arecord_feedback(decision_id, score=2.0)
+    with pytest.raises(UnknownDecisionError):
+        await model.arecord_preference("not-a-call", preferred=STRONG)
+    assert model.feedback.store().events(0) == []  # refused before anything was stored
+    without = routed_model(fitted_router(), None)
+    with pytest.raises(RouterConfigError, match="feedback_store="):
+        await without.arecord_feedback(decision_id, score=1.0)
+
+
+class HeldStore(MemoryFeedbackStore):
+    """A store whose feedback write is slow: it holds until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.release = threading.Event(), threading.Event()
+
+    def _append_event(self, event) -> None:
+        self.writing.set()
+        if not self.release.wait(timeout=5):
+            raise TimeoutError("nobody released the write: the event loop was blocked")
+        super()._append_event(event)
+
+
+async def test_async_feedback_does_not_block_the_event_loop():
+    store = HeldStore()
+    model = routed_model(fitted_router(), store)
+    decision_id = (await model.ainvoke(EASY)).response_metadata["langroute"]["decision_id"]
+    task = asyncio.create_task(model.arecord_feedback(decision_id, score=0.0))
+
+    async def other_task() -> None:  # progresses while the write is held
+        while not store.writing.is_set():
+            await asyncio.sleep(0.005)
+        assert not task.done()
+        store.release.set()
+
+    await asyncio.wait_for(other_task(), timeout=5)
+    event = await task
+    assert store.events(0) == [event]
 
 
 def irt_model():

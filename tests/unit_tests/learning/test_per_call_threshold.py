@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from langroute import SWRouter
+from langroute import RouterConfigError, SWRouter
 from langroute.chat_models import RoutedChatModel
 from langroute.embeddings import HashingEmbedder
 
@@ -99,3 +101,72 @@ async def test_a_bad_per_call_threshold_fails_only_its_own_input_in_a_batch(shar
             STRONG, WEAK]
     with pytest.raises(ValueError, match="threshold"):  # without it, raised as before
         routed.batch([HARD, HARD, EASY], configs)
+
+
+def test_a_threshold_from_configurable_is_used_like_one_from_metadata(shared):
+    """``with_config(configurable=...)`` is how LangChain users set per-agent settings."""
+    routed, _, _ = shared
+    careful = routed.with_config(configurable={"langroute_threshold": CAREFUL})
+    thrifty = routed.with_config(configurable={"langroute_threshold": THRIFTY})
+    assert [(r["threshold"], r["model"]) for r in (
+        careful.invoke(HARD).response_metadata["langroute"],
+        thrifty.invoke(HARD).response_metadata["langroute"])] == [(CAREFUL, STRONG),
+                                                                  (THRIFTY, WEAK)]
+    with pytest.raises(RouterConfigError, match="threshold must lie in"):
+        routed.invoke(HARD, {"configurable": {"langroute_threshold": 1.5}})
+
+
+def test_metadata_and_configurable_thresholds_that_differ_are_refused(shared):
+    """Neither silently wins: the error names both."""
+    routed, careful, _ = shared
+    with pytest.raises(RouterConfigError, match=r"metadata langroute_threshold=0\.5 and "
+                                                r"configurable langroute_threshold=0\.95"):
+        careful.invoke(HARD, {"configurable": {"langroute_threshold": THRIFTY}})
+    same = careful.invoke(HARD, {"configurable": {"langroute_threshold": CAREFUL}})
+    assert same.response_metadata["langroute"]["threshold"] == CAREFUL
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    ({"metadata": {"langroute_cost_weight": -5}}, "langroute_cost_weight"),
+    ({"metadata": {"langroute_treshold": 0.9}}, "langroute_treshold"),
+    ({"configurable": {"langroute_treshold": 0.9}}, "langroute_treshold"),
+    # langroute writes it into run metadata, but it is no input
+    ({"configurable": {"langroute_model": STRONG}}, "langroute_model"),
+])
+def test_an_unknown_langroute_key_is_refused(shared, config, key):
+    routed, _, _ = shared
+    with pytest.raises(RouterConfigError, match=rf"{key!r}.*'langroute_threshold'"):
+        routed.invoke(HARD, config)
+
+
+def test_keys_langroute_writes_are_inherited_without_error(router):
+    """A routed model called inside another routed call sees the parent's keys in its run
+    metadata; they are allowed, an unknown key beside them is not."""
+    inner = RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG),
+                                    WEAK: ScriptedChatModel(model_name=WEAK)},
+                            router=router, threshold=THRESHOLD)
+    outer = RoutedChatModel(models={STRONG: inner, WEAK: ScriptedChatModel(model_name=WEAK)},
+                            router=router, threshold=0.0)  # 0: the inner model answers
+    message = outer.invoke(HARD)
+    assert message.content == f"answer from {STRONG}"
+    with pytest.raises(RouterConfigError, match="langroute_cost_weight"):
+        outer.invoke(HARD, {"metadata": {"langroute_cost_weight": 1}})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_batch_checks_each_inputs_config_on_its_own(shared, mode):
+    routed, _, _ = shared
+    configs = [{"configurable": {"langroute_threshold": CAREFUL}},
+               {"metadata": {"langroute_cost_weight": 1}},
+               {"configurable": {"langroute_threshold": THRIFTY},
+                "metadata": {"langroute_threshold": CAREFUL}},
+               {"configurable": {"langroute_threshold": THRIFTY}}]
+    inputs = [HARD] * len(configs)
+    if mode == "sync":
+        out = routed.batch(inputs, configs, return_exceptions=True)
+    else:
+        out = asyncio.run(routed.abatch(inputs, configs, return_exceptions=True))
+    assert out[0].response_metadata["langroute"]["model"] == STRONG
+    assert isinstance(out[1], RouterConfigError) and "langroute_cost_weight" in str(out[1])
+    assert isinstance(out[2], RouterConfigError) and "configurable" in str(out[2])
+    assert out[3].response_metadata["langroute"]["model"] == WEAK

@@ -47,7 +47,13 @@ from langroute.pipeline import (
     stream_async,
     stream_sync,
 )
-from langroute.pipeline._assembly import PipelineCache, check_positive, check_unit_interval
+from langroute.pipeline._assembly import (
+    PipelineCache,
+    check_budgets,
+    check_positive,
+    check_unit_interval,
+)
+from langroute.pipeline._types import call_metadata
 
 from ._caller import LlamaCaller, ToolsRequest
 from ._messages import (
@@ -100,7 +106,8 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         Answer-checking escalation (``langroute.cascade.Cascade``).
     budgets : dict of str to Budget, default=None
         Per-scope cost limits (``langroute.budgets.Budget``), kept in ``spend_store``. The scope
-        is read from LlamaIndex's ``instrument_tags`` (``agent``, ``user`` or ``tenant``).
+        is read from LlamaIndex's ``instrument_tags`` (``agent``, ``user`` or ``tenant``), as is
+        a per-call threshold (``langroute_threshold``); any other ``langroute_`` tag is an error.
     spend_store : str, default=None
         ``"sqlite:///spend.db"`` (default ``sqlite:///langroute-spend.db`` when budgets are
         given), ``"redis://host:port/0"`` or ``"memory://"``.
@@ -183,6 +190,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         # Checked before pydantic sees them, so bad input raises langroute's own errors.
         _check_llms(llms)
         _check_options(threshold, strong_fraction, target_cost, timeout, cascade, prices)
+        _check_cascade_models(cascade, llms)
         _check_extra(kwargs)
         try:
             super().__init__(
@@ -190,7 +198,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
                 strong_fraction=strong_fraction, target_cost=target_cost,
                 costs=None if costs is None else dict(costs), timeout=timeout,
                 max_retries=max_retries, fallback=fallback, cascade=cascade,
-                budgets=None if budgets is None else dict(budgets), spend_store=spend_store,
+                budgets=check_budgets(budgets), spend_store=spend_store,
                 prices=None if prices is None else dict(prices),
                 trace_prompt=trace_prompt, feedback_store=feedback_store, refitter=refitter,
                 callback_manager=callback_manager, **kwargs,
@@ -252,7 +260,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         return decision
 
     def _request(self, messages: list[ChatMessage] | None, prompt: str | None) -> RouteRequest:
-        context = CallContext(metadata=dict(active_instrument_tags.get()))
+        context = CallContext(metadata=call_metadata(active_instrument_tags.get()))
         if prompt is not None:
             if not prompt.strip():
                 raise MessageError("cannot route an empty prompt")
@@ -451,6 +459,15 @@ def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeo
     if prices is not None and not isinstance(prices, Mapping):
         # the entries themselves are checked by langroute.budgets when the pipeline is built
         raise RouterConfigError(f"prices must be a dict, got {type(prices).__name__}")
+
+
+def _check_cascade_models(cascade: Any, llms: Mapping[str, LLM]) -> None:
+    """Every model the cascade's scorer asks is a candidate's name or a LlamaIndex LLM
+    (CascadeConfigError otherwise, as in RoutedChatModel): found out at call time, the cheap
+    answer would already be paid for."""
+    check = getattr(cascade, "check_models", None)
+    if callable(check):
+        check(list(llms), lambda model: isinstance(model, LLM), "LlamaIndex LLM")
 
 
 def _describe(name: str, llm: LLM) -> ModelRef:
