@@ -191,12 +191,14 @@ class Outcomes:
         try:
             out_tokens = np.broadcast_to(out_tokens, (n, m))
         except ValueError:
-            raise ValueError(
+            raise OutcomesError(
                 f"output_tokens must be a number, shape ({n},) or ({n}, {m}); "
                 f"got shape {np.shape(output_tokens)}"
             ) from None
         if not (np.all(np.isfinite(out_tokens)) and np.all(out_tokens >= 0)):
-            raise ValueError("output_tokens must be finite and >= 0")
+            # A LangrouteError (and still a ValueError), so the CLI reports it cleanly.
+            got = f", got {output_tokens!r}" if np.ndim(output_tokens) == 0 else ""
+            raise OutcomesError(f"output_tokens must be finite and >= 0{got}")
         in_price = np.array([self.prices[k]["input_usd_per_mtok"] for k in self.models], float)
         out_price = np.array([self.prices[k]["output_usd_per_mtok"] for k in self.models], float)
         in_tokens = np.ceil(np.array([len(p) for p in self.prompts], float) / CHARS_PER_TOKEN)

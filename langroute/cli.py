@@ -129,33 +129,56 @@ def _load(dataset: str, models: str | None, output_tokens: float | None) -> Outc
     return data
 
 
+def _output_tokens(raw: str) -> float:
+    """``--output-tokens``: a finite count >= 0, checked as a usage error before any work."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {raw!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {raw!r}")
+    return value
+
+
 def _model_list(models: str) -> list[str]:
     return [m.strip() for m in models.split(",") if m.strip()]
+
+
+def _os_reason(exc: OSError) -> str:
+    """The OS's reason for a failed write, without the (possibly very long) path."""
+    return exc.strerror or str(exc)
 
 
 def _check_output_file(path: str) -> Path:
     """Fail before any work if ``path`` cannot be written as a file."""
     out = Path(path)
-    if out.is_dir():
-        raise RouterConfigError(f"cannot write {out}: it is a folder; give a file name")
-    folder = out.parent
-    if not folder.is_dir():
-        raise RouterConfigError(f"cannot write {out}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise RouterConfigError(f"cannot write {out}: folder {folder} is not writable")
+    try:
+        if out.is_dir():
+            raise RouterConfigError(f"cannot write {out}: it is a folder; give a file name")
+        folder = out.parent
+        if not folder.is_dir():
+            raise RouterConfigError(f"cannot write {out}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise RouterConfigError(f"cannot write {out}: folder {folder} is not writable")
+    except OSError as exc:  # e.g. a name too long: an error message, not a traceback
+        raise RouterConfigError(f"cannot write {out}: {_os_reason(exc)}") from exc
     return out
 
 
 def _check_output_dir(path: str) -> Path:
     """Fail before any work if folder ``path`` cannot be created or written."""
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise RouterConfigError(f"cannot write reports to {out}: it is a file")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise RouterConfigError(f"cannot write reports to {out}: {existing} is not writable")
+    try:
+        if out.exists() and not out.is_dir():
+            raise RouterConfigError(f"cannot write reports to {out}: it is a file")
+        existing = out
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise RouterConfigError(
+                f"cannot write reports to {out}: {existing} is not writable")
+    except OSError as exc:  # e.g. a name too long: an error message, not a traceback
+        raise RouterConfigError(f"cannot write reports to {out}: {_os_reason(exc)}") from exc
     return out
 
 
@@ -218,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also replay each training fold as a stream: a '<router> online@25%%' "
                          "row learning from the chosen model's score only, beside a "
                          "'<router> static@25%%' row; with --out, online.png plots both over time")
-    ev.add_argument("--online-share", type=float, default=0.25, metavar="F",
+    ev.add_argument("--online-share", type=float, metavar="F",
                     help="initial share of each training fold for --online (default 0.25)")
     ev.add_argument("--cascade", action="append", metavar="SCORER",
                     help="also evaluate cascades (repeatable): 'agreement' (needs answers.csv) "
@@ -246,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="outcomes folder of held-out prompts (default: the kept scores)")
     ca.add_argument("--models",
                     help="comma-separated candidate models (default: all the router's)")
-    ca.add_argument("--output-tokens", type=float, metavar="N",
+    ca.add_argument("--output-tokens", type=_output_tokens, metavar="N",
                     help="price calls from DATASET's models.json with N output tokens per call "
                          "(default: the router's training costs)")
     target = ca.add_mutually_exclusive_group(required=True)
@@ -267,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="outcomes folder (prompts.jsonl, scores.csv, costs.csv)")
     parser.add_argument("--models", help="comma-separated models to use (default: all)")
-    parser.add_argument("--output-tokens", type=float, metavar="N",
+    parser.add_argument("--output-tokens", type=_output_tokens, metavar="N",
                         help="estimate costs from models.json prices with N output tokens per "
                              "call (for outcomes without costs.csv)")
 
@@ -275,6 +298,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 # -- commands ------------------------------------------------------------------------------------
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
+    from .evaluation._online import DEFAULT_INITIAL_SHARE
 
     specs = parse_router_specs(args.router)
     routers = {label: _build_router(name, params, None) for label, name, params in specs}
@@ -286,42 +310,58 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                    for label, name, params in specs}
     elif args.tune_max_prompts is not None:
         raise RouterConfigError("--tune-max-prompts applies only with --tune")
+    if args.online_share is not None and not args.online:
+        raise RouterConfigError("--online-share applies only with --online")
     out = _check_output_dir(args.out) if args.out else None
     data = _load(args.dataset, args.models, args.output_tokens)
     report = evaluate(
         data, routers, embedder=_make_embedder(args.embedder), split=args.split,
         folds=args.folds, seeds=args.seeds, progress=_show_progress(args), on_error="record",
-        online=args.online, online_share=args.online_share, cascades=args.cascade or (),
+        online=args.online,
+        online_share=(DEFAULT_INITIAL_SHARE if args.online_share is None
+                      else args.online_share), cascades=args.cascade or (),
     )
     status = 0
-    if out is not None:
-        for path in report.save(out, plot=False).values():
-            print(f"wrote {path}", file=sys.stderr)
-        if not args.no_plot:
-            try:
-                from .evaluation import plot_report
-
-                print(f"wrote {plot_report(report, out / 'plot.png')}", file=sys.stderr)
-                # Every router that could learn online may have failed: the errors below say
-                # why, so there is no timeline to plot rather than a second, vaguer error.
-                if args.online and any("online" in entry
-                                       for entry in report.data["routers"].values()):
-                    from .evaluation._online import plot_online
-
-                    print(f"wrote {plot_online(report, out / 'online.png')}", file=sys.stderr)
-                elif args.online:
-                    print("langroute eval: online.png not written: no router has online rows",
-                          file=sys.stderr)
-            except MissingDependencyError as exc:
-                print(f"langroute eval: warning: plot.png not written: {exc}", file=sys.stderr)
-                status = 1
+    not_written = None
+    try:
+        if out is not None:
+            _write_reports(report, out, args)
+    except OSError as exc:  # the work is done: still print the results, then say what failed
+        not_written = (f"the evaluation finished, but its results were not written to {out}: "
+                       f"{_os_reason(exc)}" + (f" ({exc.filename})" if exc.filename else ""))
+    except MissingDependencyError as exc:
+        print(f"langroute eval: warning: plot.png not written: {exc}", file=sys.stderr)
+        status = 1
     print(report.to_json() if args.json else report.to_markdown(),
           end="\n" if args.json else "")
     for label, failure in report.data["failed"].items():
         print(f"langroute eval: error: router {label} failed (seed {failure['seed']}, fold "
               f"{failure['fold']}): {failure['error']}: {failure['message']}", file=sys.stderr)
         status = 1
+    if not_written is not None:
+        print(f"langroute eval: error: {not_written}", file=sys.stderr)
+        status = 1
     return status
+
+
+def _write_reports(report: Any, out: Path, args: argparse.Namespace) -> None:
+    """report.json and report.md, then the plots (MissingDependencyError after the reports)."""
+    for path in report.save(out, plot=False).values():
+        print(f"wrote {path}", file=sys.stderr)
+    if args.no_plot:
+        return
+    from .evaluation import plot_report
+
+    print(f"wrote {plot_report(report, out / 'plot.png')}", file=sys.stderr)
+    # Every router that could learn online may have failed: the errors below say why, so
+    # there is no timeline to plot rather than a second, vaguer error.
+    if args.online and any("online" in entry for entry in report.data["routers"].values()):
+        from .evaluation._online import plot_online
+
+        print(f"wrote {plot_online(report, out / 'online.png')}", file=sys.stderr)
+    elif args.online:
+        print("langroute eval: online.png not written: no router has online rows",
+              file=sys.stderr)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -341,7 +381,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if show:
         print(f"fitting {label} (and its out-of-fold calibration scores)...", file=sys.stderr)
     router.fit(data)
-    router.save(output)
+    if data.costs is None:
+        print(f"langroute train: note: {args.dataset} has no costs.csv, so the router is saved "
+              "without costs; 'langroute calibrate' will need a DATASET with costs.csv or "
+              "--output-tokens N (or train with --output-tokens N to estimate them from "
+              "models.json)", file=sys.stderr)
+    try:
+        router.save(output)
+    except OSError as exc:
+        raise RouterConfigError(
+            f"the router was trained, but not written to {output}: {_os_reason(exc)}"
+        ) from exc
     print(f"trained {type(router).__name__} on {len(data)} prompts x {len(data.models)} models; "
           f"wrote {output}", file=sys.stderr)
     return 0
@@ -362,6 +412,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                 "give a DATASET")
     costs = None
     if args.dataset is None:
+        _check_router_costs(router, args.router_file)
+        if getattr(router, "calibration_win_matrices_", None) is None:
+            # The library's advice names calibrate_threshold(); the CLI's remedy is a DATASET.
+            note = getattr(router, "_calibration_note", "") or "it predates calibration scores"
+            raise RouterConfigError(
+                f"{args.router_file}: this {type(router).__name__} kept no calibration scores "
+                f"from fitting ({note}); give a DATASET argument of representative held-out "
+                "prompts to calibrate on"
+            )
         source = "the router's out-of-fold calibration scores of its training prompts"
         win = calibration_win_matrices(router, None)
     else:
@@ -375,6 +434,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             mean_costs = data.mean_costs()
             assert mean_costs is not None
             costs = {name: float(c) for name, c in zip(data.models, mean_costs, strict=True)}
+        if costs is None:
+            _check_router_costs(router, args.router_file)  # before scoring the prompts
         source = f"{len(data)} prompts of {args.dataset}"
         win = _win_matrices_with_progress(router, list(data.prompts), _show_progress(args))
     ladder = routing_ladder(router, models=models, costs=costs)
@@ -402,6 +463,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
               f"{100 * result['strong_fraction']:.1f}% go to {result['strong_model']}, "
               f"mean cost ${result['mean_cost']:.6g} per call ({priced} mean costs)")
     return 0
+
+
+def _check_router_costs(router: BaseRouter, router_file: str) -> None:
+    """A router trained without costs needs them from a DATASET (the library says costs=)."""
+    if router.costs_ is None:
+        raise RouterConfigError(
+            f"{router_file}: this {type(router).__name__} was trained without costs (e.g. its data "
+            "had no costs.csv), and calibrating needs each model's cost: give a DATASET of "
+            "held-out prompts with costs.csv, or with --output-tokens N to price calls from "
+            "its models.json"
+        )
 
 
 def _check_models_match(router: BaseRouter, data: Outcomes, models: list[str] | None) -> None:

@@ -175,6 +175,7 @@ def evaluate(
             f"online evaluation needs a router with partial_fit (sw, knn); got {list(templates)}"
         )
     timelines: dict[str, list[dict[str, np.ndarray]]] = {}
+    dropped: set[str] = set()  # static rows of an online replay that failed (failed names it)
     with tqdm(total=len(splits) * len(templates), desc="evaluate", unit="fit", file=sys.stderr,
               disable=not show) as bar:
         for sp in splits:
@@ -236,24 +237,36 @@ def evaluate(
                     record["routers"][name] = cascade_metrics
                     curves.setdefault(name, []).append(cascade_curve)
             for label in online_routers if online else ():
-                if label in failed:
+                names = online_labels(label, share)
+                if label in failed or names[1] in failed:
                     continue
-                static, learned, timeline = online_fold(
-                    templates[label], train, initial_share=share, seed=1000 * sp.seed + sp.fold)
-                for name, fitted in zip(online_labels(label, share), (static, learned),
-                                        strict=True):
-                    win = _win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                try:
+                    static, learned, timeline = online_fold(
+                        templates[label], train, initial_share=share,
+                        seed=1000 * sp.seed + sp.fold)
+                    wins = [_win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                            for fitted in (static, learned)]
+                except LangrouteError as exc:
+                    # Like a static row's failure: drop this router's online rows, keep the rest.
+                    if on_error == "raise":
+                        raise
+                    failed[names[1]] = {"error": type(exc).__name__, "message": str(exc),
+                                        "seed": sp.seed, "fold": sp.fold}
+                    dropped.add(names[0])
+                    continue
+                for name, fitted, win in zip(names, (static, learned), wins, strict=True):
                     metrics, curve = _router_metrics(fitted, win, test, base, strong, weak)
                     record["routers"][name] = metrics
                     curves.setdefault(name, []).append(curve)
-                timelines.setdefault(online_labels(label, share)[1], []).append(timeline)
+                timelines.setdefault(names[1], []).append(timeline)
             fold_records.append(record)
 
-    for label in failed:
+    for label in [*failed, *dropped]:
         for record in fold_records:
             record["routers"].pop(label, None)
     ok = [label for label in curves
-          if label not in failed and all(label in f["routers"] for f in fold_records)]
+          if label not in failed and label not in dropped
+          and all(label in f["routers"] for f in fold_records)]
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "dataset": {
@@ -319,10 +332,13 @@ def _check_outcomes(data: Outcomes) -> None:
     for name, values in (("scores", data.scores), ("costs", data.costs)):
         missing = np.isnan(values).any(axis=1)
         if missing.any():
+            # The remedy filters on the array that has the gaps, and works from the CLI too.
+            first = data.ids[int(np.argmax(missing))]
             raise OutcomesError(
-                f"{int(missing.sum())} of {len(data)} prompts lack a {name[:-1]} for some model; "
-                "evaluation compares every model on every prompt, so select complete rows first "
-                "(outcomes.subset(~np.isnan(outcomes.scores).any(axis=1)))",
+                f"{int(missing.sum())} of {len(data)} prompts lack a {name[:-1]} for some model "
+                f"(the first: id {first!r}); evaluation compares every model on every prompt, so "
+                f"fill in those cells of {name}.csv or drop those prompts (in Python: "
+                f"outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1)))",
                 path=data.source,
             )
 

@@ -446,6 +446,7 @@ class BaseRouter(ABC):
             costs = state.pop("costs_")
             router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)
             router.quality_ = np.asarray(state.pop("quality_"), dtype=np.float64)
+            _check_per_model(path, router)
             router._load_calibration_scores(arrays.pop(_CALIBRATION_ARRAY, None))
             router._set_state(state, arrays)
             router._new_fit_version()
@@ -462,6 +463,18 @@ class BaseRouter(ABC):
         return router  # type: ignore[return-value]
 
 
+def _check_per_model(path: str | Path, router: BaseRouter) -> None:
+    """A file's ``costs_`` and ``quality_`` must hold one value per model: checked at load, as
+    the checksum cannot tell an edited header from a saved one (anyone can recompute it)."""
+    m = len(router.models_)
+    for name, values in (("costs_", router.costs_), ("quality_", router.quality_)):
+        if values is not None and values.shape != (m,):
+            raise RouterFileError(
+                f"{path}: inconsistent router file: {name} holds {values.size} value(s) of "
+                f"shape {values.shape} for {m} models {router.models_}"
+            )
+
+
 def _embedder_for_file(
     path: str | Path, record: Any, given: Embedder | None, allow_remote: bool
 ) -> Embedder:
@@ -470,6 +483,12 @@ def _embedder_for_file(
         raise RouterFileError(
             f"{path}: the file does not record which embedder trained the router (written by "
             "an older langroute?); refit and save it again"
+        )
+    if "fingerprint" not in record:
+        # The SHA-256 does not stop an edited header: check before the fingerprint is read.
+        raise RouterFileError(
+            f"{path}: the file's embedder record has no fingerprint, so the embedder cannot be "
+            "checked; refit and save the router again"
         )
     spec = record["spec"]
     if given is None:

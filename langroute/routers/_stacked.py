@@ -17,7 +17,7 @@ nested by construction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -102,23 +102,52 @@ class StackedRouter(BaseRouter):
         self.random_state = random_state
 
     def _base_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """The bases as (kind, params), each checked by building it: a badly formed entry is a
+        RouterConfigError naming the base, not a TypeError deep inside ``fit``."""
         specs = DEFAULT_BASES if self.bases is None else self.bases
+        if isinstance(specs, (str, bytes, dict)) or not isinstance(specs, Iterable):
+            raise RouterConfigError(
+                f"bases must be a list of (kind, params dict) pairs, got {specs!r}"
+            )
+        known = sorted(k for k in _REGISTRY if k not in ("stacked", "tuned"))
         out = []
-        for spec in specs:
+        for b, spec in enumerate(specs):
             if (isinstance(spec, str) or not isinstance(spec, Sequence) or len(spec) != 2
                     or not isinstance(spec[1], dict)):
                 raise RouterConfigError(f"each base must be (kind, params dict), got {spec!r}")
             kind, params = spec
-            cls = _REGISTRY.get(kind)
-            if cls is None or kind in ("stacked", "tuned"):
+            if not isinstance(kind, str) or kind not in known:
                 raise RouterConfigError(
-                    f"unknown base router kind {kind!r}; use one of "
-                    f"{sorted(k for k in _REGISTRY if k not in ('stacked', 'tuned'))}"
+                    f"unknown base router kind {kind!r} (base {b}); use one of {known}"
                 )
-            out.append((str(kind), dict(params)))
+            out.append((kind, dict(params)))
+            self._check_base(b, kind, dict(params))
         if not out:
             raise RouterConfigError("StackedRouter needs at least one base router")
         return out
+
+    @staticmethod
+    def _check_base(b: int, kind: str, params: dict[str, Any]) -> None:
+        """Build base ``b`` (without an embedder: the shared one is set at fit) and run its own
+        parameter checks, so a bad setting fails up front with the base named."""
+        cls = _REGISTRY[kind]
+        where = f"base {b} ({kind!r})"
+        names = cls._param_names()
+        for name in params:
+            if not isinstance(name, str) or name not in names:
+                raise RouterConfigError(
+                    f"{where}: {cls.__name__} has no parameter {name!r}; its parameters are "
+                    f"{[n for n in names if n != 'embedder']}"
+                )
+        if "embedder" in params:
+            raise RouterConfigError(
+                f"{where}: set the embedder on the StackedRouter (shared by every base), "
+                "not in a base's params"
+            )
+        try:
+            cls(**params)._validate_params()
+        except RouterConfigError as exc:
+            raise RouterConfigError(f"{where}: {exc}") from exc
 
     def _validate_params(self) -> None:
         self._base_specs()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +237,120 @@ def test_bradley_terry_non_convergence_is_a_clean_cli_error(mtbench, tmp_path, c
     code = main(["train", mtbench, "--embedder", "hashing", "-o", str(tmp_path / "r")])
     assert code == 1
     assert "error: Bradley-Terry did not converge" in capsys.readouterr().err
+
+
+# -- audit: clean errors and CLI remedies instead of tracebacks and Python-only advice ---------
+@pytest.mark.parametrize(
+    "argv",
+    [["eval", "DATA", "--embedder", "hashing", "--output-tokens", "-5"],
+     ["train", "DATA", "--embedder", "hashing", "-o", "OUT", "--output-tokens", "nan"],
+     ["calibrate", "ROUTER", "DATA", "--strong-fraction", "0.3", "--output-tokens", "-1"]],
+)
+def test_bad_output_tokens_is_a_usage_error_not_a_traceback(mtbench, tmp_path, capsys, argv):
+    """A negative or NaN token count is refused before any work, as usage errors are."""
+    argv = [{"DATA": mtbench, "OUT": str(tmp_path / "r"), "ROUTER": str(tmp_path / "r")}
+            .get(a, a) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"langroute {argv[0]}: error: argument --output-tokens" in err
+    assert "finite number >= 0" in err
+
+
+def test_stacked_bases_that_are_not_pairs_are_a_clean_error(tmp_path, capsys):
+    """stacked:bases=1 is checked with the other parameters, before the data is read."""
+    assert main(["eval", str(tmp_path / "no-data"), "--router", "stacked:bases=1",
+                 "--embedder", "hashing"]) == 1
+    assert "error: bases must be a list of (kind, params dict) pairs" in capsys.readouterr().err
+
+
+@pytest.fixture
+def mtbench_without_costs(mtbench, tmp_path):
+    folder = tmp_path / "no-costs"
+    folder.mkdir()
+    for name in ("prompts.jsonl", "scores.csv", "models.json"):
+        (folder / name).write_bytes((Path(mtbench) / name).read_bytes())
+    return str(folder)
+
+
+def test_a_router_trained_without_costs_gets_the_cli_remedy(mtbench, mtbench_without_costs,
+                                                             tmp_path, capsys):
+    """train says the router has no costs; calibrate names DATASET and --output-tokens, which
+    work, not the Python-only costs= argument."""
+    router = str(tmp_path / "r.safetensors")
+    assert main(["train", mtbench_without_costs, "--embedder", "hashing", "-o", router,
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "no costs.csv" in err and "--output-tokens" in err
+    assert main(["calibrate", router, "--strong-fraction", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "trained without costs" in err and "give a DATASET" in err
+    assert "--output-tokens N" in err and "costs=" not in err
+    assert main(["calibrate", router, mtbench_without_costs, "--strong-fraction", "0.3"]) == 1
+    assert "trained without costs" in capsys.readouterr().err
+    assert main(["calibrate", router, mtbench_without_costs, "--strong-fraction", "0.3",
+                 "--output-tokens", "100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs"].startswith("estimated from models.json")
+    assert main(["calibrate", router, mtbench, "--strong-fraction", "0.3"]) == 0
+
+
+def test_a_router_without_kept_scores_is_told_to_give_a_dataset(mtbench, tmp_path, capsys):
+    from langroute import SWRouter, load_outcomes
+    from langroute.embeddings import HashingEmbedder
+    from langroute.routers._calibration_scores import calibration_scores_disabled
+
+    with calibration_scores_disabled():
+        router = SWRouter(HashingEmbedder()).fit(load_outcomes(mtbench))
+    path = tmp_path / "r.safetensors"
+    router.save(path)
+    assert main(["calibrate", str(path), "--strong-fraction", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "kept no calibration scores" in err and "give a DATASET argument" in err
+    assert "calibrate_threshold" not in err
+    assert main(["calibrate", str(path), mtbench, "--strong-fraction", "0.3"]) == 0
+
+
+def test_output_names_the_os_refuses_are_clean_errors(tmp_path, capsys):
+    """A name past the file system's limit fails before any work, naming the OS's reason."""
+    long = "x" * 300
+    assert main(["eval", str(tmp_path / "no-data"), "--out", str(tmp_path / long)]) == 1
+    err = capsys.readouterr().err
+    assert "langroute eval: error: cannot write reports to" in err and "too long" in err
+    assert main(["train", str(tmp_path / "no-data"), "-o", str(tmp_path / long)]) == 1
+    err = capsys.readouterr().err
+    assert "langroute train: error: cannot write" in err and "too long" in err
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "report.json")
+
+
+def test_reports_that_cannot_be_saved_still_print_the_results(mtbench, tmp_path, capsys,
+                                                              monkeypatch):
+    """The evaluation is done: print its table, then say the files were not written."""
+    from langroute.evaluation import EvaluationReport
+
+    monkeypatch.setattr(EvaluationReport, "save", _no_space)
+    code = main(["eval", mtbench, "--router", "sw", "--embedder", "hashing", "--folds", "2",
+                 "--out", str(tmp_path / "report"), "--quiet"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "| **sw** |" in captured.out
+    assert "error: the evaluation finished, but its results were not written to" in captured.err
+    assert "No space left on device" in captured.err
+
+
+def test_a_router_that_cannot_be_saved_is_a_clean_error(mtbench, tmp_path, capsys,
+                                                        monkeypatch):
+    from langroute.routers import BaseRouter
+
+    monkeypatch.setattr(BaseRouter, "save", _no_space)
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(tmp_path / "r"),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error: the router was trained, but not written to" in err and "No space" in err
+
+
+def test_online_share_without_online_is_an_error(tmp_path, capsys):
+    """Like --tune-max-prompts without --tune: an option that would be silently ignored."""
+    assert main(["eval", str(tmp_path / "no-data"), "--online-share", "0.5"]) == 1
+    assert "--online-share applies only with --online" in capsys.readouterr().err

@@ -198,6 +198,14 @@ def test_estimated_costs_follow_the_documented_formula(tmp_path):
         load_outcomes(write(tmp_path / "b", models={"big": PRICES["big"]})).with_estimated_costs(1)
 
 
+def test_bad_output_tokens_are_outcomes_errors(tmp_path):
+    """A LangrouteError (still a ValueError), so callers such as the CLI report it cleanly."""
+    out = load_outcomes(write(tmp_path, models=PRICES))
+    for bad in (-5, math.nan, math.inf, [1, 2]):
+        with pytest.raises(OutcomesError, match="output_tokens"):
+            out.with_estimated_costs(bad)
+
+
 def test_pairwise_counts_from_scores(tmp_path):
     out = load_outcomes(write(tmp_path))
     prompts, counts = pairwise_counts(out)

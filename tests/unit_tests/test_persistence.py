@@ -209,6 +209,12 @@ def _write(tmp_path, router, **changes) -> Path:
                                                        "fingerprint": {"dimension": 64}}}},
          "corrupt embedder fingerprint"),
         ({"state": lambda s: {k: v for k, v in s.items() if k != "models_"}}, "models_"),
+        # The checksum does not stop these (anyone can recompute it): caught at load.
+        ({"state": lambda s: {**s, "embedder_record": {"spec": s["embedder_record"]["spec"]}}},
+         "embedder record has no fingerprint"),
+        ({"state": lambda s: {**s, "costs_": [1.0]}}, r"costs_ holds 1 value\(s\).*3 models"),
+        ({"state": lambda s: {**s, "quality_": [1.0, 2.0, 3.0, 4.0]}},
+         r"quality_ holds 4 value\(s\).*3 models"),
         ({"state": lambda s: {**s, "models_": [*s["models_"], "extra"],
                               "costs_": [*s["costs_"], 1.0], "quality_": [*s["quality_"], 1.0]}},
          "inconsistent"),

@@ -82,6 +82,56 @@ def test_missing_costs_and_scores_are_clear_errors(tmp_path):
                  ["sw"], embedder=HashingEmbedder(16), progress=False)
 
 
+def test_missing_costs_hint_filters_on_costs():
+    """The remedy must select the rows that have every cost, not those with every score."""
+    data = load_outcomes(shared_dataset("routellm-mtbench"))
+    holes = data.costs.copy()
+    holes[5, 0] = np.nan
+    with pytest.raises(OutcomesError, match="1 of 80 prompts lack a cost") as info:
+        evaluate(type(data)(ids=data.ids, prompts=data.prompts, models=data.models,
+                            scores=data.scores, costs=holes),
+                 ["sw"], embedder=HashingEmbedder(16), progress=False)
+    message = str(info.value)
+    assert "outcomes.costs" in message and "outcomes.scores" not in message
+    assert "costs.csv" in message and repr(data.ids[5]) in message
+
+
+def test_bad_stacked_bases_are_recorded_not_raised():
+    from langroute.routers import StackedRouter
+
+    data = load_outcomes(shared_dataset("routellm-mtbench"))
+    embedder = HashingEmbedder(16)
+    report = evaluate(data, {"sw": SWRouter(embedder),
+                             "bad": StackedRouter(embedder, bases=[["sw", {"nosuch": 1}]])},
+                      folds=2, on_error="record", progress=False)
+    assert set(report.data["routers"]) == {"sw"}
+    assert report.data["failed"]["bad"]["error"] == "RouterConfigError"
+    assert "nosuch" in report.data["failed"]["bad"]["message"]
+
+
+def test_a_failing_online_replay_is_recorded_and_drops_only_its_rows(monkeypatch):
+    """on_error="record" covers --online too: the static rows and other routers stay."""
+    from langroute.evaluation import _evaluate
+
+    def fail(template, *args, **kwargs):
+        if isinstance(template, SWRouter) and template.gamma == 10.0:
+            raise RouterConfigError("replay failed")
+        return online_fold(template, *args, **kwargs)
+
+    online_fold = _evaluate.online_fold
+    monkeypatch.setattr(_evaluate, "online_fold", fail)
+    data = load_outcomes(shared_dataset("routellm-mtbench"))
+    routers = {"steep": SWRouter(HashingEmbedder(16), gamma=10.0),
+               "flat": SWRouter(HashingEmbedder(16), gamma=2.0)}
+    report = evaluate(data, routers, folds=2, online=True, on_error="record", progress=False)
+    assert set(report.data["routers"]) == {"steep", "flat", "flat static@25%",
+                                           "flat online@25%"}
+    assert report.data["failed"]["steep online@25%"]["message"] == "replay failed"
+    assert all("steep static@25%" not in fold["routers"] for fold in report.data["folds"])
+    with pytest.raises(RouterConfigError, match="replay failed"):
+        evaluate(data, routers, folds=2, online=True, progress=False)
+
+
 def test_unknown_router_name_lists_valid_ones():
     with pytest.raises(RouterConfigError, match=r"valid names: \['sw'"):
         make_router("nope")

@@ -117,6 +117,21 @@ def test_stacked_bases_are_checked(outcomes, embedder):
             StackedRouter(embedder, bases=bases).fit(outcomes)
 
 
+@pytest.mark.parametrize(
+    ("bases", "match"),
+    [(1, "bases must be a list"),
+     ([[["sw"], {}]], r"unknown base router kind \['sw'\] \(base 0\)"),
+     ([["knn", {"k": 5}], ["sw", {"nosuch": 1}]], "base 1 \\('sw'\\): .*no parameter 'nosuch'"),
+     ([["knn", {"k": "abc"}]], r"base 0 \('knn'\): k must be"),
+     ([["sw", {"embedder": None}]], "set the embedder on the StackedRouter")],
+)
+def test_badly_formed_stacked_bases_are_config_errors_up_front(embedder, bases, match):
+    """Checked by _validate_params (as the CLI and evaluate's on_error="record" rely on), with
+    the base and the parameter named, not a TypeError from deep inside fit."""
+    with pytest.raises(RouterConfigError, match=match):
+        StackedRouter(embedder, bases=bases)._validate_params()
+
+
 def test_stacked_keeps_its_out_of_fold_scores_for_calibration(outcomes, embedder):
     router = StackedRouter(embedder, bases=[["knn", {"k": 5}]], cv=3).fit(outcomes)
     scores = router.calibration_win_matrices_
