@@ -226,7 +226,9 @@ def _nanmean_columns(values: np.ndarray) -> np.ndarray:
 class Battles:
     """Pairwise comparisons: on ``prompts[prompt_index[k]]``, ``model_a[k]`` met ``model_b[k]``.
 
-    ``result[k]`` is 1.0 if model a won, 0.0 if model b won, 0.5 for a tie.
+    ``result[k]`` is model a's share of the win: 1.0 if model a won, 0.0 if model b won, 0.5
+    for a tie (feedback imputed from scores gives shares in between). Malformed battles (index
+    out of range, a model against itself, a result outside [0, 1]) raise ``OutcomesError``.
     """
 
     prompts: list[str]
@@ -236,6 +238,54 @@ class Battles:
     model_b: np.ndarray
     result: np.ndarray
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        # Routers sum these arrays into win counts unchecked: a result of 3 or an x-vs-x battle
+        # would silently become impossible counts, so every constructor gets load_battles' rules.
+        object.__setattr__(self, "models", tuple(self.models))
+        m = len(self.models)
+        if any(not isinstance(name, str) or not name for name in self.models):
+            raise OutcomesError(f"model names must be non-empty str, got {list(self.models)}",
+                                path=self.source)
+        if len(set(self.models)) != m:
+            raise OutcomesError(f"duplicate model names in {list(self.models)}", path=self.source)
+        n: int | None = None
+        for name in ("prompt_index", "model_a", "model_b"):
+            arr = np.asarray(getattr(self, name))
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise OutcomesError(f"{name} must be a 1-D array of integer indices, got "
+                                    f"shape {arr.shape} of {arr.dtype}", path=self.source)
+            object.__setattr__(self, name, arr.astype(np.int64))
+            n = arr.shape[0] if n is None else n
+            if arr.shape[0] != n:
+                raise OutcomesError(f"{name} has {arr.shape[0]} entries for {n} battles",
+                                    path=self.source)
+        result = np.asarray(self.result, dtype=np.float64)
+        if result.shape != (n,):
+            raise OutcomesError(f"result has shape {result.shape}, expected ({n},)",
+                                path=self.source)
+        object.__setattr__(self, "result", result)
+        checks = (
+            (self.prompt_index, (self.prompt_index < 0) | (self.prompt_index >= len(self.prompts)),
+             f"prompt_index must lie in [0, {len(self.prompts)})"),
+            (self.model_a, (self.model_a < 0) | (self.model_a >= m),
+             f"model_a must lie in [0, {m})"),
+            (self.model_b, (self.model_b < 0) | (self.model_b >= m),
+             f"model_b must lie in [0, {m})"),
+            (self.result, ~((result >= 0.0) & (result <= 1.0)),
+             "result must lie in [0, 1] (1 = model a won, 0 = model b won, 0.5 = tie)"),
+        )
+        for values, bad, message in checks:
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise OutcomesError(f"battle {k}: {message}, got {values[k].item()!r}",
+                                    path=self.source)
+        same = self.model_a == self.model_b
+        if same.any():
+            k = int(np.argmax(same))
+            raise OutcomesError(
+                f"battle {k}: model_a and model_b are both {self.models[self.model_a[k]]!r}",
+                path=self.source)
 
     def __len__(self) -> int:
         return int(self.prompt_index.shape[0])

@@ -141,7 +141,9 @@ def read_router_file(
         raise RouterFileError(f"{file}: corrupt header (not a JSON object)")
     if header.get("format") != FORMAT:
         raise RouterFileError(f"{file}: format {header.get('format')!r} is not {FORMAT!r}")
-    if header.get("version") != FORMAT_VERSION:
+    version = header.get("version")
+    # ``True == 1 == 1.0`` in Python: only the int the writer puts there is this version.
+    if type(version) is not int or version != FORMAT_VERSION:
         raise RouterFileError(
             f"{file}: format version {header.get('version')!r}, this langroute reads "
             f"version {FORMAT_VERSION}"

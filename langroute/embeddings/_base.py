@@ -99,10 +99,20 @@ class Embedder(ABC):
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single str")
         texts = list(texts)
+        keys = []
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text #{i} is a {type(text).__name__}, not a str")
-        keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
+            try:
+                encoded = text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # A lone surrogate (e.g. from a bad JSON escape) has no UTF-8 form: no cache
+                # key, and no model could read it either.
+                raise EmbeddingError(
+                    f"text #{i} is not valid Unicode: {text[exc.start]!r} at position "
+                    f"{exc.start} is a lone surrogate ({exc.reason}); fix or drop that text"
+                ) from None
+            keys.append(hashlib.sha256(encoded).digest())
         found: dict[bytes, np.ndarray] = {}
         first_row: dict[bytes, int] = {}
         for i, key in enumerate(keys):

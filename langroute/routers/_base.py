@@ -159,6 +159,7 @@ class BaseRouter(ABC):
             raise TypeError(f"fit() takes Outcomes or Battles, got {type(data).__name__}")
         if len(data.models) < 2:
             raise OutcomesError(f"routing needs at least 2 models, got {list(data.models)}")
+        check_every_model_measured(data)
         counts: np.ndarray | None
         if need_counts or isinstance(data, Battles):
             prompts, counts = pairwise_counts(data)
@@ -442,10 +443,10 @@ class BaseRouter(ABC):
             if target.learns_embedder:
                 assert used is not None
                 router._use_learned_embedder(used)
-            router.models_ = [str(m) for m in state.pop("models_")]
+            router.models_ = _models_from_file(path, state.pop("models_"))
             costs = state.pop("costs_")
-            router.costs_ = None if costs is None else np.asarray(costs, dtype=np.float64)
-            router.quality_ = np.asarray(state.pop("quality_"), dtype=np.float64)
+            router.costs_ = None if costs is None else _numbers_from_file(path, "costs_", costs)
+            router.quality_ = _numbers_from_file(path, "quality_", state.pop("quality_"))
             _check_per_model(path, router)
             router._load_calibration_scores(arrays.pop(_CALIBRATION_ARRAY, None))
             router._set_state(state, arrays)
@@ -463,15 +464,76 @@ class BaseRouter(ABC):
         return router  # type: ignore[return-value]
 
 
+def check_every_model_measured(data: Outcomes | Battles) -> None:
+    """Refuse Outcomes with a model never scored: ``fit`` would rate it from nothing.
+
+    Its win probabilities would come from priors alone (an even chance, or worse: SW put it
+    above measured models), and nothing would tell the user. Only ``fit`` checks this:
+    ``partial_fit`` and ``add_model`` take data that scores some of the models by design.
+    """
+    if not isinstance(data, Outcomes):
+        return
+    never = np.isnan(data.scores).all(axis=0)
+    if never.any():
+        name = data.models[int(np.argmax(never))]
+        rest = [m for m, unscored in zip(data.models, never, strict=True) if not unscored]
+        raise OutcomesError(
+            f"model {name!r} has no measured score (its scores are all NaN), so a router "
+            f"cannot rate it; drop it (outcomes.select_models({rest!r})) and, once it has "
+            f"answered some prompts, onboard it with router.add_model({name!r}, quiz)",
+            path=data.source,
+        )
+
+
+def _models_from_file(path: str | Path, models: Any) -> list[str]:
+    """A file's ``models_``: a list of distinct non-empty names, as ``fit`` keeps them.
+
+    Checked, not coerced: ``str()`` of each item would read a dict as its keys and a string
+    as its letters, and route to models the file never named.
+    """
+    if not (isinstance(models, list) and all(isinstance(m, str) and m for m in models)
+            and len(set(models)) == len(models)):
+        raise RouterFileError(
+            f"{path}: inconsistent router file: models_ must be a list of distinct non-empty "
+            f"model names, got {models!r}"
+        )
+    return list(models)
+
+
+def _numbers_from_file(path: str | Path, name: str, values: Any) -> np.ndarray:
+    """A file's ``costs_`` or ``quality_`` as an array, if it is a list of numbers."""
+    if not (isinstance(values, list)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise RouterFileError(
+            f"{path}: inconsistent router file: {name} must be a list of numbers, got {values!r}"
+        )
+    return np.asarray(values, dtype=np.float64)
+
+
 def _check_per_model(path: str | Path, router: BaseRouter) -> None:
-    """A file's ``costs_`` and ``quality_`` must hold one value per model: checked at load, as
-    the checksum cannot tell an edited header from a saved one (anyone can recompute it)."""
+    """A file's ``costs_`` and ``quality_`` must hold one value per model, in the range ``fit``
+    gives: checked at load, as the checksum cannot tell an edited header from a saved one
+    (anyone can recompute it).
+
+    Costs are >= 0 and qualities in [0, 1]; NaN is allowed in both because ``fit`` gives it
+    to a model whose costs were never known (or that played no battle). A little slack above
+    1 for qualities: running means of scores of 1 may round just past it.
+    """
     m = len(router.models_)
     for name, values in (("costs_", router.costs_), ("quality_", router.quality_)):
-        if values is not None and values.shape != (m,):
+        if values is None:
+            continue
+        if values.shape != (m,):
             raise RouterFileError(
                 f"{path}: inconsistent router file: {name} holds {values.size} value(s) of "
                 f"shape {values.shape} for {m} models {router.models_}"
+            )
+        high, what = (np.inf, ">= 0") if name == "costs_" else (1.0 + 1e-9, "in [0, 1]")
+        known = values[~np.isnan(values)]
+        if not (np.all(np.isfinite(known)) and np.all(known >= 0.0) and np.all(known <= high)):
+            raise RouterFileError(
+                f"{path}: inconsistent router file: {name} must be finite and {what} "
+                f"(NaN = unknown), got {values.tolist()}"
             )
 
 

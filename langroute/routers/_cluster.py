@@ -59,6 +59,8 @@ class ClusterRouter(BaseRouter):
         by nested cross-validation (``TunedRouter``).
     prior : float, default=1.0
         Virtual ties per model pair and cluster; keeps ratings finite in small clusters.
+        With ``per_cluster="quality"``, virtual prompts at the model's overall mean quality;
+        a model with no score in a cluster gets its overall mean there (also when ``prior=0``).
     n_init : int, default=4
         k-means restarts; the run with the highest total similarity is kept.
     max_iter : int, default=100
@@ -245,12 +247,19 @@ class ClusterRouter(BaseRouter):
 
 
 def _cluster_quality(scores: np.ndarray, members: np.ndarray, prior: float) -> np.ndarray:
-    """Per cluster and model, mean score shrunk towards the model's overall mean by ``prior``."""
+    """Per cluster and model, mean score shrunk towards the model's overall mean by ``prior``.
+
+    A model with no score in a cluster gets its overall mean there: with ``prior=0`` the
+    shrunk mean would be 0/0, and a NaN quality would reach the win matrix.
+    """
     s = np.asarray(scores, dtype=np.float64)
     known = ~np.isnan(s)
     filled = np.where(known, s, 0.0)
     overall = filled.sum(axis=0) / np.maximum(known.sum(axis=0), 1)
     totals = members @ filled
     counts = members @ known.astype(np.float64)
-    quality: np.ndarray = (totals + prior * overall) / (counts + prior)
+    weight = counts + prior
+    empty = weight <= 0.0
+    quality: np.ndarray = np.where(
+        empty, overall, (totals + prior * overall) / np.where(empty, 1.0, weight))
     return quality

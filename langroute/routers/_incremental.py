@@ -483,11 +483,31 @@ def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | Non
             f"{known[:-1]}, and {name!r} is being added); onboard one model at a time"
         )
     if router.costs_ is not None:  # type: ignore[attr-defined]
-        if (cost is None or isinstance(cost, bool) or not isinstance(cost, (int, float))
+        if cost is None:
+            column = quiz.models.index(name)
+            if quiz.costs is None or np.isnan(quiz.costs[:, column]).all():
+                raise RouterConfigError(
+                    f"the router needs a cost for {name!r}: pass cost= (its USD per call) or "
+                    "give the quiz outcomes its costs"
+                )
+        elif (isinstance(cost, bool) or not isinstance(cost, (int, float))
                 or not np.isfinite(cost) or cost < 0):
             raise RouterConfigError(
                 f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
             )
+
+
+def quiz_to_learn(quiz: Outcomes, name: str, cost: float | None) -> Outcomes:
+    """The quiz as ``add_model`` learns it: without the new model's costs if ``cost`` was given.
+
+    An explicit ``cost`` is the model's price and is used as is; averaged with the quiz's
+    costs it would count as one observation among many and be mostly ignored.
+    """
+    if cost is None or quiz.costs is None:
+        return quiz
+    costs = quiz.costs.copy()
+    costs[:, quiz.models.index(name)] = np.nan
+    return dataclasses.replace(quiz, costs=costs)
 
 
 def disagreement(flat: np.ndarray, n_models: int) -> np.ndarray:
@@ -563,14 +583,20 @@ def swap_in(router: Any, staged: Any) -> None:
 
 def finish_onboarding(router: object, name: str, proxy: int, quality: float,
                       cost: float | None, imputed: int) -> None:
-    """Append the new model's name, quality, cost and observation counts to the router."""
+    """Append the new model's name, quality, cost and observation counts to the router.
+
+    Without ``cost`` the new model's cost is unknown (NaN, no observation) until the quiz's
+    costs are learned (``partial_fit``), which then set it to their mean.
+    """
     r: Any = router
     r.models_ = [*r.models_, name]
     r.quality_ = np.append(np.asarray(r.quality_, dtype=np.float64), quality)
     if r.costs_ is not None:
-        r.costs_ = np.append(np.asarray(r.costs_, dtype=np.float64), float(cost))  # type: ignore
+        given = np.nan if cost is None else float(cost)
+        r.costs_ = np.append(np.asarray(r.costs_, dtype=np.float64), given)
     counts = np.asarray(r.n_observations_, dtype=np.float64)
-    r.n_observations_ = np.concatenate([counts, [[float(imputed)], [1.0]]], axis=1)
+    costed = 0.0 if cost is None else 1.0
+    r.n_observations_ = np.concatenate([counts, [[float(imputed)], [costed]]], axis=1)
     if getattr(r, "score_moments_", None) is not None:
         # Nothing yet scores the new model beside the others; the quiz (partial_fit) adds it.
         r.score_moments_ = np.pad(r.score_moments_, ((0, 0), (0, 1), (0, 1)))

@@ -44,6 +44,7 @@ from ._incremental import (
     observations_to_json,
     onboarding_copy,
     quiz_selection,
+    quiz_to_learn,
     score_moments,
     score_moments_from_arrays,
     swap_in,
@@ -216,7 +217,8 @@ class KNNRouter(BaseRouter):
         As ``SWRouter.add_model``: every exemplar's votes for the new model are copied from
         the existing model that agrees most with it on the quiz, shifted by their quality
         difference (calibrated on the existing models' quiz means), then the quiz prompts
-        are added as exemplars with their real scores. ``cost`` is its USD per call.
+        are added as exemplars with their real scores. ``cost`` is its USD per call, used as is;
+        None takes the mean of the quiz's known costs for it.
         """
         self._check_is_fitted()
         check_new_model(self, name, quiz_outcomes, cost)
@@ -229,7 +231,7 @@ class KNNRouter(BaseRouter):
         staged = onboarding_copy(self)
         staged.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
         finish_onboarding(staged, name, proxy, quality, cost, self.embeddings_.shape[0])
-        staged.partial_fit(quiz_outcomes, embeddings=embeddings)
+        staged.partial_fit(quiz_to_learn(quiz_outcomes, name, cost), embeddings=embeddings)
         swap_in(self, staged)
         return self
 

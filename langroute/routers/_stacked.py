@@ -25,7 +25,7 @@ import numpy as np
 from .._exceptions import OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
-from ._base import _REGISTRY, BaseRouter
+from ._base import _REGISTRY, BaseRouter, check_every_model_measured
 from ._calibration_scores import (
     CALIBRATION_MAX_PROMPTS,
     CALIBRATION_SEED,
@@ -180,6 +180,7 @@ class StackedRouter(BaseRouter):
                             f"got {type(outcomes).__name__}")
         if len(outcomes.models) < 2:
             raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
+        check_every_model_measured(outcomes)
         embedder = self._resolve_embedder()
         embeddings = embedder.embed(list(outcomes.prompts))
         _, counts = pairwise_counts(outcomes)

@@ -67,6 +67,7 @@ from ._incremental import (
     observations_to_json,
     onboarding_copy,
     quiz_selection,
+    quiz_to_learn,
     score_moments,
     score_moments_from_arrays,
     swap_in,
@@ -311,8 +312,10 @@ class SWRouter(BaseRouter):
         quiz_outcomes : Outcomes
             The quiz prompts (``quiz_prompts`` proposes them; about 50 suffice) with a column
             ``name`` and, where known, the existing models' scores on them.
-        cost : float
-            The new model's USD per call (required when the router has ``costs_``).
+        cost : float, default=None
+            The new model's USD per call, used as is (the quiz's costs for it are then not
+            averaged in). None takes the mean of the quiz's known costs for it; a router with
+            ``costs_`` needs one or the other.
         embeddings : ndarray, default=None
             The quiz prompts already embedded by this router's embedder.
 
@@ -340,7 +343,7 @@ class SWRouter(BaseRouter):
         vectors, store = staged._exemplars_in_training_order()
         staged._index_exemplars(vectors, extend_store(store, proxy, shift))
         finish_onboarding(staged, name, proxy, quality, cost, len(store))
-        staged.partial_fit(quiz_outcomes, embeddings=embeddings)
+        staged.partial_fit(quiz_to_learn(quiz_outcomes, name, cost), embeddings=embeddings)
         swap_in(self, staged)
         return self
 

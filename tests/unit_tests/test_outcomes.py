@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langroute import Outcomes, OutcomesError, load_battles, load_outcomes, pairwise_counts
+from langroute import (
+    Battles,
+    Outcomes,
+    OutcomesError,
+    load_battles,
+    load_outcomes,
+    pairwise_counts,
+)
 from tests.conftest import shared_dataset
 
 PROMPTS = "\n".join(
@@ -260,6 +267,44 @@ def test_malformed_battles_name_the_line(tmp_path, row, fragment):
         load_battles(path, models=["gpt", "mix"])
     assert info.value.line == 2 and fragment in str(info.value)
     assert str(info.value).startswith(f"{path}:2:")
+
+
+def _direct_battles(**changes):
+    fields = {"prompts": ["q0", "q1"], "models": ("gpt", "mix"), "prompt_index": [0, 1],
+              "model_a": [0, 1], "model_b": [1, 0], "result": [1.0, 0.25]}
+    return Battles(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"result": [3.0, 0.5]}, "battle 0: result must lie in [0, 1]"),
+        ({"result": [1.0, np.nan]}, "battle 1: result must lie in [0, 1]"),
+        ({"model_b": [0, 0]}, "battle 0: model_a and model_b are both 'gpt'"),
+        ({"model_a": [0, 2]}, "battle 1: model_a must lie in [0, 2)"),
+        ({"model_b": [-1, 0]}, "battle 0: model_b must lie in [0, 2)"),
+        ({"prompt_index": [0, 2]}, "battle 1: prompt_index must lie in [0, 2)"),
+        ({"result": [1.0]}, "result has shape (1,), expected (2,)"),
+        ({"model_b": [1]}, "model_b has 1 entries for 2 battles"),
+        ({"model_a": [0.0, 1.0]}, "model_a must be a 1-D array of integer indices"),
+        ({"models": ("gpt", "gpt")}, "duplicate model names"),
+    ],
+)
+def test_battles_constructor_validates_like_load_battles(changes, fragment):
+    """Routers sum battles into win counts unchecked, so a directly built Battles is checked."""
+    with pytest.raises(OutcomesError) as info:
+        _direct_battles(**changes)
+    assert fragment in str(info.value)
+
+
+def test_battles_constructor_accepts_fractional_shares_and_no_battles():
+    """Feedback imputed from scores gives shares between 0 and 1, and may give no battle."""
+    battles = _direct_battles()
+    assert battles.prompt_index.dtype == np.int64 and battles.result[1] == 0.25
+    empty = Battles(prompts=[], models=("gpt", "mix"), prompt_index=np.zeros(0, np.int64),
+                    model_a=np.zeros(0, np.int64), model_b=np.zeros(0, np.int64),
+                    result=np.zeros(0))
+    assert len(empty) == 0
 
 
 def test_empty_or_missing_battles_file(tmp_path):

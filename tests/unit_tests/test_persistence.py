@@ -18,7 +18,12 @@ from langroute import (
     SWRouter,
     load_router,
 )
-from langroute._persistence import FORMAT_VERSION, read_router_file, write_router_file
+from langroute._persistence import (
+    FORMAT_VERSION,
+    _digest,
+    read_router_file,
+    write_router_file,
+)
 from langroute.embeddings import (
     Embedder,
     HashingEmbedder,
@@ -218,6 +223,20 @@ def _write(tmp_path, router, **changes) -> Path:
         ({"state": lambda s: {**s, "models_": [*s["models_"], "extra"],
                               "costs_": [*s["costs_"], 1.0], "quality_": [*s["quality_"], 1.0]}},
          "inconsistent"),
+        # Values fit never produces: routing would trust them (a negative cost is the cheapest).
+        ({"state": lambda s: {**s, "costs_": [-1.0, 0.001, 0.0001]}},
+         r"costs_ must be finite and >= 0"),
+        ({"state": lambda s: {**s, "costs_": [float("inf"), 0.001, 0.0001]}},
+         r"costs_ must be finite and >= 0"),
+        ({"state": lambda s: {**s, "costs_": [True, 0.001, 0.0001]}},
+         "costs_ must be a list of numbers"),
+        ({"state": lambda s: {**s, "quality_": [1.5, 0.5, 0.5]}}, r"quality_ must be .*\[0, 1\]"),
+        ({"state": lambda s: {**s, "models_": dict.fromkeys(s["models_"], 1)}},
+         "models_ must be a list of distinct non-empty model names"),
+        ({"state": lambda s: {**s, "models_": ["big", "big", "small"]}},
+         "models_ must be a list of distinct"),
+        ({"state": lambda s: {**s, "models_": ["big", 7, "small"]}},
+         "models_ must be a list of distinct"),
     ],
 )
 def test_consistent_but_invalid_contents_are_refused(tmp_path, saved, changes, message):
@@ -225,6 +244,39 @@ def test_consistent_but_invalid_contents_are_refused(tmp_path, saved, changes, m
     path = _write(tmp_path, router, **changes)
     with pytest.raises(RouterFileError, match=message):
         load_router(path)
+
+
+def test_costs_in_a_file_may_be_unknown_as_fit_leaves_them_but_not_negative(tmp_path, outcomes):
+    """``fit`` keeps NaN for a model whose costs were never known, so a file may hold it."""
+    costs = outcomes.costs.copy()
+    costs[:, 1] = np.nan
+    data = Outcomes(ids=outcomes.ids, prompts=outcomes.prompts, models=outcomes.models,
+                    scores=outcomes.scores, costs=costs)
+    router = SWRouter(HashingEmbedder(64), gamma=5.0).fit(data)
+    assert np.isnan(router.costs_[1])
+    router.save(tmp_path / "r.safetensors")
+    np.testing.assert_array_equal(load_router(tmp_path / "r.safetensors").costs_, router.costs_)
+    path = _write(tmp_path, router, state=lambda s: {**s, "costs_": [0.01, float("nan"), -1.0]})
+    with pytest.raises(RouterFileError, match="costs_ must be finite and >= 0"):
+        load_router(path)
+
+
+@pytest.mark.parametrize("version", [True, 1.0])
+def test_a_version_equal_to_1_but_not_the_int_1_is_refused(saved, version):
+    """``True == 1.0 == 1`` in Python; the writer only ever writes the int."""
+    from safetensors.numpy import load_file
+
+    _, path = saved
+    arrays = load_file(str(path))
+
+    def edit(header):  # a forger who recomputes the checksum
+        header["version"] = version
+        described = {k: header[k] for k in ("format", "version", "kind", "params", "state")}
+        header["sha256"] = _digest(arrays, described)
+
+    rewrite_header(path, edit)
+    with pytest.raises(RouterFileError, match=f"format version {version!r}"):
+        read_router_file(path)
 
 
 def test_every_missing_array_is_refused(tmp_path, saved):

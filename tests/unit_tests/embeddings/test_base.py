@@ -121,6 +121,16 @@ def test_input_type_errors():
     np.testing.assert_allclose(embedder.embed_one("cat"), expected(["cat"])[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("make", [RecordingEmbedder, lambda: HashingEmbedder(dimension=16)])
+def test_a_lone_surrogate_is_an_embedding_error_naming_the_text(make):
+    """It has no UTF-8 form for the cache key: a raw UnicodeEncodeError named no text."""
+    embedder = make()
+    message = r"text #1 is not valid Unicode.*position 4.*surrogate"
+    with pytest.raises(EmbeddingError, match=message):
+        embedder.embed(["fine", "bad \ud800 text"])
+    assert embedder.embed(["fine"]).shape == (1, embedder.dimension)
+
+
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"cache_size": -1}, {"batch_size": 1.5}])
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):

@@ -49,6 +49,24 @@ def test_a_model_onboarded_from_a_quiz_routes_like_one_trained_on_everything(
         quiz.select_models(["cheap", "calc"]).scores)).sum(axis=0))
 
 
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+@pytest.mark.parametrize(("cost", "expected"), [(1e-3, 1e-3), (0.0, 0.0), (None, 6e-4)])
+def test_an_explicit_cost_is_the_models_cost_and_none_takes_the_quizs_mean(
+        name, cost, expected, hashing_embedder):
+    """``cost`` is the model's price, used as is; averaging it with the quiz's costs counted it
+    as one observation among many (1e-3 with a quiz at 5e-4 gave 5.45e-4)."""
+    data = split_outcomes(20, seed=3)
+    router = ROUTERS[name](hashing_embedder).fit(data.select_models(["cheap", "calc"]))
+    quiz = data.subset(router.quiz_prompts(10))
+    costs = quiz.costs.copy()
+    costs[:, 2] = np.where(np.arange(10) % 2 == 0, 5e-4, 7e-4)  # poet's costs, mean 6e-4
+    costs[0, 2] = np.nan  # an unknown cost is not counted
+    costs[1, 2] = 6e-4
+    router.add_model("poet", dataclasses.replace(quiz, costs=costs), cost=cost)
+    assert router.costs_[2] == pytest.approx(expected, abs=1e-15)
+    np.testing.assert_allclose(router.costs_[:2], [0.001, 0.01])
+
+
 def test_the_proxy_is_the_model_that_agrees_most(hashing_embedder):
     data = split_outcomes(20, seed=5)
     router = SWRouter(hashing_embedder).fit(data)
@@ -89,7 +107,7 @@ def test_add_model_refuses_what_cannot_work(hashing_embedder):
     with pytest.raises(OutcomesError, match="no column for the new model"):
         router.add_model("gpt-9", quiz, cost=0.1)
     with pytest.raises(RouterConfigError, match="USD per call"):
-        router.add_model("poet", quiz)
+        router.add_model("poet", dataclasses.replace(quiz, costs=None))
     with pytest.raises(RouterConfigError, match="USD per call"):
         router.add_model("poet", quiz, cost=float("nan"))
     unscored = dataclasses.replace(quiz, scores=np.where(np.arange(3) == 2, np.nan, quiz.scores))

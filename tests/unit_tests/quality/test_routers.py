@@ -80,6 +80,22 @@ def test_avengers_scoring_averages_cluster_qualities(outcomes, embedder):
     assert np.all(win[:5, CALC, POET] > 0.5) and np.all(win[5:, POET, CALC] > 0.5)
 
 
+def test_avengers_unscored_model_in_a_cluster_uses_its_overall_quality(outcomes, embedder):
+    """With prior=0 a cluster where a model has no score must not give 0/0 = NaN."""
+    scores = outcomes.scores.copy()
+    scores[1::2, CALC] = np.nan  # calc unmeasured on every poem
+    data = type(outcomes)(ids=outcomes.ids, prompts=outcomes.prompts, models=outcomes.models,
+                          scores=scores, costs=outcomes.costs)
+    router = ClusterRouter(embedder, n_clusters=2, per_cluster="quality", prior=0.0,
+                           random_state=0).fit(data)
+    assert np.all(np.isfinite(router.cluster_quality_))
+    poems = router.predict_clusters(embedder.embed(POEMS[:1]))[0]
+    assert router.cluster_quality_[poems, CALC] == pytest.approx(np.nanmean(scores[:, CALC]))
+    win = router.win_matrices(MATH + POEMS)
+    assert np.all((win >= 0) & (win <= 1))
+    np.testing.assert_array_equal(np.diagonal(win, axis1=1, axis2=2), 0.5)
+
+
 def test_avengers_scoring_settings_are_checked(outcomes, embedder):
     with pytest.raises(RouterConfigError, match="per_cluster"):
         ClusterRouter(embedder, per_cluster="best").fit(outcomes)

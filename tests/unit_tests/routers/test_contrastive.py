@@ -14,6 +14,7 @@ from langroute._exceptions import (
     EmbeddingError,
     MissingDependencyError,
     NotFittedError,
+    OutcomesError,
     RouterConfigError,
     RouterFileError,
 )
@@ -96,6 +97,15 @@ def test_init_stores_arguments_and_scoring_before_fit_is_not_fitted(tmp_path):
         with pytest.raises(NotFittedError, match="not fitted"):
             call()
     assert not encoder_folder(tmp_path / "r.lr").exists()
+
+
+def test_a_model_never_scored_is_refused_before_any_training():
+    data = split_outcomes(5)
+    scores = data.scores.copy()
+    scores[:, 0] = np.nan
+    unscored = Outcomes(ids=data.ids, prompts=data.prompts, models=data.models, scores=scores)
+    with pytest.raises(OutcomesError, match=f"model {data.models[0]!r} has no measured score"):
+        ContrastiveRouter().fit(unscored)
 
 
 def test_battles_are_refused():

@@ -160,6 +160,17 @@ def test_fit_rejects_wrong_input(cls, outcomes):
 
 
 @pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
+def test_fit_refuses_a_model_never_scored(cls, outcomes):
+    """A model with no score would be rated from priors alone (SW put it above measured ones)."""
+    scores = outcomes.scores.copy()
+    scores[:, MODELS.index("poet")] = np.nan
+    unscored = type(outcomes)(ids=outcomes.ids, prompts=outcomes.prompts, models=MODELS,
+                              scores=scores, costs=outcomes.costs)
+    with pytest.raises(OutcomesError, match=r"model 'poet' has no measured score.*add_model"):
+        make(cls).fit(unscored)
+
+
+@pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
 def test_refit_replaces_learned_state(cls, outcomes):
     router = make(cls).fit(outcomes)
     router.fit(outcomes.select_models(["poet", "calc"]))
