@@ -27,6 +27,7 @@ from ._policy import EscalationLadder
 
 __all__ = [
     "REASON_ROUTED",
+    "REASON_NO_TEXT",
     "REASON_SINGLE",
     "REASON_STICKY",
     "REASON_UNIDENTIFIED_MAKER",
@@ -45,6 +46,7 @@ REASON_ROUTED = "routed"
 REASON_SINGLE = "single candidate"
 REASON_STICKY = "sticky tool loop"
 REASON_UNIDENTIFIED_MAKER = "routed: tool-call maker unidentified"
+REASON_NO_TEXT = "no text to route on"
 
 
 class Router(Protocol):
@@ -380,6 +382,19 @@ class RoutingPolicy:
         latency = (time.perf_counter() - start) * 1000.0
         return self._decision(model, text, REASON_STICKY, latency, keep_text, note=note,
                               decision_id=decision_id)
+
+    def top_rung(
+        self, text: str, *, note: str, keep_text: bool = False, decision_id: str = "",
+        threshold: float | None = None,
+    ) -> RoutingDecision:
+        """The decision for a call with no text to route on: the router cannot score it, so
+        quality comes first and the top rung (the strongest candidate) answers."""
+        start = time.perf_counter()
+        value = self.threshold if threshold is None else check_threshold(threshold)
+        model = self.ladder.rung_names[-1]
+        latency = (time.perf_counter() - start) * 1000.0
+        return self._decision(model, text, REASON_NO_TEXT, latency, keep_text, note=note,
+                              decision_id=decision_id, threshold=value)
 
     def _decision(
         self, model: str, text: str, reason: str, latency_ms: float, keep_text: bool, **extra: Any

@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 __all__ = [
     "BINDING_KWARG",
@@ -21,6 +22,7 @@ __all__ = [
     "StructuredOutputBinding",
     "ToolsBinding",
     "call_kwargs_of",
+    "described_tools",
 ]
 
 #: Call keyword under which a pending binding travels from the RunnableBinding to the model.
@@ -56,6 +58,22 @@ class StructuredOutputBinding:
 
 
 PendingBinding = ToolsBinding | StructuredOutputBinding
+
+
+def described_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """The tools in OpenAI's format, for frameworks that read a binding's ``tools`` keyword
+    (LangGraph's ``create_react_agent`` re-binds a model whose binding has none, dropping the
+    options bound with them). Only a description: the call strips it, and the chosen model
+    formats the tools its own way from the pending binding."""
+    described = []
+    for tool in tools:
+        try:
+            described.append(convert_to_openai_tool(tool))
+        except Exception:  # noqa: BLE001 -- a tool only the chosen provider can format
+            name = tool.get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None)
+            described.append(dict(tool) if isinstance(tool, Mapping)
+                             else {"name": name or type(tool).__name__})
+    return described
 
 
 def call_kwargs_of(binding: PendingBinding | None, model: BaseChatModel) -> dict[str, Any]:

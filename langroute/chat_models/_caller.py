@@ -319,6 +319,8 @@ class RunnableCaller:
         self.run_manager = run_manager
         #: per streamed model: the raw message of its structured-output stream
         self._raw: dict[str, _RawMessage] = {}
+        #: the last stream collected, merged (what ``settle`` closes)
+        self._merged: Any = None
 
     def _target(self, ref: ModelRef, messages: Any, *, with_raw: bool = False
                 ) -> tuple[Runnable[Any, Any], Any, dict, bool]:
@@ -386,6 +388,7 @@ class RunnableCaller:
         """The merged stream; a structured one reads usage and text from its raw message, as
         ``call`` does."""
         merged = _merge(chunks)
+        self._merged = merged
         catcher = self._raw.pop(ref.name, None)
         if catcher is None or catcher.message is None:
             return answer_of(merged)
@@ -399,7 +402,14 @@ class RunnableCaller:
         return stamp(raw, _opening(record))
 
     def settle(self, last: Any, record: dict[str, Any]) -> Any:
-        return _closing(last, {k: record[k] for k in _SETTLED_KEYS if k in record})
+        settled = {k: record[k] for k in _SETTLED_KEYS if k in record}
+        raw = self._merged.get("raw") if isinstance(self._merged, Mapping) else None
+        if isinstance(last, Mapping) and "raw" not in last and isinstance(raw, AIMessageChunk):
+            # include_raw=True streams {"raw"} chunks, then {"parsed"} and {"parsing_error"}:
+            # the closing item still adds the settled record to the raw message
+            return {"raw": AIMessageChunk(content="", response_metadata={"langroute": settled},
+                                          chunk_position=raw.chunk_position)}
+        return _closing(last, settled)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         manager = self.run_manager

@@ -1,9 +1,14 @@
 """What a conversation tells the router: the text to route on, and who owns a tool loop.
 
 Routing looks only at the last user message's text parts (images, audio and other blocks are
-ignored for routing but reach the model unchanged). A conversation whose last messages are
-ToolMessages answering the latest AIMessage's tool calls is mid tool loop: the model that made
-those calls must answer them, since another provider would not recognise the tool-call ids.
+ignored for routing but reach the model unchanged); a user message is a HumanMessage or a
+ChatMessage with role "user". When the last user message has no text, the closest earlier
+message with text is routed on (a user message first, then any role, e.g. the system prompt);
+a conversation with no text at all goes to the top rung, the strongest candidate.
+
+A conversation whose last messages are ToolMessages answering the latest AIMessage's tool calls
+is mid tool loop: the model that made those calls must answer them, since another provider would
+not recognise the tool-call ids.
 """
 
 from __future__ import annotations
@@ -12,40 +17,70 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    ToolMessage,
+)
 
 from .._exceptions import MessageError
 
-__all__ = ["ToolLoop", "find_tool_loop", "last_user_text", "routing_text"]
+__all__ = [
+    "ToolLoop",
+    "find_tool_loop",
+    "is_user_message",
+    "last_user_text",
+    "no_text_note",
+    "routing_text",
+]
+
+
+def is_user_message(message: BaseMessage) -> bool:
+    """A user turn: a HumanMessage, or a ChatMessage with role "user" (ChatOpenAI sends both
+    as ``{"role": "user"}``)."""
+    return isinstance(message, HumanMessage) or (
+        isinstance(message, ChatMessage) and message.role == "user")
 
 
 def last_user_text(messages: Sequence[BaseMessage]) -> str | None:
-    """The text parts of the last HumanMessage, or None if there is no HumanMessage."""
+    """The text parts of the last user message, or None if there is no user message."""
     for message in reversed(messages):
-        if isinstance(message, HumanMessage):
+        if is_user_message(message):
             return message.text
     return None
 
 
 def routing_text(messages: Sequence[BaseMessage]) -> str:
-    """The text parts of the last HumanMessage, joined by newlines.
+    """The text to route on: the last user message's text parts, joined by newlines.
 
-    Raises MessageError (a ValueError) when there are no messages, no user message, or the
-    last user message has no text to route on.
+    When that message has no text (an image-only turn) or there is no user message (a
+    system-only prompt), the closest earlier message with text is routed on instead: a user
+    message first, then one of any role (e.g. the system prompt). "" when no message has any
+    text: the call then goes to the top rung (``no_text_note`` says why). Raises MessageError
+    (a ValueError) only for an empty message list.
     """
     if not messages:
         raise MessageError("cannot route an empty message list")
-    text = last_user_text(messages)
-    if text is not None and text.strip():
-        return text
-    if text is not None:
-        last = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
-        raise MessageError(
-            "the last user message has no text parts to route on "
-            f"(content: {_describe(last.content)})"
-        )
-    kinds = sorted({type(m).__name__ for m in messages})
-    raise MessageError(f"no user (HumanMessage) message to route on; the messages are {kinds}")
+    users = [i for i, message in enumerate(messages) if is_user_message(message)]
+    for i in reversed(users):
+        if messages[i].text.strip():
+            return messages[i].text
+    # Any role, nearest first: back from the last user message, then whatever follows it.
+    last = users[-1] if users else len(messages) - 1
+    for message in [*reversed(messages[:last + 1]), *messages[last + 1:]]:
+        if message.text.strip():
+            return message.text
+    return ""
+
+
+def no_text_note(messages: Sequence[BaseMessage]) -> str:
+    """Why a conversation without any text goes to the top rung (the decision's note)."""
+    users = [m for m in messages if is_user_message(m)]
+    shown = users[-1] if users else messages[-1]
+    return (f"no text to route on (the last {'user ' if users else ''}message has "
+            f"{_describe(shown.content)}); the top rung answers")
 
 
 def _describe(content: object) -> str:

@@ -22,6 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
@@ -30,6 +31,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
@@ -40,7 +42,14 @@ from langchain_core.runnables.config import (
     run_in_executor,
 )
 from langchain_core.runnables.utils import gather_with_concurrency
-from pydantic import ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .._decision import RoutingDecision, check_threshold
 from .._exceptions import LangrouteError, RouterConfigError
@@ -65,9 +74,15 @@ from ..pipeline._assembly import (
     check_unit_interval,
 )
 from ..pipeline._types import THRESHOLD_KEY, call_metadata
-from ._bindings import BINDING_KWARG, PendingBinding, StructuredOutputBinding, ToolsBinding
+from ._bindings import (
+    BINDING_KWARG,
+    PendingBinding,
+    StructuredOutputBinding,
+    ToolsBinding,
+    described_tools,
+)
 from ._caller import GenerationCaller, RunnableCaller, stamp
-from ._messages import find_tool_loop, last_user_text, routing_text
+from ._messages import find_tool_loop, last_user_text, no_text_note, routing_text
 
 __all__ = ["RoutedChatModel"]
 
@@ -168,8 +183,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     Notes
     -----
-    Only the text parts of the last user message are routed on. While a tool loop is in flight
-    the model that made the calls answers them (and never falls back). ``bind_tools`` and
+    Only the text parts of the last user message are routed on (the closest earlier message
+    with text when it has none; the top rung when no message has any). While a tool loop is in
+    flight the model that made the calls answers them (and never falls back). ``bind_tools`` and
     ``with_structured_output`` are replayed on the chosen model through its own methods;
     unknown call keywords pass through to it unchanged -- including ``model=``, which the
     chosen client reads as its own model override (the record's ``provider_model`` says what
@@ -211,6 +227,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     max_tokens: int | None = None
     stop: list[str] | None = None
     streaming: bool = False
+    #: Never the global LLM cache: a routed answer is a decision (threshold, budget, feedback
+    #: id), not a pure function of the prompt. Each candidate keeps its own cache setting.
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
 
     _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _feedback: Any = PrivateAttr(default=None)
@@ -239,6 +258,13 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                     f"models[{name!r}] is a {type(model).__name__}, not a LangChain BaseChatModel"
                 )
         return dict(value)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _no_global_cache(cls, value: Any) -> Any:
+        # None means "the global LLM cache" to BaseChatModel: generate() would return a stale
+        # decision. Any other cache is refused in _check_routing.
+        return False if value is None else value
 
     @field_validator("threshold", "strong_fraction", mode="before")
     @classmethod
@@ -289,7 +315,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         if self.rate_limiter is not None:
             raise RouterConfigError(
                 "rate_limiter belongs on the candidate models, not on RoutedChatModel")
-        if self.cache is not None and self.cache is not False:
+        if self.cache is not False:
             raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
         self._check_cascade()
         self._call_pipeline()  # raises RouterConfigError / NotFittedError naming the problem
@@ -375,6 +401,30 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             "threshold": pipeline.policy.threshold,
         }
 
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What every candidate can do, since any of them may answer a call: a feature only if
+        all support it, the smallest token limits, values they all share. None when a
+        candidate has no profile (nothing is known of it). ``create_agent`` reads it, e.g. to
+        use the providers' native structured output."""
+        profiles: list[Mapping[str, Any]] = []
+        for model in self.models.values():
+            if not isinstance(model.profile, Mapping):
+                return None
+            profiles.append(model.profile)
+        merged: dict[str, Any] = {}
+        for key in dict.fromkeys(k for profile in profiles for k in profile):
+            values: list[Any] = [profile.get(key) for profile in profiles]
+            first = values[0]
+            if all(isinstance(v, bool) for v in values if v is not None):
+                merged[key] = all(v is True for v in values)  # a missing flag counts as False
+            elif all(isinstance(v, int) for v in values):
+                merged[key] = min(values)
+            elif all(isinstance(v, list) for v in values):
+                merged[key] = [x for x in first if all(x in v for v in values)]
+            elif all(v == first for v in values):  # e.g. a shared default; names differ
+                merged[key] = first
+        return ModelProfile(**merged)  # type: ignore[typeddict-item]
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model")
         params = LangSmithParams(
@@ -396,6 +446,17 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         # generate() must reach _generate, which runs the pipeline; the chosen model still
         # streams tokens to the run's handlers from inside its own generation.
         return False
+
+    def _streams(self, kwargs: Mapping[str, Any], *, async_api: bool = False) -> bool:
+        """Whether ``stream``/``astream`` stream, by BaseChatModel's own rule (not this class's
+        ``_should_stream``, which keeps ``generate()`` on ``_generate``): not with
+        ``disable_streaming=True``, nor ``"tool_calling"`` with tools bound (they travel in
+        the pending binding), nor an explicit ``streaming=False``."""
+        binding = kwargs.get(BINDING_KWARG)
+        tools = kwargs.get("tools") or (
+            list(binding.tools) if isinstance(binding, ToolsBinding) else None)
+        return BaseChatModel._should_stream(self, async_api=async_api,
+                                            **{**kwargs, "stream": True, "tools": tools})
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage],
                                      tools: Sequence[Any] | None = None) -> int:
@@ -424,10 +485,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             return RouteRequest(last_user_text(messages) or "", context, loop.maker, loop.note,
                                 messages=messages)
         text = routing_text(messages)
+        # no text at all: the pipeline sends the call to the top rung, with this note
+        note = "" if text.strip() else no_text_note(messages)
         if loop is not None:
-            return RouteRequest(text, context, None, loop.note, unidentified_loop=True,
-                                messages=messages)
-        return RouteRequest(text, context, messages=messages)
+            return RouteRequest(text, context, None, "; ".join(filter(None, [loop.note, note])),
+                                unidentified_loop=True, messages=messages)
+        return RouteRequest(text, context, note=note, messages=messages)
 
     def _prepare(self, input: LanguageModelInput, context: CallContext,
                  stop: list[str] | None, kwargs: Mapping[str, Any]) -> _Prepared:
@@ -436,11 +499,13 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         binding = call_kwargs.pop(BINDING_KWARG, None)
         if binding is not None and not isinstance(binding, (ToolsBinding, StructuredOutputBinding)):
             raise TypeError(f"{BINDING_KWARG} is reserved for langroute, got {type(binding)}")
+        if isinstance(binding, ToolsBinding):
+            call_kwargs.pop("tools", None)  # bind_tools' description; the binding has them
         for name in ("temperature", "max_tokens"):
             value = getattr(self, name)
             if value is not None:
                 call_kwargs.setdefault(name, value)
-        if self.streaming:
+        if self.streaming and self._streams({**call_kwargs, BINDING_KWARG: binding}):
             call_kwargs.setdefault("stream", True)
         stop = stop if stop is not None else self.stop
         if stop is not None:
@@ -641,6 +706,10 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
+        if not self._streams(kwargs):
+            # as BaseChatModel.stream: one chunk, the whole answer of a non-streamed call
+            yield self.invoke(input, config, stop=stop, **kwargs)
+            return
         prepared = self._prepare(input, self._context(config), stop, kwargs)
         (decision,) = self._call_pipeline().decide([prepared.request])
         yield from self._transform_stream_with_config(
@@ -665,6 +734,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
+        if not self._streams(kwargs, async_api=True):
+            yield await self.ainvoke(input, config, stop=stop, **kwargs)
+            return
         prepared = self._prepare(input, self._context(config), stop, kwargs)
         (decision,) = await run_in_executor(None, self._call_pipeline().decide,
                                             [prepared.request])
@@ -701,9 +773,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools; the chosen model's own ``bind_tools`` formats them at each call."""
+        """Bind tools; the chosen model's own ``bind_tools`` formats them at each call.
+
+        The binding also shows them as ``tools`` (OpenAI's format), as ChatOpenAI's does, so
+        LangGraph sees the model as bound and keeps the options bound with them."""
         binding = ToolsBinding(tuple(tools), tool_choice, dict(kwargs))
-        return self.bind(**{BINDING_KWARG: binding})
+        return self.bind(**{BINDING_KWARG: binding, "tools": described_tools(tools)})
 
     def with_structured_output(
         self,

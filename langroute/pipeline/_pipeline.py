@@ -34,7 +34,13 @@ from typing import Any
 
 import tenacity
 
-from .._decision import REASON_UNIDENTIFIED_MAKER, ROUTE_EVENT, RoutingDecision, RoutingPolicy
+from .._decision import (
+    REASON_NO_TEXT,
+    REASON_UNIDENTIFIED_MAKER,
+    ROUTE_EVENT,
+    RoutingDecision,
+    RoutingPolicy,
+)
 from .._exceptions import BudgetExceededError
 from ._effects import (
     END_OF_STREAM,
@@ -163,6 +169,12 @@ class CallPipeline:
                 out[i] = self.policy.stick(request.sticky_model, request.text, note=request.note,
                                            keep_text=self.keep_text,
                                            decision_id=request.context.call_id)
+            elif not request.text.strip():
+                # nothing for the router to score: quality first, and the reason is traced
+                out[i] = self.policy.top_rung(
+                    request.text, note=request.note or f"{REASON_NO_TEXT}; the top rung answers",
+                    keep_text=self.keep_text, decision_id=request.context.call_id,
+                    threshold=request.context.threshold)
             else:
                 routed.append(i)
         if routed:

@@ -6,8 +6,8 @@ from typing import Any
 
 import openai
 import pytest
-from langchain_core.callbacks import UsageMetadataCallbackHandler
-from langchain_core.messages import HumanMessage
+from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
@@ -235,3 +235,189 @@ def test_langgraph_messages_stream_shows_only_the_accepted_answer(fake: FakeOpen
         streamed[model] = streamed.get(model, "") + chunk.text
     assert fake.models_called == [WEAK_MODEL, "gpt-4.1-nano", STRONG_MODEL]
     assert streamed == {STRONG_MODEL: "You said: Hello"}
+
+
+# -- the global LLM cache is the candidates', never the routed model's ------------------------
+@pytest.fixture
+def global_cache() -> Any:
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    before = get_llm_cache()
+    cache = InMemoryCache()
+    set_llm_cache(cache)
+    yield cache
+    set_llm_cache(before)
+
+
+async def test_generate_decides_every_call_under_a_global_llm_cache(
+        fake: FakeOpenAI, routed: RoutedChatModel, global_cache: Any) -> None:
+    """A routed result is a decision (per-call threshold, budget, feedback id), not a pure
+    function of the prompt: generate() must decide again, as invoke() does, while the
+    candidates still answer a repeated request from the cache."""
+    from langroute import RoutingTracer
+
+    tracer = RoutingTracer()
+    prompt = [[HumanMessage(EASY)]]
+
+    def record(result: Any) -> dict[str, Any]:
+        return result.generations[0][0].message.response_metadata["langroute"]
+
+    first = record(routed.generate(prompt, callbacks=[tracer],
+                                   metadata={"langroute_threshold": 0.0}))
+    again = record(routed.generate(prompt, callbacks=[tracer],
+                                   metadata={"langroute_threshold": 0.0}))
+    other = record(routed.generate(prompt, callbacks=[tracer],
+                                   metadata={"langroute_threshold": 1.0}))
+    later = record(await routed.agenerate(prompt, metadata={"langroute_threshold": 0.0}))
+    assert [first["answered_by"], again["answered_by"], other["answered_by"],
+            later["answered_by"]] == [STRONG_MODEL, STRONG_MODEL, WEAK_MODEL, STRONG_MODEL]
+    assert len({first["decision_id"], again["decision_id"], other["decision_id"],
+                later["decision_id"]}) == 4
+    assert tracer.summary().calls == 3
+    assert fake.models_called == [STRONG_MODEL, WEAK_MODEL]  # repeats: the candidate's cache
+
+
+# -- every input ChatOpenAI accepts is routed ---------------------------------------------------
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+@pytest.mark.parametrize(("messages", "routed_on"), [
+    ([SystemMessage("Summarise the French revolution.")], "Summarise the French revolution."),
+    ([SystemMessage("Describe images."), HumanMessage(EASY), AIMessage("OK"),
+      HumanMessage(content=[IMAGE])], EASY),  # the closest earlier user text
+    ([SystemMessage("Describe images."), HumanMessage(content=[IMAGE])], "Describe images."),
+    ([ChatMessage(role="user", content=HARD)], HARD),
+], ids=["system-only", "image-turn", "image-only-user", "chat-message-user"])
+async def test_inputs_chat_openai_accepts_are_routed_on_their_closest_text(
+        fake: FakeOpenAI, messages: list[Any], routed_on: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ChatOpenAI sends these; routing must not refuse them for want of a HumanMessage with
+    text: it reads the closest text there is."""
+    routed = RoutedChatModel(**routed_chat_params(fake), trace_prompt=True)
+    decision = routed.route(messages)
+    assert decision.text == routed_on and decision.reason == "routed"
+    message = routed.invoke(messages)
+    assert message.response_metadata["langroute"]["model"] == decision.model
+    assert [c async for c in routed.astream(messages)]
+    assert routed.batch([messages, HARD])[0].response_metadata["langroute"]["text"] == routed_on
+    # counted by the candidate the router would choose (tiktoken's table needs a download)
+    monkeypatch.setattr(type(routed.models[STRONG_MODEL]), "get_num_tokens_from_messages",
+                        lambda self, messages, tools=None: len(messages))
+    assert routed.get_num_tokens_from_messages(messages) == len(messages)
+    assert sorted(fake.models_called) == sorted([decision.model] * 3 + [STRONG_MODEL])
+
+
+def test_a_conversation_without_text_goes_to_the_top_rung_and_says_why(
+        fake: FakeOpenAI) -> None:
+    """Nothing to score: quality first (the strongest candidate, even at threshold 1, which
+    otherwise always picks the cheapest), with the reason traced like any decision."""
+    from langroute import RoutingTracer
+
+    always_weak = RoutedChatModel(**routed_chat_params(fake, threshold=1.0))
+    tracer = RoutingTracer()
+    events: list[dict[str, Any]] = []
+
+    class Events(BaseCallbackHandler):
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            if name == "langroute.route":
+                events.append(data)
+
+    no_text = [HumanMessage(content=[IMAGE])]
+    message = always_weak.invoke(no_text, {"callbacks": [tracer, Events()]})
+    record = message.response_metadata["langroute"]
+    assert record["model"] == STRONG_MODEL and record["reason"] == "no text to route on"
+    assert "image_url" in record["note"]
+    assert [e["reason"] for e in events] == ["no text to route on"]
+    assert tracer.summary().calls == 1
+    batched = always_weak.batch([no_text, EASY, [HumanMessage("   ")]])
+    assert [m.response_metadata["langroute"]["model"] for m in batched] == [
+        STRONG_MODEL, WEAK_MODEL, STRONG_MODEL]
+    generated = always_weak.generate([no_text]).generations[0][0].message
+    assert generated.response_metadata["langroute"]["reason"] == "no text to route on"
+    assert sorted(fake.models_called) == [STRONG_MODEL] * 4 + [WEAK_MODEL]
+
+
+# -- disable_streaming is honoured as BaseChatModel honours it --------------------------------
+@pytest.mark.parametrize("flag", [True, "tool_calling"])
+async def test_disable_streaming_streams_one_chunk_from_an_unstreamed_call(
+        fake: FakeOpenAI, flag: Any) -> None:
+    """As ChatOpenAI: the stream is one chunk, the answer of a call made with stream=False
+    ("tool_calling": only while tools are bound)."""
+    routed = RoutedChatModel(**routed_chat_params(fake), disable_streaming=flag)
+    plain = fake.chat_openai(WEAK_MODEL, disable_streaming=flag)
+    for model in (plain, routed):
+        fake.clear()
+        runnable = model.bind_tools([add]) if flag == "tool_calling" else model
+        chunks = list(runnable.stream(EASY))
+        achunks = [chunk async for chunk in runnable.astream(EASY)]
+        assert (len(chunks), len(achunks)) == (1, 1)
+        assert [request.stream for request in fake.requests] == [False, False]
+    assert chunks[0].response_metadata["langroute"]["attempts"]
+    if flag == "tool_calling":  # without tools it streams as usual
+        assert len(list(routed.stream(EASY))) > 1 and fake.requests[-1].stream
+
+
+# -- a structured stream with include_raw=True ends with the settled record --------------------
+@pytest.mark.parametrize("streamed", [False, True], ids=["sync", "async"])
+async def test_include_raw_stream_carries_the_settled_record_as_invoke_does(
+        fake: FakeOpenAI, routed: RoutedChatModel, streamed: bool) -> None:
+    """The stream ends with {"parsed"} and {"parsing_error"} items, not a raw chunk: the
+    closing item must still bring the attempts to the raw message."""
+    structured = routed.with_structured_output(Joke, include_raw=True)
+    prompt = "Tell me a joke about 'cats'"
+    whole = structured.invoke(prompt)
+    items = ([item async for item in structured.astream(prompt)] if streamed
+             else list(structured.stream(prompt)))
+    merged: dict[str, Any] = {}
+    for item in items:
+        for key, value in item.items():
+            merged[key] = merged[key] + value if key == "raw" and key in merged else value
+    assert merged["parsed"] == whole["parsed"] and merged["parsing_error"] is None
+    record, expected = (merged["raw"].response_metadata["langroute"],
+                        whole["raw"].response_metadata["langroute"])
+    assert sorted(record) == sorted(expected)
+    assert [a["model"] for a in record["attempts"]] == [a["model"] for a in expected["attempts"]]
+
+
+# -- options bound with the tools survive LangGraph's create_react_agent -----------------------
+def test_create_react_agent_keeps_the_options_bound_with_the_tools(fake: FakeOpenAI) -> None:
+    """LangGraph re-binds a model whose binding shows no ``tools``, replacing what was bound
+    with them; a routed binding must look bound to it, as ChatOpenAI's does."""
+    pytest.importorskip("langgraph")
+    from langgraph.prebuilt import create_react_agent
+
+    routed = RoutedChatModel(**routed_chat_params(fake, threshold=0.0))
+    bound = routed.bind_tools([add], parallel_tool_calls=False, tool_choice="auto")
+    create_react_agent(bound, [add]).invoke({"messages": [("user", "use add on 2 and 5")]})
+    first = fake.requests[0]
+    assert first.tool_names == ["add"]
+    assert (first.body.get("parallel_tool_calls"), first.body.get("tool_choice")) == (False, "auto")
+    assert fake.requests[-1].body.get("parallel_tool_calls") is False  # the tool loop's answer
+
+
+# -- the profile is what every candidate can do --------------------------------------------------
+def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
+        fake: FakeOpenAI) -> None:
+    """create_agent picks its structured-output strategy from ``model.profile``: with none it
+    falls back to an extra tool and tool_choice="required", unlike ChatOpenAI."""
+    pytest.importorskip("langchain.agents")
+    from langchain.agents import create_agent
+
+    routed = RoutedChatModel(**routed_chat_params(fake))
+    assert routed.profile is not None and routed.profile["structured_output"] is True
+    assert routed.profile["max_input_tokens"] == min(
+        m.profile["max_input_tokens"] for m in routed.models.values())  # type: ignore[index]
+    result = create_agent(routed, tools=[], response_format=Joke).invoke(
+        {"messages": [("user", "Tell me a joke about 'cats'")]}, {"recursion_limit": 6})
+    assert result["structured_response"] == Joke(setup="cats",
+                                                 punchline="Tell me a joke about 'cats'")
+    (request,) = fake.requests
+    assert request.tool_names == [] and request.body["response_format"]["type"] == "json_schema"
+
+    weak = fake.chat_openai(WEAK_MODEL, profile={**(routed.models[WEAK_MODEL].profile or {}),
+                                                 "structured_output": False})
+    mixed = RoutedChatModel(**{**routed_chat_params(fake),
+                               "models": {**routed.models, WEAK_MODEL: weak}})
+    assert mixed.profile is not None and mixed.profile["structured_output"] is False
+    assert mixed.profile["tool_calling"] is True

@@ -216,7 +216,9 @@ def test_a_streamed_include_raw_answer_is_scored_as_the_invoked_one(router, stro
     structured = model.with_structured_output(_Product, include_raw=True)
     invoked = structured.invoke(EASY)
     chunks = list(structured.stream(EASY))
-    assert [sorted(c) for c in chunks] == [["raw"], ["parsed"], ["parsing_error"]]
+    # ... then a closing {"raw"} with the settled record (attempts), as a plain stream ends
+    assert [sorted(c) for c in chunks] == [["raw"], ["parsed"], ["parsing_error"], ["raw"]]
+    assert chunks[-1]["raw"].response_metadata["langroute"]["attempts"]
     assert invoked["parsed"] == chunks[1]["parsed"] == _Product(value=391)
     assert seen[1].text == seen[0].text and seen[1].usage == seen[0].usage is not None
 
