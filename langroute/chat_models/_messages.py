@@ -26,6 +26,7 @@ from langchain_core.messages import (
 )
 
 from .._exceptions import MessageError
+from .._routing_text import closest_text
 
 __all__ = [
     "ToolLoop",
@@ -63,16 +64,7 @@ def routing_text(messages: Sequence[BaseMessage]) -> str:
     """
     if not messages:
         raise MessageError("cannot route an empty message list")
-    users = [i for i, message in enumerate(messages) if is_user_message(message)]
-    for i in reversed(users):
-        if messages[i].text.strip():
-            return messages[i].text
-    # Any role, nearest first: back from the last user message, then whatever follows it.
-    last = users[-1] if users else len(messages) - 1
-    for message in [*reversed(messages[:last + 1]), *messages[last + 1:]]:
-        if message.text.strip():
-            return message.text
-    return ""
+    return closest_text([(is_user_message(m), m.text) for m in messages])
 
 
 def no_text_note(messages: Sequence[BaseMessage]) -> str:

@@ -176,12 +176,20 @@ def test_bad_input_raises_a_langroute_error_naming_the_problem(
         RoutedLLM(llms, router=the_router, threshold=threshold)
 
 
-def test_messages_without_user_text_cannot_be_routed(routed, fake):
-    with pytest.raises(MessageError, match="no user message"):
-        routed.chat([ChatMessage(role="system", content="be brief")])
+def test_a_turn_without_text_routes_on_the_closest_text_or_goes_to_the_top_rung(routed, fake):
+    # A system-only prompt is routed on the system text, as RoutedChatModel does.
+    record = routed.chat([ChatMessage(role="system", content="What is 2 + 2?")]).additional_kwargs[
+        "langroute"]
+    assert record["reason"] == "routed"
+    # No text anywhere: nothing to score, so the strongest candidate answers, and says why.
+    record = routed.chat([ChatMessage(role="user", content="")]).additional_kwargs["langroute"]
+    assert record["reason"] == "no text to route on"
+    assert record["model"] == STRONG_MODEL
+    with pytest.raises(MessageError, match="empty message list"):
+        routed.chat([])
     with pytest.raises(LangrouteError, match="empty prompt"):
         routed.complete("  ")
-    assert fake.requests == []
+    assert len(fake.requests) == 2
 
 
 def test_a_429_is_retried_then_succeeds(fake, make_openai, router, events):

@@ -1,9 +1,11 @@
 """What a LlamaIndex conversation tells the router, and who owns a tool loop.
 
-Routing reads only the text blocks of the last user message (images and other blocks still reach
-the model). A conversation ending in tool results (``role="tool"`` messages) after an assistant
-message that made tool calls is mid tool loop: the candidate that made the calls answers them,
-since another provider would not recognise the call ids. ``RoutedLLM`` stamps the candidate's
+Routing reads the text blocks of the last user message (images and other blocks still reach the
+model); a turn without text falls back to the closest earlier text, and a conversation with no
+text at all goes to the top rung (``langroute._routing_text``). A conversation ending in tool
+results (``role="tool"`` messages) after an assistant message that made tool calls is mid tool
+loop: the candidate that made the calls answers them, since another provider would not
+recognise the call ids. ``RoutedLLM`` stamps the candidate's
 name into every answer's ``message.additional_kwargs`` under ``MODEL_KEY`` so the loop's maker is
 known; the stamp is removed again before messages go to a provider.
 """
@@ -24,6 +26,7 @@ from llama_index.core.base.llms.types import (
 )
 
 from langroute import MessageError
+from langroute._routing_text import closest_text
 
 __all__ = [
     "MODEL_KEY",
@@ -58,20 +61,12 @@ def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
 
 
 def routing_text(messages: Sequence[ChatMessage]) -> str:
-    """The text the router reads: the last user message's text blocks.
-
-    Raises ``MessageError`` (a ValueError) when there are no messages, no user message, or the
-    last user message has no text.
-    """
+    """The text the router reads: the last user message's text blocks, or the closest earlier
+    text when that turn has none (``langroute._routing_text``); "" when no message has text,
+    and the top rung answers. Raises ``MessageError`` (a ValueError) for no messages."""
     if not messages:
         raise MessageError("cannot route an empty message list")
-    text = last_user_text(messages)
-    if text is not None and text.strip():
-        return text
-    if text is not None:
-        raise MessageError("the last user message has no text blocks to route on")
-    roles = sorted({str(m.role.value) for m in messages})
-    raise MessageError(f"no user message to route on; the messages have roles {roles}")
+    return closest_text([(m.role == MessageRole.USER, _text_of(m)) for m in messages])
 
 
 def _makes_tool_calls(message: ChatMessage) -> bool:
