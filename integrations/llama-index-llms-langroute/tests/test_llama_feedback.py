@@ -4,13 +4,10 @@ RoutedChatModel (one ``langroute.feedback.FeedbackBinding`` behind both)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 from langroute import RouterConfigError
 from langroute._exceptions import FeedbackError, UnknownDecisionError
-from langroute.feedback import MemoryFeedbackStore, open_feedback_store, replay
+from langroute.feedback import open_feedback_store, replay
 from llama_index.core.base.llms.types import ChatMessage
 from tests.fake_openai._standard_suites import STRONG_MODEL, WEAK_MODEL, synthetic_outcomes
 
@@ -127,37 +124,6 @@ async def test_async_feedback_errors_are_the_sync_ones(fake, strong, weak):
     without = routed_llm(strong, weak, fitted_router())
     with pytest.raises(RouterConfigError, match="RoutedLLM records no decisions"):
         await without.arecord_feedback(known, score=1.0)
-
-
-class HeldStore(MemoryFeedbackStore):
-    """A store whose feedback write is slow: it holds until the test releases it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writing, self.release = threading.Event(), threading.Event()
-
-    def _append_event(self, event) -> None:
-        self.writing.set()
-        if not self.release.wait(timeout=5):
-            raise TimeoutError("nobody released the write: the event loop was blocked")
-        super()._append_event(event)
-
-
-async def test_async_feedback_does_not_block_the_event_loop(fake, strong, weak):
-    store = HeldStore()
-    llm = routed_llm(strong, weak, fitted_router(), feedback_store=store)
-    task = asyncio.create_task(llm.arecord_preference(
-        decision_id(await llm.achat(user(EASY))), preferred=STRONG_MODEL))
-
-    async def other_task() -> None:  # progresses while the write is held
-        while not store.writing.is_set():
-            await asyncio.sleep(0.005)
-        assert not task.done()
-        store.release.set()
-
-    await asyncio.wait_for(other_task(), timeout=5)
-    event = await task
-    assert store.events() == [event]
 
 
 def test_a_router_without_partial_fit_learns_through_its_refitter(fake, strong, weak):

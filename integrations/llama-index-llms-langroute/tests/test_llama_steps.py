@@ -158,3 +158,40 @@ def test_budgets_that_are_not_a_mapping_say_what_budgets_takes(strong, weak, rou
         RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
                   budgets=budgets, spend_store="memory://")
     assert type(budgets).__name__ in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_stream_stopped_early_is_charged_an_estimate(fake, strong, weak, router,
+                                                             events, mode):
+    """The provider bills a stream its consumer leaves: the budget is charged, not freed."""
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       budgets={"a": Budget(1.0)}, spend_store="memory://")
+    with instrument_tags({"agent": "a"}):
+        if mode == "sync":
+            stream = routed.stream_chat(user(EASY))
+            next(stream)
+            stream.close()
+        else:
+            stream = await routed.astream_chat(user(EASY))
+            await anext(stream)
+            await stream.aclose()
+    budget = [e.payload for e in events.of("BudgetEvent")]
+    assert [e["action"] for e in budget] == ["reserve", "commit"]
+    assert budget[-1]["usage_estimated"] and budget[-1]["cost_usd"] > 0
+    (row,) = routed.pipeline.budget.store.accounts(now=0)
+    assert row.spent_nano > 0 and row.reserved_nano == 0
+
+
+def test_an_unpriced_verifier_llm_is_an_error_at_construction(fake, make_openai, strong, weak,
+                                                             router):
+    """As RoutedChatModel: found out at call time, the cheap answer is already paid for."""
+    verifier = make_openai("acme-verifier-9000")
+    llms = {STRONG_MODEL: strong, WEAK_MODEL: weak}
+    cascade = Cascade(AgreementScorer([verifier]), accept=0.5)
+    with pytest.raises(RouterConfigError, match=r"acme-verifier-9000.*prices="):
+        RoutedLLM(llms, router=router, threshold=0.7, cascade=cascade,
+                  budgets={"a": Budget(1.0)}, spend_store="memory://")
+    assert fake.requests == []
+    RoutedLLM(llms, router=router, threshold=0.7, cascade=cascade, budgets={"a": Budget(1.0)},
+              spend_store="memory://",
+              prices={"acme-verifier-9000": {"input_mtok": 1.0, "output_mtok": 1.0}})

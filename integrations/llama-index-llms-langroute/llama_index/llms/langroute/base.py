@@ -191,6 +191,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         _check_llms(llms)
         _check_options(threshold, strong_fraction, target_cost, timeout, cascade, prices)
         _check_cascade_models(cascade, llms)
+        _check_verifier_prices(cascade, budgets, prices)
         _check_extra(kwargs)
         try:
             super().__init__(
@@ -468,6 +469,17 @@ def _check_cascade_models(cascade: Any, llms: Mapping[str, LLM]) -> None:
     check = getattr(cascade, "check_models", None)
     if callable(check):
         check(list(llms), lambda model: isinstance(model, LLM), "LlamaIndex LLM")
+
+
+def _check_verifier_prices(cascade: Any, budgets: Any, prices: Any) -> None:
+    """With budgets, every verifier given as a LlamaIndex LLM is priced now, like the
+    candidates (RouterConfigError naming it and ``prices=``, as in RoutedChatModel): found out
+    at call time, the cheap answer would already be paid for."""
+    objects = [ref for ref in getattr(cascade, "asks", ()) if ref.model is not None]
+    if budgets is not None and objects:
+        from langroute.budgets import check_prices
+
+        check_prices(objects, prices)
 
 
 def _describe(name: str, llm: LLM) -> ModelRef:
