@@ -96,6 +96,11 @@ class Budget:
     taken only when P(it wins) >= threshold, so a higher threshold picks cheaper models; at
     ``u = 1`` the threshold is 1 and only a certain win escalates. The decision is re-read at
     the new threshold (``RoutingDecision.with_threshold``), with no second router call.
+
+    A stream that ends without the provider's usage report after its first chunk (its consumer
+    stopped reading, or it failed mid-stream) is still billed by the provider, so it is charged
+    an estimate, never $0: the prompt's estimated input plus the text it delivered (characters /
+    3) as output, marked ``usage_estimated`` in its attempt and ``langroute.budget`` event.
     """
 
     limit_usd: float

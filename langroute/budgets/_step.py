@@ -12,6 +12,9 @@ Worst case of one call: ``input_tokens x input price + max_output_tokens x outpu
 (genai-prices' tiers applied), where ``input_tokens`` is the adapter's count of the prompt and
 ``max_output_tokens`` the call's ``max_tokens``, or ``default_max_output_tokens`` (4096) when
 the call sets none. A call whose answer overruns its reservation is still charged in full.
+A stream cut short after its first chunk (abandoned or failed) is committed at an estimate
+(the prompt's estimated input plus characters / 3 of the text it delivered), marked
+``usage_estimated``.
 """
 
 from __future__ import annotations
@@ -222,14 +225,16 @@ class BudgetGuard:
         return to_nano(Decimal(cost)), False
 
     @staticmethod
-    def _commit_event(hold: Hold, cost: int, missing: bool, after: AccountState
-                      ) -> dict[str, Any]:
+    def _commit_event(hold: Hold, cost: int, missing: bool, after: AccountState,
+                      estimated: bool = False) -> dict[str, Any]:
         event = {"decision_id": hold.decision_id, "hold_id": hold.hold_id,
                  **_scope_fields(hold.account, hold.budget), "model": hold.ref.name,
                  "reserved_usd": from_nano(hold.amount_nano), "cost_usd": from_nano(cost),
                  "released_usd": from_nano(max(hold.amount_nano - cost, 0)), **_totals(after)}
         if missing:
             event["usage_missing"] = True
+        if estimated:
+            event["usage_estimated"] = True
         return event
 
     @staticmethod
@@ -261,7 +266,7 @@ class BudgetGuard:
         cost, missing = self._cost(hold, answer)
         after = self.store.commit(hold.account, hold_id=hold.hold_id, cost_nano=cost,
                                   now=self.clock().timestamp())
-        return self._commit_event(hold, cost, missing, after)
+        return self._commit_event(hold, cost, missing, after, answer.usage_estimated)
 
     def release(self, hold: Hold, error: BaseException | None) -> dict[str, Any]:
         after = self.store.release(hold.account, hold_id=hold.hold_id,
@@ -289,7 +294,7 @@ class BudgetGuard:
         cost, missing = self._cost(hold, answer)
         after = await self.store.acommit(hold.account, hold_id=hold.hold_id, cost_nano=cost,
                                          now=self.clock().timestamp())
-        return self._commit_event(hold, cost, missing, after)
+        return self._commit_event(hold, cost, missing, after, answer.usage_estimated)
 
     async def arelease(self, hold: Hold, error: BaseException | None) -> dict[str, Any]:
         after = await self.store.arelease(hold.account, hold_id=hold.hold_id,

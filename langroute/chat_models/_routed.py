@@ -117,6 +117,10 @@ def _langroute_error(exc: ValidationError) -> LangrouteError:
     return RouterConfigError(str(exc))
 
 
+#: Placeholder for a profile model_copy derives again once the copy's models are set.
+_UNSET_PROFILE: Any = object()
+
+
 class RoutedChatModel(FeedbackMethods, BaseChatModel):
     """A chat model that routes each call to the cheapest candidate likely to answer it well.
 
@@ -265,6 +269,60 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         # None means "the global LLM cache" to BaseChatModel: generate() would return a stale
         # decision. Any other cache is refused in _check_routing.
         return False if value is None else value
+
+    @staticmethod
+    def _checked_cache(value: Any) -> Literal[False]:
+        """The only cache setting a routed model takes: off (None, "the global cache", too)."""
+        if value is None or value is False:
+            return False
+        raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
+
+    # Assignment and model_copy(update=...) skip the validators (validate_assignment is off),
+    # so the cache rule and the combined profile are kept here too.
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "cache":
+            value = self._checked_cache(value)
+        derived = name == "models" and self._profile_is_derived()
+        super().__setattr__(name, value)
+        if derived:
+            self.__dict__["profile"] = self._resolve_model_profile()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> RoutedChatModel:
+        """A copy, as pydantic's; with ``models`` updated, a profile derived from the old ones
+        is derived again from the new ones, and ``cache`` is kept off."""
+        update = dict(update or {})
+        if "cache" in update:
+            update["cache"] = self._checked_cache(update["cache"])
+        if "models" in update:
+            update["models"] = self._check_models(update["models"])
+            if "profile" not in update and self._profile_is_derived():
+                update["profile"] = _UNSET_PROFILE
+        copy = super().model_copy(update=update, deep=deep)
+        if copy.__dict__.get("profile") is _UNSET_PROFILE:
+            copy.__dict__["profile"] = copy._resolve_model_profile()
+        return copy
+
+    def _profile_is_derived(self) -> bool:
+        """True when ``profile`` is what the candidates' profiles combine to (not the
+        caller's own)."""
+        models = self.__dict__.get("models")
+        return models is not None and self.__dict__.get("profile") == \
+            self._resolve_model_profile()
+
+    def _cache_off(self) -> None:
+        """Never a cache, whatever path set it (e.g. ``model_construct``): None is turned off,
+        a cache refused, before BaseChatModel reads it."""
+        if self.__dict__.get("cache") is not False:
+            self.__dict__["cache"] = self._checked_cache(self.__dict__.get("cache"))
+
+    def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._cache_off()
+        return super()._generate_with_cache(*args, **kwargs)
+
+    async def _agenerate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._cache_off()
+        return await super()._agenerate_with_cache(*args, **kwargs)
 
     @field_validator("threshold", "strong_fraction", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +60,7 @@ from ._effects import (
 )
 from ._retry import Fallback, RetryPolicy
 from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, TokenEstimate
-from ._types import Answer, Attempt, ModelRef
+from ._types import Answer, Attempt, ModelRef, Usage
 
 __all__ = [
     "ATTEMPT_EVENT",
@@ -226,9 +227,11 @@ class CallPipeline:
         (``Recorder.record``) however it ends: when it is exhausted, or when its consumer stops
         reading (``close()``, ``aclose()``, ``break``). An abandoned stream is recorded with
         the answer its consumer was given (the chunks delivered so far, merged) and
-        ``notes["stream"]`` saying so; its provider call is settled once, as before (released
-        on the budget when the model was still streaming, outcome ``"abandoned"``). A stream
-        that fails is not recorded, like any failed call. Until the stream ends the decision
+        ``notes["stream"]`` saying so; its provider call is settled once, as before (outcome
+        ``"abandoned"``). A stream cut short after its first chunk (abandoned, or failed
+        mid-stream) has no usage report, but the provider bills it: an estimate is committed
+        on the budget (``_estimated``; ``usage_estimated`` in its attempt and budget event). A
+        stream that fails is not recorded, like any failed call. Until the stream ends the decision
         is not yet in the feedback store.
         """
         state = yield from self._begin(request, decision, True, estimate)
@@ -363,6 +366,8 @@ class CallPipeline:
             info = dict(info or {})
             cost = info.get("cost_usd")
             attempt.cost_usd = float(cost) if isinstance(cost, (int, float)) else None
+            if answer.usage_estimated:
+                info.setdefault("usage_estimated", True)
             yield Emit(BUDGET_EVENT, {"action": "commit", **info})
         else:
             info = yield Dual(self.budget.release, self.budget.arelease, (hold, error))
@@ -413,14 +418,59 @@ class CallPipeline:
                 chunk = yield NextChunk(opened.stream)
             answer: Answer = yield Collect(opened.ref, chunks)
         except StreamClosed as exc:
-            yield from opened.meter.failed(exc, outcome="abandoned")
+            yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc,
+                                       "abandoned")
             yield from self._abandoned(state, opened.ref, chunks, None)
             raise
         except Exception as exc:
-            yield from opened.meter.failed(exc)
+            yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc, "error")
             raise
         yield from opened.meter.answered(answer)
         return answer, chunks[-1] if chunks else None
+
+    def _cut_short(self, state: CallState, meter: _Meter, ref: ModelRef, chunks: list[Any],
+                   error: BaseException, outcome: str) -> Pipeline[None]:
+        """Settle a stream that ended without its usage report (abandoned or failed).
+
+        Before its first chunk it is released, as any failed call. After it, the provider
+        bills the prompt and what it generated, so an estimate is committed (never $0: an
+        agent could otherwise dodge its budget by stopping streams early)."""
+        if not chunks or meter.hold is None:  # nothing billed yet, or no budget to charge
+            yield from meter.failed(error, outcome=outcome)
+            return
+        answer = yield from self._estimated(state, ref, chunks)
+        yield from meter.failed(error, outcome=outcome, answer=answer)
+
+    def _estimated(self, state: CallState, ref: ModelRef, chunks: list[Any]
+                   ) -> Pipeline[Answer]:
+        """What a stream cut short cost, estimated as its reservation is: the prompt's input
+        tokens from the adapter's estimate, the output as characters / 3 of the text received
+        (a deliberate over-estimate); a chunk's usage report, if any, gives the input count and
+        the output count when larger."""
+        try:
+            merged: Answer = yield Collect(ref, chunks)
+            texts = [merged.text]
+            reported = merged.usage
+        except Exception:  # chunks cut short may not merge: take each chunk's text
+            texts, reported = [], None
+            for chunk in chunks:
+                try:
+                    texts.append((yield Collect(ref, [chunk])).text)
+                except Exception:
+                    texts.append(chunk if isinstance(chunk, str) else "")
+        try:
+            input_tokens = int(state.estimate(ref).input_tokens)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 -- no adapter estimate: the routing text, over-estimated
+            input_tokens = math.ceil(len(state.request.text) / 3) + 8
+        output_tokens = math.ceil(sum(len(t or "") for t in texts) / 3)
+        if reported is not None:
+            usage = Usage(reported.input_tokens or input_tokens,
+                          max(reported.output_tokens, output_tokens),
+                          reported.cache_read_tokens, reported.reasoning_tokens)
+        else:
+            usage = Usage(input_tokens, output_tokens)
+        return Answer(raw=None, text="".join(t or "" for t in texts), usage=usage,
+                      usage_estimated=True)
 
     def _abandoned(self, state: CallState, ref: ModelRef, delivered: list[Any],
                    total: int | None) -> Pipeline[None]:
@@ -444,7 +494,7 @@ class CallPipeline:
                 chunks.append(chunk)
             answer: Answer = yield Collect(ref, chunks)
         except Exception as exc:
-            yield from meter.failed(exc)
+            yield from self._cut_short(state, meter, ref, chunks, exc, "error")
             raise
         yield from meter.answered(answer)
         return replace(answer, raw=(answer.raw, chunks))
@@ -585,13 +635,28 @@ class _Meter:
     attempt: Attempt
     start: float
 
-    def failed(self, error: BaseException, outcome: str = "error") -> Pipeline[None]:
+    settled: bool = False
+
+    def failed(self, error: BaseException, outcome: str = "error",
+               answer: Answer | None = None) -> Pipeline[None]:
+        """Settle a call that failed: released, or committed at ``answer``'s estimated usage
+        (a stream cut short after its first chunk)."""
+        if self.settled:
+            return
+        self.settled = True
         self.attempt.outcome = outcome
         self.attempt.error = f"{type(error).__name__}: {error}"[:500]
         self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
-        yield from self.pipeline._settle(self.hold, None, error, self.attempt, self.state)
+        if answer is not None:
+            self.attempt.usage = answer.usage
+            self.attempt.usage_estimated = answer.usage_estimated
+        yield from self.pipeline._settle(self.hold, answer, error if answer is None else None,
+                                         self.attempt, self.state)
 
     def answered(self, answer: Answer) -> Pipeline[None]:
+        if self.settled:
+            return
+        self.settled = True
         self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
         self.attempt.usage = answer.usage
         yield from self.pipeline._settle(self.hold, answer, None, self.attempt, self.state)

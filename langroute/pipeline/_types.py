@@ -160,6 +160,9 @@ class Answer:
     usage: Usage | None = None
     tool_calls: int = 0
     token_logprobs: tuple[float, ...] | None = None
+    #: True when ``usage`` is the pipeline's estimate, not the provider's report (a stream
+    #: cut short: the provider bills what it generated, but never reported it).
+    usage_estimated: bool = False
 
 
 @dataclass
@@ -180,9 +183,11 @@ class Attempt:
     usage: Usage | None = None
     cost_usd: float | None = None
     score: float | None = None
+    #: True when ``usage`` (and so ``cost_usd``) is estimated: a stream cut short.
+    usage_estimated: bool = False
 
     def to_event(self) -> dict[str, Any]:
-        return {
+        event: dict[str, Any] = {
             "model": self.model,
             "purpose": self.purpose,
             "outcome": self.outcome,
@@ -192,3 +197,6 @@ class Attempt:
             "cost_usd": self.cost_usd,
             "score": self.score,
         }
+        if self.usage_estimated:
+            event["usage_estimated"] = True
+        return event

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, System
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
+from langroute import RouterConfigError
 from langroute.chat_models import RoutedChatModel
 from tests.fake_openai import FakeOpenAI
 from tests.fake_openai._standard_suites import (
@@ -421,3 +422,42 @@ def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
                                "models": {**routed.models, WEAK_MODEL: weak}})
     assert mixed.profile is not None and mixed.profile["structured_output"] is False
     assert mixed.profile["tool_calling"] is True
+
+
+@pytest.mark.parametrize("path", ["model_copy", "assignment"])
+def test_the_profile_follows_models_replaced_after_construction(fake: FakeOpenAI,
+                                                                path: str) -> None:
+    """create_agent reads the profile: it must describe the models that answer now."""
+    routed = RoutedChatModel(**routed_chat_params(fake))
+    assert routed.profile is not None and routed.profile["structured_output"] is True
+    weak = fake.chat_openai(WEAK_MODEL, profile={**(routed.models[WEAK_MODEL].profile or {}),
+                                                 "structured_output": False})
+    models = {**routed.models, WEAK_MODEL: weak}
+    if path == "model_copy":
+        routed = routed.model_copy(update={"models": models})
+    else:
+        routed.models = models
+    assert routed.profile is not None and routed.profile["structured_output"] is False
+
+
+@pytest.mark.parametrize("path", ["model_copy", "assignment"])
+async def test_no_global_cache_comes_back_after_construction(
+        fake: FakeOpenAI, routed: RoutedChatModel, global_cache: Any, path: str) -> None:
+    """cache=None means the global cache to LangChain: a repeat would get a stale decision."""
+    if path == "model_copy":
+        routed = routed.model_copy(update={"cache": None})
+    else:
+        routed.cache = None
+    prompt = [[HumanMessage(EASY)]]
+    first = routed.generate(prompt, metadata={"langroute_threshold": 0.0})
+    other = await routed.agenerate(prompt, metadata={"langroute_threshold": 1.0})
+    answered = [r.generations[0][0].message.response_metadata["langroute"]["answered_by"]
+                for r in (first, other)]
+    assert answered == [STRONG_MODEL, WEAK_MODEL]
+    from langchain_core.caches import InMemoryCache
+
+    with pytest.raises(RouterConfigError, match="cache belongs on the candidate models"):
+        if path == "model_copy":
+            routed.model_copy(update={"cache": InMemoryCache()})
+        else:
+            routed.cache = InMemoryCache()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import genai_prices
 import pytest
 from langchain.agents import create_agent
@@ -249,3 +251,47 @@ def test_an_escalation_the_budget_denies_returns_the_paid_answer_marked(router, 
     assert f"escalation to {STRONG!r} denied by the budget" in record["notes"]["cascade"]
     last = [e["data"] for e in recorder.events if e["name"] == "langroute.cascade"][-1]
     assert last["denied"] == STRONG and last["accepted"] and last["passed"] is False
+
+
+def _estimated(model_id: str, delivered: str) -> float:
+    """The adapter's reservation estimate of the prompt (chars / 3 + 8 per message) plus the
+    delivered text as output (chars / 3), at the model's prices."""
+    usage = genai_prices.Usage(input_tokens=math.ceil(len(HARD) / 3) + 8,
+                               output_tokens=math.ceil(len(delivered) / 3))
+    return float(genai_prices.calc_price(usage, model_id).total_price)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_stream_stopped_early_is_charged_an_estimate(router, strong, weak, mode):
+    """Breaking out of a stream must not make the call free."""
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    recorder = EventRecorder()
+    config = {"callbacks": [recorder]}
+    if mode == "sync":
+        stream = llm.stream(HARD, config=config)
+        first = next(stream)
+        stream.close()
+    else:
+        stream = llm.astream(HARD, config=config)
+        first = await anext(stream)
+        await stream.aclose()
+    assert first.content == "answer"
+    budget = [e["data"] for e in recorder.events if e["name"] == "langroute.budget"]
+    assert [e["action"] for e in budget] == ["reserve", "commit"]
+    expected = _estimated(STRONG_ID, "answer")
+    assert budget[-1]["usage_estimated"] and budget[-1]["cost_usd"] == pytest.approx(expected)
+    (row,) = [s for s in llm.pipeline.budget.store.accounts(now=0) if s.account.scope == "*"]
+    assert row.spent_nano / 1e9 == pytest.approx(expected) and row.reserved_nano == 0
+
+
+def test_a_stream_failing_mid_stream_is_charged_an_estimate(router, strong, weak):
+    strong.fail_mid_stream = (2, ValueError("stream broke"))  # not retryable
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    delivered = []
+    with pytest.raises(ValueError, match="stream broke"):
+        for chunk in llm.stream(HARD):
+            delivered.append(chunk.content)
+    assert "".join(delivered) == "answer from"
+    (row,) = [s for s in llm.pipeline.budget.store.accounts(now=0) if s.account.scope == "*"]
+    assert row.spent_nano / 1e9 == pytest.approx(_estimated(STRONG_ID, "answer from"))
+    assert row.reserved_nano == 0

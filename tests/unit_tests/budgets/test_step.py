@@ -18,6 +18,7 @@ from langroute.pipeline import (
     RouteRequest,
     run_async,
     run_sync,
+    stream_async,
     stream_sync,
 )
 
@@ -35,6 +36,7 @@ from .helpers import (
     pipeline,
     policy,
     request,
+    usd,
 )
 
 
@@ -400,3 +402,67 @@ def test_the_guard_is_a_budget_step():
     from langroute.pipeline import BudgetStep
 
     assert isinstance(step({"*": Budget(limit_usd=1.0)}), BudgetStep)
+
+
+class _MidStreamFailure(FakeCaller):
+    """Streams two chunks, then the connection drops (no usage report ever comes)."""
+
+    def stream(self, ref, purpose):
+        self._answer(ref, purpose)
+        yield from ["answer ", "from "]
+        raise ConnectionError("connection reset mid-stream")
+
+    async def astream(self, ref, purpose):
+        self._answer(ref, purpose)
+        for chunk in ["answer ", "from "]:
+            yield chunk
+        raise ConnectionError("connection reset mid-stream")
+
+
+def _estimated_cost(model: str, delivered: str) -> float:
+    """The prompt's estimated input (helpers.estimate: 100) plus delivered chars / 3 out."""
+    return usd(model, 100, math.ceil(len(delivered) / 3))
+
+
+async def test_a_stream_its_consumer_abandons_is_charged_an_estimate_not_zero(mode):
+    """Stopping a stream early must not dodge the budget: the provider bills it."""
+    guard = step({"*": Budget(limit_usd=1.0)})
+    caller = FakeCaller(usage=None)  # a stream cut short never gets its usage report
+    run = pipeline(guard).run_stream(request(EASY), estimate=estimate)
+    if mode == "sync":
+        stream = stream_sync(run, caller)
+        assert next(stream) == "answer "
+        stream.close()
+    else:
+        stream = stream_async(run, caller)
+        assert await anext(stream) == "answer "
+        await stream.aclose()
+    assert [e["action"] for e in caller.budget_events()] == ["reserve", "commit"]  # once
+    (commit,) = caller.budget_events("commit")
+    expected = _estimated_cost("small", "answer ")
+    assert commit["usage_estimated"] and commit["cost_usd"] == pytest.approx(expected)
+    assert spent(guard) == pytest.approx(expected)
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["outcome"] == "abandoned" and attempt["usage_estimated"]
+    assert attempt["cost_usd"] == pytest.approx(expected)
+
+
+async def test_a_stream_failing_mid_stream_is_charged_an_estimate(mode):
+    """A failure before the first chunk is released (and retried); after it, billed."""
+    guard = step({"*": Budget(limit_usd=1.0)})
+    caller = _MidStreamFailure(usage=None, errors=[ConnectionError("refused")])
+    run = pipeline(guard).run_stream(request(EASY), estimate=estimate)
+    with pytest.raises(ConnectionError, match="mid-stream"):
+        if mode == "sync":
+            list(stream_sync(run, caller))
+        else:
+            [chunk async for chunk in stream_async(run, caller)]
+    assert [e["action"] for e in caller.budget_events()] == [
+        "reserve", "release", "reserve", "commit"]
+    (commit,) = caller.budget_events("commit")
+    expected = _estimated_cost("small", "answer from ")
+    assert commit["usage_estimated"] and commit["cost_usd"] == pytest.approx(expected)
+    assert spent(guard) == pytest.approx(expected)
+    first, second = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert first["cost_usd"] is None and "usage_estimated" not in first
+    assert second["outcome"] == "error" and second["usage_estimated"]

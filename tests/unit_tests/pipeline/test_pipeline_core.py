@@ -202,12 +202,13 @@ def test_every_attempt_is_reserved_and_settled(policy):
     assert budget.open == 0 and result.attempts[-1].cost_usd == 0.5
 
 
-def test_a_stream_closed_early_releases_its_hold(policy):
+def test_a_stream_closed_early_commits_its_hold_once(policy):
+    """The provider bills what it streamed: the hold is committed (an estimate), not freed."""
     budget = HoldingBudget()
     stream = stream_sync(_pipeline(policy, budget=budget).run_stream(_request()), FakeCaller())
     next(stream)
     stream.close()
-    assert budget.open == 0 and budget.log == ["reserve", "release"]
+    assert budget.open == 0 and budget.log == ["reserve", "commit"]
 
 
 def test_sticky_tool_loops_never_fall_back(policy):
@@ -287,6 +288,6 @@ def test_a_stream_closed_early_is_recorded_with_what_was_delivered(policy, mode)
             await anext(stream)
             await stream.aclose()
         asyncio.run(consume())
-    assert budget.open == 0 and budget.log == ["reserve", "release"]  # settled once
+    assert budget.open == 0 and budget.log == ["reserve", "commit"]  # settled once
     assert recorder.recorded == [(f"{CALC}:", {
         "stream": "abandoned by its consumer after 1 chunks"})]
