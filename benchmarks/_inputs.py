@@ -29,10 +29,12 @@ def minilm_embedder():
     return SentenceTransformerEmbedder(cache_dir=cache_dir)
 
 
-def default_routers_aiq(embedder, train, test, base) -> dict[str, float]:
+def default_routers_aiq(embedder, train, test, base, fitted: dict | None = None
+                        ) -> dict[str, float]:
     """Held-out AIQ of SWRouter and KNNRouter at their defaults, fitted on ``train`` (kNN's k
     lowered to the training size where that is smaller, as its out-of-fold fits do);
-    ``base`` is ``fold_baselines`` of ``test``. Keys ``"sw"`` and ``"knn"``."""
+    ``base`` is ``fold_baselines`` of ``test``. Keys ``"sw"`` and ``"knn"``; the fitted
+    routers go into ``fitted`` under the same keys when it is given."""
     from langroute import KNNRouter, SWRouter
     from langroute.evaluation._evaluate import _router_metrics
 
@@ -43,4 +45,6 @@ def default_routers_aiq(embedder, train, test, base) -> dict[str, float]:
         metrics, _ = _router_metrics(router, router.win_matrices(test.prompts), test, base,
                                      None, None)
         out[label] = metrics["aiq"]
+        if fitted is not None:
+            fitted[label] = router
     return out

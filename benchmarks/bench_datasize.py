@@ -45,7 +45,7 @@ def _effective_exemplars(router, queries: np.ndarray) -> float:
 
 
 def run(name: str, embedder, seeds: int) -> dict:
-    from langroute import SWRouter, load_outcomes
+    from langroute import load_outcomes
     from langroute.evaluation import fold_baselines, make_splits
 
     data = load_outcomes(DATA / name)
@@ -58,9 +58,10 @@ def run(name: str, embedder, seeds: int) -> dict:
         for share in SHARES:
             rows = np.arange(max(2, int(round(share * len(train)))))
             sub = train.subset(rows)
-            for label, value in default_routers_aiq(embedder, sub, test, base).items():
+            fitted: dict = {}
+            for label, value in default_routers_aiq(embedder, sub, test, base, fitted).items():
                 aiq[label][share].append(value)
-            n_eff[share].append(_effective_exemplars(SWRouter(embedder).fit(sub), queries))
+            n_eff[share].append(_effective_exemplars(fitted["sw"], queries))
     return {"n_prompts": len(data), "n_models": len(data.models), "n_train": len(train),
             "aiq": {r: {str(s): v for s, v in by.items()} for r, by in aiq.items()},
             "sw_effective_exemplars": {str(s): v for s, v in n_eff.items()}}

@@ -200,6 +200,7 @@ def _embed_with_progress(embedder: Embedder, prompts: list[str], show: bool) -> 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .evaluation import DEFAULT_ROUTER, router_names
+    from .evaluation._online import DEFAULT_INITIAL_SHARE
 
     routers = ", ".join(router_names())
     embedders = ", ".join(EMBEDDERS)
@@ -242,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "row learning from the chosen model's score only, beside a "
                          "'<router> static@25%%' row; with --out, online.png plots both over time")
     ev.add_argument("--online-share", type=float, metavar="F",
-                    help="initial share of each training fold for --online (default 0.25)")
+                    help="initial share of each training fold for --online (default "
+                         f"{DEFAULT_INITIAL_SHARE})")
     ev.add_argument("--cascade", action="append", metavar="SCORER",
                     help="also evaluate cascades (repeatable): 'agreement' (needs answers.csv) "
                          "or 'simulated:RATE' (RouterBench's simulated scorer with that error "

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import RouterConfigError
+from .._exceptions import EmbeddingError, RouterConfigError
 
-__all__ = ["HEAD", "LONG_TEXTS", "check_long_texts", "head_and_tail", "untruncated"]
+__all__ = ["HEAD", "LONG_TEXTS", "LongTextCutter", "check_long_texts", "head_and_tail",
+           "untruncated"]
 
 HEAD = "head"
 #: Accepted ``long_texts`` settings: the model's own truncation, or head and tail.
@@ -69,3 +70,26 @@ def head_and_tail(text: str, tokenizer: Any, max_pieces: int) -> str:
     while tail_start < n - 1 and same_word(tail_start):
         tail_start += 1
     return text[: offsets[head - 1][1]] + " " + text[offsets[tail_start][0] :]
+
+
+class LongTextCutter:
+    """``head_and_tail`` for one model, set up once: its untruncated tokenizer and its limit
+    less its special tokens. Raises EmbeddingError naming ``model`` when the model has no fast
+    (``tokenizers``) tokenizer or no length limit, since the cut needs both."""
+
+    def __init__(self, tokenizer: Any, max_tokens: Any, model: str) -> None:
+        if tokenizer is None or not hasattr(tokenizer, "to_str"):
+            raise EmbeddingError(
+                f"long_texts='head+tail' needs a fast (tokenizers) tokenizer; {model} has "
+                f"{type(tokenizer).__name__}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 3:
+            raise EmbeddingError(
+                f"long_texts='head+tail' needs the model's length limit; {model} has "
+                f"max_seq_length={max_tokens!r}")
+        self.tokenizer = untruncated(tokenizer)
+        special = self.tokenizer.post_processor.num_special_tokens_to_add(False) \
+            if self.tokenizer.post_processor is not None else 0
+        self.max_pieces = max_tokens - special
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        return [head_and_tail(text, self.tokenizer, self.max_pieces) for text in texts]

@@ -23,7 +23,7 @@ import numpy as np
 from .._exceptions import EmbeddingError, RouterConfigError
 from ._artifacts import artifacts_root, build_once, package_version
 from ._base import Embedder
-from ._long_texts import HEAD, check_long_texts, head_and_tail, untruncated
+from ._long_texts import HEAD, LongTextCutter, check_long_texts
 from ._sentence_transformers import default_model_path
 
 __all__ = ["OnnxMiniLMEmbedder"]
@@ -120,8 +120,7 @@ class OnnxMiniLMEmbedder(Embedder):
         self.long_texts = check_long_texts(long_texts)
         self._session: Any = None
         self._tokenizer: Any = None
-        self._full_tokenizer: Any = None
-        self._max_pieces = 0
+        self._cutter: LongTextCutter | None = None
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"quantize": self.quantize}
@@ -159,9 +158,7 @@ class OnnxMiniLMEmbedder(Embedder):
                 "max_seq_length"
             ]
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            self._full_tokenizer = untruncated(tokenizer)
-            special = tokenizer.post_processor.num_special_tokens_to_add(False)
-            self._max_pieces = int(max_tokens) - special
+            self._cutter = LongTextCutter(tokenizer, int(max_tokens), "the exported MiniLM")
             tokenizer.enable_truncation(max_length=int(max_tokens))
             tokenizer.no_padding()
             options = ort.SessionOptions()
@@ -180,7 +177,8 @@ class OnnxMiniLMEmbedder(Embedder):
         # texts batched with it.
         session, tokenizer = self._load()
         if self.long_texts != HEAD:
-            texts = [head_and_tail(t, self._full_tokenizer, self._max_pieces) for t in texts]
+            assert self._cutter is not None  # set up by _load
+            texts = self._cutter(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for row, encoding in enumerate(tokenizer.encode_batch(texts)):
             feed = {

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._exceptions import EmbeddingError
 from ._base import Embedder
-from ._long_texts import HEAD, check_long_texts, head_and_tail, untruncated
+from ._long_texts import HEAD, LongTextCutter, check_long_texts
 
 __all__ = ["SentenceTransformerEmbedder", "default_model_path"]
 
@@ -64,7 +64,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.device = device
         self.long_texts = check_long_texts(long_texts)
         self._model: Any = None
-        self._full_tokenizer: Any = None
+        self._cutter: LongTextCutter | None = None
 
     def _load(self) -> Any:
         if self._model is None:
@@ -96,12 +96,11 @@ class SentenceTransformerEmbedder(Embedder):
         """``texts`` as the model should read them (``long_texts``)."""
         if self.long_texts == HEAD:
             return texts
-        model = self._load()
-        if self._full_tokenizer is None:
-            self._full_tokenizer = untruncated(model.tokenizer.backend_tokenizer)
-        special = self._full_tokenizer.post_processor.num_special_tokens_to_add(False)
-        limit = int(model.max_seq_length) - special
-        return [head_and_tail(text, self._full_tokenizer, limit) for text in texts]
+        if self._cutter is None:
+            model = self._load()
+            backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
+            self._cutter = LongTextCutter(backend, model.max_seq_length, self.model)
+        return self._cutter(texts)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         vectors = self._load().encode(

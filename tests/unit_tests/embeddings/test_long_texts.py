@@ -130,3 +130,16 @@ def test_the_cli_offers_both_readings():
 
     assert EMBEDDERS["minilm-head+tail"]().long_texts == "head+tail"
     assert EMBEDDERS["minilm"]().long_texts == "head"
+
+
+def test_a_model_the_cut_cannot_read_is_an_embedding_error(tokenizer):
+    from langroute import EmbeddingError
+    from langroute.embeddings._long_texts import LongTextCutter
+
+    with pytest.raises(EmbeddingError, match="fast .tokenizers. tokenizer; my-model"):
+        LongTextCutter(object(), 256, "my-model")
+    with pytest.raises(EmbeddingError, match="length limit; my-model has max_seq_length=None"):
+        LongTextCutter(tokenizer, None, "my-model")
+    cutter = LongTextCutter(tokenizer, 256, "MiniLM")
+    assert cutter.max_pieces == 254
+    assert cutter(LONG[:1]) == [head_and_tail(LONG[0], tokenizer, 254)]
