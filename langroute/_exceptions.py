@@ -31,7 +31,9 @@ Each also subclasses a built-in error, so generic ``except ValueError`` handlers
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "BudgetExceededError",
@@ -154,6 +156,11 @@ class RefitError(LangrouteError, RuntimeError):
     def __init__(self, message: str, *, event: object) -> None:
         self.event = event
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickling calls the class with ``args`` only, which lack the keyword ``event``
+        # (a process pool could not send the error back).
+        return functools.partial(type(self), event=self.event), self.args, self.__dict__
 
 
 class CascadeConfigError(LangrouteError, ValueError):

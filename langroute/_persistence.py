@@ -27,10 +27,16 @@ import numpy as np
 
 from ._exceptions import RouterConfigError, RouterFileError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "read_router_file", "write_router_file"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "read_router_file",
+           "write_router_file"]
 
 FORMAT = "langroute.router"
-FORMAT_VERSION = 1
+#: The version ``write_router_file`` writes. 2: files may carry what an older langroute
+#: cannot read (five embedder fingerprint probes, ``learned_feedback``), so that langroute
+#: says the file is newer rather than corrupt.
+FORMAT_VERSION = 2
+#: The versions ``read_router_file`` reads (version 1 files load as before).
+READABLE_VERSIONS = (1, 2)
 
 
 def _digest(arrays: dict[str, np.ndarray], described: dict[str, Any]) -> str:
@@ -142,11 +148,14 @@ def read_router_file(
     if header.get("format") != FORMAT:
         raise RouterFileError(f"{file}: format {header.get('format')!r} is not {FORMAT!r}")
     version = header.get("version")
-    # ``True == 1 == 1.0`` in Python: only the int the writer puts there is this version.
-    if type(version) is not int or version != FORMAT_VERSION:
+    # ``True == 1 == 1.0`` in Python: only the int the writer puts there is a version.
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        newer = (type(version) is int and version > FORMAT_VERSION)
         raise RouterFileError(
-            f"{file}: format version {header.get('version')!r}, this langroute reads "
-            f"version {FORMAT_VERSION}"
+            f"{file}: format version {version!r}, this langroute reads versions "
+            f"{list(READABLE_VERSIONS)}"
+            + ("; the file was written by a newer langroute: upgrade langroute to load it"
+               if newer else "")
         )
     kind, params, state = header.get("kind"), header.get("params"), header.get("state")
     if not isinstance(kind, str) or not isinstance(params, dict) or not isinstance(state, dict):

@@ -28,7 +28,7 @@ from ..embeddings import Embedder
 from ..routers import BaseRouter
 from ..routers._base import _REGISTRY
 from ..routers._calibration_scores import calibration_scores_disabled
-from ..routers._validation import check_int, check_random_state
+from ..routers._validation import check_fit_data, check_int, check_random_state, nested_fits
 from ._metrics import aiq, apgr, pgr_curve, threshold_sweep
 from ._registry import make_router
 from ._splits import make_splits
@@ -213,6 +213,7 @@ class TunedRouter(BaseRouter):
                 "TunedRouter scores settings by cost and quality; the outcomes have no costs "
                 "(use outcomes.with_estimated_costs(output_tokens))"
             )
+        check_fit_data(outcomes)
         embedder = self._resolve_embedder()
         data = outcomes
         if self.max_tune_prompts is not None and len(data) > self.max_tune_prompts:
@@ -229,7 +230,8 @@ class TunedRouter(BaseRouter):
         for j, sp in enumerate(splits):
             train, val = data.subset(sp.train), data.subset(sp.test)
             for i, params in enumerate(settings):
-                with calibration_scores_disabled():  # inner fits are never calibrated
+                # Inner fits are never calibrated; a fold may leave out a model's few scores.
+                with calibration_scores_disabled(), nested_fits():
                     fitted = self._base(embedder).set_params(**params).fit(train)
                 scores[i, j] = validation_score(fitted, val, embeddings[sp.test], self.scoring)
         means = scores.mean(axis=1)

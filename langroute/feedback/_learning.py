@@ -44,7 +44,7 @@ import numpy as np
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles
 from ..routers._incremental import FEEDBACK_SOURCE, conditional_scores
-from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent, fingerprints
+from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent, unique_events
 from ._store import FeedbackStore
 
 __all__ = [
@@ -160,31 +160,58 @@ def _learner(router: Any) -> Any:
     return router
 
 
-def _learn(router: Any, events: Sequence[FeedbackEvent],
-           decisions: Mapping[str, DecisionRecord], lock: Any) -> None:
-    """``partial_fit`` ``router`` on the events it has not learned yet, and record them.
+def _not_learned(learned: np.ndarray, prints: np.ndarray) -> np.ndarray:
+    """Which of ``prints`` the sorted fingerprints ``learned`` do not hold (searchsorted)."""
+    if not len(learned):
+        return np.ones(len(prints), dtype=bool)
+    at = np.minimum(np.searchsorted(learned, prints), len(learned) - 1)
+    return learned[at] != prints
 
-    A router that keeps ``learned_feedback_`` (the sorted fingerprints of the events it
-    learned) skips those, and an event repeated in ``events``, so no path teaches an event
-    twice; the check, the fit and the record happen under ``lock``, so two threads replaying
-    at once cannot both learn an event. Other routers learn every event given.
+
+def _new_events(router: Any, events: Sequence[FeedbackEvent]
+                ) -> tuple[list[FeedbackEvent], np.ndarray | None]:
+    """The events ``router`` has not learned (each once), and their fingerprints.
+
+    A router without ``learned_feedback_`` learns every event given (fingerprints None).
+    Read without the routing lock: ``learned_feedback_`` is replaced, never changed in
+    place, and ``_learn`` checks again under the lock.
     """
+    learned = getattr(router, "learned_feedback_", None)
+    if learned is None:
+        return list(events), None
+    events, prints, _ = unique_events(events)
+    fresh = _not_learned(learned, prints)
+    return [event for event, keep in zip(events, fresh, strict=True) if keep], prints[fresh]
+
+
+def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | None,
+           decisions: Mapping[str, DecisionRecord], lock: Any) -> None:
+    """``partial_fit`` ``router`` on ``events`` (from ``_new_events``) and record them.
+
+    The battles are built before taking ``lock`` (routing waits on it); under it only the
+    fingerprints are checked again against ``learned_feedback_`` -- another thread may have
+    learned some events since -- before ``partial_fit`` and the record, so two threads
+    replaying at once cannot both learn an event (the battles are rebuilt for the events
+    left, the rare case). ``prints`` None: the router keeps no fingerprints.
+    """
+    if not events:
+        return
+    models = list(router.models)
+    battles = feedback_battles(events, decisions, router)
     with lock if lock is not None else contextlib.nullcontext():
         learned = getattr(router, "learned_feedback_", None)
-        new = np.zeros(0, dtype=np.uint64)
-        if learned is not None:
-            prints = fingerprints(events)
-            fresh = np.zeros(len(prints), dtype=bool)
-            fresh[np.unique(prints, return_index=True)[1]] = True  # first of each event
-            if len(learned):
-                at = np.minimum(np.searchsorted(learned, prints), len(learned) - 1)
-                fresh &= learned[at] != prints
-            events = [event for event, keep in zip(events, fresh, strict=True) if keep]
-            new = np.sort(prints[fresh])
-        battles = feedback_battles(events, decisions, router)
+        stale = list(router.models) != models  # add_model or a refit swapped in meanwhile
+        if prints is not None and learned is not None:
+            fresh = _not_learned(learned, prints)
+            if not fresh.all():
+                events = [event for event, keep in zip(events, fresh, strict=True) if keep]
+                prints, stale = prints[fresh], True
+        if stale:
+            battles = feedback_battles(events, decisions, router)
         if len(battles):
             router.partial_fit(battles)
-        if len(new):
+        if prints is not None and learned is not None and len(prints):
+            new = np.sort(prints)
             router.learned_feedback_ = np.insert(learned, np.searchsorted(learned, new), new)
 
 
@@ -235,7 +262,7 @@ def record_feedback(
                          {decision_id: decision}, router)
     event = store.add_score(decision_id, score, model=model, key=key, metadata=metadata)
     if router is not None:
-        _learn(router, [event], {decision_id: decision}, lock)
+        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock)
     return event
 
 
@@ -270,7 +297,7 @@ def record_preference(
     event = store.add_preference(decision_id, preferred, other=other, tie=tie, key=key,
                                  metadata=metadata)
     if router is not None:
-        _learn(router, [event], {decision_id: decision}, lock)
+        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock)
     return event
 
 
@@ -331,9 +358,9 @@ def replay(store: FeedbackStore, router: Any, *, start: int = 0, lock: Any = Non
     """
     _learner(router)
     events = store.events(start)
-    if not events:
-        return start
-    ids = list(dict.fromkeys(e.decision_id for e in events))
-    decisions = {record.decision_id: record for record in store.decisions(ids)}
-    _learn(router, events, decisions, lock)
+    new, prints = _new_events(router, events)
+    if new:  # decisions are fetched for the events to learn only
+        ids = list(dict.fromkeys(e.decision_id for e in new))
+        decisions = {record.decision_id: record for record in store.decisions(ids)}
+        _learn(router, new, prints, decisions, lock)
     return start + len(events)

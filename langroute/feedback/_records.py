@@ -18,7 +18,7 @@ import json
 import math
 import numbers
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from .._exceptions import FeedbackError, FeedbackStoreError
 
 __all__ = ["SCORE", "PREFERENCE", "DecisionRecord", "FeedbackEvent", "check_score",
-           "fingerprints"]
+           "fingerprints", "unique_events"]
 
 #: Event kinds: a quality score of one model's answer, or a pairwise preference.
 SCORE = "score"
@@ -201,3 +201,15 @@ class FeedbackEvent:
 def fingerprints(events: Iterable[FeedbackEvent]) -> np.ndarray:
     """``FeedbackEvent.fingerprint`` of each event, in order: uint64 array of shape (n,)."""
     return np.fromiter((event.fingerprint for event in events), dtype=np.uint64)
+
+
+def unique_events(events: Sequence[FeedbackEvent]
+                  ) -> tuple[list[FeedbackEvent], np.ndarray, np.ndarray]:
+    """The first occurrence of each event (a log may hold one twice), in order.
+
+    Returns ``(events, fingerprints, rows)``: those events, their fingerprints (uint64) and
+    their positions in ``events``, so callers fingerprint each event once.
+    """
+    prints = fingerprints(events)
+    rows = np.sort(np.unique(prints, return_index=True)[1])
+    return [events[i] for i in rows], prints[rows], rows

@@ -48,8 +48,9 @@ import numpy as np
 
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles, Outcomes
+from ..routers._incremental import swap_in
 from ._learning import feedback_battles
-from ._records import PREFERENCE, DecisionRecord, FeedbackEvent, fingerprints
+from ._records import PREFERENCE, DecisionRecord, FeedbackEvent, unique_events
 from ._store import FeedbackStore
 
 __all__ = [
@@ -192,12 +193,17 @@ def feedback_outcomes(
     models: Sequence[str],
     *,
     start: int = 0,
+    positions: Sequence[int] | None = None,
 ) -> Outcomes:
     """Score events as ``Outcomes`` rows: the event's prompt, scored for its model only.
 
-    Row ids are ``feedback:<log position>`` (``start`` is the first event's position); costs
-    are unknown (NaN). Preferences are not scores: pass only score events.
+    Row ids are ``feedback:<log position>``: ``positions`` gives each event's (events picked
+    out of a log, as ``FeedbackRefitter`` passes them), else they are consecutive from
+    ``start``. Costs are unknown (NaN). Preferences are not scores: pass only score events.
     """
+    if positions is not None and len(positions) != len(events):
+        raise FeedbackError(f"positions must give one log position per event, got "
+                            f"{len(positions)} for {len(events)} events")
     names = list(models)
     column = {name: i for i, name in enumerate(names)}
     ids, prompts = [], []
@@ -213,7 +219,7 @@ def feedback_outcomes(
                 f"feedback on decision {event.decision_id!r} scores {event.model!r}, which the "
                 f"router does not know (it knows {names})"
             )
-        ids.append(f"feedback:{start + row}")
+        ids.append(f"feedback:{start + row if positions is None else int(positions[row])}")
         prompts.append(decision.prompt)
         scores[row, column[event.model]] = event.score
     return Outcomes(ids=ids, prompts=prompts, models=tuple(names), scores=scores,
@@ -317,6 +323,7 @@ class FeedbackRefitter:
         self.skipped_preferences = 0
         self.skipped_events = 0
         self._events: list[FeedbackEvent] = []  # the events the refit learns
+        self._positions: list[int] = []  # their positions in the store's log
         self._fitted = 0  # how many of them the last refit learned
         self._last_refit = clock()
         # Serialises reading (read, keep, advance ``position``) and refitting: a
@@ -342,15 +349,15 @@ class FeedbackRefitter:
         """
         with self._mutex:
             fresh = self.store.events(self.position)
-            for event in fresh:
-                self._keep(event)
+            for offset, event in enumerate(fresh):
+                self._keep(event, self.position + offset)
             self.position += len(fresh)
             if not self.policy(self.state()):
                 return False
             self.refit()
             return True
 
-    def _keep(self, event: FeedbackEvent) -> None:
+    def _keep(self, event: FeedbackEvent, position: int) -> None:
         """Add a read event to what the refit learns, or count (and warn about) one it cannot
         learn. Never raises: the event stays in the shared store whatever happens here."""
         models = self.training.models
@@ -374,23 +381,25 @@ class FeedbackRefitter:
                     "expects them, or train on Battles)", RuntimeWarning, stacklevel=3)
             return
         self._events.append(event)
+        self._positions.append(position)
 
     def refit(self) -> Any:
         """Refit now on the training data plus every event read so far; returns the router."""
         with self._mutex:
-            union = self._union()
+            # The log may hold one event twice (identical fields, time included): learn it
+            # once, as replay does.
+            events, prints, rows = unique_events(self._events)
+            union = self._union(events, [self._positions[i] for i in rows])
             fitted = self.router.clone().fit(union)
             if hasattr(fitted, "learned_feedback_"):
                 # fit forgot the events it learned; list them, so replay skips them after.
-                fitted.learned_feedback_ = np.unique(fingerprints(self._events))
+                fitted.learned_feedback_ = np.sort(prints)
             # Population means stay the training data's: feedback is selection-biased.
             fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
             fitted.costs_ = (None if self.router.costs_ is None
                              else np.array(self.router.costs_, dtype=np.float64))
             with self.lock if self.lock is not None else contextlib.nullcontext():
-                state = vars(self.router)
-                state.clear()
-                state.update(vars(fitted))
+                swap_in(self.router, fitted)  # never empty, even to a reader without the lock
             self._fitted = len(self._events)
             self._last_refit = self.clock()
             self.refits += 1
@@ -405,20 +414,17 @@ class FeedbackRefitter:
                 "two answers, not scores one); build it with preferences='skip' or train on "
                 "Battles")
 
-    def _union(self) -> Outcomes | Battles:
-        events = self._events
+    def _union(self, events: list[FeedbackEvent], positions: list[int]) -> Outcomes | Battles:
+        """The training data plus ``events`` (distinct, at log ``positions``)."""
         if not events:
             return self.training
-        # The log may hold one event twice (identical fields, time included): learn it once,
-        # as replay does.
-        first = np.sort(np.unique(fingerprints(events), return_index=True)[1])
-        events = [events[i] for i in first]
         ids = list(dict.fromkeys(e.decision_id for e in events))
         decisions = {record.decision_id: record for record in self.store.decisions(ids)}
         if isinstance(self.training, Battles):
             extra = feedback_battles(events, decisions, self.router)
             return _union_battles(self.training, extra) if len(extra) else self.training
-        rows = feedback_outcomes(events, decisions, self.training.models)  # no preferences
+        rows = feedback_outcomes(events, decisions, self.training.models,  # no preferences
+                                 positions=positions)
         t, k = self.training, len(rows)
         return dataclasses.replace(
             t,

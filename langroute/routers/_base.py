@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Self, overload
 
 import numpy as np
 
-from .._exceptions import NotFittedError, OutcomesError, RouterConfigError, RouterFileError
+from .._exceptions import NotFittedError, RouterConfigError, RouterFileError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from .._persistence import read_router_file, write_router_file
 from ..embeddings import (
@@ -30,6 +30,7 @@ from ..embeddings import (
     trusted_embedder,
 )
 from ._calibration_scores import calibration_scores_enabled, out_of_fold_win_matrices
+from ._validation import check_fit_data
 
 __all__ = ["BaseRouter", "load_router"]
 
@@ -157,9 +158,7 @@ class BaseRouter(ABC):
         self._validate_params()
         if not isinstance(data, (Outcomes, Battles)):
             raise TypeError(f"fit() takes Outcomes or Battles, got {type(data).__name__}")
-        if len(data.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(data.models)}")
-        check_every_model_measured(data)
+        check_fit_data(data)
         counts: np.ndarray | None
         if need_counts or isinstance(data, Battles):
             prompts, counts = pairwise_counts(data)
@@ -462,27 +461,6 @@ class BaseRouter(ABC):
             check_fingerprint(used, record["fingerprint"], source=str(path))
         router.load_seconds_ = time.perf_counter() - started
         return router  # type: ignore[return-value]
-
-
-def check_every_model_measured(data: Outcomes | Battles) -> None:
-    """Refuse Outcomes with a model never scored: ``fit`` would rate it from nothing.
-
-    Its win probabilities would come from priors alone (an even chance, or worse: SW put it
-    above measured models), and nothing would tell the user. Only ``fit`` checks this:
-    ``partial_fit`` and ``add_model`` take data that scores some of the models by design.
-    """
-    if not isinstance(data, Outcomes):
-        return
-    never = np.isnan(data.scores).all(axis=0)
-    if never.any():
-        name = data.models[int(np.argmax(never))]
-        rest = [m for m, unscored in zip(data.models, never, strict=True) if not unscored]
-        raise OutcomesError(
-            f"model {name!r} has no measured score (its scores are all NaN), so a router "
-            f"cannot rate it; drop it (outcomes.select_models({rest!r})) and, once it has "
-            f"answered some prompts, onboard it with router.add_model({name!r}, quiz)",
-            path=data.source,
-        )
 
 
 def _models_from_file(path: str | Path, models: Any) -> list[str]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._exceptions import LangrouteError
 from .._outcomes import Battles, Outcomes
+from ._validation import nested_fits
 
 if TYPE_CHECKING:
     from ._base import BaseRouter
@@ -117,7 +118,8 @@ def out_of_fold_win_matrices(
         clone._calibration_embeddings = embeddings[train_rows]
         token = _ENABLED.set(False)
         try:
-            clone.fit(_subset(data, train_rows))
+            with nested_fits():  # a fold may leave out every score of a sparsely scored model
+                clone.fit(_subset(data, train_rows))
         except LangrouteError as exc:
             return None, (
                 f"refitting {type(router).__name__} on {len(train_rows)} of {n} training prompts "

@@ -36,8 +36,8 @@ from ..embeddings import (
 )
 from ..embeddings._finetune import FINE_TUNE_LOSSES
 from ..embeddings._sentence_transformers import DEFAULT_MODEL
-from ._base import _REGISTRY, BaseRouter, check_every_model_measured
-from ._validation import check_int, check_number, check_random_state
+from ._base import _REGISTRY, BaseRouter
+from ._validation import check_fit_data, check_int, check_number, check_random_state
 
 __all__ = ["ContrastiveRouter", "outcome_pairs", "outcome_patterns"]
 
@@ -254,9 +254,7 @@ class ContrastiveRouter(BaseRouter):
             )
         if not isinstance(outcomes, Outcomes):
             raise TypeError(f"fit() takes Outcomes, got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        check_every_model_measured(outcomes)
+        check_fit_data(outcomes)
         if len(outcomes) < 3:
             raise OutcomesError(f"contrastive fine-tuning needs at least 3 training prompts, "
                                 f"got {len(outcomes)}")

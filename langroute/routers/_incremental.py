@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,10 +42,12 @@ __all__ = [
     "extend_flat_counts",
     "extend_store",
     "finish_onboarding",
+    "incremental_state",
     "learned_feedback_from_arrays",
     "learned_feedback_to_arrays",
     "learned_feedback_to_json",
     "no_learned_feedback",
+    "onboard",
     "onboarding_copy",
     "moments_to_arrays",
     "moments_to_json",
@@ -57,6 +59,7 @@ __all__ = [
     "quiz_selection",
     "score_moments",
     "score_moments_from_arrays",
+    "set_incremental_state",
     "swap_in",
     "update_means",
 ]
@@ -141,6 +144,25 @@ def learned_feedback_from_arrays(state: dict, arrays: dict[str, np.ndarray]) -> 
             or bool(np.any(learned[1:] <= learned[:-1]))):
         raise ValueError(f"learned_feedback must be {count} sorted, distinct uint64 fingerprints")
     return np.ascontiguousarray(learned)
+
+
+def incremental_state(router: object) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The router file's state and arrays of what ``partial_fit`` and ``add_model`` keep
+    (``n_observations_``, ``score_moments_``, ``learned_feedback_``), for ``_get_state``."""
+    state = {"n_observations_": observations_to_json(router),
+             "score_moments_": moments_to_json(router),
+             "learned_feedback_": learned_feedback_to_json(router)}
+    return state, {**moments_to_arrays(router), **learned_feedback_to_arrays(router)}
+
+
+def set_incremental_state(router: object, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Inverse of ``incremental_state``, for ``_set_state`` (after ``models_`` is set); older
+    files without some of them load as ``observations_from_json`` and the others say."""
+    r: Any = router
+    m = len(r.models_)
+    r.n_observations_ = observations_from_json(state, m)
+    r.score_moments_ = score_moments_from_arrays(state, arrays, m)
+    r.learned_feedback_ = learned_feedback_from_arrays(state, arrays)
 
 
 def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: np.ndarray,
@@ -482,18 +504,24 @@ def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | Non
             f"the quiz outcomes score models {unknown} the router does not know (it knows "
             f"{known[:-1]}, and {name!r} is being added); onboard one model at a time"
         )
-    if router.costs_ is not None:  # type: ignore[attr-defined]
-        if cost is None:
-            column = quiz.models.index(name)
-            if quiz.costs is None or np.isnan(quiz.costs[:, column]).all():
-                raise RouterConfigError(
-                    f"the router needs a cost for {name!r}: pass cost= (its USD per call) or "
-                    "give the quiz outcomes its costs"
-                )
-        elif (isinstance(cost, bool) or not isinstance(cost, (int, float))
-                or not np.isfinite(cost) or cost < 0):
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
+                             or not np.isfinite(cost) or cost < 0):
+        raise RouterConfigError(
+            f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
+        )
+    if router.costs_ is None:  # type: ignore[attr-defined]
+        if cost is not None:
+            # Refused, not ignored: the caller would believe the router now knows the price.
             raise RouterConfigError(
-                f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
+                f"this {type(router).__name__} keeps no costs (it was fitted on battles), so "
+                f"it cannot store a cost for {name!r}; call add_model without cost="
+            )
+    elif cost is None:
+        column = quiz.models.index(name)
+        if quiz.costs is None or np.isnan(quiz.costs[:, column]).all():
+            raise RouterConfigError(
+                f"the router needs a cost for {name!r}: pass cost= (its USD per call) or "
+                "give the quiz outcomes its costs"
             )
 
 
@@ -573,8 +601,12 @@ def onboarding_copy(router: Any) -> Any:
 
 
 def swap_in(router: Any, staged: Any) -> None:
-    """Make ``router`` hold ``staged``'s state (``onboarding_copy``), attribute by attribute
-    -- never empty, for threads reading it meanwhile."""
+    """Make ``router`` hold ``staged``'s state (``onboarding_copy``), attribute by attribute.
+
+    The router is never empty (no reader finds an attribute missing), but its attributes
+    change one at a time, so a reader without the routing lock may see new ``models_`` with
+    the old index: whoever swaps holds the lock routing takes (the ``RoutingPolicy``'s).
+    """
     state, new = vars(router), vars(staged)
     state.update(new)
     for name in [name for name in state if name not in new]:
@@ -586,7 +618,9 @@ def finish_onboarding(router: object, name: str, proxy: int, quality: float,
     """Append the new model's name, quality, cost and observation counts to the router.
 
     Without ``cost`` the new model's cost is unknown (NaN, no observation) until the quiz's
-    costs are learned (``partial_fit``), which then set it to their mean.
+    costs are learned (``partial_fit``), which then set it to their mean. A router without
+    ``costs_`` (fitted on battles) records no cost observation (``check_new_model`` refused
+    a ``cost`` for it).
     """
     r: Any = router
     r.models_ = [*r.models_, name]
@@ -595,7 +629,7 @@ def finish_onboarding(router: object, name: str, proxy: int, quality: float,
         given = np.nan if cost is None else float(cost)
         r.costs_ = np.append(np.asarray(r.costs_, dtype=np.float64), given)
     counts = np.asarray(r.n_observations_, dtype=np.float64)
-    costed = 0.0 if cost is None else 1.0
+    costed = 0.0 if cost is None or r.costs_ is None else 1.0
     r.n_observations_ = np.concatenate([counts, [[float(imputed)], [costed]]], axis=1)
     if getattr(r, "score_moments_", None) is not None:
         # Nothing yet scores the new model beside the others; the quiz (partial_fit) adds it.
@@ -604,3 +638,29 @@ def finish_onboarding(router: object, name: str, proxy: int, quality: float,
     r.calibration_win_matrices_ = None
     r._calibration_note = (f"add_model({name!r}) changed the model list since fit; pass "
                            "prompts to calibrate_threshold")
+
+
+def onboard(router: Any, name: str, quiz: Outcomes, cost: float | None,
+            embeddings: np.ndarray | None, *,
+            extend: Callable[[Any, int, float], int]) -> None:
+    """``add_model`` of the exemplar routers (``SWRouter``, ``KNNRouter``), which differ only
+    in how their stored exemplars get the new model's battles.
+
+    ``extend(staged, proxy, shift)`` appends the new model to the exemplars of ``staged`` as
+    a copy of ``proxy`` shifted by ``shift`` (``extend_flat_counts``) and returns how many
+    exemplars it imputed. Everything is checked and embedded before anything changes, and
+    every step changes a copy (``onboarding_copy``), swapped in at the end: an error leaves
+    the router as it was.
+    """
+    router._check_is_fitted()
+    check_new_model(router, name, quiz, cost)
+    if getattr(router, "n_observations_", None) is None:
+        update_means(router, quiz)  # raises: the file predates partial_fit
+    vectors = router._embed_new(list(quiz.prompts), embeddings)
+    proxy, shift = choose_proxy(router, name, quiz)
+    quality = float(np.clip(router.quality_[proxy] + shift, 0.0, 1.0))
+    staged = onboarding_copy(router)
+    imputed = extend(staged, proxy, shift)
+    finish_onboarding(staged, name, proxy, quality, cost, imputed)
+    staged.partial_fit(quiz_to_learn(quiz, name, cost), embeddings=vectors)
+    swap_in(router, staged)

@@ -28,26 +28,15 @@ from ._base import BaseRouter
 from ._incremental import (
     align_models,
     append_patterns,
-    check_new_model,
-    choose_proxy,
     embed_new,
     extend_flat_counts,
-    finish_onboarding,
-    learned_feedback_from_arrays,
-    learned_feedback_to_arrays,
-    learned_feedback_to_json,
-    moments_to_arrays,
-    moments_to_json,
+    incremental_state,
     no_learned_feedback,
     observations,
-    observations_from_json,
-    observations_to_json,
-    onboarding_copy,
+    onboard,
     quiz_selection,
-    quiz_to_learn,
     score_moments,
-    score_moments_from_arrays,
-    swap_in,
+    set_incremental_state,
     update_means,
 )
 from ._validation import check_int, check_number
@@ -194,7 +183,7 @@ class KNNRouter(BaseRouter):
         prompts, counts = pairwise_counts(data)
         if not prompts:
             raise OutcomesError("partial_fit() got no prompts")
-        vectors = embed_new(self, prompts, embeddings, self.embeddings_.shape[1])
+        vectors = self._embed_new(prompts, embeddings)
         self.patterns_, self.pattern_index_ = append_patterns(
             self.patterns_, self.pattern_index_, counts.reshape(len(prompts), -1)
         )
@@ -218,22 +207,20 @@ class KNNRouter(BaseRouter):
         the existing model that agrees most with it on the quiz, shifted by their quality
         difference (calibrated on the existing models' quiz means), then the quiz prompts
         are added as exemplars with their real scores. ``cost`` is its USD per call, used as is;
-        None takes the mean of the quiz's known costs for it.
+        None takes the mean of the quiz's known costs for it (a router fitted on battles keeps
+        no costs and refuses one). Threads routing meanwhile must hold the routing lock, as
+        for ``SWRouter.add_model``.
         """
-        self._check_is_fitted()
-        check_new_model(self, name, quiz_outcomes, cost)
-        if getattr(self, "n_observations_", None) is None:
-            update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
-        embeddings = embed_new(self, quiz_outcomes.prompts, embeddings, self.embeddings_.shape[1])
-        proxy, shift = choose_proxy(self, name, quiz_outcomes)
-        quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
-        # Every step changes a copy, swapped in at the end: an error leaves the router intact.
-        staged = onboarding_copy(self)
-        staged.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
-        finish_onboarding(staged, name, proxy, quality, cost, self.embeddings_.shape[0])
-        staged.partial_fit(quiz_to_learn(quiz_outcomes, name, cost), embeddings=embeddings)
-        swap_in(self, staged)
+        onboard(self, name, quiz_outcomes, cost, embeddings, extend=KNNRouter._extend_exemplars)
         return self
+
+    def _extend_exemplars(self, proxy: int, shift: float) -> int:
+        """``add_model``'s step: every exemplar gets the new model as a shifted ``proxy``."""
+        self.patterns_ = extend_flat_counts(self.patterns_, proxy, len(self.models_), shift)
+        return int(self.embeddings_.shape[0])
+
+    def _embed_new(self, prompts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
+        return embed_new(self, prompts, embeddings, self.embeddings_.shape[1])
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
                      ) -> np.ndarray | list[str]:
@@ -370,12 +357,9 @@ class KNNRouter(BaseRouter):
             "embeddings": self.embeddings_,
             "patterns": self.patterns_,
             "pattern_index": self.pattern_index_,
-            **moments_to_arrays(self),
-            **learned_feedback_to_arrays(self),
         }
-        return {"n_observations_": observations_to_json(self),
-                "score_moments_": moments_to_json(self),
-                "learned_feedback_": learned_feedback_to_json(self)}, arrays
+        learning, learning_arrays = incremental_state(self)
+        return learning, {**arrays, **learning_arrays}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.embeddings_ = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
@@ -394,6 +378,4 @@ class KNNRouter(BaseRouter):
         ):
             raise ValueError("pattern_index points outside patterns")
         self._derive()
-        self.n_observations_ = observations_from_json(state, m)
-        self.score_moments_ = score_moments_from_arrays(state, arrays, m)
-        self.learned_feedback_ = learned_feedback_from_arrays(state, arrays)
+        set_incremental_state(self, state, arrays)

@@ -22,10 +22,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import OutcomesError, RouterConfigError
+from .._exceptions import RouterConfigError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
-from ._base import _REGISTRY, BaseRouter, check_every_model_measured
+from ._base import _REGISTRY, BaseRouter
 from ._calibration_scores import (
     CALIBRATION_MAX_PROMPTS,
     CALIBRATION_SEED,
@@ -33,7 +33,7 @@ from ._calibration_scores import (
     calibration_scores_enabled,
 )
 from ._irt import torch_single_thread
-from ._validation import check_int, check_number, check_random_state
+from ._validation import check_fit_data, check_int, check_number, check_random_state, nested_fits
 
 __all__ = ["DEFAULT_BASES", "StackedRouter"]
 
@@ -178,9 +178,7 @@ class StackedRouter(BaseRouter):
         if not isinstance(outcomes, Outcomes):
             raise TypeError("fit() takes Outcomes or Battles (StackedRouter: Outcomes only), "
                             f"got {type(outcomes).__name__}")
-        if len(outcomes.models) < 2:
-            raise OutcomesError(f"routing needs at least 2 models, got {list(outcomes.models)}")
-        check_every_model_measured(outcomes)
+        check_fit_data(outcomes)
         embedder = self._resolve_embedder()
         embeddings = embedder.embed(list(outcomes.prompts))
         _, counts = pairwise_counts(outcomes)
@@ -189,12 +187,13 @@ class StackedRouter(BaseRouter):
         for sp in make_splits(outcomes.prompts, folds=self.cv, seeds=[self.random_state]):
             train = outcomes.subset(sp.train)
             for b, (kind, params) in enumerate(specs):
-                with calibration_scores_disabled():  # base fits are never calibrated
+                # Base fits are never calibrated; a fold may leave out a model's few scores.
+                with calibration_scores_disabled(), nested_fits():
                     base = self._make_base(kind, params, len(sp.train)).fit(train)
                 oof[b][sp.test] = base.win_matrices_from_embeddings(embeddings[sp.test])
         with torch_single_thread():
             self.weights_, self.model_bias_ = _fit_combiner(oof, counts, float(self.alpha))
-        with calibration_scores_disabled():
+        with calibration_scores_disabled(), nested_fits():  # checked above
             self.base_routers_ = [self._make_base(kind, params, n).fit(outcomes)
                                   for kind, params in specs]
         self._set_common_fitted(outcomes)

@@ -51,26 +51,15 @@ from ._bradley_terry import fit_bradley_terry, win_probabilities
 from ._incremental import (
     align_models,
     append_counts,
-    check_new_model,
-    choose_proxy,
     embed_new,
     extend_store,
-    finish_onboarding,
-    learned_feedback_from_arrays,
-    learned_feedback_to_arrays,
-    learned_feedback_to_json,
-    moments_to_arrays,
-    moments_to_json,
+    incremental_state,
     no_learned_feedback,
     observations,
-    observations_from_json,
-    observations_to_json,
-    onboarding_copy,
+    onboard,
     quiz_selection,
-    quiz_to_learn,
     score_moments,
-    score_moments_from_arrays,
-    swap_in,
+    set_incremental_state,
     update_means,
 )
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
@@ -315,7 +304,8 @@ class SWRouter(BaseRouter):
         cost : float, default=None
             The new model's USD per call, used as is (the quiz's costs for it are then not
             averaged in). None takes the mean of the quiz's known costs for it; a router with
-            ``costs_`` needs one or the other.
+            ``costs_`` needs one or the other, and one without (fitted on battles) refuses a
+            cost it could not keep.
         embeddings : ndarray, default=None
             The quiz prompts already embedded by this router's embedder.
 
@@ -330,22 +320,20 @@ class SWRouter(BaseRouter):
         chosen hard. The quiz prompts are then added as exemplars with their real scores
         (``partial_fit``), which correct the copy near them. ``calibration_win_matrices_``
         are dropped (the model list changed). Renews ``fit_version_``.
+
+        The router is never empty meanwhile (``_incremental.swap_in``), but ``models_`` and
+        the exemplars change one attribute at a time: threads routing with it must hold the
+        lock their scoring takes (the ``RoutingPolicy``'s), or a reader may pair the new
+        ``models_`` with the old exemplars.
         """
-        self._check_is_fitted()
-        check_new_model(self, name, quiz_outcomes, cost)
-        if getattr(self, "n_observations_", None) is None:
-            update_means(self, quiz_outcomes)  # raises: the file predates partial_fit
-        embeddings = self._embed_new(list(quiz_outcomes.prompts), embeddings)
-        proxy, shift = choose_proxy(self, name, quiz_outcomes)
-        quality = float(np.clip(self.quality_[proxy] + shift, 0.0, 1.0))
-        # Every step changes a copy, swapped in at the end: an error leaves the router intact.
-        staged = onboarding_copy(self)
-        vectors, store = staged._exemplars_in_training_order()
-        staged._index_exemplars(vectors, extend_store(store, proxy, shift))
-        finish_onboarding(staged, name, proxy, quality, cost, len(store))
-        staged.partial_fit(quiz_to_learn(quiz_outcomes, name, cost), embeddings=embeddings)
-        swap_in(self, staged)
+        onboard(self, name, quiz_outcomes, cost, embeddings, extend=SWRouter._extend_exemplars)
         return self
+
+    def _extend_exemplars(self, proxy: int, shift: float) -> int:
+        """``add_model``'s step: every exemplar gets the new model as a shifted ``proxy``."""
+        vectors, store = self._exemplars_in_training_order()
+        self._index_exemplars(vectors, extend_store(store, proxy, shift))
+        return len(store)
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
                      ) -> np.ndarray | list[str]:
@@ -500,12 +488,9 @@ class SWRouter(BaseRouter):
 
     # -- persistence -------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_,
-                 "n_observations_": observations_to_json(self),
-                 "score_moments_": moments_to_json(self),
-                 "learned_feedback_": learned_feedback_to_json(self)}
-        return state, {**self.index_.to_arrays(), **self.store_.to_arrays(),
-                       **moments_to_arrays(self), **learned_feedback_to_arrays(self)}
+        learning, learning_arrays = incremental_state(self)
+        state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_, **learning}
+        return state, {**self.index_.to_arrays(), **self.store_.to_arrays(), **learning_arrays}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         algorithm = state["algorithm_"]
@@ -523,9 +508,7 @@ class SWRouter(BaseRouter):
         self.n_exemplars_ = n
         self.index_ = index
         self.store_ = store
-        self.n_observations_ = observations_from_json(state, m)
-        self.score_moments_ = score_moments_from_arrays(state, arrays, m)
-        self.learned_feedback_ = learned_feedback_from_arrays(state, arrays)
+        set_incremental_state(self, state, arrays)
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

@@ -101,7 +101,10 @@ def rewrite_header(path: Path, edit) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda h: h.update(version=FORMAT_VERSION + 1), "format version 2"),
+        (lambda h: h.update(version=FORMAT_VERSION + 1), "format version 3.*newer langroute"),
+        (lambda h: h.update(version=2.0), "format version 2.0, this langroute reads"),
+        (lambda h: h.update(version=True), "format version True, this langroute reads"),
+        (lambda h: h.update(version=0), r"format version 0, this langroute reads .*2\]$"),
         (lambda h: h.update(format="other.tool"), "format 'other.tool'"),
         (lambda h: h.update(kind="knn"), "checksum mismatch"),
         (lambda h: h["params"].update(gamma=-3), "checksum mismatch"),
@@ -454,3 +457,24 @@ def test_bad_signing_keys_are_refused(tmp_path, saved, key):
         router.save(tmp_path / "x.safetensors", signing_key=key)
     with pytest.raises(RouterConfigError, match="signing_key"):
         load_router(path, signing_key=key)
+
+
+def test_files_are_written_as_version_2_and_version_1_files_still_load(
+        saved, tmp_path, monkeypatch):
+    """Files carrying five fingerprint probes and ``learned_feedback`` are version 2, so an
+    older langroute says "newer", not "corrupt"; version 1 files load as they did."""
+    from langroute import _persistence
+
+    router, path = saved
+    header = json.loads(json.loads(path.read_bytes()[8:header_bounds(path.read_bytes())[1]])
+                        ["__metadata__"]["langroute"])
+    assert header["version"] == FORMAT_VERSION == 2
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
+    router.save(tmp_path / "v1.safetensors")
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 3)
+    router.save(tmp_path / "v3.safetensors")
+    monkeypatch.undo()
+    old = load_router(tmp_path / "v1.safetensors")
+    np.testing.assert_array_equal(old.win_matrices(QUERIES), router.win_matrices(QUERIES))
+    with pytest.raises(RouterFileError, match="format version 3.*written by a newer langroute"):
+        load_router(tmp_path / "v3.safetensors")

@@ -243,3 +243,87 @@ def test_a_refitted_router_lists_the_events_its_refit_learned(hashing_embedder):
     assert n_exemplars(router) == count
     np.testing.assert_array_equal(router.learned_feedback_,
                                   np.unique([e.fingerprint for e in store.events()]))
+
+
+class _FlagLock:
+    """A lock that says whether it is held, and can run ``before`` as it is taken (a thread
+    that wins the race)."""
+
+    def __init__(self, before=None):
+        self.held, self.before = False, before
+
+    def __enter__(self):
+        if self.before is not None:
+            before, self.before = self.before, None
+            before()
+        self.held = True
+        return self
+
+    def __exit__(self, *exc):
+        self.held = False
+        return False
+
+
+def test_replay_fingerprints_and_builds_battles_outside_the_routing_lock(
+        hashing_embedder, monkeypatch):
+    """Routing waits on the lock: a big replay held it for the JSON + SHA-256 of every event
+    and for building the battles; only the re-check and ``partial_fit`` need it."""
+    from langroute.feedback import FeedbackEvent, _learning
+
+    router = SWRouter(hashing_embedder).fit(split_outcomes(10))
+    store = open_feedback_store("memory://")
+    teach_live(store, None, 6)
+    lock = _FlagLock()
+    under_lock = []
+    fingerprint = FeedbackEvent.fingerprint.fget
+    monkeypatch.setattr(FeedbackEvent, "fingerprint",
+                        property(lambda e: under_lock.append(lock.held) or fingerprint(e)))
+    battles = _learning.feedback_battles
+    monkeypatch.setattr(_learning, "feedback_battles",
+                        lambda *a, **k: under_lock.append(lock.held) or battles(*a, **k))
+    fit = router.partial_fit
+    monkeypatch.setattr(router, "partial_fit",
+                        lambda *a, **k: under_lock.append(("fit", lock.held)) or fit(*a, **k))
+    before = n_exemplars(router)
+    assert replay(store, router, lock=lock) == 8
+    assert n_exemplars(router) == before + 8
+    assert under_lock.count(("fit", True)) == 1
+    assert not any(held is True for held in under_lock), under_lock
+
+
+def test_replay_fetches_the_decisions_of_new_events_only(hashing_embedder):
+    router = KNNRouter(hashing_embedder, k=9).fit(split_outcomes(10))
+    store = open_feedback_store("memory://")
+    teach_live(store, router, 6)  # learned live
+    teach_live(store, None, 2, first=6)  # stored by another process
+    asked = []
+    decisions = store.decisions
+    store.decisions = lambda ids: asked.extend(ids) or decisions(ids)
+    assert replay(store, router) == 12
+    assert sorted(asked) == ["d6", "d7"]
+    asked.clear()
+    assert replay(store, router) == 12
+    assert asked == []
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_replay_racing_another_learns_each_event_once(name, hashing_embedder):
+    """Another replay learns the events between this one's check and its lock: the re-check
+    under the lock drops them (and the battles are rebuilt for what is left)."""
+    make = ROUTERS[name]
+    store = open_feedback_store("memory://")
+    teach_live(store, None, 6)
+    reference = make(hashing_embedder).fit(split_outcomes(10))
+    replay(store, reference)
+    router = make(hashing_embedder).fit(split_outcomes(10))
+    half = store.events()[:4]
+    ids = list(dict.fromkeys(e.decision_id for e in half))
+    decisions = {d.decision_id: d for d in store.decisions(ids)}
+
+    def rival():  # learns the first four events, as a thread that took the lock first
+        from langroute.feedback._learning import _learn, _new_events
+
+        _learn(router, *_new_events(router, half), decisions, None)
+
+    assert replay(store, router, lock=_FlagLock(before=rival)) == 8
+    assert_same_learning(router, reference)

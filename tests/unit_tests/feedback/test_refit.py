@@ -273,3 +273,92 @@ def test_a_refitter_in_another_process_sees_the_shared_log(backend, request, tmp
         poems = [poem_prompt(900)]
         np.testing.assert_allclose(there.win_matrices(poems), here.win_matrices(poems))
         assert ours.refits == theirs.refits == 1
+
+
+def test_refit_rows_are_named_by_their_log_positions(hashing_embedder, monkeypatch):
+    """A skipped preference and a repeated event shift the rows: ids still name positions."""
+    train = split_outcomes(20, seed=4)
+    router = ClusterRouter(hashing_embedder, n_clusters=2, random_state=0).fit(train)
+    store = open_feedback_store("memory://")
+    ids = cheap_writes_poems(store, 1)  # position 0
+    store.add_preference(ids[0], "poet")  # 1: skipped (training is Outcomes)
+    store._append_event(store.events()[0])  # 2: event 0 again, learned once
+    cheap_writes_poems(store, 1, first=1)  # 3
+    fitted_on = []
+    clone = ClusterRouter.clone
+    monkeypatch.setattr(ClusterRouter, "clone", lambda self: _Spy(clone(self), fitted_on))
+    refitter = FeedbackRefitter(store, router, train, policy=RefitEvery(events=1),
+                                preferences="skip")
+    assert refitter.poll()
+    assert fitted_on[0].ids[len(train):] == ["feedback:0", "feedback:3"]
+
+
+class _Spy:
+    """A router clone whose ``fit`` records its data, then fits the router."""
+
+    def __init__(self, router, seen):
+        self.router, self.seen = router, seen
+
+    def fit(self, data):
+        self.seen.append(data)
+        return self.router.fit(data)
+
+
+def test_feedback_outcomes_names_rows_by_the_positions_given():
+    store = open_feedback_store("memory://")
+    cheap_writes_poems(store, 2)
+    events = store.events()
+    decisions = {d.decision_id: d for d in store.decisions(["poem0", "poem1"])}
+    assert feedback_outcomes(events, decisions, MODELS, start=5).ids == [
+        "feedback:5", "feedback:6"]
+    assert feedback_outcomes(events, decisions, MODELS, positions=[2, 9]).ids == [
+        "feedback:2", "feedback:9"]
+
+
+class _WatchedState(dict):
+    """A router's ``__dict__`` that records, at every change, whether it still held a
+    model list (what a reader without the lock would find)."""
+
+    def __init__(self, *args, seen):
+        super().__init__(*args)
+        self.seen = seen
+
+    def clear(self):
+        super().clear()
+        self.seen.append("models_" in self)
+
+    def update(self, *args, **kwargs):
+        self.seen.append("models_" in self)
+        super().update(*args, **kwargs)
+        self.seen.append("models_" in self)
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.seen.append("models_" in self)
+
+
+def test_a_refit_swap_never_leaves_the_router_empty(hashing_embedder):
+    train = split_outcomes(20, seed=4)
+    router = ClusterRouter(hashing_embedder, n_clusters=2, random_state=0).fit(train)
+    seen = []
+    router.__dict__ = _WatchedState(vars(router), seen=seen)
+    store = open_feedback_store("memory://")
+    cheap_writes_poems(store, 2)
+    version = router.fit_version_
+    assert FeedbackRefitter(store, router, train, policy=RefitEvery(events=1)).poll()
+    assert router.fit_version_ != version and seen and all(seen)
+
+
+def test_a_refit_error_survives_pickling_with_its_event():
+    """A process pool sends errors back pickled; ``RefitError(message)`` without ``event``
+    could not be rebuilt (TypeError)."""
+    import pickle
+
+    from langroute import RefitError
+
+    store = open_feedback_store("memory://")
+    cheap_writes_poems(store, 1)
+    event = store.events()[0]
+    error = pickle.loads(pickle.dumps(RefitError("the refit failed", event=event)))
+    assert type(error) is RefitError and str(error) == "the refit failed"
+    assert error.event == event

@@ -201,3 +201,26 @@ def test_the_new_models_quality_is_calibrated_on_the_existing_models(hashing_emb
     # 0.825 on the line (the quiz mean says 0.33), counted as 40 observations, then the
     # 9 quiz scores folded in.
     np.testing.assert_allclose(router.quality_[4], (0.825 * 40 + new.sum()) / 49, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_router_fitted_on_battles_refuses_a_cost_it_cannot_keep(name, hashing_embedder):
+    """Without ``costs_`` a given cost was never validated and counted as an observation of a
+    cost never stored; now a bad cost is refused and a good one too (it could not be kept)."""
+    from langroute import Battles
+
+    prompts = [math_prompt(i) for i in range(10)] + [poem_prompt(i) for i in range(10)]
+    battles = Battles(prompts=prompts, models=("cheap", "calc"), prompt_index=np.arange(20),
+                      model_a=np.ones(20, dtype=np.int64), model_b=np.zeros(20, dtype=np.int64),
+                      result=np.tile([1.0, 0.5], 10))
+    router = ROUTERS[name](hashing_embedder).fit(battles)
+    assert router.costs_ is None
+    quiz = split_outcomes(10).subset(np.arange(4))
+    for cost in ("abc", -1.0, float("nan"), True):
+        with pytest.raises(RouterConfigError, match="USD per call"):
+            router.add_model("poet", quiz, cost=cost)
+    with pytest.raises(RouterConfigError, match="keeps no costs"):
+        router.add_model("poet", quiz, cost=0.02)
+    router.add_model("poet", quiz)
+    assert router.costs_ is None
+    np.testing.assert_array_equal(router.n_observations_[1], 0.0)

@@ -131,3 +131,56 @@ def test_clustered_sw_refits_keep_scores_too():
     assert kept.shape == (80, 3, 3)
     # Out of fold, maths prompts still find maths prompts: calc beats poet on them.
     assert np.mean(kept[0::2, 1, 2] > 0.5) > 0.9
+
+
+def _sparse_model_outcomes(n: int = 40) -> Outcomes:
+    """Three models, the third ("rare") scored on one of ``n`` prompts: valid data, but most
+    inner folds hold no score of it."""
+    base = random_outcomes(n)
+    rare = np.full((n, 1), np.nan)
+    rare[0, 0] = 1.0
+    return Outcomes(ids=base.ids, prompts=base.prompts, models=("strong", "weak", "rare"),
+                    scores=np.concatenate([base.scores, rare], axis=1),
+                    costs=np.tile([0.01, 0.001, 0.005], (n, 1)))
+
+
+def test_a_model_scored_on_few_prompts_keeps_calibration_scores():
+    """The measured check is the user's data's, not each out-of-fold refit's."""
+    data = _sparse_model_outcomes()
+    router = SWRouter(HashingEmbedder(64)).fit(data)
+    assert router.calibration_win_matrices_ is not None
+    assert router.calibration_win_matrices_.shape == (40, 3, 3)
+
+
+def test_stacked_fits_a_model_scored_on_few_prompts():
+    """Its inner CV folds leave out the rare model's one score."""
+    stacked = _stacked().fit(_sparse_model_outcomes())
+    assert stacked.models == ["strong", "weak", "rare"]
+    assert stacked.calibration_win_matrices_.shape == (40, 3, 3)
+
+
+@pytest.mark.parametrize("make", [lambda: SWRouter(HashingEmbedder(64)),
+                                  lambda: _stacked(), lambda: _tuned()],
+                         ids=["sw", "stacked", "tuned"])
+def test_a_model_never_scored_is_still_refused(make):
+    from langroute import OutcomesError
+
+    data = _sparse_model_outcomes()
+    scores = data.scores.copy()
+    scores[0, 2] = np.nan
+    unscored = Outcomes(ids=data.ids, prompts=data.prompts, models=data.models, scores=scores,
+                        costs=data.costs)
+    with pytest.raises(OutcomesError, match="model 'rare' has no measured score"):
+        make().fit(unscored)
+
+
+def _stacked():
+    from langroute.routers import StackedRouter
+
+    return StackedRouter(HashingEmbedder(64), bases=[["knn", {"k": 5}], ["sw", {}]], cv=3)
+
+
+def _tuned():
+    from langroute.evaluation import TunedRouter
+
+    return TunedRouter("knn", embedder=HashingEmbedder(64), param_grid={"k": [3, 5]}, cv=3)
