@@ -102,7 +102,9 @@ class CallTimeoutError(LangrouteError, TimeoutError):
 
 
 class MessageError(LangrouteError, ValueError):
-    """A call's messages cannot be routed: empty, no user message, or no text to route on."""
+    """A call's messages cannot be used: an empty message list, a message of an unknown role
+    (a step's own prompt), or (LlamaIndex) a message that cannot be read. A call with no user
+    message, or no text to route on, is not an error: the top rung answers it."""
 
 
 class BudgetExceededError(LangrouteError, RuntimeError):

@@ -17,15 +17,18 @@ and accounting). In tenacity's style it only decides:
 * ``accepts``: ``score >= accept``.
 * ``escalate_to``: the next rung up the decision's ladder.
 
-Streaming: a cheap answer cannot be delivered before it is accepted, so a cascaded stream is
-buffered and only the accepted answer is delivered, in its original chunks; a call that does
-not cascade (``plan`` says no) streams live. The same holds for callbacks: a call whose answer
+Streaming: a cheap answer cannot be delivered before it is accepted, so a cascaded stream
+buffers every answer it gets (the escalations' too, scored or not) and delivers only the
+accepted one, in its original chunks, once that answer is complete; a call that does not
+cascade (``plan`` says no) streams live. The same holds for callbacks: a call whose answer
 may still be rejected (an answer that will be scored, every verifier or judge call) is a child
 run tagged ``nostream`` (LangGraph's ``stream_mode="messages"`` skips it) and
 ``langroute:cascade-attempt`` or ``langroute:verifier``, and sends token-streaming handlers
 (``astream_events``, ``astream_log``) no tokens, so no ``on_chat_model_stream`` shows it; it is
 still an ordinary run (start, end, usage) to tracers and callbacks. The accepted answer reaches
-the consumer through the routed run; an escalation that will not be scored streams live.
+the consumer through the routed run. An answer that will not be scored (the last escalation)
+is not hidden: callback handlers (``astream_events``, LangGraph's messages stream) see its
+tokens live, while the stream's own consumer gets them only after that answer is complete.
 """
 
 from __future__ import annotations

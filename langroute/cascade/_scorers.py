@@ -92,11 +92,12 @@ def _is_number(value: Any) -> bool:
 def _ref(model: Any, where: str) -> ModelRef:
     """A verifier or judge as a ModelRef that is not a routing candidate.
 
-    A str names a model the adapter knows (one of the routed chat model's models); a
+    A str names a model the adapter knows (one of the routed model's candidates); a
     ``ModelRef`` is kept (with ``candidate=False``); any other object is the framework's model
-    itself (the adapter checks that it is a chat model), described as adapters describe their
-    candidates: the provider model id it calls (``model_name`` or ``model``) and its provider
-    (LangChain's ``ls_provider``), so a budget can price its calls like any other.
+    itself (the adapter checks that it is one, at construction). Such an object is only named
+    here (the model id it says it calls, else its class): the adapter describes it as it
+    describes its candidates (provider, model id) when the pipeline is built, so a budget
+    prices its calls like any other (``langroute.pipeline._assembly.verifier_refs``).
     """
     if isinstance(model, ModelRef):
         return ModelRef(model.name, model.model, model.provider_model, model.provider,
@@ -107,22 +108,16 @@ def _ref(model: Any, where: str) -> ModelRef:
         return ModelRef(model, candidate=False)
     if model is None:
         raise CascadeConfigError(f"{where}: got None instead of a model")
-    served = getattr(model, "model_name", None) or getattr(model, "model", None)
-    served = served if isinstance(served, str) and served else None
-    return ModelRef(served or type(model).__name__, model, served, _provider_of(model),
-                    candidate=False)
+    return ModelRef(_name_of(model), model, candidate=False)
 
 
-def _provider_of(model: Any) -> str | None:
-    """The provider a chat model reports (LangChain's ``ls_provider``), else None."""
-    params = getattr(model, "_get_ls_params", None)
-    if not callable(params):
-        return None
-    try:
-        provider = params().get("ls_provider")
-    except Exception:  # noqa: BLE001 -- a client without LangSmith params is still a model
-        return None
-    return provider if isinstance(provider, str) else None
+def _name_of(model: Any) -> str:
+    """A model object's name in records: the model id it calls, else its class name."""
+    for attr in ("model_name", "model"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
 
 
 def _check_normaliser(normalise: Any) -> Callable[[str], str]:

@@ -1,10 +1,11 @@
 """What a conversation tells the router: the text to route on, and who owns a tool loop.
 
-Routing looks only at the last user message's text parts (images, audio and other blocks are
-ignored for routing but reach the model unchanged); a user message is a HumanMessage or a
-ChatMessage with role "user". When the last user message has no text, the closest earlier
-message with text is routed on (a user message first, then any role, e.g. the system prompt);
-a conversation with no text at all goes to the top rung, the strongest candidate.
+Routing reads the last user message's text parts (images, audio and other blocks are ignored
+for routing but reach the model unchanged); a user message is a HumanMessage or a ChatMessage
+with role "user". When the last user message has no text, the nearest message with text is
+routed on, earlier ones first (a user message first, then any role, e.g. the system prompt);
+a conversation with no text at all goes to the top rung, the strongest candidate. The rule is
+langroute's own (``langroute._routing_text``), shared with the LlamaIndex adapter.
 
 A conversation whose last messages are ToolMessages answering the latest AIMessage's tool calls
 is mid tool loop: the model that made those calls must answer them, since another provider would
@@ -25,16 +26,13 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from .._exceptions import MessageError
-from .._routing_text import closest_text
+from .._routing_text import Turn
 
 __all__ = [
     "ToolLoop",
     "find_tool_loop",
     "is_user_message",
-    "last_user_text",
-    "no_text_note",
-    "routing_text",
+    "turns",
 ]
 
 
@@ -45,34 +43,11 @@ def is_user_message(message: BaseMessage) -> bool:
         isinstance(message, ChatMessage) and message.role == "user")
 
 
-def last_user_text(messages: Sequence[BaseMessage]) -> str | None:
-    """The text parts of the last user message, or None if there is no user message."""
-    for message in reversed(messages):
-        if is_user_message(message):
-            return message.text
-    return None
-
-
-def routing_text(messages: Sequence[BaseMessage]) -> str:
-    """The text to route on: the last user message's text parts, joined by newlines.
-
-    When that message has no text (an image-only turn) or there is no user message (a
-    system-only prompt), the closest earlier message with text is routed on instead: a user
-    message first, then one of any role (e.g. the system prompt). "" when no message has any
-    text: the call then goes to the top rung (``no_text_note`` says why). Raises MessageError
-    (a ValueError) only for an empty message list.
-    """
-    if not messages:
-        raise MessageError("cannot route an empty message list")
-    return closest_text([(is_user_message(m), m.text) for m in messages])
-
-
-def no_text_note(messages: Sequence[BaseMessage]) -> str:
-    """Why a conversation without any text goes to the top rung (the decision's note)."""
-    users = [m for m in messages if is_user_message(m)]
-    shown = users[-1] if users else messages[-1]
-    return (f"no text to route on (the last {'user ' if users else ''}message has "
-            f"{_describe(shown.content)}); the top rung answers")
+def turns(messages: Sequence[BaseMessage]) -> list[Turn]:
+    """The conversation as routing reads it (``langroute._routing_text.shape_request`` picks
+    the text to route on and the note): each message's text parts, joined by newlines, and
+    what it holds."""
+    return [Turn(is_user_message(m), m.text, _describe(m.content)) for m in messages]
 
 
 def _describe(content: object) -> str:

@@ -51,14 +51,14 @@ from pydantic import (
     model_validator,
 )
 
-from .._decision import RoutingDecision, check_threshold
+from .._decision import RoutingDecision
 from .._exceptions import LangrouteError, RouterConfigError
+from .._routing_text import shape_request
 from ..feedback import FeedbackMethods
 from ..pipeline import (
     CallContext,
     CallPipeline,
     CallResult,
-    CascadeStep,
     ModelRef,
     RouteRequest,
     TokenEstimate,
@@ -70,10 +70,12 @@ from ..pipeline import (
 from ..pipeline._assembly import (
     PipelineCache,
     check_budgets,
+    check_cascade,
     check_positive,
+    check_prices_arg,
     check_unit_interval,
 )
-from ..pipeline._types import THRESHOLD_KEY, call_metadata
+from ..pipeline._types import THRESHOLD_USED_KEY, call_metadata
 from ._bindings import (
     BINDING_KWARG,
     PendingBinding,
@@ -82,7 +84,7 @@ from ._bindings import (
     described_tools,
 )
 from ._caller import GenerationCaller, RunnableCaller, stamp
-from ._messages import find_tool_loop, last_user_text, no_text_note, routing_text
+from ._messages import find_tool_loop, turns
 
 __all__ = ["RoutedChatModel"]
 
@@ -187,13 +189,13 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     Notes
     -----
-    Only the text parts of the last user message are routed on (the closest earlier message
-    with text when it has none; the top rung when no message has any). While a tool loop is in
-    flight the model that made the calls answers them (and never falls back). ``bind_tools`` and
-    ``with_structured_output`` are replayed on the chosen model through its own methods;
-    unknown call keywords pass through to it unchanged -- including ``model=``, which the
-    chosen client reads as its own model override (the record's ``provider_model`` says what
-    was called). A per-call threshold can be set in the call's metadata
+    Only the text parts of the last user message are routed on (when it has none, the nearest
+    message with text, earlier ones first; the top rung when no message has any). While a tool
+    loop is in flight the model that made the calls answers them (and never falls back).
+    ``bind_tools`` and ``with_structured_output`` are replayed on the chosen model through its
+    own methods; unknown call keywords pass through to it unchanged -- including ``model=``,
+    which the chosen client reads as its own model override (the record's ``provider_model``
+    says what was called). A per-call threshold can be set in the call's metadata
     (``with_config(metadata={"langroute_threshold": 0.9})``) or ``configurable`` (not both,
     unless equal); any other ``langroute_`` key there is an error. Credentials (``api_key``)
     belong on each candidate client: the routed model makes no requests of its own.
@@ -265,14 +267,10 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     @field_validator("cache", mode="before")
     @classmethod
-    def _no_global_cache(cls, value: Any) -> Any:
-        # None means "the global LLM cache" to BaseChatModel: generate() would return a stale
-        # decision. Any other cache is refused in _check_routing.
-        return False if value is None else value
-
-    @staticmethod
-    def _checked_cache(value: Any) -> Literal[False]:
-        """The only cache setting a routed model takes: off (None, "the global cache", too)."""
+    def _checked_cache(cls, value: Any) -> Literal[False]:
+        """The only cache setting a routed model takes: off. None (to BaseChatModel "the
+        global LLM cache": generate() would return a stale decision) is turned off, any
+        cache refused. The one rule for construction, assignment and ``model_copy``."""
         if value is None or value is False:
             return False
         raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
@@ -310,9 +308,14 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         return models is not None and self.__dict__.get("profile") == \
             self._resolve_model_profile()
 
+    # The call-time guard covers what no validator sees: ``model_construct`` (and writes to
+    # ``__dict__``) skip validation, and BaseChatModel reads ``cache`` in
+    # ``_generate_with_cache`` (a private langchain-core method, checked with langchain-core
+    # 1.8.3; if it is renamed, the override below stops being called and only the
+    # validator, assignment and model_copy keep the rule).
     def _cache_off(self) -> None:
-        """Never a cache, whatever path set it (e.g. ``model_construct``): None is turned off,
-        a cache refused, before BaseChatModel reads it."""
+        """Never a cache, whatever path set it: the rule applied before BaseChatModel reads
+        it."""
         if self.__dict__.get("cache") is not False:
             self.__dict__["cache"] = self._checked_cache(self.__dict__.get("cache"))
 
@@ -346,6 +349,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     def _check_budgets(cls, value: Any) -> Any:
         return check_budgets(value)
 
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _check_prices(cls, value: Any) -> Any:
+        return check_prices_arg(value)
+
     @field_validator("fallback", mode="before")
     @classmethod
     def _check_fallback(cls, value: Any) -> Any:
@@ -373,8 +381,6 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         if self.rate_limiter is not None:
             raise RouterConfigError(
                 "rate_limiter belongs on the candidate models, not on RoutedChatModel")
-        if self.cache is not False:
-            raise RouterConfigError("cache belongs on the candidate models, not on RoutedChatModel")
         self._check_cascade()
         self._call_pipeline()  # raises RouterConfigError / NotFittedError naming the problem
         self._warm_up()
@@ -382,25 +388,10 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     def _check_cascade(self) -> None:
         """The cascade is a CascadeStep and every model its scorer asks is a candidate's name
-        or a chat model (CascadeConfigError otherwise). With budgets, every verifier given as
-        a chat model must be priced now, like the candidates (RouterConfigError otherwise):
-        found out at call time, the cheap answer would already be paid for."""
-        if self.cascade is None:
-            return
-        if not isinstance(self.cascade, CascadeStep):
-            raise RouterConfigError(
-                "cascade must be a langroute.cascade.Cascade (a CascadeStep), got "
-                f"{type(self.cascade).__name__}"
-            )
-        check = getattr(self.cascade, "check_models", None)
-        if callable(check):
-            check(list(self.models), lambda model: isinstance(model, BaseChatModel),
-                  "LangChain BaseChatModel")
-        objects = [ref for ref in getattr(self.cascade, "asks", ()) if ref.model is not None]
-        if self.budgets is not None and objects:
-            from ..budgets import check_prices
-
-            check_prices(objects, self.prices)
+        or a chat model (``check_cascade``). With budgets, verifiers given as chat models are
+        priced when the pipeline is built, right after, like the candidates."""
+        check_cascade(self.cascade, self.models,
+                      lambda model: isinstance(model, BaseChatModel), "LangChain BaseChatModel")
 
     def _warm_up(self) -> None:
         """Load the router's embedder now, so the first decision does not pay for it."""
@@ -500,21 +491,24 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
+    # ``_should_stream`` is a private BaseChatModel method (checked with langchain-core 1.8.3):
+    # generate() asks it whether to call _stream instead of _generate.
     def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
         # generate() must reach _generate, which runs the pipeline; the chosen model still
         # streams tokens to the run's handlers from inside its own generation.
         return False
 
     def _streams(self, kwargs: Mapping[str, Any], *, async_api: bool = False) -> bool:
-        """Whether ``stream``/``astream`` stream, by BaseChatModel's own rule (not this class's
-        ``_should_stream``, which keeps ``generate()`` on ``_generate``): not with
-        ``disable_streaming=True``, nor ``"tool_calling"`` with tools bound (they travel in
-        the pending binding), nor an explicit ``streaming=False``."""
+        """Whether ``stream``/``astream`` stream, by BaseChatModel's own rule (its private
+        ``_should_stream``, checked with langchain-core 1.8.3; not this class's override,
+        which keeps ``generate()`` on ``_generate``): not with ``disable_streaming=True``, nor
+        ``"tool_calling"`` with tools bound (they travel in the pending binding), nor an
+        explicit ``streaming=False``, nor an explicit ``stream=False`` call keyword."""
         binding = kwargs.get(BINDING_KWARG)
         tools = kwargs.get("tools") or (
             list(binding.tools) if isinstance(binding, ToolsBinding) else None)
         return BaseChatModel._should_stream(self, async_api=async_api,
-                                            **{**kwargs, "stream": True, "tools": tools})
+                                            **{"stream": True, **kwargs, "tools": tools})
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage],
                                      tools: Sequence[Any] | None = None) -> int:
@@ -537,18 +531,10 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                            tags=tags)
 
     def _request(self, messages: list[BaseMessage], context: CallContext) -> RouteRequest:
-        loop = find_tool_loop(messages, self.models)
-        if loop is not None and loop.maker is not None:
-            # the router is not asked, so a conversation without user text can still continue
-            return RouteRequest(last_user_text(messages) or "", context, loop.maker, loop.note,
-                                messages=messages)
-        text = routing_text(messages)
-        # no text at all: the pipeline sends the call to the top rung, with this note
-        note = "" if text.strip() else no_text_note(messages)
-        if loop is not None:
-            return RouteRequest(text, context, None, "; ".join(filter(None, [loop.note, note])),
-                                unidentified_loop=True, messages=messages)
-        return RouteRequest(text, context, note=note, messages=messages)
+        # a loop's maker answers without asking the router; no text at all: the top rung
+        shaped = shape_request(turns(messages), find_tool_loop(messages, self.models))
+        return RouteRequest(shaped.text, context, shaped.sticky_model, shaped.note,
+                            unidentified_loop=shaped.unidentified_loop, messages=messages)
 
     def _prepare(self, input: LanguageModelInput, context: CallContext,
                  stop: list[str] | None, kwargs: Mapping[str, Any]) -> _Prepared:
@@ -609,7 +595,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         metadata = {
             **(config.get("metadata") or {}),
             "langroute_model": decision.model,
-            THRESHOLD_KEY: decision.threshold,
+            THRESHOLD_USED_KEY: decision.threshold,
             "langroute_reason": decision.reason,
             "langroute_decision_id": decision.decision_id,
         }
@@ -738,12 +724,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         prepared: list[Any] = []
         for input, config in zip(inputs, configs, strict=True):
             try:
-                one = self._prepare(input, self._context(config), stop, rest)
-                # Checked here, not in the one decide() of the whole batch: a bad per-call
-                # threshold fails its own input only (with return_exceptions).
-                if one.request.sticky_model is None and one.request.context.threshold is not None:
-                    check_threshold(one.request.context.threshold)
-                prepared.append(one)
+                # each input's context (its per-call threshold too) is checked on its own: a
+                # bad one fails its own input only (with return_exceptions)
+                prepared.append(self._prepare(input, self._context(config), stop, rest))
             except Exception as exc:
                 if not return_exceptions:
                     raise

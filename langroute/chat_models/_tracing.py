@@ -301,16 +301,20 @@ def _judged(call: RoutedCall, event: Mapping[str, Any]) -> None:
     The call counts as cascaded only when an answer was actually scored (a tool-call answer
     accepted unscored, or the top rung's answer accepted without a check, was not checked).
     The scored model's latest answer attempt takes the outcome the pipeline gave it
-    ("escalated" or "accepted"), as the copy taken when it settled still says "ok".
+    ("escalated" or "accepted", from the event's ``accepted``), as the copy taken when it
+    settled still says "ok". An event with an ``error`` but no ``failed`` is the scorer's
+    error (the call fails, no outcome to record); one with ``failed`` is an escalation whose
+    provider failed, carrying that provider's ``error``: its ``accepted`` says whether the
+    doubtful answer was kept (returned unconfirmed) or the call failed.
     """
     if event.get("score") is not None:
         call.cascaded = True
-    if event.get("error"):
+    if event.get("error") and not event.get("failed"):
         return  # the scorer failed: the call fails, no outcome to record
     for attempt in reversed(call.attempts):
         if (attempt.get("model") == event.get("model") and attempt.get("purpose") != "verify"
                 and attempt.get("outcome") in ("ok", "accepted", "escalated")):
-            attempt["outcome"] = "escalated" if event.get("escalate_to") else "accepted"
+            attempt["outcome"] = "accepted" if event.get("accepted") else "escalated"
             attempt["score"] = event.get("score")
             return
 

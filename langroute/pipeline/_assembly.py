@@ -4,13 +4,18 @@ The LangChain chat model and the LlamaIndex LLM take the same settings (candidat
 operating point, retries, fallback, timeout, cascade, budgets). ``PipelineCache`` checks them,
 resolves the operating point to a threshold, builds the pipeline, and rebuilds it only when a
 setting or the router's fit changes. The budget step outlives rebuilds (one store connection;
-a ``memory://`` store keeps its spend across a refit). ``check_unit_interval``,
-``check_positive`` and ``check_budgets`` word the adapters' argument errors alike.
+a ``memory://`` store keeps its spend across a refit); it prices every candidate and every
+verifier or judge the cascade asks as a model object (described by the adapter's own
+``describe``), so an unpriced one is a ``RouterConfigError`` at construction, not after the
+cheap answer is paid for. ``check_unit_interval``, ``check_positive``, ``check_budgets``,
+``check_prices_arg`` and ``check_cascade`` word the adapters' argument errors alike; call
+``check_budgets`` first, so a malformed ``budgets=`` is reported as such.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .._calibration import calibrate_threshold
@@ -19,15 +24,18 @@ from .._decision import RoutingPolicy
 from .._exceptions import RouterConfigError
 from ._pipeline import CallPipeline
 from ._retry import Fallback, RetryPolicy
-from ._steps import Recorder
+from ._steps import CascadeStep, Recorder
 from ._types import ModelRef
 
 __all__ = [
     "DEFAULT_SPEND_STORE",
     "PipelineCache",
     "check_budgets",
+    "check_cascade",
     "check_positive",
+    "check_prices_arg",
     "check_unit_interval",
+    "verifier_refs",
 ]
 
 #: Where spend is kept when budgets are given without a ``spend_store``.
@@ -49,6 +57,44 @@ def check_budgets(budgets: Any) -> dict[str, Any] | None:
             f'{{"*": Budget(limit_usd=10.0)}}), got {type(budgets).__name__}'
         )
     return dict(budgets)
+
+
+def check_prices_arg(prices: Any) -> dict[str, Any] | None:
+    """``prices`` as a dict (None passes); anything but a mapping is a RouterConfigError. The
+    entries are checked by ``langroute.budgets`` when the pipeline is built."""
+    if prices is None:
+        return None
+    if not isinstance(prices, Mapping):
+        raise RouterConfigError(f"prices must be a dict, got {type(prices).__name__}")
+    return dict(prices)
+
+
+def check_cascade(cascade: Any, known: Iterable[str], is_model: Callable[[Any], bool],
+                  kind: str) -> None:
+    """The cascade is a CascadeStep (RouterConfigError otherwise), and every model its scorer
+    asks is one of ``known`` by name or a ``kind`` object ``is_model`` accepts
+    (CascadeConfigError otherwise): found out at call time, the cheap answer would already be
+    paid for. Its verifiers' prices are checked when the pipeline is built (with budgets)."""
+    if cascade is None:
+        return
+    if not isinstance(cascade, CascadeStep):
+        raise RouterConfigError(
+            "cascade must be a langroute.cascade.Cascade (a CascadeStep), got "
+            f"{type(cascade).__name__}")
+    check = getattr(cascade, "check_models", None)
+    if callable(check):
+        check(list(known), is_model, kind)
+
+
+def verifier_refs(cascade: Any, describe: Callable[[str, Any], ModelRef]) -> dict[str, ModelRef]:
+    """The models a cascade asks as model objects (not by a candidate's name), described by the
+    adapter's ``describe`` (provider and model id, for pricing) under the scorer's name."""
+    refs = {}
+    for ref in getattr(cascade, "asks", ()):
+        if ref.model is not None:
+            refs[ref.name] = replace(describe(ref.name, ref.model), name=ref.name,
+                                     candidate=False)
+    return refs
 
 
 class PipelineCache:
@@ -98,7 +144,9 @@ class PipelineCache:
         refs = {name: describe(name, model) for name, model in models.items()}
         self._pipeline = CallPipeline(
             policy, refs, retry=RetryPolicy(max_retries), fallback=Fallback(fallback),
-            timeout=timeout, budget=self._budget_step(budgets, spend_store, prices, refs),
+            timeout=timeout,
+            budget=self._budget_step(budgets, spend_store, prices,
+                                     {**verifier_refs(cascade, describe), **refs}),
             cascade=cascade, keep_text=keep_text, recorders=tuple(recorders()),
         )
         self._key = key
@@ -127,6 +175,8 @@ class PipelineCache:
 
     def _budget_step(self, budgets: Mapping[str, Any] | None, spend_store: Any,
                      prices: Mapping[str, Any] | None, refs: Mapping[str, ModelRef]) -> Any:
+        """The budget step pricing ``refs``: the candidates and the cascade's verifier objects
+        (a candidate's name wins over a verifier's of the same name)."""
         if budgets is None:
             if spend_store is not None:
                 raise RouterConfigError("spend_store is set but budgets is not; give budgets=")

@@ -59,8 +59,8 @@ class Caller(Protocol):
     ``call`` / ``acall`` answer with one model; ``stream`` / ``astream`` open its stream
     (an iterator of framework chunks); ``collect`` merges a stream's chunks into one ``Answer``;
     ``emit`` / ``aemit`` dispatch a trace event to the framework's callbacks. A caller may also
-    define ``settle(last, record)``: the closing chunk that hands a finished stream's final
-    record to its consumer (see ``Settle``).
+    define ``settle(last, record, merged)``: the closing chunk that hands a finished stream's
+    final record to its consumer (see ``Settle``).
     """
 
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer: ...
@@ -285,12 +285,16 @@ class Deliver(Effect):
 class Settle(Deliver):
     """A finished stream's final record (``stamp``: attempts settled, with usage, latency and
     cost), handed to the consumer on a closing chunk the adapter makes from the last chunk
-    delivered (``chunk``), so the stream ends with what ``invoke`` would have returned. A
-    caller without ``settle``, or whose ``settle`` returns None, delivers nothing more."""
+    delivered (``chunk``) and the delivered answer's merged raw value (``merged``: what
+    ``Collect`` made of the chunks), so the stream ends with what ``invoke`` would have
+    returned. A caller without ``settle``, or whose ``settle`` returns None, delivers nothing
+    more."""
+
+    merged: Any = None
 
     def to_consumer(self, caller: Caller) -> Any:
         settle = getattr(caller, "settle", None)
-        closing = None if settle is None else settle(self.chunk, self.stamp)
+        closing = None if settle is None else settle(self.chunk, self.stamp, self.merged)
         return _NOTHING if closing is None else closing
 
 
@@ -329,7 +333,9 @@ async def run_async(pipeline: Pipeline[T], caller: Caller) -> T:
 
 class StreamClosed(Exception):
     """Thrown into a streaming pipeline when its consumer stops early (``close()`` / ``break``),
-    so the pipeline can release what it holds (a budget reservation) before it ends."""
+    so the pipeline can settle what it holds before it ends: a provider call still streaming
+    is settled as abandoned (its budget reservation released before its first chunk, else
+    charged an estimate of what the provider billed) and the stream is recorded."""
 
 
 def stream_sync(pipeline: Pipeline[Any], caller: Caller) -> Iterator[Any]:

@@ -216,23 +216,28 @@ class CallPipeline:
                    ) -> Pipeline[CallResult]:
         """One routed call delivered as chunks (stream, astream, the event streams).
 
-        Without a cascade the chosen model's chunks are delivered as they arrive, the first
-        one stamped with the call record as it stands (the answering attempt still in flight).
-        A cascaded call buffers each answer and delivers only the accepted one. Once the call
-        is settled and recorded, the final record (every attempt with its usage, latency and
-        cost) follows on a closing chunk (``Settle``): consumers that keep a stream's last
-        chunk, or merge its chunks, end with the record ``run`` would have given.
+        Without a cascade the chosen model's chunks are delivered as they arrive; a cascaded
+        call buffers each answer and delivers only the accepted one. The first chunk delivered
+        comes with the call record as it stands (``Deliver.stamp``: the answering attempt
+        still in flight), which the adapter's ``stamp`` attaches as it sees fit: the
+        Runnable stream puts the keys already final (the decision, its id, who answers) on
+        it; the ``generate()`` path's streams (the event streams) leave chunks unstamped, so
+        there the decision id comes with the ``langroute.route`` event and the closing chunk.
+        Once the call is settled and recorded, the final record (every attempt with its usage,
+        latency and cost) follows on a closing chunk (``Settle``): consumers that keep a
+        stream's last chunk, or merge its chunks, end with the record ``run`` would have
+        given.
 
-        The first chunk hands out the decision id, so a stream that delivered it is recorded
-        (``Recorder.record``) however it ends: when it is exhausted, or when its consumer stops
-        reading (``close()``, ``aclose()``, ``break``). An abandoned stream is recorded with
-        the answer its consumer was given (the chunks delivered so far, merged) and
-        ``notes["stream"]`` saying so; its provider call is settled once, as before (outcome
-        ``"abandoned"``). A stream cut short after its first chunk (abandoned, or failed
-        mid-stream) has no usage report, but the provider bills it: an estimate is committed
-        on the budget (``_estimated``; ``usage_estimated`` in its attempt and budget event). A
-        stream that fails is not recorded, like any failed call. Until the stream ends the decision
-        is not yet in the feedback store.
+        A stream that delivered its first chunk is recorded (``Recorder.record``) however it
+        ends: when it is exhausted, or when its consumer stops reading (``close()``,
+        ``aclose()``, ``break``). An abandoned stream is recorded with the answer its consumer
+        was given (the chunks delivered so far, merged once) and ``notes["stream"]`` saying
+        so; a provider call still streaming is settled once, with outcome ``"abandoned"``. A
+        stream cut short after its first chunk (abandoned, or failed mid-stream) has no usage
+        report, but the provider bills it: with a budget hold an estimate is committed
+        (``_estimated``; ``usage_estimated`` in its attempt and budget event); without a
+        budget its attempt has no usage. A stream that fails is not recorded, like any failed
+        call. Until the stream ends the decision is not yet in the feedback store.
         """
         state = yield from self._begin(request, decision, True, estimate)
         start = self.cascade.plan(state) if self.cascade is not None else None
@@ -253,14 +258,14 @@ class CallPipeline:
                 try:
                     yield Deliver(chunk, record if i == 0 else None)
                 except StreamClosed:
-                    yield from self._abandoned(state, self._ref(model), chunks[:i + 1],
-                                               len(chunks))
+                    given = yield from self._merged(state, self._ref(model), chunks[:i + 1])
+                    yield from self._abandoned(state, given, i + 1, len(chunks))
                     raise
         yield from self._finish(state, answer)
         result = CallResult(answer, model, state.decision, state.attempts, state.notes,
                             self._provider_model(request, model))
         try:
-            yield Settle(last, result.record())
+            yield Settle(last, result.record(), answer.raw)
         except StreamClosed:  # the consumer left at the closing chunk: all is settled already
             pass
         return result
@@ -290,10 +295,11 @@ class CallPipeline:
 
     def _answer(self, state: CallState, model: str, purpose: str,
                 attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]],
-                exclude: Sequence[str] = ()) -> Pipeline[tuple[str, Any]]:
-        """``model`` answers, with retries, then fallback along the ladder (never to a model
-        in ``exclude``: one whose answer this call already rejected)."""
-        tried: list[str] = list(exclude)
+                above: str | None = None) -> Pipeline[tuple[str, Any]]:
+        """``model`` answers, with retries, then fallback along the ladder; given ``above``
+        (an escalation: the highest rung whose answer this call rejected), only to a model
+        pricier than it."""
+        tried: list[str] = []
         while True:
             tried.append(model)
             try:
@@ -302,7 +308,7 @@ class CallPipeline:
             except Exception as exc:
                 if not self.retry.retry_on(exc) or state.request.sticky_model is not None:
                     raise
-                following = self.fallback.next_model(model, tried, self.policy.costs)
+                following = self.fallback.next_model(model, tried, self.policy.costs, above)
                 if following is None:
                     raise
                 yield Emit(FALLBACK_EVENT, {
@@ -366,8 +372,6 @@ class CallPipeline:
             info = dict(info or {})
             cost = info.get("cost_usd")
             attempt.cost_usd = float(cost) if isinstance(cost, (int, float)) else None
-            if answer.usage_estimated:
-                info.setdefault("usage_estimated", True)
             yield Emit(BUDGET_EVENT, {"action": "commit", **info})
         else:
             info = yield Dual(self.budget.release, self.budget.arelease, (hold, error))
@@ -418,9 +422,9 @@ class CallPipeline:
                 chunk = yield NextChunk(opened.stream)
             answer: Answer = yield Collect(opened.ref, chunks)
         except StreamClosed as exc:
-            yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc,
-                                       "abandoned")
-            yield from self._abandoned(state, opened.ref, chunks, None)
+            given = yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc,
+                                               "abandoned")
+            yield from self._abandoned(state, given, len(chunks), None)
             raise
         except Exception as exc:
             yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc, "error")
@@ -429,60 +433,76 @@ class CallPipeline:
         return answer, chunks[-1] if chunks else None
 
     def _cut_short(self, state: CallState, meter: _Meter, ref: ModelRef, chunks: list[Any],
-                   error: BaseException, outcome: str) -> Pipeline[None]:
-        """Settle a stream that ended without its usage report (abandoned or failed).
+                   error: BaseException, outcome: str) -> Pipeline[Answer | None]:
+        """Settle a stream that ended without its usage report (abandoned or failed); returns
+        the chunks received, merged once (None: no chunk, or they did not merge).
 
         Before its first chunk it is released, as any failed call. After it, the provider
-        bills the prompt and what it generated, so an estimate is committed (never $0: an
-        agent could otherwise dodge its budget by stopping streams early)."""
-        if not chunks or meter.hold is None:  # nothing billed yet, or no budget to charge
+        bills the prompt and what it generated, so with a budget hold an estimate is
+        committed (never $0: an agent could otherwise dodge its budget by stopping streams
+        early), and the attempt carries it (``usage_estimated``). Without a budget nothing is
+        estimated (the estimate may need the model's tokenizer): the attempt has no usage."""
+        if not chunks:  # nothing billed yet
             yield from meter.failed(error, outcome=outcome)
-            return
-        answer = yield from self._estimated(state, ref, chunks)
-        yield from meter.failed(error, outcome=outcome, answer=answer)
+            return None
+        merged = yield from self._merged(state, ref, chunks)
+        if meter.hold is None:  # no budget to charge
+            yield from meter.failed(error, outcome=outcome)
+        else:
+            yield from meter.failed(error, outcome=outcome,
+                                    answer=self._estimated(state, ref, chunks, merged))
+        return merged
 
-    def _estimated(self, state: CallState, ref: ModelRef, chunks: list[Any]
-                   ) -> Pipeline[Answer]:
+    def _merged(self, state: CallState, ref: ModelRef, chunks: list[Any]
+                ) -> Pipeline[Answer | None]:
+        """The chunks of a stream cut short, merged; None when they do not merge (a stream cut
+        mid-structure: the adapter's merge refuses the pieces), the error noted in
+        ``notes["stream_merge"]``."""
+        try:
+            answer: Answer = yield Collect(ref, chunks)
+        except (TypeError, ValueError) as exc:
+            state.notes["stream_merge"] = (
+                f"the {len(chunks)} chunks {ref.name!r} streamed before it stopped do not "
+                f"merge ({type(exc).__name__}: {exc}); usage estimated from their size")[:500]
+            return None
+        return answer
+
+    def _estimated(self, state: CallState, ref: ModelRef, chunks: list[Any],
+                   merged: Answer | None) -> Answer:
         """What a stream cut short cost, estimated as its reservation is: the prompt's input
-        tokens from the adapter's estimate, the output as characters / 3 of the text received
-        (a deliberate over-estimate); a chunk's usage report, if any, gives the input count and
-        the output count when larger."""
-        try:
-            merged: Answer = yield Collect(ref, chunks)
-            texts = [merged.text]
-            reported = merged.usage
-        except Exception:  # chunks cut short may not merge: take each chunk's text
-            texts, reported = [], None
-            for chunk in chunks:
-                try:
-                    texts.append((yield Collect(ref, [chunk])).text)
-                except Exception:
-                    texts.append(chunk if isinstance(chunk, str) else "")
-        try:
-            input_tokens = int(state.estimate(ref).input_tokens)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 -- no adapter estimate: the routing text, over-estimated
+        tokens from the adapter's estimate (else the routing text's characters / 3), the
+        output as characters / 3 of the text received (a deliberate over-estimate; chunks
+        that did not merge count their printed size); a usage report among the chunks, if
+        any, gives the input count and the output count when larger."""
+        if state.estimate is not None:
+            input_tokens = int(state.estimate(ref).input_tokens)
+        else:  # a budget step of its own that reserves without the adapter's estimate
             input_tokens = math.ceil(len(state.request.text) / 3) + 8
-        output_tokens = math.ceil(sum(len(t or "") for t in texts) / 3)
+        if merged is not None:
+            output_tokens = math.ceil(len(merged.text or "") / 3)
+            reported = merged.usage
+        else:
+            output_tokens = math.ceil(sum(len(str(chunk)) for chunk in chunks) / 3)
+            reported = None
         if reported is not None:
             usage = Usage(reported.input_tokens or input_tokens,
                           max(reported.output_tokens, output_tokens),
                           reported.cache_read_tokens, reported.reasoning_tokens)
         else:
             usage = Usage(input_tokens, output_tokens)
-        return Answer(raw=None, text="".join(t or "" for t in texts), usage=usage,
+        return Answer(raw=None if merged is None else merged.raw,
+                      text="" if merged is None else merged.text, usage=usage,
                       usage_estimated=True)
 
-    def _abandoned(self, state: CallState, ref: ModelRef, delivered: list[Any],
+    def _abandoned(self, state: CallState, answer: Answer | None, delivered: int,
                    total: int | None) -> Pipeline[None]:
         """Record a stream its consumer left after its first chunk (and decision id) went out:
-        with what was delivered, marked abandoned."""
+        with what was delivered (``answer``: those chunks merged; None if they did not
+        merge), marked abandoned."""
         of = "" if total is None else f" of {total}"
-        state.notes["stream"] = f"abandoned by its consumer after {len(delivered)}{of} chunks"
-        try:
-            answer = yield Collect(ref, delivered)
-        except Exception:  # chunks cut short may not merge; the decision is what matters
-            answer = Answer(raw=None, text="")
-        yield from self._finish(state, answer)
+        state.notes["stream"] = f"abandoned by its consumer after {delivered}{of} chunks"
+        yield from self._finish(state, answer if answer is not None else Answer(raw=None,
+                                                                                 text=""))
 
     def _buffered(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Answer]:
         """A whole stream, buffered: an Answer whose ``raw`` is ``(merged, chunks)``."""
@@ -532,10 +552,11 @@ class CallPipeline:
         ``notes["cascade"]`` saying why). Throwing a paid answer away helps no one; the caller
         sees from the record that it was not confirmed.
 
-        An escalation that fails (its retries spent) falls back like any call, but never to a
-        model whose answer this call rejected: that answer is known, calling again would only
-        buy an unscored one. When no other model can answer, ``fallback`` decides, as it does
-        for any failed call: ``"cheaper"`` accepts a weaker answer, so the doubtful answer is
+        An escalation that fails (its retries spent) falls back like any call, but only to a
+        model above the rung whose answer it rejected: a model at or below it could only give
+        an answer no better than the one already paid for, and unscored. When no model above
+        can answer, ``fallback`` decides, as it does for any failed call: ``"cheaper"``
+        accepts a weaker answer, so the doubtful answer is
         returned unconfirmed as when the budget denies (``notes["cascade"]`` and the second
         ``langroute.cascade`` event carry ``failed`` and the provider's ``error``; the failed
         attempts stay in the record); ``"stronger"`` and None never go down in quality, so the
@@ -546,14 +567,11 @@ class CallPipeline:
         cascade = self.cascade
         assert cascade is not None
         steps = 0
-        rejected: list[str] = []
         while True:
             answered = _last_answer(state.attempts, model)
             scored = answer if not isinstance(answer.raw, tuple) else replace(
                 answer, raw=answer.raw[0])
             above = cascade.escalate_to(state, model) if steps < cascade.max_steps else None
-            if above in rejected:  # a cheaper fallback answered below a rejected rung
-                above = None
             score: float | None = None
             accepted = True
             if above is not None:
@@ -580,45 +598,48 @@ class CallPipeline:
             })
             if following is None:
                 return model, answer
-            rejected.append(model)
             # the next answer is scored in turn unless it is the last step or the top rung
             scored_next = (steps + 1 < cascade.max_steps
                            and cascade.escalate_to(state, following) is not None)
             try:
                 model_up, answer_up = yield from self._answer(
                     state, following, "cascade",
-                    _provisional(attempt) if scored_next else attempt, exclude=rejected)
+                    _provisional(attempt) if scored_next else attempt, above=model)
             except BudgetExceededError as exc:
-                note = (f"escalation to {following!r} denied by the budget ({exc}); the "
+                denied = exc.model or following
+                note = (f"escalation to {denied!r} denied by the budget ({exc}); the "
                         f"answer of {model!r} is returned unconfirmed (score {score:g} < "
                         "accept)")
-                state.notes["cascade"] = note
-                if answered is not None:
-                    answered.outcome = "accepted"
-                yield Emit(CASCADE_EVENT, {
-                    "decision_id": state.context.call_id, "model": model, "score": score,
-                    "accepted": True, "passed": False, "escalate_to": None, "step": steps,
-                    "denied": following, "note": note[:500]})
+                yield from self._unconfirmed(state, model, answered, note, {
+                    "score": score, "step": steps, "denied": denied})
                 return model, answer
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
-                keep = self.retry.retry_on(exc) and self.fallback.direction == "cheaper"
-                event = {"decision_id": state.context.call_id, "model": model, "score": score,
-                         "accepted": keep, "passed": False, "escalate_to": None, "step": steps,
-                         "failed": following, "error": error}
-                if not keep:
-                    yield Emit(CASCADE_EVENT, event)
+                event = {"score": score, "step": steps, "failed": following, "error": error}
+                if not self.fallback.may_go_down(exc, self.retry):
+                    yield Emit(CASCADE_EVENT, {
+                        "decision_id": state.context.call_id, "model": model,
+                        "accepted": False, "passed": False, "escalate_to": None, **event})
                     raise
-                note = (f"escalation to {following!r} failed ({error}) and no other model "
-                        f"could answer; the answer of {model!r} is returned unconfirmed "
-                        f"(score {score:g} < accept)")
-                state.notes["cascade"] = note
-                if answered is not None:
-                    answered.outcome = "accepted"
-                yield Emit(CASCADE_EVENT, {**event, "note": note[:500]})
+                note = (f"escalation to {following!r} failed ({error}) and no model above "
+                        f"{model!r} could answer; the answer of {model!r} is returned "
+                        f"unconfirmed (score {score:g} < accept)")
+                yield from self._unconfirmed(state, model, answered, note, event)
                 return model, answer
             model, answer = model_up, answer_up
             steps += 1
+
+    def _unconfirmed(self, state: CallState, model: str, answered: Attempt | None, note: str,
+                     event: dict[str, Any]) -> Pipeline[None]:
+        """Keep ``model``'s doubtful answer after its escalation was denied or failed: its
+        attempt accepted (with its failing score), ``notes["cascade"]`` and a second
+        ``langroute.cascade`` event (``event``: why) saying it was not confirmed."""
+        state.notes["cascade"] = note
+        if answered is not None:
+            answered.outcome = "accepted"
+        yield Emit(CASCADE_EVENT, {
+            "decision_id": state.context.call_id, "model": model, "accepted": True,
+            "passed": False, "escalate_to": None, **event, "note": note[:500]})
 
     def _finish(self, state: CallState, answer: Answer) -> Pipeline[None]:
         for recorder in self.recorders:
@@ -637,13 +658,19 @@ class _Meter:
 
     settled: bool = False
 
+    def _settling(self) -> None:
+        """Each provider call is booked once: a second settle is a pipeline bug, not a no-op
+        (it would hide a call booked twice, or an outcome overwritten)."""
+        if self.settled:
+            raise RuntimeError(f"the {self.attempt.purpose} call to {self.attempt.model!r} "
+                               "was already settled")
+        self.settled = True
+
     def failed(self, error: BaseException, outcome: str = "error",
                answer: Answer | None = None) -> Pipeline[None]:
         """Settle a call that failed: released, or committed at ``answer``'s estimated usage
         (a stream cut short after its first chunk)."""
-        if self.settled:
-            return
-        self.settled = True
+        self._settling()
         self.attempt.outcome = outcome
         self.attempt.error = f"{type(error).__name__}: {error}"[:500]
         self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
@@ -654,9 +681,7 @@ class _Meter:
                                          self.attempt, self.state)
 
     def answered(self, answer: Answer) -> Pipeline[None]:
-        if self.settled:
-            return
-        self.settled = True
+        self._settling()
         self.attempt.latency_ms = (time.perf_counter() - self.start) * 1000.0
         self.attempt.usage = answer.usage
         yield from self.pipeline._settle(self.hold, answer, None, self.attempt, self.state)

@@ -159,9 +159,11 @@ class Fallback:
                 f"fallback must be 'stronger', 'cheaper' or None, got {self.direction!r}"
             )
 
-    def next_model(self, current: str, tried: Sequence[str], costs: Mapping[str, float]
-                   ) -> str | None:
-        """The next candidate after ``current`` in the fallback direction, skipping ``tried``."""
+    def next_model(self, current: str, tried: Sequence[str], costs: Mapping[str, float],
+                   above: str | None = None) -> str | None:
+        """The next candidate after ``current`` in the fallback direction, skipping ``tried``
+        and, given ``above``, every candidate not pricier than ``above`` (an escalation falls
+        back only above the highest rung whose answer it rejected)."""
         if self.direction is None:
             return None
         order = sorted(costs, key=lambda name: (costs[name], list(costs).index(name)))
@@ -169,7 +171,14 @@ class Fallback:
             return None
         here = order.index(current)
         ahead: list[Any] = order[here + 1:] if self.direction == "stronger" else order[:here][::-1]
+        floor = order.index(above) if above in order else -1
         for name in ahead:
-            if name not in tried:
+            if name not in tried and order.index(name) > floor:
                 return str(name)
         return None
+
+    def may_go_down(self, error: BaseException, retry: RetryPolicy) -> bool:
+        """Whether a call failed with ``error`` may settle for a weaker answer: the error is
+        worth falling back on and the direction is ``"cheaper"`` (an escalation that failed
+        then returns the doubtful answer it meant to replace, marked unconfirmed)."""
+        return retry.retry_on(error) and self.direction == "cheaper"

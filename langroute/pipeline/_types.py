@@ -19,6 +19,7 @@ from .._exceptions import RouterConfigError
 __all__ = [
     "SCOPE_KEYS",
     "THRESHOLD_KEY",
+    "THRESHOLD_USED_KEY",
     "Answer",
     "Attempt",
     "CallContext",
@@ -32,15 +33,19 @@ __all__ = [
 SCOPE_KEYS = ("lc_agent_name", "agent", "user", "tenant")
 
 #: Metadata key of a per-call threshold: one router, a different cost preference per caller
-#: (``model.with_config(metadata={"langroute_threshold": 0.8})``). The routed run's metadata
-#: carries the threshold actually used under the same key.
+#: (``model.with_config(metadata={"langroute_threshold": 0.8})``). An input only: langroute
+#: never writes it (a routed model nested in another would read the outer one's as its own).
 THRESHOLD_KEY = "langroute_threshold"
+#: Metadata key under which the routed run records the threshold actually used (output only).
+THRESHOLD_USED_KEY = "langroute_threshold_used"
 
 #: The ``langroute_`` keys a caller may set per call (metadata, or LangChain ``configurable``).
 INPUT_KEYS = (THRESHOLD_KEY,)
-#: The keys langroute writes into a routed run's metadata. Child runs inherit them (a routed
-#: model inside a chain or another routed call), so they are no error in a call's metadata.
-RECORD_KEYS = ("langroute_model", THRESHOLD_KEY, "langroute_reason", "langroute_decision_id")
+#: The keys langroute writes into a routed run's metadata (LangChain). Child runs inherit them
+#: (a routed model inside a chain or another routed call), so ``call_metadata`` allows them in
+#: a LangChain call's metadata; none of them is read as an input.
+RECORD_KEYS = ("langroute_model", THRESHOLD_USED_KEY, "langroute_reason",
+               "langroute_decision_id")
 _PREFIX = "langroute_"
 
 
@@ -53,28 +58,44 @@ def _unknown(keys: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> N
                 f"{', '.join(map(repr, RECORD_KEYS))} into run metadata)")
 
 
+def _threshold(value: Any, where: str) -> float:
+    try:
+        return check_threshold(value)
+    except RouterConfigError as exc:
+        raise RouterConfigError(f"per-call {THRESHOLD_KEY} in the call's {where}: {exc}"
+                                ) from None
+
+
 def call_metadata(metadata: Mapping[str, Any],
-                  configurable: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The call's metadata with a per-call threshold from ``configurable`` merged in.
+                  configurable: Mapping[str, Any] | None = None, *,
+                  allowed: tuple[str, ...] = INPUT_KEYS + RECORD_KEYS) -> dict[str, Any]:
+    """The call's metadata with a per-call threshold from ``configurable`` merged in, checked.
 
     A misspelt or unsupported ``langroute_`` key would otherwise be ignored without a word, so
-    it is a ``RouterConfigError``. Metadata and ``configurable`` naming different thresholds is
-    one too: neither silently wins.
+    it is a ``RouterConfigError``; ``allowed`` says which ``langroute_`` keys the metadata may
+    carry: by default the inputs and the keys the LangChain adapter writes (inherited by child
+    runs); an adapter that writes none (LlamaIndex's instrument tags) passes ``INPUT_KEYS``.
+    Metadata and ``configurable`` naming different thresholds is one too: neither silently
+    wins. A threshold present is checked here, whatever the call (routed, a tool loop, the top
+    rung, one input of a batch), and kept as a float.
     """
-    _unknown(metadata, RECORD_KEYS, "metadata")
+    _unknown(metadata, allowed, "metadata")
     merged = dict(metadata)
+    if merged.get(THRESHOLD_KEY) is not None:
+        merged[THRESHOLD_KEY] = _threshold(merged[THRESHOLD_KEY], "metadata")
     if not configurable:
         return merged
     _unknown(configurable, INPUT_KEYS, "configurable")
     given = configurable.get(THRESHOLD_KEY)
     if given is None:
         return merged
+    value = _threshold(given, "configurable")
     noted = merged.get(THRESHOLD_KEY)
-    if noted is not None and check_threshold(noted) != check_threshold(given):
+    if noted is not None and noted != value:
         raise RouterConfigError(
             f"two per-call thresholds: metadata {THRESHOLD_KEY}={noted!r} and configurable "
             f"{THRESHOLD_KEY}={given!r}; set one")
-    merged[THRESHOLD_KEY] = given
+    merged[THRESHOLD_KEY] = value
     return merged
 
 
@@ -99,11 +120,20 @@ class CallContext:
                 return value if key in ("lc_agent_name", "agent") else f"{key}:{value}"
         return None
 
+    def __post_init__(self) -> None:
+        # checked here, once, whatever the call becomes (routed, a tool loop, the top rung):
+        # a context built without ``call_metadata`` (framework-free callers) too
+        value = self.metadata.get(THRESHOLD_KEY)
+        if value is not None:
+            checked = _threshold(value, "metadata")
+            if type(value) is not float:
+                object.__setattr__(self, "metadata", {**self.metadata, THRESHOLD_KEY: checked})
+
     @property
     def threshold(self) -> float | None:
-        """The per-call threshold override, if the caller set one (validated by the policy)."""
+        """The per-call threshold override, if the caller set one (checked on construction)."""
         value = self.metadata.get(THRESHOLD_KEY)
-        return None if value is None else value
+        return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,12 @@ async def test_inputs_chat_openai_accepts_are_routed_on_their_closest_text(
     assert decision.text == routed_on and decision.reason == "routed"
     message = routed.invoke(messages)
     assert message.response_metadata["langroute"]["model"] == decision.model
-    assert [c async for c in routed.astream(messages)]
+    chunks = [c async for c in routed.astream(messages)]
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed = streamed + chunk
+    assert streamed.content == message.content and streamed.content
+    assert streamed.response_metadata["langroute"]["text"] == routed_on
     assert routed.batch([messages, HARD])[0].response_metadata["langroute"]["text"] == routed_on
     # counted by the candidate the router would choose (tiktoken's table needs a download)
     monkeypatch.setattr(type(routed.models[STRONG_MODEL]), "get_num_tokens_from_messages",

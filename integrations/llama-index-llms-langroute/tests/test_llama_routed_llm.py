@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from langroute import LangrouteError, MessageError, RouterConfigError
+from langroute import MessageError, RouterConfigError
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.instrumentation.dispatcher import instrument_tags
@@ -176,19 +176,21 @@ def test_bad_input_raises_a_langroute_error_naming_the_problem(
         RoutedLLM(llms, router=the_router, threshold=threshold)
 
 
-def test_a_turn_without_text_routes_on_the_closest_text_or_goes_to_the_top_rung(routed, fake):
+def test_a_turn_without_text_routes_on_the_closest_text_or_goes_to_the_top_rung(
+    routed, fake, strong, weak, router
+):
     # A system-only prompt is routed on the system text, as RoutedChatModel does.
-    record = routed.chat([ChatMessage(role="system", content="What is 2 + 2?")]).additional_kwargs[
+    traced = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       trace_prompt=True)
+    record = traced.chat([ChatMessage(role="system", content="What is 2 + 2?")]).additional_kwargs[
         "langroute"]
-    assert record["reason"] == "routed"
+    assert record["reason"] == "routed" and record["text"] == "What is 2 + 2?"
     # No text anywhere: nothing to score, so the strongest candidate answers, and says why.
     record = routed.chat([ChatMessage(role="user", content="")]).additional_kwargs["langroute"]
     assert record["reason"] == "no text to route on"
     assert record["model"] == STRONG_MODEL
     with pytest.raises(MessageError, match="empty message list"):
         routed.chat([])
-    with pytest.raises(LangrouteError, match="empty prompt"):
-        routed.complete("  ")
     assert len(fake.requests) == 2
 
 
@@ -391,13 +393,17 @@ def test_a_per_call_threshold_comes_from_instrument_tags(fake, routed, events):
     assert [e.threshold for e in events.of("RouteDecisionEvent")] == [0.0, 0.7]
 
 
-@pytest.mark.parametrize("tag", ["langroute_treshold", "langroute_cost_weight"])
+@pytest.mark.parametrize("tag", ["langroute_treshold", "langroute_cost_weight",
+                                 "langroute_model", "langroute_reason",
+                                 "langroute_decision_id"])
 def test_an_unknown_langroute_instrument_tag_is_refused(fake, routed, tag):
-    """A misspelt per-call key is an error, not a call at the routed model's own threshold."""
-    with instrument_tags({tag: 0.0}), pytest.raises(RouterConfigError, match=tag):
+    """A misspelt per-call key is an error, not a call at the routed model's own threshold.
+    Nothing writes langroute_ keys into LlamaIndex tags, so only the inputs are allowed:
+    ``langroute_model`` would look like pinning a model, and pins nothing."""
+    with instrument_tags({tag: WEAK_MODEL}), pytest.raises(RouterConfigError, match=tag):
         routed.chat(user(EASY))
-    with instrument_tags({"langroute_model": WEAK_MODEL, "langroute_threshold": 0.0}):
-        routed.chat(user(EASY))  # the keys langroute writes are no error
+    with instrument_tags({"langroute_threshold": 0.0}):
+        routed.chat(user(EASY))
     assert fake.models_called == [STRONG_MODEL]
 
 
@@ -449,3 +455,59 @@ def test_a_stream_failing_midway_propagates_after_its_first_chunks(fake, make_op
     assert received and fake.models_called == ["fail-stream"]  # no retry, no fallback
     assert events.of("FallbackEvent") == []
     assert [e.outcome for e in events.of("AttemptEvent")] == ["error"]
+
+
+def _image_turn() -> ChatMessage:
+    from llama_index.core.base.llms.types import ImageBlock
+
+    return ChatMessage(role="user", blocks=[ImageBlock(url="https://example.com/cat.png")])
+
+
+def test_no_text_notes_say_why_and_combine_with_an_unstamped_loop_note(fake, routed):
+    """The note of a no-text decision is langroute's own, as in RoutedChatModel."""
+    decision = routed.route([_image_turn()])
+    assert decision.reason == "no text to route on" and decision.model == STRONG_MODEL
+    assert decision.note == ("no text to route on (the last user message has blocks "
+                             "['image']); the top rung answers")
+    from llama_index.core.base.llms.types import ToolCallBlock
+
+    maker = ChatMessage(role="assistant", blocks=[ToolCallBlock(
+        tool_call_id="call_1", tool_name="multiply", tool_kwargs={"a": 1, "b": 2})])
+    result = ChatMessage(role="tool", content="", additional_kwargs={"tool_call_id": "call_1"})
+    decision = routed.route([_image_turn(), maker, result])
+    assert "no langroute_model stamp" in decision.note
+    assert "no text to route on (the last user message has blocks ['image'])" in decision.note
+
+
+def test_a_sticky_tool_loop_keeps_the_closest_text_as_its_prompt(routed):
+    """An image-only last user turn in a loop stuck to its maker: the earlier text is the
+    call's text (what feedback stores as its prompt), not ""."""
+    from llama_index.core.base.llms.types import ToolCallBlock
+
+    maker = ChatMessage(role="assistant", additional_kwargs={"langroute_model": STRONG_MODEL},
+                        blocks=[ToolCallBlock(tool_call_id="call_1", tool_name="multiply",
+                                              tool_kwargs={"a": 17, "b": 23})])
+    result = ChatMessage(role="tool", content="391", additional_kwargs={"tool_call_id": "call_1"})
+    decision = routed.route([ChatMessage(role="user", content=HARD), _image_turn(), maker,
+                             result])
+    assert decision.reason == "sticky tool loop" and decision.model == STRONG_MODEL
+    assert decision.text_chars == len(HARD)
+
+
+@pytest.mark.parametrize("how", ["complete", "stream_complete", "acomplete"])
+async def test_a_blank_prompt_goes_to_the_top_rung_as_a_blank_chat_does(fake, router, strong,
+                                                                       weak, how):
+    """As ``chat([user("")])`` and RoutedChatModel's ``invoke("  ")``: nothing to score, so the
+    strongest candidate answers, and the record says why."""
+    always_weak = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router,
+                            threshold=1.0)
+    if how == "complete":
+        response = always_weak.complete("  ")
+    elif how == "acomplete":
+        response = await always_weak.acomplete("  ")
+    else:
+        response = list(always_weak.stream_complete("  "))[-1]
+    record = response.additional_kwargs["langroute"]
+    assert record["model"] == STRONG_MODEL and record["reason"] == "no text to route on"
+    assert "empty text" in record["note"]
+    assert fake.models_called == [STRONG_MODEL]

@@ -110,7 +110,6 @@ def test_a_verifier_that_is_not_a_llamaindex_llm_is_refused_at_construction(
     with pytest.raises(CascadeConfigError, match=message):
         RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
                   cascade=Cascade(AgreementScorer([verifier]), accept=0.5))
-    assert fake.requests == []
 
 
 def test_prices_let_a_budget_charge_a_candidate_genai_prices_does_not_know(
@@ -191,7 +190,56 @@ def test_an_unpriced_verifier_llm_is_an_error_at_construction(fake, make_openai,
     with pytest.raises(RouterConfigError, match=r"acme-verifier-9000.*prices="):
         RoutedLLM(llms, router=router, threshold=0.7, cascade=cascade,
                   budgets={"a": Budget(1.0)}, spend_store="memory://")
-    assert fake.requests == []
     RoutedLLM(llms, router=router, threshold=0.7, cascade=cascade, budgets={"a": Budget(1.0)},
               spend_store="memory://",
               prices={"acme-verifier-9000": {"input_mtok": 1.0, "output_mtok": 1.0}})
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+async def test_a_cascaded_stream_emits_no_token_events_for_an_answer_still_scored(
+    fake, cascaded, events, how
+):
+    """The weak answer is scored (and here rejected) before anyone sees it: it is one plain
+    call, so only the accepted model's tokens reach LLMChatInProgressEvent handlers."""
+    if how == "sync":
+        chunks = list(cascaded.stream_chat(user(EASY)))
+    else:
+        chunks = [c async for c in await cascaded.astream_chat(user(EASY))]
+    assert fake.models_called == [WEAK_MODEL, STRONG_MODEL]
+    assert chunks[-1].message.content == f"You said: {EASY}"
+    in_progress = [e.response.raw.model for e in events.of("LLMChatInProgressEvent")]
+    assert in_progress and set(in_progress) == {STRONG_MODEL}
+    ends = [e.response.raw.model for e in events.of("LLMChatEndEvent")]
+    assert WEAK_MODEL in ends  # the weak call is still an ordinary, traced call
+
+
+def test_malformed_budgets_are_reported_before_an_unpriced_verifier(make_openai, strong, weak,
+                                                                    router):
+    """budgets= is checked first: a list of Budgets says what budgets takes, not that a
+    verifier has no price (which only matters once budgets are valid)."""
+    cascade = Cascade(AgreementScorer([make_openai("acme-verifier-9000")]), accept=0.5)
+    with pytest.raises(RouterConfigError, match="budgets must be a dict"):
+        RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                  cascade=cascade, budgets=[Budget(1.0)], spend_store="memory://")
+
+
+def test_a_verifier_llm_is_priced_once_as_the_adapter_describes_it(make_openai, strong, weak,
+                                                                  router):
+    """The budget prices a LlamaIndex verifier at construction, described like a candidate
+    (provider from its integration package), not by LangChain's guesses in the cascade."""
+    verifier = make_openai("gpt-4.1-mini")
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       cascade=Cascade(AgreementScorer([verifier]), accept=0.5),
+                       budgets={"*": Budget(1.0)}, spend_store="memory://")
+    ref = routed.pipeline.budget.prices.refs["gpt-4.1-mini"]
+    assert (ref.model, ref.provider_model, ref.provider, ref.candidate) == (
+        verifier, "gpt-4.1-mini", "openai", False)
+
+
+def test_a_verifier_assigned_after_construction_must_still_be_a_llamaindex_llm(fake, cascaded):
+    """Construction checks the cascade; a cascade assigned later is checked when its verifier
+    is called, with the same kind of error, before any request is made for it."""
+    cascaded.cascade = Cascade(AgreementScorer([object()]), accept=0.5)
+    with pytest.raises(RouterConfigError, match="is not a LlamaIndex LLM"):
+        cascaded.chat(user(EASY))
+    assert fake.models_called == [WEAK_MODEL]  # the answer, never the verifier

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import tenacity
@@ -11,6 +12,7 @@ from langroute import Budget, BudgetExceededError, BudgetStoreError, RouterConfi
 from langroute.budgets import budget_step, open_store
 from langroute.pipeline import (
     CallContext,
+    CallPipeline,
     CallState,
     Fallback,
     ModelRef,
@@ -466,3 +468,101 @@ async def test_a_stream_failing_mid_stream_is_charged_an_estimate(mode):
     first, second = [p for n, p in caller.events if n == "langroute.attempt"]
     assert first["cost_usd"] is None and "usage_estimated" not in first
     assert second["outcome"] == "error" and second["usage_estimated"]
+
+
+class _Kept:
+    """A recorder keeping what each finished call was recorded with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[CallState, Any]] = []
+
+    def record(self, state, answer):
+        self.calls.append((state, answer))
+
+    async def arecord(self, state, answer):
+        self.record(state, answer)
+
+
+class _CountingMerges(FakeCaller):
+    """Counts ``collect`` calls; with ``refuse``, chunks cut short do not merge."""
+
+    def __init__(self, refuse: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refuse = refuse
+        self.collected: list[list[Any]] = []
+
+    def collect(self, ref, chunks):
+        self.collected.append(list(chunks))
+        if self.refuse:
+            raise ValueError("half a tool call cannot be merged")
+        return super().collect(ref, chunks)
+
+
+async def _abandon_after_one(mode, run, caller):
+    if mode == "sync":
+        stream = stream_sync(run, caller)
+        assert next(stream) == "answer "
+        stream.close()
+    else:
+        stream = stream_async(run, caller)
+        assert await anext(stream) == "answer "
+        await stream.aclose()
+
+
+async def test_an_abandoned_stream_is_merged_once_for_its_estimate_and_its_record(mode):
+    """The estimate and the record each used to merge the same chunks again."""
+    recorder = _Kept()
+    caller = _CountingMerges(usage=None)
+    run = pipeline(step({"*": Budget(limit_usd=1.0)}), recorders=[recorder]).run_stream(
+        request(EASY), estimate=estimate)
+    await _abandon_after_one(mode, run, caller)
+    assert caller.collected == [["answer "]]
+    ((state, answer),) = recorder.calls
+    assert answer.text == "answer " and state.attempts[0].usage_estimated
+    assert state.notes["stream"].startswith("abandoned by its consumer after 1 chunks")
+
+
+async def test_chunks_that_do_not_merge_are_noted_and_still_charged(mode):
+    """A merge error used to be swallowed: the output was billed as "" (0 tokens)."""
+    recorder = _Kept()
+    caller = _CountingMerges(refuse=True, usage=None)
+    run = pipeline(step({"*": Budget(limit_usd=1.0)}), recorders=[recorder]).run_stream(
+        request(EASY), estimate=estimate)
+    await _abandon_after_one(mode, run, caller)
+    assert len(caller.collected) == 1
+    ((state, _),) = recorder.calls
+    assert "do not merge (ValueError: half a tool call" in state.notes["stream_merge"]
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["usage_estimated"] and attempt["usage"]["output_tokens"] > 0
+
+
+async def test_an_abandoned_stream_without_a_budget_records_no_estimated_usage(mode):
+    """With no budget nothing is estimated (that may need the model's tokenizer): the
+    abandoned attempt has no usage and is not marked estimated; the record keeps the text."""
+    recorder = _Kept()
+    caller = _CountingMerges(usage=None)
+    run = CallPipeline(policy(), REFS, recorders=[recorder]).run_stream(request(EASY))
+    await _abandon_after_one(mode, run, caller)
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["outcome"] == "abandoned" and attempt["usage"] is None
+    assert "usage_estimated" not in attempt and attempt["cost_usd"] is None
+    assert "StreamClosed" in attempt["error"] and attempt["latency_ms"] >= 0
+    ((state, answer),) = recorder.calls
+    assert answer.text == "answer " and not answer.usage_estimated
+    assert state.attempts[0].usage is None and not state.attempts[0].usage_estimated
+    assert caller.collected == [["answer "]]
+
+
+def test_a_provider_call_settled_twice_is_an_error():
+    """A second settle used to be ignored silently (hiding a call booked twice)."""
+    from langroute.pipeline import Answer
+    from langroute.pipeline._pipeline import _Meter
+    from langroute.pipeline._types import Attempt
+
+    pipe = CallPipeline(policy(), REFS)
+    state = CallState(context=CallContext(), request=request(EASY), policy=pipe.policy,
+                      decision=pipe.decide([request(EASY)])[0])
+    meter = _Meter(pipe, state, None, Attempt("small", "answer"), 0.0)
+    run_sync(meter.answered(Answer(raw=None, text="x")), FakeCaller())
+    with pytest.raises(RuntimeError, match="already settled"):
+        run_sync(meter.failed(ConnectionError("late")), FakeCaller())

@@ -491,3 +491,84 @@ def test_an_answer_accepted_unscored_records_no_score(policy, mode):
     (event,) = caller.named("langroute.cascade")
     assert event["score"] is None and event["accepted"] and event["passed"] is None
     assert result.notes["cascade"] == "tool-call answer accepted unscored"
+
+
+class _LargeDown(ScriptedCaller):
+    """The large model is unreachable (a retryable error)."""
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        if ref.name == LARGE:
+            self.calls.append((ref.name, purpose))
+            raise ConnectionError("large down")
+        return super().call(ref, purpose, messages)
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        return self.call(ref, purpose, messages)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failed_escalation_never_falls_back_below_the_answer_it_rejected(policy, mode):
+    """Medium's answer is rejected, large fails: under "cheaper" the call used to fall back
+    to small (answering unscored and throwing medium's paid answer away)."""
+    from dataclasses import replace
+
+    from langroute.pipeline import Fallback, RetryPolicy
+
+    pipeline = CallPipeline(policy, {m: ModelRef(m) for m in COSTS},
+                            cascade=Cascade(FunctionScorer(lambda m, a: 0.0), accept=0.5),
+                            fallback=Fallback("cheaper"), retry=RetryPolicy(0))
+    request = _request()
+    (decision,) = pipeline.decide([request])
+    caller = _LargeDown({SMALL: "s", MEDIUM: "m"})
+    gen = pipeline.run(request, decision=replace(decision, model=MEDIUM))
+    result = run_sync(gen, caller) if mode == "sync" else asyncio.run(run_async(gen, caller))
+    assert result.model == MEDIUM and result.answer.text == "m"
+    assert caller.calls == [(MEDIUM, "answer"), (LARGE, "cascade")]
+    assert [(a.model, a.outcome, a.score) for a in result.attempts] == [
+        (MEDIUM, "accepted", 0.0), (LARGE, "error", None)]
+    assert "returned unconfirmed" in result.notes["cascade"]
+    second = caller.named("langroute.cascade")[1]
+    assert (second["model"], second["accepted"], second["failed"]) == (MEDIUM, True, LARGE)
+
+
+class _DenyLarge(MeteringBudget):
+    def reserve(self, state, ref):
+        if ref.name == LARGE:
+            from langroute._exceptions import BudgetExceededError
+
+            raise BudgetExceededError("s", "total", "", limit_usd=0.01, spent_usd=0.0,
+                                      reserved_usd=0.0, requested_usd=0.1, model=ref.name)
+        return super().reserve(state, ref)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_budget_denial_while_an_escalation_falls_back_names_the_model_denied(policy, mode):
+    from langroute.pipeline import Fallback, RetryPolicy
+
+    class MediumDown(ScriptedCaller):
+        def call(self, ref, purpose, messages=None):
+            if ref.name == MEDIUM:
+                self.calls.append((ref.name, purpose))
+                raise ConnectionError("medium down")
+            return super().call(ref, purpose, messages)
+
+        async def acall(self, ref, purpose, messages=None):
+            return self.call(ref, purpose, messages)
+
+    pipeline = CallPipeline(policy, {m: ModelRef(m) for m in COSTS}, budget=_DenyLarge(),
+                            cascade=Cascade(FunctionScorer(lambda m, a: 0.0), accept=0.5),
+                            fallback=Fallback("stronger"), retry=RetryPolicy(0))
+    caller = MediumDown({SMALL: "s"})
+    gen = pipeline.run(_request())
+    result = run_sync(gen, caller) if mode == "sync" else asyncio.run(run_async(gen, caller))
+    assert result.model == SMALL
+    assert result.notes["cascade"].startswith(f"escalation to {LARGE!r} denied")
+    assert caller.named("langroute.cascade")[1]["denied"] == LARGE
+
+
+def test_fallback_during_an_escalation_goes_only_above_the_rejected_rung():
+    from langroute.pipeline import Fallback
+
+    assert Fallback("cheaper").next_model(LARGE, [LARGE], COSTS, above=MEDIUM) is None
+    assert Fallback("cheaper").next_model(LARGE, [LARGE], COSTS, above=SMALL) == MEDIUM
+    assert Fallback("stronger").next_model(MEDIUM, [MEDIUM], COSTS, above=SMALL) == LARGE

@@ -247,8 +247,8 @@ def test_a_failed_escalation_under_cheaper_returns_the_paid_answer_marked(router
     """The rejected model is not called again for an unscored answer: its paid answer is
     returned unconfirmed, as when the budget denies, and the provider's error stays traced."""
     model = _failing_escalation(router, strong, weak, "cheaper")
-    recorder = EventRecorder()
-    message = _invoke(model, mode, EASY, config={"callbacks": [recorder]})
+    recorder, tracer = EventRecorder(), RoutingTracer()
+    message = _invoke(model, mode, EASY, config={"callbacks": [recorder, tracer]})
     record = message.response_metadata["langroute"]
     assert message.content == f"answer from {WEAK}" and len(weak.received) == 1
     assert [(a["model"], a["purpose"], a["outcome"], a["score"]) for a in record["attempts"]] == [
@@ -260,6 +260,13 @@ def test_a_failed_escalation_under_cheaper_returns_the_paid_answer_marked(router
     assert last["failed"] == STRONG and "ConnectionError: strong is down" in last["error"]
     assert last["accepted"] and last["passed"] is False
     assert not [e for e in recorder.events if e["name"] == "langroute.fallback"]
+    # the tracer reads the kept answer as the pipeline does: accepted, answered, not checking
+    (call,) = tracer.calls
+    assert [(a["model"], a["outcome"]) for a in call.attempts] == [
+        (WEAK, "accepted"), (STRONG, "error")]
+    assert call.answered_by == WEAK and not call.failed
+    summary = tracer.summary()
+    assert summary.checking_spend_usd == 0.0 and summary.total_spend_usd > 0
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

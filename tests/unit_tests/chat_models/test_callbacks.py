@@ -96,7 +96,8 @@ def test_caller_tags_and_metadata_reach_the_inner_run(routed, recorder):
         assert run["metadata"]["lc_agent_name"] == "researcher"
     # LangSmith metadata of the routed run says where the call went
     assert routed_run["metadata"]["langroute_model"] == WEAK
-    assert routed_run["metadata"]["langroute_threshold"] == routed.threshold
+    assert routed_run["metadata"]["langroute_threshold_used"] == routed.threshold
+    assert "langroute_threshold" not in routed_run["metadata"]  # an input only
     assert chat_run["name"] != "my-router"
 
 

@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from langroute import Outcomes, SWRouter
 from langroute.chat_models import RoutedChatModel, RoutingDecision
 from langroute.embeddings import HashingEmbedder
+from langroute.pipeline import Attempt
 
 from .fakes import (
     CHAT,
@@ -80,6 +81,21 @@ def test_stream_yields_the_chosen_models_chunks_as_they_come(routed, strong, wea
     assert full.usage_metadata["total_tokens"] == 13
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_explicit_stream_false_keyword_is_not_overridden(routed, weak, mode):
+    """``stream(..., stream=False)`` asks for no streaming, as BaseChatModel's own rule reads
+    it; the routed model used to force ``stream=True`` over it."""
+    import asyncio
+
+    async def collect():
+        return [chunk async for chunk in routed.astream(EASY, stream=False)]
+
+    chunks = (list(routed.stream(EASY, stream=False)) if mode == "sync"
+              else asyncio.run(collect()))
+    assert len(chunks) == 1 and chunks[0].content == f"answer from {WEAK}"
+    assert weak.chunks_produced == 0
+
+
 async def test_astream_routes_and_streams(routed, weak):
     chunks = [chunk async for chunk in routed.astream(EASY)]
     assert "".join(c.content for c in chunks) == f"answer from {WEAK}"
@@ -90,6 +106,14 @@ async def test_astream_routes_and_streams(routed, weak):
 def _attempt_of(message):
     return {k: message.response_metadata["langroute"]["attempts"][-1][k]
             for k in ("outcome", "usage", "latency_ms")}
+
+
+#: The latency an attempt still in flight has in the record the first chunk is stamped with.
+OPENING_LATENCY = Attempt("model", "answer").to_event()["latency_ms"]
+
+
+def _settled_latency(latency_ms) -> bool:
+    return latency_ms is not None and latency_ms != OPENING_LATENCY
 
 
 def test_a_merged_stream_ends_with_the_settled_record(routed):
@@ -105,7 +129,7 @@ def test_a_merged_stream_ends_with_the_settled_record(routed):
     assert len(record["attempts"]) == 1
     settled = _attempt_of(full)
     assert settled["usage"] == _attempt_of(whole)["usage"] is not None
-    assert settled["latency_ms"] > 0
+    assert _settled_latency(settled["latency_ms"])
 
 
 async def test_a_merged_astream_ends_with_the_settled_record(routed):
@@ -115,7 +139,8 @@ async def test_a_merged_astream_ends_with_the_settled_record(routed):
         full = full + chunk
     assert full.response_metadata["langroute"]["decision_id"] == (
         chunks[0].response_metadata["langroute"]["decision_id"])
-    assert _attempt_of(full)["usage"] is not None and _attempt_of(full)["latency_ms"] > 0
+    assert _attempt_of(full)["usage"] is not None
+    assert _settled_latency(_attempt_of(full)["latency_ms"])
 
 
 def test_stream_events_v3_ends_with_the_settled_record(routed):
@@ -124,7 +149,7 @@ def test_stream_events_v3_ends_with_the_settled_record(routed):
     record = stream.output.response_metadata["langroute"]
     assert record["model"] == WEAK
     assert record["attempts"][-1]["usage"] is not None
-    assert record["attempts"][-1]["latency_ms"] > 0
+    assert _settled_latency(record["attempts"][-1]["latency_ms"])
 
 
 def test_batch_routes_each_input(routed):
@@ -275,3 +300,21 @@ def test_refitting_the_router_in_place_takes_effect(strong, weak):
     router.fit(Outcomes(ids=cheaper.ids, prompts=cheaper.prompts, models=cheaper.models,
                         scores=cheaper.scores, costs=cheaper.costs / 2))
     assert routed.route(EASY).estimated_cost_usd == pytest.approx(1e-4)
+
+
+def test_a_moved_private_streaming_module_fails_loudly_at_import():
+    """The token-streaming marker classes are private langchain-core API: if the module moves,
+    importing langroute says so instead of silently treating no handler as a token stream."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys, types\n"
+            "import langroute.chat_models, langchain_core.tracers as tracers\n"
+            "moved = types.ModuleType('langchain_core.tracers._streaming')\n"
+            "sys.modules[moved.__name__] = tracers._streaming = moved\n"
+            "del sys.modules['langroute.chat_models._caller']\n"
+            "importlib.import_module('langroute.chat_models._caller')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": ""}, timeout=120)
+    assert done.returncode != 0
+    assert "ImportError: langroute needs langchain_core.tracers._streaming" in done.stderr

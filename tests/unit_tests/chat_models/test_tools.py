@@ -100,6 +100,17 @@ def test_tool_loop_sticks_to_the_model_named_in_langroute_metadata(routed, stron
     assert weak.received == []
 
 
+def test_a_sticky_tool_loop_keeps_the_closest_text_as_its_prompt(routed):
+    """The sticky branch reads the routing-text rule too: an image-only last user turn gives
+    the earlier text (what feedback stores as the call's prompt), not ""."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = _tool_loop({"langroute": {"model": STRONG}})
+    messages.insert(1, HumanMessage(content=[image]))
+    decision = routed.route(messages)
+    assert decision.reason == "sticky tool loop"
+    assert decision.text_chars == len(EASY)
+
+
 def test_tool_loop_falls_back_to_the_served_model_name(routed):
     dated = _tool_loop({"model_name": f"{STRONG}-2024-08-06"})
     assert routed.route(dated).model == STRONG
@@ -142,7 +153,8 @@ def test_a_full_tool_loop_stays_on_the_model_that_started_it(routed, strong, wea
 def test_tool_loop_without_user_text_still_sticks(routed):
     messages = _tool_loop({"langroute": {"model": STRONG}})[1:]  # no HumanMessage at all
     decision = routed.route(messages)
-    assert (decision.model, decision.reason, decision.text_chars) == (STRONG, "sticky tool loop", 0)
+    assert (decision.model, decision.reason) == (STRONG, "sticky tool loop")
+    assert decision.text_chars == len("391")  # the closest text, as routing reads it
 
 
 def test_tool_calls_made_after_a_fallback_are_answered_by_the_model_that_made_them(

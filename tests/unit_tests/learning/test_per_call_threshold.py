@@ -66,7 +66,7 @@ def test_each_decision_is_traced_with_its_callers_threshold(shared):
     # LangSmith sees the threshold actually used, and the caller's agent, on the routed run.
     routed_runs = [run for run in recorder.chain_starts
                    if (run["metadata"] or {}).get("langroute_model")]
-    assert [(r["metadata"]["langroute_threshold"], r["metadata"]["lc_agent_name"],
+    assert [(r["metadata"]["langroute_threshold_used"], r["metadata"]["lc_agent_name"],
              r["metadata"]["langroute_model"]) for r in routed_runs] == [
         (CAREFUL, "reviewer", STRONG), (THRIFTY, "summariser", WEAK)]
 
@@ -141,16 +141,54 @@ def test_an_unknown_langroute_key_is_refused(shared, config, key):
 
 def test_keys_langroute_writes_are_inherited_without_error(router):
     """A routed model called inside another routed call sees the parent's keys in its run
-    metadata; they are allowed, an unknown key beside them is not."""
+    metadata; they are allowed, an unknown key beside them is not. None of them is an input:
+    the inner model keeps its own threshold (the outer one's used to be read as its own)."""
     inner = RoutedChatModel(models={STRONG: ScriptedChatModel(model_name=STRONG),
                                     WEAK: ScriptedChatModel(model_name=WEAK)},
-                            router=router, threshold=THRESHOLD)
+                            router=router, threshold=1.0)  # 1: the inner model goes weak
     outer = RoutedChatModel(models={STRONG: inner, WEAK: ScriptedChatModel(model_name=WEAK)},
                             router=router, threshold=0.0)  # 0: the inner model answers
-    message = outer.invoke(HARD)
-    assert message.content == f"answer from {STRONG}"
+    alone = inner.invoke(HARD).response_metadata["langroute"]
+    assert (alone["threshold"], alone["model"]) == (1.0, WEAK)
+    recorder = EventRecorder()
+    message = outer.invoke(HARD, {"callbacks": [recorder]})
+    assert message.content == f"answer from {WEAK}"
+    decisions = [e["data"] for e in recorder.custom if e["name"] == "langroute.route"]
+    assert [(d["threshold"], d["model"]) for d in decisions] == [(0.0, STRONG), (1.0, WEAK)]
     with pytest.raises(RouterConfigError, match="langroute_cost_weight"):
         outer.invoke(HARD, {"metadata": {"langroute_cost_weight": 1}})
+
+
+def test_the_threshold_used_is_recorded_under_an_output_key_only():
+    from langroute.pipeline._types import INPUT_KEYS, RECORD_KEYS, call_metadata
+
+    assert "langroute_threshold_used" in RECORD_KEYS and "langroute_threshold" not in RECORD_KEYS
+    inherited = {"langroute_model": STRONG, "langroute_threshold_used": 0.3}
+    assert call_metadata(inherited) == inherited  # LangChain: inherited from a parent run
+    with pytest.raises(RouterConfigError, match="langroute_threshold_used"):
+        call_metadata(inherited, allowed=INPUT_KEYS)  # an adapter that writes none of them
+    assert call_metadata({"langroute_threshold": 0.3}, allowed=INPUT_KEYS) == {
+        "langroute_threshold": 0.3}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_bad_threshold_is_refused_in_a_tool_loop_and_at_the_top_rung(shared, mode):
+    """Only routed calls used to check it: a tool loop (its maker answers) or a call with no
+    text (the top rung) ignored a bad per-call threshold without a word."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    routed, _, _ = shared
+    loop = [HumanMessage(EASY),
+            AIMessage("", tool_calls=[{"name": "x", "args": {}, "id": "c1"}],
+                      response_metadata={"langroute": {"model": STRONG}}),
+            ToolMessage("1", tool_call_id="c1")]
+    for messages in (loop, [HumanMessage("")]):
+        config = {"metadata": {"langroute_threshold": "banana"}}
+        with pytest.raises(RouterConfigError, match="langroute_threshold.*banana"):
+            if mode == "sync":
+                routed.invoke(messages, config)
+            else:
+                asyncio.run(routed.ainvoke(messages, config))
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

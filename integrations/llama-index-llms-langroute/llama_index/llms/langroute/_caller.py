@@ -5,7 +5,9 @@ calls the chosen candidate's own public method (``chat``, ``complete``, their st
 forms), so the candidate's ``llm_chat_callback`` emits its LLMChatStart/End events and callback
 payloads exactly once. Tools are formatted at call time by the chosen candidate's own
 ``_prepare_chat_with_tools``. Answers become langroute ``Answer`` records with the provider's
-exact token usage.
+exact token usage. A streamed call whose answer a cascade will still score (``ref.provisional``)
+is made with ``chat``/``complete`` and delivered as one chunk: it is buffered anyway, and a
+rejected answer's tokens must not reach ``LLMChatInProgressEvent`` handlers.
 """
 
 from __future__ import annotations
@@ -111,6 +113,12 @@ def _llm_of(ref: ModelRef) -> LLM:
     return ref.model
 
 
+def _as_chunk(response: ChatResponse | CompletionResponse) -> Any:
+    """A whole response as the one chunk of a stream (its ``delta`` is all of its text)."""
+    text = response.message.content if isinstance(response, ChatResponse) else response.text
+    return response.model_copy(update={"delta": text or ""})
+
+
 def _usage_chunk(chunks: Sequence[Any]) -> Any:
     """The last chunk whose provider counts are present (streams report usage at the end)."""
     for chunk in reversed(chunks):
@@ -159,29 +167,39 @@ class LlamaCaller:
             allow_parallel_tool_calls=self.tools.allow_parallel_tool_calls, **self.tools.kwargs)
 
     # -- Caller protocol ----------------------------------------------------------------------
-    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+    def _whole(self, ref: ModelRef, messages: Any = None) -> Any:
+        """One whole response of ``ref``'s LLM (chat or completion), stamped with its name."""
         llm = _llm_of(ref)
         if self.prompt is not None and messages is None:
             done = llm.complete(self.prompt, formatted=self.formatted, **self.kwargs)
-            return answer_of(stamp_response(done, ref.name))
+            return stamp_response(done, ref.name)
         sent, kwargs = self._chat_args(llm, messages)
         response = llm.chat(sent, **kwargs)
         if messages is None:
             response = self._validated(llm, response)
-        return answer_of(stamp_response(response, ref.name))
+        return stamp_response(response, ref.name)
 
-    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+    async def _awhole(self, ref: ModelRef, messages: Any = None) -> Any:
         llm = _llm_of(ref)
         if self.prompt is not None and messages is None:
             done = await llm.acomplete(self.prompt, formatted=self.formatted, **self.kwargs)
-            return answer_of(stamp_response(done, ref.name))
+            return stamp_response(done, ref.name)
         sent, kwargs = self._chat_args(llm, messages)
         response = await llm.achat(sent, **kwargs)
         if messages is None:
             response = self._validated(llm, response)
-        return answer_of(stamp_response(response, ref.name))
+        return stamp_response(response, ref.name)
+
+    def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        return answer_of(self._whole(ref, messages))
+
+    async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
+        return answer_of(await self._awhole(ref, messages))
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
+        if ref.provisional:  # a cascade scores it first: no token events for it
+            yield _as_chunk(self._whole(ref))
+            return
         llm = _llm_of(ref)
         if self.prompt is not None:
             chunks: Iterator[Any] = llm.stream_complete(self.prompt, formatted=self.formatted,
@@ -193,6 +211,9 @@ class LlamaCaller:
             yield stamp_response(chunk, ref.name)
 
     async def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
+        if ref.provisional:
+            yield _as_chunk(await self._awhole(ref))
+            return
         llm = _llm_of(ref)
         if self.prompt is not None:
             chunks = await llm.astream_complete(self.prompt, formatted=self.formatted,
@@ -217,9 +238,10 @@ class LlamaCaller:
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
         return stamp_response(raw, str(record.get("answered_by", "")), record)
 
-    def settle(self, last: Any, record: dict[str, Any]) -> Any:
+    def settle(self, last: Any, record: dict[str, Any], merged: Any = None) -> Any:
         """The closing chunk of a stream: the last one again (LlamaIndex chunks are
-        cumulative), adding no text, with the final record; consumers keep the last chunk."""
+        cumulative, so it is the merged answer too), adding no text, with the final record;
+        consumers keep the last chunk."""
         if last is None:
             return None
         return self.stamp(last.model_copy(update={"delta": ""}), record)

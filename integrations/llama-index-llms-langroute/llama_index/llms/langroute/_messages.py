@@ -1,12 +1,14 @@
 """What a LlamaIndex conversation tells the router, and who owns a tool loop.
 
 Routing reads the text blocks of the last user message (images and other blocks still reach the
-model); a turn without text falls back to the closest earlier text, and a conversation with no
-text at all goes to the top rung (``langroute._routing_text``). A conversation ending in tool
-results (``role="tool"`` messages) after an assistant message that made tool calls is mid tool
-loop: the candidate that made the calls answers them, since another provider would not
-recognise the call ids. ``RoutedLLM`` stamps the candidate's
-name into every answer's ``message.additional_kwargs`` under ``MODEL_KEY`` so the loop's maker is
+model); a turn without text falls back to the nearest message with text, earlier ones first, and
+a conversation (or a ``complete`` prompt) with no text at all goes to the top rung, the note
+saying why (``langroute._routing_text``, the rule RoutedChatModel follows too).
+
+A conversation ending in tool results (``role="tool"`` messages) after an assistant message that
+made tool calls is mid tool loop: the candidate that made the calls answers them, since another
+provider would not recognise the call ids. ``RoutedLLM`` stamps the candidate's name into every
+answer's ``message.additional_kwargs`` under ``MODEL_KEY`` so the loop's maker is
 known; the stamp is removed again before messages go to a provider.
 """
 
@@ -26,7 +28,7 @@ from llama_index.core.base.llms.types import (
 )
 
 from langroute import MessageError
-from langroute._routing_text import closest_text
+from langroute._routing_text import Turn
 
 __all__ = [
     "MODEL_KEY",
@@ -34,10 +36,10 @@ __all__ = [
     "ToolLoop",
     "as_messages",
     "find_tool_loop",
-    "last_user_text",
-    "routing_text",
+    "prompt_turns",
     "stamp_response",
     "stamped_model",
+    "turns",
     "unstamped",
 ]
 
@@ -52,21 +54,22 @@ def _text_of(message: ChatMessage) -> str:
     return "\n".join(block.text for block in message.blocks if isinstance(block, TextBlock))
 
 
-def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
-    """The text blocks of the last user message, or None if there is no user message."""
-    for message in reversed(messages):
-        if message.role == MessageRole.USER:
-            return _text_of(message)
-    return None
+def _holds(message: ChatMessage) -> str:
+    """What a message without text holds, for the no-text note."""
+    kinds = [getattr(b, "block_type", type(b).__name__) for b in message.blocks
+             if not isinstance(b, TextBlock)]
+    return f"blocks {kinds}" if kinds else "empty text"
 
 
-def routing_text(messages: Sequence[ChatMessage]) -> str:
-    """The text the router reads: the last user message's text blocks, or the closest earlier
-    text when that turn has none (``langroute._routing_text``); "" when no message has text,
-    and the top rung answers. Raises ``MessageError`` (a ValueError) for no messages."""
-    if not messages:
-        raise MessageError("cannot route an empty message list")
-    return closest_text([(m.role == MessageRole.USER, _text_of(m)) for m in messages])
+def turns(messages: Sequence[ChatMessage]) -> list[Turn]:
+    """The conversation as routing reads it (``langroute._routing_text.shape_request`` picks
+    the text to route on and the note): each message's text blocks, and what it holds."""
+    return [Turn(m.role == MessageRole.USER, _text_of(m), _holds(m)) for m in messages]
+
+
+def prompt_turns(prompt: str) -> list[Turn]:
+    """A ``complete`` prompt as routing reads it: one user turn."""
+    return [Turn(True, prompt, "empty text")]
 
 
 def _makes_tool_calls(message: ChatMessage) -> bool:

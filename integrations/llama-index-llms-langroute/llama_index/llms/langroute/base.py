@@ -34,6 +34,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from langroute import MessageError, RouterConfigError
+from langroute._routing_text import shape_request
 from langroute.feedback import FeedbackMethods
 from langroute.pipeline import (
     CallContext,
@@ -50,19 +51,21 @@ from langroute.pipeline import (
 from langroute.pipeline._assembly import (
     PipelineCache,
     check_budgets,
+    check_cascade,
     check_positive,
+    check_prices_arg,
     check_unit_interval,
 )
-from langroute.pipeline._types import call_metadata
+from langroute.pipeline._types import INPUT_KEYS, call_metadata
 
 from ._caller import LlamaCaller, ToolsRequest
 from ._messages import (
     RECORD_KEY,
     find_tool_loop,
-    last_user_text,
-    routing_text,
+    prompt_turns,
     stamp_response,
     stamped_model,
+    turns,
 )
 
 if TYPE_CHECKING:
@@ -107,7 +110,8 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     budgets : dict of str to Budget, default=None
         Per-scope cost limits (``langroute.budgets.Budget``), kept in ``spend_store``. The scope
         is read from LlamaIndex's ``instrument_tags`` (``agent``, ``user`` or ``tenant``), as is
-        a per-call threshold (``langroute_threshold``); any other ``langroute_`` tag is an error.
+        a per-call threshold (``langroute_threshold``); any other ``langroute_`` tag (a misspelt
+        one, or ``langroute_model``, which pins nothing) is a ``RouterConfigError``.
     spend_store : str, default=None
         ``"sqlite:///spend.db"`` (default ``sqlite:///langroute-spend.db`` when budgets are
         given), ``"redis://host:port/0"`` or ``"memory://"``.
@@ -131,11 +135,15 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
 
     Notes
     -----
-    Only the text blocks of the last user message are routed on. While a tool loop is in flight
+    The text blocks of the last user message are routed on (when it has none, the nearest
+    message with text, earlier ones first; with no text at all, the top rung answers: the rule
+    is ``langroute._routing_text``'s, as in RoutedChatModel). While a tool loop is in flight
     (the conversation ends in tool results), the candidate that made the calls answers them: its
     name is stamped into each answer's ``message.additional_kwargs["langroute_model"]``.
     Tools are formatted by the chosen candidate's own ``_prepare_chat_with_tools``. The call
-    record (decision, who answered, attempts) is in ``response.additional_kwargs["langroute"]``.
+    record (decision, who answered, attempts) is in ``response.additional_kwargs["langroute"]``;
+    a stream ends with a chunk with no text carrying the settled record (usage, latency and cost
+    of every attempt): keep the last chunk.
     Candidates without callback handlers of their own report to this LLM's
     ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see each
     provider call once; this LLM itself emits no LLM callback events.
@@ -189,9 +197,12 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     ) -> None:
         # Checked before pydantic sees them, so bad input raises langroute's own errors.
         _check_llms(llms)
-        _check_options(threshold, strong_fraction, target_cost, timeout, cascade, prices)
-        _check_cascade_models(cascade, llms)
-        _check_verifier_prices(cascade, budgets, prices)
+        _check_options(threshold, strong_fraction, target_cost, timeout)
+        budgets = check_budgets(budgets)  # first: a malformed budgets= is reported as such
+        prices = check_prices_arg(prices)
+        # a verifier is a candidate's name or a LlamaIndex LLM; with budgets it is priced when
+        # the pipeline is built below, like the candidates
+        check_cascade(cascade, llms, lambda model: isinstance(model, LLM), "LlamaIndex LLM")
         _check_extra(kwargs)
         try:
             super().__init__(
@@ -199,8 +210,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
                 strong_fraction=strong_fraction, target_cost=target_cost,
                 costs=None if costs is None else dict(costs), timeout=timeout,
                 max_retries=max_retries, fallback=fallback, cascade=cascade,
-                budgets=check_budgets(budgets), spend_store=spend_store,
-                prices=None if prices is None else dict(prices),
+                budgets=budgets, spend_store=spend_store, prices=prices,
                 trace_prompt=trace_prompt, feedback_store=feedback_store, refitter=refitter,
                 callback_manager=callback_manager, **kwargs,
             )
@@ -261,21 +271,18 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         return decision
 
     def _request(self, messages: list[ChatMessage] | None, prompt: str | None) -> RouteRequest:
-        context = CallContext(metadata=call_metadata(active_instrument_tags.get()))
-        if prompt is not None:
-            if not prompt.strip():
-                raise MessageError("cannot route an empty prompt")
-            return RouteRequest(prompt, context,
-                                messages=[ChatMessage(role=MessageRole.USER, content=prompt)])
-        assert messages is not None
-        loop = find_tool_loop(messages, self.llms)
-        if loop is not None and loop.maker is not None:
-            # the router is not asked, so a loop without user text can still continue
-            return RouteRequest(last_user_text(messages) or "", context,
-                                sticky_model=loop.maker, note=loop.note, messages=messages)
-        return RouteRequest(routing_text(messages), context,
-                            note="" if loop is None else loop.note,
-                            unidentified_loop=loop is not None, messages=messages)
+        # nothing writes langroute_ keys into LlamaIndex tags: only the inputs are allowed
+        tags = active_instrument_tags.get()
+        context = CallContext(metadata=call_metadata(tags, allowed=INPUT_KEYS))
+        if prompt is not None:  # a prompt is one user turn; a blank one goes to the top rung
+            messages = [ChatMessage(role=MessageRole.USER, content=prompt)]
+            shaped = shape_request(prompt_turns(prompt))
+        else:
+            assert messages is not None
+            # a loop's maker answers without asking the router; no text at all: the top rung
+            shaped = shape_request(turns(messages), find_tool_loop(messages, self.llms))
+        return RouteRequest(shaped.text, context, shaped.sticky_model, shaped.note,
+                            unidentified_loop=shaped.unidentified_loop, messages=messages)
 
     def _caller(self, messages: Sequence[ChatMessage] | None, kwargs: dict[str, Any],
                 prompt: str | None = None, formatted: bool = False) -> LlamaCaller:
@@ -448,38 +455,12 @@ def _check_extra(kwargs: Mapping[str, Any]) -> None:
         raise RouterConfigError(f"RoutedLLM got unknown arguments {unknown}")
 
 
-def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any, timeout: Any,
-                   cascade: Any, prices: Any) -> None:
+def _check_options(threshold: Any, strong_fraction: Any, target_cost: Any,
+                   timeout: Any) -> None:
     check_unit_interval("threshold", threshold)
     check_unit_interval("strong_fraction", strong_fraction)
     check_positive("target_cost", target_cost)
     check_positive("timeout", timeout)
-    if cascade is not None and not isinstance(cascade, CascadeStep):
-        raise RouterConfigError(
-            f"cascade must implement langroute's CascadeStep, got {type(cascade).__name__}")
-    if prices is not None and not isinstance(prices, Mapping):
-        # the entries themselves are checked by langroute.budgets when the pipeline is built
-        raise RouterConfigError(f"prices must be a dict, got {type(prices).__name__}")
-
-
-def _check_cascade_models(cascade: Any, llms: Mapping[str, LLM]) -> None:
-    """Every model the cascade's scorer asks is a candidate's name or a LlamaIndex LLM
-    (CascadeConfigError otherwise, as in RoutedChatModel): found out at call time, the cheap
-    answer would already be paid for."""
-    check = getattr(cascade, "check_models", None)
-    if callable(check):
-        check(list(llms), lambda model: isinstance(model, LLM), "LlamaIndex LLM")
-
-
-def _check_verifier_prices(cascade: Any, budgets: Any, prices: Any) -> None:
-    """With budgets, every verifier given as a LlamaIndex LLM is priced now, like the
-    candidates (RouterConfigError naming it and ``prices=``, as in RoutedChatModel): found out
-    at call time, the cheap answer would already be paid for."""
-    objects = [ref for ref in getattr(cascade, "asks", ()) if ref.model is not None]
-    if budgets is not None and objects:
-        from langroute.budgets import check_prices
-
-        check_prices(objects, prices)
 
 
 def _describe(name: str, llm: LLM) -> ModelRef:
@@ -570,10 +551,7 @@ def _carry_record(chunks: Iterator[Any]) -> Iterator[Any]:
     record = None
     try:
         for chunk in chunks:
-            if RECORD_KEY in chunk.additional_kwargs:
-                record = chunk.additional_kwargs[RECORD_KEY]
-            elif record is not None:
-                chunk = stamp_response(chunk, str(record.get("answered_by", "")), record)
+            record, chunk = _with_record(record, chunk)
             yield chunk
     finally:
         close = getattr(chunks, "close", None)
@@ -585,12 +563,19 @@ async def _acarry_record(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
     record = None
     try:
         async for chunk in chunks:
-            if RECORD_KEY in chunk.additional_kwargs:
-                record = chunk.additional_kwargs[RECORD_KEY]
-            elif record is not None:
-                chunk = stamp_response(chunk, str(record.get("answered_by", "")), record)
+            record, chunk = _with_record(record, chunk)
             yield chunk
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _with_record(record: dict[str, Any] | None, chunk: Any) -> tuple[dict[str, Any] | None, Any]:
+    """One chunk of ``_carry_record``: the record it brings (kept from then on), or the chunk
+    stamped with the record kept so far."""
+    if RECORD_KEY in chunk.additional_kwargs:
+        return chunk.additional_kwargs[RECORD_KEY], chunk
+    if record is not None:
+        chunk = stamp_response(chunk, str(record.get("answered_by", "")), record)
+    return record, chunk
