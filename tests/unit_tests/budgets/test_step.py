@@ -431,14 +431,7 @@ async def test_a_stream_its_consumer_abandons_is_charged_an_estimate_not_zero(mo
     guard = step({"*": Budget(limit_usd=1.0)})
     caller = FakeCaller(usage=None)  # a stream cut short never gets its usage report
     run = pipeline(guard).run_stream(request(EASY), estimate=estimate)
-    if mode == "sync":
-        stream = stream_sync(run, caller)
-        assert next(stream) == "answer "
-        stream.close()
-    else:
-        stream = stream_async(run, caller)
-        assert await anext(stream) == "answer "
-        await stream.aclose()
+    await _abandon_after_one(mode, run, caller)
     assert [e["action"] for e in caller.budget_events()] == ["reserve", "commit"]  # once
     (commit,) = caller.budget_events("commit")
     expected = _estimated_cost("small", "answer ")
