@@ -31,7 +31,6 @@ Each also subclasses a built-in error, so generic ``except ValueError`` handlers
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,20 @@ __all__ = [
 
 class LangrouteError(Exception):
     """Base class of every langroute error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickling would call the class with ``args`` (the formatted message) only, which
+        # several subclasses cannot take (keyword-only fields); rebuild from the message and
+        # the fields instead, so a process pool can send any langroute error back intact.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[LangrouteError], args: tuple[Any, ...], state: dict[str, Any]
+             ) -> LangrouteError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class OutcomesError(LangrouteError, ValueError):
@@ -158,11 +171,6 @@ class RefitError(LangrouteError, RuntimeError):
     def __init__(self, message: str, *, event: object) -> None:
         self.event = event
         super().__init__(message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Unpickling calls the class with ``args`` only, which lack the keyword ``event``
-        # (a process pool could not send the error back).
-        return functools.partial(type(self), event=self.event), self.args, self.__dict__
 
 
 class CascadeConfigError(LangrouteError, ValueError):
