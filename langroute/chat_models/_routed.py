@@ -41,6 +41,7 @@ from langchain_core.runnables.config import (
     merge_configs,
     run_in_executor,
 )
+from langchain_core.runnables.configurable import RunnableConfigurableFields
 from langchain_core.runnables.utils import gather_with_concurrency
 from pydantic import (
     ConfigDict,
@@ -75,7 +76,7 @@ from ..pipeline._assembly import (
     check_prices_arg,
     check_unit_interval,
 )
-from ..pipeline._types import THRESHOLD_USED_KEY, call_metadata
+from ..pipeline._types import THRESHOLD_KEY, THRESHOLD_USED_KEY, call_metadata
 from ._bindings import (
     BINDING_KWARG,
     PendingBinding,
@@ -121,6 +122,25 @@ def _langroute_error(exc: ValidationError) -> LangrouteError:
 
 #: Placeholder for a profile model_copy derives again once the copy's models are set.
 _UNSET_PROFILE: Any = object()
+
+
+class _ConfigurableRoutedChatModel(RunnableConfigurableFields):
+    """``RoutedChatModel.configurable_fields``. LangChain builds a new model for every
+    configured call, whose ``memory://`` spend and feedback stores would be new ones (a budget
+    back at $0 on every call, decisions recorded where no one can rate them) and whose other
+    stores are opened again. Here that model only validates the configured values: the call
+    runs on the configured model's ``model_copy`` with them, which shares its stores and
+    pipeline."""
+
+    def _prepare(self, config: RunnableConfig | None = None) -> tuple[Runnable[Any, Any],
+                                                                      RunnableConfig]:
+        validated, config = super()._prepare(config)
+        default = self.default
+        if validated is default:
+            return default, config
+        update = {key: getattr(validated, key) for key in self.fields
+                  if getattr(validated, key) != getattr(default, key)}
+        return (default.model_copy(update=update) if update else default), config
 
 
 class RoutedChatModel(FeedbackMethods, BaseChatModel):
@@ -300,6 +320,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         if copy.__dict__.get("profile") is _UNSET_PROFILE:
             copy.__dict__["profile"] = copy._resolve_model_profile()
         return copy
+
+    def configurable_fields(self, **kwargs: Any) -> RunnableConfigurableFields:
+        """As any Runnable's, but each configured call runs on a ``model_copy`` of this model,
+        sharing its spend and feedback stores (``_ConfigurableRoutedChatModel``)."""
+        fields = super().configurable_fields(**kwargs).fields  # type: ignore[attr-defined]
+        return _ConfigurableRoutedChatModel(default=self, fields=fields)
 
     def _profile_is_derived(self) -> bool:
         """True when ``profile`` is what the candidates' profiles combine to (not the
@@ -837,6 +863,36 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         return self.bind(**{BINDING_KWARG: binding})
 
     # -- generate() and the event streams: the routed run is the chat-model run -------------------
+    def stream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      *, version: Literal["v1", "v2", "v3"] = "v2",
+                      stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """As BaseChatModel's; the v3 stream keeps a per-call threshold given in
+        ``configurable`` (``_v3_config``)."""
+        if version == "v3":
+            config = self._v3_config(config)
+        return super().stream_events(input, config, version=version, stop=stop, **kwargs)
+
+    def astream_events(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                       *, version: Literal["v1", "v2", "v3"] = "v2",
+                       stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """As BaseChatModel's; the v3 stream keeps a per-call threshold given in
+        ``configurable`` (``_v3_config``)."""
+        if version == "v3":
+            config = self._v3_config(config)
+        return super().astream_events(input, config, version=version, stop=stop, **kwargs)
+
+    def _v3_config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """The v3 event streams start the routed chat-model run from the config's metadata
+        alone (``configurable`` goes nowhere), so the call's metadata is read here, with a
+        threshold from ``configurable`` merged in and checked against the model's and the
+        call's metadata, as invoke reads them."""
+        config = ensure_config(config)
+        metadata = dict(config.get("metadata") or {})
+        checked = call_metadata({**(self.metadata or {}), **metadata}, config.get("configurable"))
+        if checked.get(THRESHOLD_KEY) is not None:
+            metadata[THRESHOLD_KEY] = checked[THRESHOLD_KEY]
+        return {**config, "metadata": metadata}
+
     def _generation_context(self, run_manager: Any) -> CallContext:
         if run_manager is None:
             return self._context(None)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.runnables import ConfigurableField
+
+from langroute import Budget
 from langroute.chat_models import RoutedChatModel
 
 from .fakes import EASY, HARD, STRONG, THRESHOLD, WEAK, ScriptedChatModel
@@ -117,3 +120,24 @@ def test_an_operating_point_instead_of_a_threshold(router, strong, weak):
                             target_cost=3e-4)
     assert cheap.route(HARD).requested == {"target_cost": 3e-4}
     assert cheap.route(HARD).threshold > decision.threshold
+
+
+def test_configurable_fields_keep_the_models_budget_and_feedback_stores(router, strong, weak):
+    # LangChain builds a new model for every configured call: it must not get memory://
+    # stores of its own (an account starting at $0 each call, decisions nobody can rate)
+    prices = {name: {"input_mtok": 1.0, "output_mtok": 1.0} for name in (STRONG, WEAK)}
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD, budgets={"*": Budget(limit_usd=1.0)},
+                             spend_store="memory://", prices=prices, feedback_store="memory://")
+    configurable = routed.configurable_fields(temperature=ConfigurableField(id="temperature"))
+    config = {"configurable": {"temperature": 0.2}}
+    first = configurable.invoke(EASY, config)
+    second = configurable.invoke(EASY, config)
+    assert weak.received_kwargs[-1]["temperature"] == 0.2
+    assert first.response_metadata["langroute"]["budget"]["spent_usd"] == 0.0
+    spent = second.response_metadata["langroute"]["budget"]["spent_usd"]
+    assert spent > 0.0  # the first call's spend, on the one account
+    assert routed.invoke(EASY).response_metadata["langroute"]["budget"]["spent_usd"] > spent
+    event = routed.record_feedback(first.response_metadata["langroute"]["decision_id"],
+                                   score=1.0)
+    assert event.score == 1.0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
+from langroute import RouterConfigError
 from langroute.chat_models import RoutedChatModel
 from langroute.pipeline import Answer, CallState, ModelRef
 
@@ -229,6 +230,23 @@ def test_per_call_threshold_in_metadata(routed):
     assert record["model"] == WEAK and record["threshold"] == 1.0
     assert routed.invoke(HARD).response_metadata["langroute"]["threshold"] == THRESHOLD
 
+
+
+@pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")
+async def test_per_call_threshold_in_configurable_reaches_the_v3_event_streams(routed):
+    """stream_events(version="v3") starts a chat-model run from the config's metadata only:
+    a threshold given in ``configurable`` must not be dropped on the way."""
+    config = {"configurable": {"langroute_threshold": 0.0}}
+    stream = routed.stream_events(EASY, config, version="v3")
+    list(stream)
+    assert stream.output.response_metadata["langroute"]["model"] == STRONG
+    astream = await routed.astream_events(EASY, config, version="v3")
+    [event async for event in astream]
+    record = (await astream).response_metadata["langroute"]
+    assert record["model"] == STRONG and record["threshold"] == 0.0
+    with pytest.raises(RouterConfigError, match="two per-call thresholds"):
+        routed.stream_events(EASY, {**config, "metadata": {"langroute_threshold": 1.0}},
+                             version="v3")
 
 def test_decision_ids_are_unique_and_traced(routed, recorder):
     first = routed.invoke(HARD, {"callbacks": [recorder]})
