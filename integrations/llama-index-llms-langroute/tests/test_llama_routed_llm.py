@@ -126,6 +126,22 @@ def test_token_counting_handler_sees_exact_usage_once(fake, routed):
         r.usage["completion_tokens"] for r in fake.requests)
 
 
+def test_token_counting_handler_counts_a_cascades_verifier_calls_too(fake, make_openai, strong,
+                                                                     weak, router):
+    """A verifier LLM's calls are this LLM's provider calls: it reports to the same manager."""
+    from langroute.cascade import AgreementScorer, Cascade
+
+    verifier = make_openai("gpt-4.1-mini")
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       cascade=Cascade(AgreementScorer([verifier]), accept=0.5))
+    counter = TokenCountingHandler()
+    routed.callback_manager = CallbackManager([counter])
+    routed.chat(user(EASY))
+    assert fake.models_called == [WEAK_MODEL, "gpt-4.1-mini"]
+    assert len(counter.llm_token_counts) == 2
+    assert counter.prompt_llm_token_count == sum(r.usage["prompt_tokens"] for r in fake.requests)
+
+
 def test_candidates_with_their_own_handlers_keep_them(make_openai, router):
     own = CallbackManager([TokenCountingHandler()])
     strong = make_openai(STRONG_MODEL, callback_manager=own)
@@ -147,6 +163,32 @@ def test_metadata_is_the_most_restrictive_of_the_candidates(make_openai, router)
     mixed = RoutedLLM({STRONG_MODEL: make_openai(STRONG_MODEL), WEAK_MODEL: MockLLM()},
                       router=router, threshold=0.7)
     assert not mixed.metadata.is_function_calling_model
+
+
+@pytest.mark.parametrize("field", ["system_prompt", "output_parser"])
+def test_a_chat_candidates_predict_only_settings_are_refused(make_openai, router, field):
+    """LlamaIndex applies a chat model's system_prompt / output_parser only in its own predict();
+    RoutedLLM runs predict() itself and calls the candidate's chat(), so they would be dropped."""
+    from llama_index.core.output_parsers import PydanticOutputParser
+
+    value = "Answer in French." if field == "system_prompt" else PydanticOutputParser(Invoice)
+    llms = {STRONG_MODEL: make_openai(STRONG_MODEL, **{field: value}),
+            WEAK_MODEL: make_openai(WEAK_MODEL)}
+    with pytest.raises(RouterConfigError,
+                       match=rf"llms\['{STRONG_MODEL}'\] sets {field}.*give it to RoutedLLM"):
+        RoutedLLM(llms, router=router, threshold=0.7)
+
+
+def test_a_system_prompt_given_to_the_routed_llm_reaches_the_chosen_candidate(fake, strong, weak,
+                                                                             router):
+    from llama_index.core.prompts import PromptTemplate
+
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       system_prompt="Answer in French.")
+    routed.predict(PromptTemplate("{question}"), question=HARD)
+    (request,) = fake.requests
+    assert request.model == STRONG_MODEL  # routed on the question, not the system prompt
+    assert request.messages[0] == {"role": "system", "content": "Answer in French."}
 
 
 @pytest.mark.parametrize(

@@ -144,9 +144,11 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     record (decision, who answered, attempts) is in ``response.additional_kwargs["langroute"]``;
     a stream ends with a chunk with no text carrying the settled record (usage, latency and cost
     of every attempt): keep the last chunk.
-    Candidates without callback handlers of their own report to this LLM's
-    ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see each
-    provider call once; this LLM itself emits no LLM callback events.
+    Candidates and cascade verifier LLMs without callback handlers of their own report to this
+    LLM's ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see
+    each provider call once; this LLM itself emits no LLM callback events. A chat candidate's
+    ``system_prompt`` / ``output_parser`` is refused: LlamaIndex applies them only in that LLM's
+    own ``predict``, and this LLM runs ``predict`` itself (give them to this LLM).
     """
 
     llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
@@ -228,15 +230,18 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     def class_name(cls) -> str:
         return "langroute_routed_llm"
 
-    # -- callbacks: candidates report to this LLM's manager -------------------------------------
+    # -- callbacks: candidates and verifiers report to this LLM's manager ----------------------
     def __setattr__(self, name: str, value: Any) -> None:
         previous = self.__dict__.get("callback_manager") if name == "callback_manager" else None
         super().__setattr__(name, value)
-        if name == "callback_manager":
+        if name in ("callback_manager", "llms", "cascade"):
             self._share_callbacks(previous)
 
     def _share_callbacks(self, previous: CallbackManager | None) -> None:
-        for llm in self.llms.values():
+        # a cascade's verifier LLMs make this LLM's provider calls too
+        asked = [ref.model for ref in getattr(self.cascade, "asks", ())
+                 if isinstance(ref.model, LLM)]
+        for llm in [*self.llms.values(), *asked]:
             own = llm.callback_manager
             if own is previous or own is None or not own.handlers:
                 llm.callback_manager = self.callback_manager
@@ -439,7 +444,18 @@ def _check_llms(llms: Any) -> None:
         if isinstance(llm, RoutedLLM):
             raise RouterConfigError(f"llms[{name!r}] is itself a RoutedLLM; nest routers by "
                                     "fitting one router over all candidates instead")
+        shaping = [key for key in _PREDICT_ONLY if getattr(llm, key, None)]
+        if shaping and llm.metadata.is_chat_model:
+            raise RouterConfigError(
+                f"llms[{name!r}] sets {' and '.join(shaping)}, which LlamaIndex applies only in "
+                "that chat model's own predict() / structured_predict(); RoutedLLM runs those "
+                "itself and calls the candidate's chat(), so it would never be used: give it to "
+                "RoutedLLM instead")
 
+
+#: Fields LlamaIndex applies to a chat model only in its own ``predict`` / ``structured_predict``
+#: (``_extend_messages``, ``_get_messages``, ``_parse_output``), which RoutedLLM runs itself.
+_PREDICT_ONLY = ("system_prompt", "output_parser")
 
 #: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own.
 _CANDIDATE_ONLY = ("api_key", "api_base", "base_url", "rate_limiter", "model")
