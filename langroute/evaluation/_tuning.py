@@ -300,7 +300,9 @@ def tuned_router(
     Parameters given explicitly (e.g. ``--router knn:k=32 --tune``) are left out of the grid.
     A router that learns its own encoder (``contrastive``) keeps ``params`` and gets its inner
     router (``params["router"]``, default ``"sw"``) tuned on the fine-tuned embeddings, inside
-    each fit: ``ContrastiveRouter(router=TunedRouter("sw"), **params)``.
+    each fit: ``ContrastiveRouter(router=TunedRouter("sw"), **params)``. The tuning settings
+    (e.g. ``max_tune_prompts``) are checked here, so a bad one fails before any data is read
+    rather than in every fold of an evaluation.
     """
     fixed = dict(params or {})
     template = make_router(name)
@@ -312,5 +314,7 @@ def tuned_router(
         tuned = tuned_router(inner, None, None, max_tune_prompts=max_tune_prompts)
         return template.set_params(router=tuned, **fixed)  # type: ignore[return-value]
     grid = {k: v for k, v in DEFAULT_GRIDS.get(name, {}).items() if k not in fixed}
-    return TunedRouter(name, embedder=embedder, param_grid=grid, base_params=fixed or None,
-                       max_tune_prompts=max_tune_prompts)
+    tuned = TunedRouter(name, embedder=embedder, param_grid=grid, base_params=fixed or None,
+                        max_tune_prompts=max_tune_prompts)
+    tuned._validate_params()
+    return tuned

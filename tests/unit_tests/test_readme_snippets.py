@@ -35,3 +35,46 @@ def test_quickstart_snippet_runs_offline_and_routes():
     assert lines[0].startswith("-> ") and "routed" in lines[0]
     assert lines[-1].split()[0] in {"gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"}
     assert lines[-1].endswith("391")
+
+
+def _two_model_router(strong_always_wins: bool):
+    """A small SW router over the Quickstart's two model names (hashing embedder, offline)."""
+    import numpy as np
+
+    from langroute import HashingEmbedder, Outcomes, SWRouter
+
+    prompts = [f"What is {i} * {i + 7}?" for i in range(12)]
+    weak = 0.0 if strong_always_wins else 1.0
+    outcomes = Outcomes(
+        ids=[f"p{i}" for i in range(len(prompts))], prompts=prompts,
+        models=("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"),
+        scores=np.array([[1.0, weak]] * len(prompts)),
+        costs=np.array([[5e-3, 3e-4]] * len(prompts)))
+    return SWRouter(HashingEmbedder(dimension=64)).fit(outcomes)
+
+
+@pytest.mark.parametrize("strong_always_wins", [True, False], ids=["gpt-4 answers",
+                                                                  "mixtral answers"])
+def test_feedback_snippet_runs_whichever_model_answers(strong_always_wins, tmp_path,
+                                                        monkeypatch):
+    """The Feedback snippet, with the Quickstart's router names, whichever model answers (its
+    preference once named the strong model, a FeedbackError whenever that model answered)."""
+    from langchain_core.language_models import GenericFakeChatModel
+
+    from langroute import RoutedChatModel
+
+    code = _snippet("**Feedback.**")
+    assert "models=...," in code
+    code = code.replace("models=...,", "models=MODELS,")
+    models = {name: GenericFakeChatModel(messages=iter(["391"] * 3))
+              for name in ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")}
+    namespace = {"RoutedChatModel": RoutedChatModel,  # imported by the Quickstart above it
+                 "MODELS": models, "router": _two_model_router(strong_always_wins),
+                 "fresh_router": _two_model_router(strong_always_wins)}
+    monkeypatch.chdir(tmp_path)  # the snippet writes feedback.db in the working folder
+    exec(compile(code, "README.md (Feedback)", "exec"), namespace)
+    answered = namespace["answer"].response_metadata["langroute"]["answered_by"]
+    assert answered == ("gpt-4-1106-preview" if strong_always_wins
+                        else "mixtral-8x7b-instruct-v0.1")
+    assert namespace["position"] == 2  # the score and the preference were stored
+    assert len(namespace["fresh_router"].learned_feedback_) == 2
