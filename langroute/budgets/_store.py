@@ -18,6 +18,7 @@ processes), ``redis://host:port/0`` (many machines).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -129,7 +130,27 @@ class SpendStore(ABC):
         """Release connections (a no-op for stores without any)."""
 
     async def areserve(self, account: Account, **kwargs: Any) -> tuple[bool, AccountState]:
-        return await asyncio.to_thread(self.reserve, account, **kwargs)
+        """``reserve`` in a worker thread. A cancelled caller (``task.cancel()``, an
+        ``asyncio.wait_for`` deadline, e.g. while SQLite waits for another process's write)
+        cannot stop that thread: the hold it may still grant has no owner, so it is released
+        as soon as it is granted, not left counting until its lease passes."""
+        reserving = asyncio.ensure_future(asyncio.to_thread(self.reserve, account, **kwargs))
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            reserving.add_done_callback(functools.partial(
+                self._release_orphan, account, kwargs["hold_id"], kwargs["now"]))
+            raise
+
+    def _release_orphan(self, account: Account, hold_id: str, now: float,
+                        reserving: asyncio.Future[tuple[bool, AccountState]]) -> None:
+        """Release a hold granted after its caller was cancelled (a failed release is
+        reported by asyncio as an unretrieved exception; the lease frees the hold then)."""
+        if reserving.cancelled() or reserving.exception() is not None:
+            return  # nothing was held: the caller left and the store refused or failed
+        if reserving.result()[0]:
+            asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.release, account, hold_id=hold_id, now=now))
 
     async def acommit(self, account: Account, **kwargs: Any) -> AccountState:
         return await asyncio.to_thread(self.commit, account, **kwargs)

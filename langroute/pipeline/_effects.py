@@ -8,7 +8,10 @@ tenacity's ``iter()`` idea (the retry loop decides, ``Retrying`` / ``AsyncRetryi
 to the whole call, so no step has a copied sync/async body.
 
 An effect that raises is thrown back into the generator at the point that yielded it, so the
-pipeline's own ``try``/``except`` sees provider errors exactly as straight-line code would.
+pipeline's own ``try``/``except`` sees provider errors exactly as straight-line code would. So
+is a cancellation (``asyncio.CancelledError``: ``task.cancel()``, an ``asyncio.wait_for``
+deadline) or an interruption (``KeyboardInterrupt``) that arrives mid-effect: the pipeline
+frees what it holds (a budget reservation) and lets it go on, unchanged.
 """
 
 from __future__ import annotations
@@ -312,7 +315,7 @@ def run_sync(pipeline: Pipeline[T], caller: Caller) -> T:
             return stop.value  # type: ignore[no-any-return]
         try:
             value, error = effect.run(caller), None
-        except Exception as exc:  # thrown back into the pipeline, which decides
+        except BaseException as exc:  # thrown back into the pipeline, which decides
             value, error = None, exc
 
 
@@ -327,7 +330,7 @@ async def run_async(pipeline: Pipeline[T], caller: Caller) -> T:
             return stop.value  # type: ignore[no-any-return]
         try:
             value, error = await effect.arun(caller), None
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation too: the pipeline frees what it holds
             value, error = None, exc
 
 
@@ -360,7 +363,7 @@ def stream_sync(pipeline: Pipeline[Any], caller: Caller) -> Iterator[Any]:
             continue
         try:
             value, error = effect.run(caller), None
-        except Exception as exc:
+        except BaseException as exc:
             value, error = None, exc
 
 
@@ -386,7 +389,7 @@ async def stream_async(pipeline: Pipeline[Any], caller: Caller) -> AsyncIterator
             continue
         try:
             value, error = await effect.arun(caller), None
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation too: the pipeline frees what it holds
             value, error = None, exc
 
 
@@ -405,7 +408,9 @@ def _after_close(pipeline: Pipeline[Any]) -> Pipeline[None]:
             continue
         try:
             value, error = (yield effect), None
-        except Exception as exc:
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # a cancellation of the clean-up: the pipeline settles
             value, error = None, exc
 
 

@@ -390,8 +390,10 @@ class CallPipeline:
         meter = yield from self._meter(state, ref, purpose)
         try:
             answer = yield CallModel(ref, purpose, self.timeout, messages)
-        except Exception as exc:
-            yield from meter.failed(exc)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # a cancellation too: its hold is freed, not leased out
+            yield from meter.failed(exc, _outcome_of(exc))
             raise
         yield from meter.answered(answer)
         return answer  # type: ignore[no-any-return]
@@ -402,8 +404,10 @@ class CallPipeline:
         try:
             stream = yield OpenStream(ref, purpose)
             first = yield NextChunk(stream, self.timeout)
-        except Exception as exc:
-            yield from meter.failed(exc)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            yield from meter.failed(exc, _outcome_of(exc))
             raise
         return _Opened(ref, stream, first, meter)
 
@@ -426,8 +430,11 @@ class CallPipeline:
                                                "abandoned")
             yield from self._abandoned(state, given, len(chunks), None)
             raise
-        except Exception as exc:
-            yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc, "error")
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            yield from self._cut_short(state, opened.meter, opened.ref, chunks, exc,
+                                       _outcome_of(exc))
             raise
         yield from opened.meter.answered(answer)
         return answer, chunks[-1] if chunks else None
@@ -513,8 +520,10 @@ class CallPipeline:
             while (chunk := (yield NextChunk(stream, self.timeout))) is not END_OF_STREAM:
                 chunks.append(chunk)
             answer: Answer = yield Collect(ref, chunks)
-        except Exception as exc:
-            yield from self._cut_short(state, meter, ref, chunks, exc, "error")
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            yield from self._cut_short(state, meter, ref, chunks, exc, _outcome_of(exc))
             raise
         yield from meter.answered(answer)
         return replace(answer, raw=(answer.raw, chunks))
@@ -693,6 +702,12 @@ class _Opened:
     stream: Any
     first: Any
     meter: _Meter
+
+
+def _outcome_of(error: BaseException) -> str:
+    """An attempt's outcome when ``error`` stopped it: ``"error"``, or ``"cancelled"`` for a
+    cancellation or interruption (not an ``Exception``), which is settled, never retried."""
+    return "error" if isinstance(error, Exception) else "cancelled"
 
 
 def _route_event(state: CallState) -> dict[str, Any]:

@@ -202,7 +202,8 @@ class Attempt:
     ``purpose`` is ``"answer"`` (the routed model), ``"retry"`` (the same model again),
     ``"fallback"`` (another rung after errors), ``"cascade"`` (an escalation after a doubtful
     answer) or ``"verify"`` (a call a scorer made). ``outcome`` is ``"ok"``, ``"error"``,
-    ``"accepted"``, ``"escalated"`` or ``"abandoned"`` (its stream's consumer stopped reading).
+    ``"accepted"``, ``"escalated"``, ``"abandoned"`` (its stream's consumer stopped reading)
+    or ``"cancelled"`` (the caller's task was cancelled, or the process interrupted, mid-call).
     """
 
     model: str

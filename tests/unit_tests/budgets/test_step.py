@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -559,3 +560,86 @@ def test_a_provider_call_settled_twice_is_an_error():
     run_sync(meter.answered(Answer(raw=None, text="x")), FakeCaller())
     with pytest.raises(RuntimeError, match="already settled"):
         run_sync(meter.failed(ConnectionError("late")), FakeCaller())
+
+
+class _Hanging(FakeCaller):
+    """A provider that never answers (or, streaming, stops after its first chunk):
+    ``started`` is set once the call is in flight."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.started = asyncio.Event()
+
+    async def acall(self, ref, purpose, messages=None):
+        self._answer(ref, purpose)
+        self.started.set()
+        await asyncio.Event().wait()
+
+    async def astream(self, ref, purpose):
+        self._answer(ref, purpose)
+        yield "answer "
+        self.started.set()
+        await asyncio.Event().wait()
+
+
+def _reserved(guard) -> int:
+    return sum(s.reserved_nano for s in guard.store.accounts(now=guard.clock().timestamp()))
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for"])
+async def test_a_cancelled_call_releases_its_hold_at_once(how):
+    """A cancelled call (``task.cancel()``, an ``asyncio.wait_for`` deadline) used to leave
+    its worst case reserved until the lease passed (10 minutes), denying the scope's calls."""
+    guard = step({"*": Budget(limit_usd=WORST["small"])})  # room for one call in flight
+    caller = _Hanging()
+    pipe = pipeline(guard)
+    run = run_async(pipe.run(request(EASY), estimate=estimate), caller)
+    if how == "cancel":
+        task = asyncio.ensure_future(run)
+        await caller.started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run, 0.05)
+    assert _reserved(guard) == 0 and spent(guard) == 0
+    assert [e["action"] for e in caller.budget_events()] == ["reserve", "release"]
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["outcome"] == "cancelled" and "CancelledError" in attempt["error"]
+    result = await _drive("async", pipe, request(EASY), FakeCaller())  # the budget is free
+    assert result.model == "small"
+
+
+async def test_a_stream_cancelled_after_its_first_chunk_is_charged_an_estimate():
+    guard = step({"*": Budget(limit_usd=1.0)})
+    caller = _Hanging(usage=None)
+    stream = stream_async(pipeline(guard).run_stream(request(EASY), estimate=estimate), caller)
+
+    async def consume() -> None:
+        async for _ in stream:
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await caller.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _reserved(guard) == 0
+    (commit,) = caller.budget_events("commit")
+    assert commit["usage_estimated"]
+    assert spent(guard) == pytest.approx(_estimated_cost("small", "answer "))
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["outcome"] == "cancelled"
+
+
+def test_an_interrupted_call_releases_its_hold_and_is_not_retried():
+    def interrupt(ref: ModelRef) -> None:
+        raise KeyboardInterrupt
+
+    guard = step({"*": Budget(limit_usd=1.0)})
+    caller = FakeCaller(on_call=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(pipeline(guard).run(request(EASY), estimate=estimate), caller)
+    assert len(caller.calls) == 1 and _reserved(guard) == 0
+    assert [e["action"] for e in caller.budget_events()] == ["reserve", "release"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import sqlite3
+import threading
 
 import pytest
 
@@ -108,6 +110,38 @@ async def test_async_forms_match_the_sync_ones(store):
                          expires_at=10.0)
     state = await store.arelease(ACCOUNT, hold_id="b", now=2.0)
     assert (await store.astate(ACCOUNT, now=2.0)) == state and state.reserved_nano == 0
+
+
+
+async def test_a_hold_granted_after_its_caller_was_cancelled_is_released(shared_store_url):
+    """The worker thread of a cancelled ``areserve`` (e.g. a ``wait_for`` deadline while
+    SQLite waits for another process's write) still grants the hold; it used to count, owned
+    by no one, until its lease passed."""
+    store = open_store(shared_store_url)
+    entered, go, released = threading.Event(), threading.Event(), threading.Event()
+    reserve_now, release_now = store.reserve, store.release
+
+    def slow_reserve(*args, **kwargs):
+        entered.set()
+        go.wait(5)
+        return reserve_now(*args, **kwargs)
+
+    def noted_release(*args, **kwargs):
+        state = release_now(*args, **kwargs)
+        released.set()
+        return state
+
+    store.reserve, store.release = slow_reserve, noted_release
+    task = asyncio.ensure_future(store.areserve(ACCOUNT, limit_nano=100, amount_nano=60,
+                                                hold_id="a", now=0.0, expires_at=600.0))
+    assert await asyncio.to_thread(entered.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    go.set()
+    assert await asyncio.to_thread(released.wait, 5)
+    assert store.state(ACCOUNT, now=1.0).reserved_nano == 0
+    store.close()
 
 
 # -- bad input -------------------------------------------------------------------------------------
