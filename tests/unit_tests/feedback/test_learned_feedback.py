@@ -264,10 +264,11 @@ class _FlagLock:
         return False
 
 
-def test_replay_fingerprints_and_builds_battles_outside_the_routing_lock(
-        hashing_embedder, monkeypatch):
-    """Routing waits on the lock: a big replay held it for the JSON + SHA-256 of every event
-    and for building the battles; only the re-check and ``partial_fit`` need it."""
+def test_replay_learns_outside_the_routing_lock(hashing_embedder, monkeypatch):
+    """Routing waits on the lock: a big replay held it for the JSON + SHA-256 of every event,
+    for building the battles, and for ``partial_fit`` itself (a clustered SWRouter
+    re-clusters every exemplar there: seconds at 50k exemplars, all routing stopped). Only
+    the re-check, embedding the new prompts and swapping the result in need it."""
     from langroute.feedback import FeedbackEvent, _learning
 
     router = SWRouter(hashing_embedder).fit(split_outcomes(10))
@@ -281,14 +282,72 @@ def test_replay_fingerprints_and_builds_battles_outside_the_routing_lock(
     battles = _learning.feedback_battles
     monkeypatch.setattr(_learning, "feedback_battles",
                         lambda *a, **k: under_lock.append(lock.held) or battles(*a, **k))
-    fit = router.partial_fit
-    monkeypatch.setattr(router, "partial_fit",
+    fit, embedder = SWRouter.partial_fit, type(hashing_embedder)
+    monkeypatch.setattr(SWRouter, "partial_fit",
                         lambda *a, **k: under_lock.append(("fit", lock.held)) or fit(*a, **k))
+    embed = embedder.embed
+    monkeypatch.setattr(embedder, "embed",  # its cache is shared with routing
+                        lambda *a, **k: under_lock.append(("embed", lock.held)) or embed(*a, **k))
     before = n_exemplars(router)
     assert replay(store, router, lock=lock) == 8
     assert n_exemplars(router) == before + 8
-    assert under_lock.count(("fit", True)) == 1
+    assert under_lock.count(("fit", False)) == 1 and ("fit", True) not in under_lock
+    assert under_lock.count(("embed", True)) == 1 and ("embed", False) not in under_lock
     assert not any(held is True for held in under_lock), under_lock
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_threads_learning_while_others_route_learn_every_event_once(name, hashing_embedder):
+    """Learners run outside the routing lock, one at a time per router: events recorded from
+    many threads while routing goes on are each learned once, as a sequential replay."""
+    import concurrent.futures
+    import threading
+
+    router = ROUTERS[name](hashing_embedder).fit(split_outcomes(10))
+    lock = threading.Lock()
+    store = open_feedback_store("memory://")
+    for i in range(12):
+        store.record_decision(DecisionRecord(f"d{i}", math_prompt(400 + i), "cheap", MODELS))
+
+    def learn(i: int) -> None:
+        record_feedback(store, f"d{i}", score=float(i % 2), router=router, lock=lock)
+
+    def route(_: int) -> None:
+        with lock:
+            router.win_matrices(QUERIES)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda i: learn(i // 2) if i % 2 else route(i), range(24)))
+    reference = ROUTERS[name](hashing_embedder).fit(split_outcomes(10))
+    replay(store, reference)
+    assert len(router.learned_feedback_) == 12
+    np.testing.assert_array_equal(np.sort(router.learned_feedback_), reference.learned_feedback_)
+    assert n_exemplars(router) == n_exemplars(reference)
+
+
+class _SecondEntry(_FlagLock):
+    """A lock that runs ``hook`` as it is taken the second time (the swap-in)."""
+
+    def __init__(self, hook):
+        super().__init__()
+        self.hook, self.entries = hook, 0
+
+    def __enter__(self):
+        self.entries += 1
+        if self.entries == 2:
+            self.hook()
+        return super().__enter__()
+
+
+def test_a_router_changed_while_it_learned_keeps_both_changes(hashing_embedder):
+    """The copy learned outside the lock is not swapped over a change made meanwhile."""
+    router = SWRouter(hashing_embedder).fit(split_outcomes(10))
+    store = open_feedback_store("memory://")
+    store.record_decision(DecisionRecord("d0", math_prompt(500), "cheap", MODELS))
+    before = n_exemplars(router)
+    lock = _SecondEntry(lambda: router.partial_fit(split_outcomes(2, seed=3)))
+    record_feedback(store, "d0", score=0.0, router=router, lock=lock)
+    assert n_exemplars(router) == before + 4 + 1 and len(router.learned_feedback_) == 1
 
 
 def test_replay_fetches_the_decisions_of_new_events_only(hashing_embedder):
@@ -307,9 +366,11 @@ def test_replay_fetches_the_decisions_of_new_events_only(hashing_embedder):
 
 
 @pytest.mark.parametrize("name", sorted(ROUTERS))
-def test_a_replay_racing_another_learns_each_event_once(name, hashing_embedder):
-    """Another replay learns the events between this one's check and its lock: the re-check
-    under the lock drops them (and the battles are rebuilt for what is left)."""
+def test_a_replay_racing_another_learns_each_event_once(name, hashing_embedder, monkeypatch):
+    """Another replay learns the events between this one's check and its turn to learn: the
+    re-check under the locks drops them (and the battles are rebuilt for what is left)."""
+    from langroute.feedback import _learning
+
     make = ROUTERS[name]
     store = open_feedback_store("memory://")
     teach_live(store, None, 6)
@@ -320,10 +381,10 @@ def test_a_replay_racing_another_learns_each_event_once(name, hashing_embedder):
     ids = list(dict.fromkeys(e.decision_id for e in half))
     decisions = {d.decision_id: d for d in store.decisions(ids)}
 
-    def rival():  # learns the first four events, as a thread that took the lock first
-        from langroute.feedback._learning import _learn, _new_events
+    def rival():  # learns the first four events, as a thread whose turn to learn came first
+        _learning._learn(router, *_learning._new_events(router, half), decisions, None)
 
-        _learn(router, *_new_events(router, half), decisions, None)
-
-    assert replay(store, router, lock=_FlagLock(before=rival)) == 8
+    turns = _FlagLock(before=rival)
+    monkeypatch.setattr(_learning, "_learning_lock", lambda router: turns)
+    assert replay(store, router, lock=_FlagLock()) == 8
     assert_same_learning(router, reference)
