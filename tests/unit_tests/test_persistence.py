@@ -75,6 +75,14 @@ def test_round_trip_gives_identical_win_matrices_and_params(saved):
     assert not list(path.parent.glob(".*tmp"))  # the atomic write left nothing behind
 
 
+def test_a_failed_write_is_an_oserror_with_its_errno(tmp_path, saved):
+    """safetensors reports write failures as its own error; callers catch OSError."""
+    router, _ = saved
+    with pytest.raises(FileNotFoundError, match="writing the router file"):
+        router.save(tmp_path / "no-such-folder" / "router.safetensors")
+    assert not list(tmp_path.rglob(".*tmp"))
+
+
 def test_unfitted_router_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         SWRouter(HashingEmbedder()).save(tmp_path / "x.safetensors")

@@ -261,6 +261,11 @@ def test_evaluate_fits_it_on_the_training_half_and_scores_with_its_encoder(data)
 
 
 def test_without_the_finetune_extra_the_error_names_it(monkeypatch):
+    # sentence-transformers imports without datasets (it checks whether datasets is
+    # installed, which it is here): import it first, as it is without the extra, so the test
+    # does not depend on whether an earlier test imported it.
+    import sentence_transformers  # noqa: F401
+
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails
     with pytest.raises(MissingDependencyError, match=r"langroute\[finetune\]"):
         fine_tune_contrastive(["a"], ["b"], np.array([1.0]))
