@@ -221,7 +221,10 @@ def _closest_step(values: np.ndarray, deltas: np.ndarray, base: float, target: f
         # [0, 1], so that step is out of reach.
         metric = metric[:-1]
     gap = np.abs(metric - target)
-    best = int(np.flatnonzero(gap <= gap.min() + 1e-12 * max(1.0, abs(target)))[-1])
+    # ties up to rounding: a few ulps of the largest number compared (a tolerance growing with
+    # the target alone made every step within $0.001 a tie at a $1e9 target)
+    rounding = 8 * np.finfo(np.float64).eps * max(1.0, abs(target), float(np.abs(metric).max()))
+    best = int(np.flatnonzero(gap <= gap.min() + rounding)[-1])
     if best == 0:
         threshold = float(unique[0])
     elif best == len(unique):

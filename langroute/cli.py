@@ -16,7 +16,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,40 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
+@contextmanager
+def _library_progress_bars(show: bool) -> Iterator[None]:
+    """Hugging Face's own bars (transformers' "Loading weights" on every MiniLM load) follow
+    ours: off with --quiet or when stderr is not a terminal, as they were afterwards."""
+    if show:
+        yield
+        return
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    hub_was_disabled = are_progress_bars_disabled()
+    # transformers copies the hub's setting when imported, so one imported later starts off
+    # too; one imported already has its own switch.
+    transformers_log = sys.modules.get("transformers.utils.logging")
+    transformers_was_on = (transformers_log.is_progress_bar_enabled()
+                           if transformers_log is not None else not hub_was_disabled)
+    disable_progress_bars()
+    if transformers_log is not None:
+        transformers_log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_log = sys.modules.get("transformers.utils.logging")
+        if transformers_log is not None and transformers_was_on:
+            transformers_log.enable_progress_bar()  # (turns the hub's on too)
+        if hub_was_disabled:
+            disable_progress_bars()
+        else:
+            enable_progress_bars()
+
+
 def _embed_with_progress(embedder: Embedder, prompts: list[str], show: bool) -> None:
     """Embed ``prompts`` in chunks under a progress bar; the embedder's cache keeps them."""
     with tqdm(total=len(prompts), desc=f"embed ({embedder.kind})", unit="prompt",
@@ -314,6 +349,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise RouterConfigError("--tune-max-prompts applies only with --tune")
     if args.online_share is not None and not args.online:
         raise RouterConfigError("--online-share applies only with --online")
+    if args.no_plot and not args.out:
+        raise RouterConfigError("--no-plot applies only with --out (no plot is written without it)")
     out = _check_output_dir(args.out) if args.out else None
     data = _load(args.dataset, args.models, args.output_tokens)
     report = evaluate(
@@ -522,6 +559,18 @@ def _cmd_spend(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 langroute error, 2 usage error)."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader of stdout left (`langroute spend --json | head`): stop quietly, as Unix
+        # tools do, and point stdout at devnull so the interpreter's last flush cannot fail
+        # again (Python's documented recipe, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -530,7 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {"eval": _cmd_eval, "train": _cmd_train, "calibrate": _cmd_calibrate,
                "spend": _cmd_spend}[args.command]
     try:
-        return command(args)
+        quiet_able = hasattr(args, "quiet")  # spend loads no model, so shows no bars
+        with _library_progress_bars(_show_progress(args) if quiet_able else True):
+            return command(args)
     except LangrouteError as exc:
         print(f"langroute {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -16,8 +16,11 @@ the test folds (``null`` where a fold has no value, e.g. "never")::
     routers    {label: {
                  metrics: {aiq, max_quality, cost_at_max_quality (USD per call of the
                            cheapest point reaching max_quality), cost_to_match_best (share
-                           of the best single model's cost; null = never), apgr, cpt50,
-                           cpt80 (two models), fit_seconds, score_seconds}: stat each,
+                           of the best single model's cost; null = never),
+                           quality_at_50pct_cost / quality_at_70pct_cost (best quality
+                           within that share of the best single model's cost), apgr, cpt50,
+                           cpt80 (two models), fit_seconds, score_seconds; cascade rows
+                           add their own (``evaluate``'s ``cascades``)}: stat each,
                  comparisons: {aiq_minus_hull, max_quality_minus_best_single: stat,
                                aiq_at_least_hull, max_quality_at_least_best_single: bool},
                  curve: {cost, quality_mean, quality_std
@@ -62,8 +65,22 @@ class EvaluationReport:
         return json.dumps(self.data, indent=indent, allow_nan=False)
 
     def metric(self, router: str, name: str) -> float | None:
-        """Mean over folds of one router metric (None if undefined in every fold)."""
-        return self.data["routers"][router]["metrics"][name]["mean"]
+        """Mean over folds of one router metric (None if undefined in every fold).
+
+        A router that failed, or a router or metric the report does not hold, is a
+        ``KeyError`` that says which and what there is."""
+        routers = self.data["routers"]
+        if router not in routers:
+            failed = self.data.get("failed", {}).get(router)
+            if failed is not None:
+                raise KeyError(f"router {router!r} failed in seed {failed['seed']}, fold "
+                               f"{failed['fold']} and has no metrics: {failed['error']}: "
+                               f"{failed['message']}")
+            raise KeyError(f"the report has no router {router!r}; it has {sorted(routers)}")
+        metrics = routers[router]["metrics"]
+        if name not in metrics:
+            raise KeyError(f"router {router!r} has no metric {name!r}; it has {sorted(metrics)}")
+        return metrics[name]["mean"]
 
     # -- rendering ----------------------------------------------------------------------------
     def to_markdown(self) -> str:
@@ -75,7 +92,7 @@ class EvaluationReport:
             f"## {ds['name'] or 'outcomes'}: "
             f"{ds['n_prompts']} prompts x {len(ds['models'])} models",
             "",
-            f"{split}, seeds {st['seeds']} ({st['n_evaluations']} test folds); "
+            f"{split}, seeds {st['seeds']} ({_test_folds(st['n_evaluations'])}); "
             "mean ± std over folds; cost in USD per 1k calls.",
             "",
         ]
@@ -185,3 +202,6 @@ def _share(stat: dict[str, Any]) -> str:
         text += f" (never in {stat['n_undefined']}/{len(stat['folds'])})"
     return text
 
+
+def _test_folds(n: int) -> str:
+    return f"{n} test fold" if n == 1 else f"{n} test folds"

@@ -86,6 +86,17 @@ def test_two_model_cost_target(pair):
 
 
 @pytest.mark.data
+def test_a_cost_target_above_every_setting_gives_the_dearest_one(pair):
+    """The tie tolerance once grew with the target: at $1e9 a step within $0.001 of the
+    dearest tied with it, and the cheaper one was taken."""
+    router, prompts, ladder, levels = pair
+    dearest = ladder.costs[ladder.choose(levels, 0.0)].mean()  # every prompt to the top rung
+    for target in (10 * ladder.costs.max(), 1e9):
+        threshold = calibrate_threshold(router, prompts, target_cost=target)
+        assert ladder.costs[ladder.choose(levels, threshold)].mean() == dearest
+
+
+@pytest.mark.data
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7])
 def test_n_model_cost_target_is_realised_within_one_prompt(many, fraction):
     router, prompts, ladder, levels = many

@@ -107,6 +107,13 @@ def test_bad_stacked_bases_are_recorded_not_raised():
     assert set(report.data["routers"]) == {"sw"}
     assert report.data["failed"]["bad"]["error"] == "RouterConfigError"
     assert "nosuch" in report.data["failed"]["bad"]["message"]
+    assert report.metric("sw", "aiq") == report.data["routers"]["sw"]["metrics"]["aiq"]["mean"]
+    with pytest.raises(KeyError, match=r"router 'bad' failed in seed 0, fold 0 .*nosuch"):
+        report.metric("bad", "aiq")
+    with pytest.raises(KeyError, match=r"no router 'knn'; it has \['sw'\]"):
+        report.metric("knn", "aiq")
+    with pytest.raises(KeyError, match=r"router 'sw' has no metric 'AIQ'; it has \[.*'aiq'"):
+        report.metric("sw", "AIQ")
 
 
 def test_a_failing_online_replay_is_recorded_and_drops_only_its_rows(monkeypatch):
