@@ -143,16 +143,8 @@ class CallModel(Effect):
     def run(self, caller: Caller) -> Answer:
         if self.timeout is None:
             return caller.call(self.ref, self.purpose, self.messages)
-        context = contextvars.copy_context()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(context.run, caller.call, self.ref, self.purpose, self.messages)
-        pool.shutdown(wait=False)
-        try:
-            return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            raise CallTimeoutError(
-                f"{self.ref.name} did not answer within timeout={self.timeout:g} s"
-            ) from None
+        return _within(self.timeout, f"{self.ref.name} did not answer",
+                       caller.call, self.ref, self.purpose, self.messages)
 
     async def arun(self, caller: Caller) -> Answer:
         if self.timeout is None:
@@ -164,6 +156,19 @@ class CallModel(Effect):
             raise CallTimeoutError(
                 f"{self.ref.name} did not answer within timeout={self.timeout:g} s"
             ) from None
+
+
+def _within(timeout: float, what: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a worker thread (with this context's variables: callbacks), waited
+    for ``timeout`` seconds; then ``CallTimeoutError`` and the worker is left to finish alone
+    (a blocking call cannot be interrupted)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(contextvars.copy_context().run, call, *args)
+    pool.shutdown(wait=False)
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise CallTimeoutError(f"{what} within timeout={timeout:g} s") from None
 
 
 @dataclass(frozen=True)
@@ -182,13 +187,19 @@ class OpenStream(Effect):
 
 @dataclass(frozen=True)
 class NextChunk(Effect):
-    """The next chunk of an open stream, or ``END_OF_STREAM``."""
+    """The next chunk of an open stream, or ``END_OF_STREAM``; with ``timeout``, waited for at
+    most that long (sync and async alike)."""
 
     stream: Any
     timeout: float | None = None
 
     def run(self, caller: Caller) -> Any:
-        return next(self.stream, END_OF_STREAM)
+        if self.timeout is None:
+            return next(self.stream, END_OF_STREAM)
+        # as CallModel: the wait is abandoned at the deadline, and the stream with it (nothing
+        # reads it again, so the worker still in ``next`` is its only reader)
+        return _within(self.timeout, "the stream sent nothing", next, self.stream,
+                       END_OF_STREAM)
 
     async def arun(self, caller: Caller) -> Any:
         if self.timeout is None:

@@ -142,6 +142,10 @@ class SlowModel(ScriptedChatModel):
         await asyncio.sleep(self.delay)
         return super()._generate(*args, **kwargs)
 
+    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self.delay)  # before the first chunk
+        yield from super()._stream(*args, **kwargs)
+
 
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_timeout_is_retryable_and_falls_back(strong, router, is_async):
@@ -153,6 +157,30 @@ async def test_timeout_is_retryable_and_falls_back(strong, router, is_async):
     assert attempts[0]["outcome"] == "error" and "CallTimeoutError" in attempts[0]["error"]
     assert answer.response_metadata["langroute"]["answered_by"] == STRONG
     assert issubclass(CallTimeoutError, TimeoutError)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_stream_silent_past_the_timeout_is_retryable_and_falls_back(strong, router,
+                                                                           is_async):
+    """The sync stream once waited for its first chunk however long it took."""
+    slow = SlowModel(model_name=WEAK)
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: slow}, router=router,
+                             threshold=THRESHOLD, timeout=0.05, max_retries=0)
+    started = time.perf_counter()
+    if is_async:
+        chunks = [chunk async for chunk in routed.astream(EASY)]
+    else:
+        chunks = list(routed.stream(EASY))
+    assert time.perf_counter() - started < slow.delay  # did not wait for the slow model
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    record = merged.response_metadata["langroute"]
+    assert record["attempts"][0]["outcome"] == "error"
+    assert "CallTimeoutError" in record["attempts"][0]["error"]
+    assert "the stream sent nothing within timeout=0.05 s" in record["attempts"][0]["error"]
+    assert record["answered_by"] == STRONG
+    assert "".join(str(c.content) for c in chunks) == f"answer from {STRONG}"
 
 
 def test_standard_parameters_are_accepted(strong, weak, router):
