@@ -3,8 +3,11 @@
 The LangChain chat model and the LlamaIndex LLM take the same settings (candidates, router, one
 operating point, retries, fallback, timeout, cascade, budgets). ``PipelineCache`` checks them,
 resolves the operating point to a threshold, builds the pipeline, and rebuilds it only when a
-setting or the router's fit changes. The budget step outlives rebuilds (one store connection;
-a ``memory://`` store keeps its spend across a refit); it prices every candidate and every
+setting or the router's fit changes. A model and its ``model_copy``s share one cache, so it
+keeps the last few pipelines (a copy with another threshold does not rebuild on every other
+call) and opens each spend store URL once (one connection; a ``memory://`` store keeps its
+spend across a refit and across copies with other budgets). The budget step prices every
+candidate and every
 verifier or judge the cascade asks as a model object (described by the adapter's own
 ``describe``), so an unpriced one is a ``RouterConfigError`` at construction, not after the
 cheap answer is paid for. ``check_unit_interval``, ``check_positive``, ``check_budgets``,
@@ -14,6 +17,8 @@ cheap answer is paid for. ``check_unit_interval``, ``check_positive``, ``check_b
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -104,11 +109,15 @@ class PipelineCache:
     value for numbers) and the router's ``fit_version_`` with the last build, which is cheap.
     """
 
+    #: Pipelines (and budget steps) kept: the settings of a model and a few copies.
+    KEPT = 8
+
     def __init__(self) -> None:
-        self._pipeline: CallPipeline | None = None
-        self._key: tuple[Any, ...] | None = None
-        self._budget: Any = None
-        self._budget_key: tuple[Any, ...] | None = None
+        # key -> (the objects whose ids the key holds, kept alive so no id is reused; value)
+        self._pipelines: OrderedDict[tuple[Any, ...], tuple[Any, CallPipeline]] = OrderedDict()
+        self._budgets: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+        self._stores: dict[str, Any] = {}
+        self._lock = threading.Lock()  # copies in other threads share this cache
 
     def get(
         self,
@@ -137,20 +146,25 @@ class PipelineCache:
                target_cost, tuple(models), tuple(map(id, models.values())),
                None if costs is None else tuple(sorted(costs.items())), max_retries, fallback,
                timeout, id(cascade), id(budgets), spend_store, id(prices), keep_text, extra_key)
-        if self._pipeline is not None and self._key == key:
-            return self._pipeline
-        policy = self._policy(router, list(models), costs, threshold=threshold,
-                              strong_fraction=strong_fraction, target_cost=target_cost)
-        refs = {name: describe(name, model) for name, model in models.items()}
-        self._pipeline = CallPipeline(
-            policy, refs, retry=RetryPolicy(max_retries), fallback=Fallback(fallback),
-            timeout=timeout,
-            budget=self._budget_step(budgets, spend_store, prices,
-                                     {**verifier_refs(cascade, describe), **refs}),
-            cascade=cascade, keep_text=keep_text, recorders=tuple(recorders()),
-        )
-        self._key = key
-        return self._pipeline
+        with self._lock:
+            kept = self._pipelines.get(key)
+            if kept is not None:
+                self._pipelines.move_to_end(key)
+                return kept[1]
+            policy = self._policy(router, list(models), costs, threshold=threshold,
+                                  strong_fraction=strong_fraction, target_cost=target_cost)
+            refs = {name: describe(name, model) for name, model in models.items()}
+            pipeline = CallPipeline(
+                policy, refs, retry=RetryPolicy(max_retries), fallback=Fallback(fallback),
+                timeout=timeout,
+                budget=self._budget_step(budgets, spend_store, prices,
+                                         {**verifier_refs(cascade, describe), **refs}),
+                cascade=cascade, keep_text=keep_text, recorders=tuple(recorders()),
+            )
+            # the key holds ids: the objects are kept with the pipeline, so no id is reused
+            pins = (router, cascade, budgets, prices, *models.values())
+            _keep(self._pipelines, key, (pins, pipeline), self.KEPT)
+            return pipeline
 
     @staticmethod
     def _policy(router: Any, names: list[str], costs: Mapping[str, float] | None, *,
@@ -183,12 +197,28 @@ class PipelineCache:
             if prices is not None:
                 raise RouterConfigError("prices is set but budgets is not; give budgets=")
             return None
-        from ..budgets import budget_step
+        from ..budgets import budget_step, open_store
 
         store = spend_store if spend_store is not None else DEFAULT_SPEND_STORE
         key = (id(budgets), store, id(prices),
                tuple((r.name, r.provider_model, r.provider) for r in refs.values()))
-        if self._budget is None or self._budget_key != key:
-            self._budget = budget_step(budgets, store, refs, prices)
-            self._budget_key = key
-        return self._budget
+        kept = self._budgets.get(key)
+        if kept is not None:
+            self._budgets.move_to_end(key)
+            return kept[1]
+        if isinstance(store, str):  # one connection (one memory:// store) per URL
+            opened = self._stores.get(store)
+            if opened is None:
+                opened = self._stores[store] = open_store(store)
+            store = opened
+        step = budget_step(budgets, store, refs, prices)
+        _keep(self._budgets, key, ((budgets, prices), step), self.KEPT)
+        return step
+
+
+def _keep(kept: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any,
+          most: int) -> None:
+    """Remember ``value`` as the newest entry, forgetting the oldest beyond ``most``."""
+    kept[key] = value
+    while len(kept) > most:
+        kept.popitem(last=False)

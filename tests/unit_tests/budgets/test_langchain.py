@@ -295,3 +295,22 @@ def test_a_stream_failing_mid_stream_is_charged_an_estimate(router, strong, weak
     (row,) = [s for s in llm.pipeline.budget.store.accounts(now=0) if s.account.scope == "*"]
     assert row.spent_nano / 1e9 == pytest.approx(_estimated(STRONG_ID, "answer from"))
     assert row.reserved_nano == 0
+
+
+def test_copies_with_other_settings_keep_their_pipelines_and_the_memory_store(router, strong,
+                                                                              weak):
+    """A model and its copies share one pipeline cache: a copy with another threshold used to
+    rebuild both on every alternate call, and one with other budgets reopened memory:// empty
+    under the original."""
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    careful = llm.model_copy(update={"threshold": 0.0})
+    pipeline = llm.pipeline
+    careful.invoke(EASY)
+    assert llm.pipeline is pipeline and careful.pipeline is careful.pipeline
+    llm.invoke(HARD)
+    generous = llm.model_copy(update={"budgets": {"*": Budget(limit_usd=2.0)}})
+    generous.invoke(HARD)
+    llm.invoke(HARD)
+    (row,) = [s for s in llm.pipeline.budget.store.accounts(now=0) if s.account.scope == "*"]
+    assert row.spent_nano / 1e9 == pytest.approx(4 * cost(STRONG_ID))  # every call, one store
+    assert generous.pipeline.budget.store is llm.pipeline.budget.store
