@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from .._exceptions import BudgetStoreError
@@ -62,10 +63,10 @@ class SQLiteStore(SpendStore):
         if not self.path.parent.is_dir():
             raise BudgetStoreError(
                 f"cannot open spend store {url!r}: folder {self.path.parent} does not exist")
-        if not create and not self.path.is_file():
-            raise BudgetStoreError(f"spend store {url!r}: file {self.path} does not exist")
         self._lock = threading.Lock()
         self._timeout = timeout
+        if not create:
+            self._require_store()
         self._conn = self._connect()
         self._pid = os.getpid()
         try:
@@ -77,6 +78,23 @@ class SQLiteStore(SpendStore):
         except BudgetStoreError:
             self._conn.close()
             raise
+
+    def _require_store(self) -> None:
+        """``create=False`` (``langroute spend`` reads, never creates): a file that holds no
+        spend store is refused after a read-only look, before the connection that switches a
+        file to WAL (which writes a header into an empty one) is opened."""
+        if not self.path.is_file():
+            raise BudgetStoreError(f"spend store {self.url!r}: file {self.path} does not exist")
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=self._timeout)) as conn:
+                tables = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise BudgetStoreError(
+                f"{self.path} is not a usable langroute spend store: {exc}") from exc
+        if "langroute_budget_meta" not in tables:
+            raise BudgetStoreError(f"{self.path} holds no langroute spend store")
 
     def _connect(self) -> sqlite3.Connection:
         try:

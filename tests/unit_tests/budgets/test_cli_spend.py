@@ -57,3 +57,17 @@ def test_spend_errors_exit_1_with_the_reason(url, match, capsys):
 
 def test_spend_needs_a_store(capsys):
     assert main(["spend"]) == 2
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "holds no langroute spend store"),
+    (b"not a database at all, just text" * 200, "is not a usable langroute spend store"),
+])
+def test_spend_leaves_a_file_that_is_no_store_as_it_was(tmp_path, capsys, content, match):
+    """`langroute spend` reads, never creates: it once wrote an SQLite header into the file."""
+    path = tmp_path / "spend.db"
+    path.write_bytes(content)
+    assert main(["spend", "--store", f"sqlite:///{path}"]) == 1
+    assert match in capsys.readouterr().err
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spend.db"]  # no -wal / -shm files
