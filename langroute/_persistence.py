@@ -159,6 +159,8 @@ def read_router_file(
         header = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise RouterFileError(f"{file}: corrupt header ({exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:  # an int of > 4300 digits; nesting too deep
+        raise RouterFileError(f"{file}: corrupt header ({exc})") from exc
     if not isinstance(header, dict):
         raise RouterFileError(f"{file}: corrupt header (not a JSON object)")
     if header.get("format") != FORMAT:
@@ -189,7 +191,10 @@ def read_router_file(
                 f"{file}: unsigned router file, but a signing_key was given: refusing a file "
                 "whose author cannot be verified (re-save it with save(path, signing_key=...))"
             )
-        if not hmac.compare_digest(signature, _signature(signing_key, digest)):
+        # As bytes: compare_digest raises TypeError on a str with non-ASCII characters (and
+        # JSON may hold lone surrogates, which only "surrogatepass" encodes).
+        if not hmac.compare_digest(signature.encode("utf-8", "surrogatepass"),
+                                   _signature(signing_key, digest).encode("ascii")):
             raise RouterFileError(
                 f"{file}: signature does not match the signing_key: the file was signed with "
                 "another key or changed after signing"

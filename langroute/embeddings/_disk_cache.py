@@ -29,8 +29,16 @@ __all__ = ["CACHE_ENV_VAR", "EmbeddingDiskCache"]
 CACHE_ENV_VAR = "LANGROUTE_EMBEDDING_CACHE"
 
 _KEY_BYTES = 32
+#: Most a stored row's length may differ from 1: rows are unit vectors saved as float32.
+_NORM_TOLERANCE = 1e-3
 #: Above this many shards, ``compact`` merges them so loading stays one read per few files.
 _MAX_SHARDS = 32
+
+
+def _unit_rows(vectors: np.ndarray) -> bool:
+    """Whether every row is a finite vector of length 1 (to float32 precision)."""
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    return bool(np.all(np.abs(norms - 1.0) <= _NORM_TOLERANCE))
 
 
 class EmbeddingDiskCache:
@@ -106,6 +114,11 @@ class EmbeddingDiskCache:
                 f"embedding cache file {path} is corrupt (keys {keys.dtype}{keys.shape}, "
                 f"vectors {vectors.dtype}{vectors.shape}); delete it to rebuild"
             )
+        if not _unit_rows(vectors):  # served as they are: must be what ``embed`` promises
+            raise EmbeddingError(
+                f"embedding cache file {path} is corrupt (holds vectors that are not of unit "
+                "length); delete it to rebuild"
+            )
         self._dimension = int(vectors.shape[1])
         offset = sum(int(block.shape[0]) for block in self._blocks)
         self._blocks.append(vectors)
@@ -136,6 +149,16 @@ class EmbeddingDiskCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(keys) or any(len(k) != _KEY_BYTES for k in keys):
             raise ValueError("one 32-byte SHA-256 key per vector row is required")
+        if vectors.ndim != 2 or not _unit_rows(vectors):
+            raise ValueError("the cache stores finite unit vectors (rows of a 2-d array) only")
+        self.refresh()
+        if self._dimension is not None and vectors.shape[1] != self._dimension:
+            # Refused before writing: the new shard is right, the stored ones are not.
+            raise EmbeddingError(
+                f"embedding cache {self.directory} holds {self._dimension}-d vectors, but "
+                f"the embedder {self._identity} gives {vectors.shape[1]}-d ones: the cache "
+                "was written by another model; delete it to rebuild"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self._write_identity()
         key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)

@@ -161,7 +161,8 @@ class FineTunedEmbedder(SentenceTransformerEmbedder):
     folder : str or Path
         A folder written by ``SentenceTransformer.save`` (e.g. by ``fine_tune_contrastive``);
         its ``modules.json`` may name only the standard Transformer, Pooling and Normalize
-        modules. It is loaded offline (local files only) on the CPU.
+        modules, its weights must be safetensors, and it may hold no links or loader options
+        (``_check_modules``). It is loaded offline (local files only) on the CPU.
     sha256 : str, default=None
         Expected ``folder_sha256(folder)``; if given and the folder differs, EmbeddingError.
     batch_size, cache_size, cache_dir

@@ -10,7 +10,8 @@ stranger's file must not make the process download or run a model the file choos
 - ``openai`` only when the caller opts in (it sends prompts to a paid remote API);
 - ``sentence-transformers-folder`` (a fine-tuned encoder, see ``ContrastiveRouter``): only the
   folder ``<router file>.encoder`` beside the router file, only if the SHA-256 of its files is
-  the one the file records, and only with the standard sentence-transformers modules; loaded
+  the one the file records, and only with the standard sentence-transformers modules,
+  safetensors weights, no links and no loader options (``_finetune._check_modules``); loaded
   offline from local files. The spec names no path, so a file cannot point anywhere else.
 
 Anything else is refused with the spec in the message; the caller passes the embedder object
@@ -106,8 +107,11 @@ def embedder_fingerprint(embedder: Embedder) -> dict[str, Any]:
     }
 
 
-def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> None:
-    """Raise RouterFileError unless ``embedder`` reproduces the ``recorded`` fingerprint."""
+def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> np.ndarray:
+    """Raise RouterFileError unless ``embedder`` reproduces the ``recorded`` fingerprint.
+
+    Returns the embedder's unit vectors of the probe texts, shape (len(PROBE_TEXTS), dim).
+    """
     try:
         dimension = int(recorded["dimension"])
         probe = np.asarray(recorded["probe"], dtype=np.float64)
@@ -116,12 +120,19 @@ def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> None
     if probe.ndim != 2 or probe.shape[0] not in (_SHORT_PROBES, len(PROBE_TEXTS)) \
             or probe.shape[1] != dimension:
         raise RouterFileError(f"{source}: corrupt embedder fingerprint (probe shape)")
+    # Unit rows, as recorded: a NaN row compares as no cosine at all, and a long one passes
+    # any embedder, so either would silently turn the check off.
+    if not np.all(np.abs(np.linalg.norm(probe, axis=1) - 1.0) <= 1e-3):
+        raise RouterFileError(
+            f"{source}: corrupt embedder fingerprint (probe vectors are not finite unit vectors)"
+        )
     if embedder.dimension != dimension:
         raise RouterFileError(
             f"{source}: the router was trained with {dimension}-d embeddings, but "
             f"{embedder!r} gives {embedder.dimension}-d ones"
         )
-    current = _probe_vectors(embedder)[: probe.shape[0]]
+    vectors = _probe_vectors(embedder)
+    current = vectors[: probe.shape[0]]
     cosines = np.sum(current.astype(np.float64) * probe, axis=1)
     if cosines.min() < MIN_PROBE_COSINE:
         raise RouterFileError(
@@ -129,6 +140,7 @@ def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> None
             f"its vectors of fixed probe texts differ (least cosine {cosines.min():.4f} < "
             f"{MIN_PROBE_COSINE}); pass the embedder the router was fitted with"
         )
+    return vectors
 
 
 def encoder_folder(router_path: str | Path) -> Path:

@@ -239,7 +239,12 @@ class BaseRouter(ABC):
     def win_matrices_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """``win_matrices`` for prompts already embedded by this router's embedder."""
         self._check_is_fitted()
-        return self._win_matrices(np.asarray(embeddings, dtype=np.float32))
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if not np.all(np.isfinite(vectors)):
+            # Caller-made vectors (embedders check their own): MF and IRT turned a NaN into NaN
+            # win probabilities, kNN and cluster into an arbitrary neighbour or cluster.
+            raise ValueError("query embeddings contain NaN or infinite values")
+        return self._win_matrices(vectors)
 
     @abstractmethod
     def _win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
@@ -458,7 +463,8 @@ class BaseRouter(ABC):
             if params.get("embedder") is None and not target.learns_embedder:
                 router._default_embedder = used  # the default it was trained with, kept
             # Loads and runs the model (the warm-up), then compares its probe vectors.
-            check_fingerprint(used, record["fingerprint"], source=str(path))
+            probes = check_fingerprint(used, record["fingerprint"], source=str(path))
+            _check_win_matrices(path, router, probes)
         router.load_seconds_ = time.perf_counter() - started
         return router  # type: ignore[return-value]
 
@@ -513,6 +519,24 @@ def _check_per_model(path: str | Path, router: BaseRouter) -> None:
                 f"{path}: inconsistent router file: {name} must be finite and {what} "
                 f"(NaN = unknown), got {values.tolist()}"
             )
+
+
+def _check_win_matrices(path: str | Path, router: BaseRouter, embeddings: np.ndarray) -> None:
+    """The loaded router's win matrices of the probe texts must be probabilities.
+
+    Learned arrays holding NaN (or values that overflow) pass the per-array checks and the
+    checksum (anyone can recompute it), then give NaN win matrices that route silently
+    wrong; ``fit`` never produces them.
+    """
+    try:
+        win = router.win_matrices_from_embeddings(embeddings)
+    except (ValueError, FloatingPointError) as exc:
+        raise RouterFileError(f"{path}: inconsistent {router.kind} router file ({exc})") from exc
+    if not np.all((win >= -1e-6) & (win <= 1.0 + 1e-6)):  # NaN fails both comparisons
+        raise RouterFileError(
+            f"{path}: inconsistent {router.kind} router file: its learned arrays give win "
+            "probabilities that are NaN or outside [0, 1]"
+        )
 
 
 def _embedder_for_file(

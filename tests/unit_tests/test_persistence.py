@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from langroute import (
+    ClusterRouter,
+    MFRouter,
     NotFittedError,
     Outcomes,
     RouterConfigError,
@@ -128,6 +130,21 @@ def test_edited_header_is_refused(saved, edit, message):
         load_router(path)
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["[" * 100_000 + "]" * 100_000,  # nesting deeper than the JSON parser's recursion
+     '{"format": "langroute.router", "version": ' + "9" * 5000 + "}"],  # int > 4300 digits
+    ids=["deep-nesting", "huge-int"],
+)
+def test_headers_python_cannot_parse_are_refused_as_corrupt(tmp_path, header):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "crafted.safetensors"
+    save_file({"x": np.ones(2, np.float32)}, str(path), metadata={"langroute": header})
+    with pytest.raises(RouterFileError, match="corrupt header"):
+        load_router(path)
+
+
 def test_flipped_byte_in_an_array_is_detected(saved):
     _, path = saved
     data = bytearray(path.read_bytes())
@@ -224,6 +241,13 @@ def _write(tmp_path, router, **changes) -> Path:
         ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"],
                                                        "fingerprint": {"dimension": 64}}}},
          "corrupt embedder fingerprint"),
+        # NaN compares as no cosine at all, long rows pass any embedder: the check would be off.
+        ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"], "fingerprint": {
+            "dimension": 64, "probe": [[float("nan")] * 64] * 5}}}},
+         "corrupt embedder fingerprint .*not finite unit vectors"),
+        ({"state": lambda s: {**s, "embedder_record": {**s["embedder_record"], "fingerprint": {
+            "dimension": 64, "probe": [[1e6] * 64] * 5}}}},
+         "corrupt embedder fingerprint .*not finite unit vectors"),
         ({"state": lambda s: {k: v for k, v in s.items() if k != "models_"}}, "models_"),
         # The checksum does not stop these (anyone can recompute it): caught at load.
         ({"state": lambda s: {**s, "embedder_record": {"spec": s["embedder_record"]["spec"]}}},
@@ -255,6 +279,26 @@ def test_consistent_but_invalid_contents_are_refused(tmp_path, saved, changes, m
     path = _write(tmp_path, router, **changes)
     with pytest.raises(RouterFileError, match=message):
         load_router(path)
+
+
+@pytest.mark.parametrize(("router", "array"),
+                         [(ClusterRouter, "cluster_ratings"), (MFRouter, "head")])
+def test_learned_arrays_giving_nan_win_probabilities_are_refused(tmp_path, outcomes, router,
+                                                                 array):
+    """NaN in a learned array passes the checksum (anyone can recompute it) and would route
+    every prompt on NaN probabilities: refused at load."""
+    from langroute.routers import calibration_scores_disabled
+
+    with calibration_scores_disabled():  # out-of-fold refits would only slow the test
+        fitted = router(HashingEmbedder(64)).fit(outcomes)
+
+    def poison(arrays):
+        return {**arrays, array: np.full_like(arrays[array], np.nan)}
+
+    np.testing.assert_array_equal(load_router(_write(tmp_path, fitted)).win_matrices(QUERIES),
+                                  fitted.win_matrices(QUERIES))
+    with pytest.raises(RouterFileError, match="win probabilities that are NaN"):
+        load_router(_write(tmp_path, fitted, arrays=poison))
 
 
 def test_costs_in_a_file_may_be_unknown_as_fit_leaves_them_but_not_negative(tmp_path, outcomes):
@@ -454,6 +498,18 @@ def test_a_forger_who_recomputes_the_checksum_is_caught_by_the_signature(tmp_pat
 
     rewrite_header(path, forge)
     assert load_router(path).gamma == 50.0  # the checksum alone cannot tell
+    with pytest.raises(RouterFileError, match="signature does not match"):
+        load_router(path, signing_key="s3cret")
+
+
+@pytest.mark.parametrize("signature", ["\u00e9" * 64, "\ud800" * 64, "ab"],
+                         ids=["non-ascii", "lone-surrogate", "short"])
+def test_a_forged_signature_of_any_text_is_refused_not_a_crash(tmp_path, saved, signature):
+    """The signature is not covered by the checksum: anyone can write any text there."""
+    router, _ = saved
+    path = tmp_path / "signed.safetensors"
+    router.save(path, signing_key="s3cret")
+    rewrite_header(path, lambda h: h.update(hmac_sha256=signature))
     with pytest.raises(RouterFileError, match="signature does not match"):
         load_router(path, signing_key="s3cret")
 

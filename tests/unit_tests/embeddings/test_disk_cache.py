@@ -136,8 +136,14 @@ def test_new_shards_of_another_process_are_picked_up(tmp_path):
                            vectors=np.array([[np.nan, 0, 0]], np.float32)),
         lambda p: np.savez(p.open("wb"), keys=np.zeros((1, 32), np.uint8)),
         lambda p: p.write_bytes(pickle.dumps({"keys": 1})),
+        # Finite, right shape and dtype, but not the unit vectors ``embed`` promises.
+        lambda p: np.savez(p.open("wb"), keys=np.zeros((1, 32), np.uint8),
+                           vectors=np.full((1, 3), 40.0, np.float32)),
+        lambda p: np.savez(p.open("wb"), keys=np.zeros((1, 32), np.uint8),
+                           vectors=np.zeros((1, 3), np.float32)),
     ],
-    ids=["truncated", "garbage", "shape-mismatch", "nan", "missing-array", "pickle"],
+    ids=["truncated", "garbage", "shape-mismatch", "nan", "missing-array", "pickle",
+         "not-unit", "zero"],
 )
 def test_a_damaged_cache_file_raises_naming_it(tmp_path, damage):
     RecordingEmbedder(cache_dir=tmp_path).embed(["a", "b"])
@@ -161,3 +167,32 @@ def test_store_validates_its_arguments(tmp_path):
     cache = EmbeddingDiskCache(tmp_path, "x", {})
     with pytest.raises(ValueError, match="32-byte"):
         cache.store([b"short"], np.ones((1, 3), np.float32))
+
+
+def test_poisoned_vectors_are_never_served(tmp_path):
+    """A shard holding a stranger's vector for a prompt: not unit length, so refused."""
+    import hashlib
+
+    cache = EmbeddingDiskCache(tmp_path, RecordingEmbedder.kind, {})
+    key = hashlib.sha256(b"a").digest()
+    with pytest.raises(ValueError, match="unit vectors"):
+        cache.store([key], np.full((1, 3), 40.0, np.float32))
+    cache.directory.mkdir(parents=True)
+    with (cache.directory / "shard-planted.npz").open("wb") as fh:
+        np.savez(fh, keys=np.frombuffer(key, np.uint8).reshape(1, 32),
+                 vectors=np.full((1, 3), 40.0, np.float32))
+    with pytest.raises(EmbeddingError, match="shard-planted.npz is corrupt .*not of unit length"):
+        RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
+
+
+def test_a_cache_of_vectors_of_another_length_is_named_not_the_new_shard(tmp_path):
+    """Vectors of another model under this embedder's folder: the error names the folder,
+    and no new shard is written next to them."""
+    cache = EmbeddingDiskCache(tmp_path, RecordingEmbedder.kind, {})
+    other = np.eye(5, dtype=np.float32)[:2]
+    cache.store([bytes([1]) * 32, bytes([2]) * 32], other)
+    before = shards(tmp_path)
+    with pytest.raises(EmbeddingError, match=r"holds 5-d vectors, but .* gives 3-d ones") as info:
+        RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
+    assert str(cache.directory) in str(info.value)
+    assert shards(tmp_path) == before
