@@ -184,7 +184,10 @@ def threshold_for_win_matrices(
         base, target = float(rung_costs[-1]), float(target_cost or 0.0)
         values = prefix_min.ravel()
         deltas = np.broadcast_to(rung_costs[:-1] - rung_costs[1:], prefix_min.shape).ravel()
-        if target < rung_costs[0]:
+        # The cheapest rung's cost is a mean of per-call costs, which rounding may put a few
+        # ulps above the per-call price a user asks for: that target is reachable.
+        rounding = 8 * np.finfo(np.float64).eps * max(1.0, target, float(rung_costs[0]))
+        if target < rung_costs[0] - rounding:
             raise RouterConfigError(
                 f"target_cost {target:g} is below the cheapest model's cost {rung_costs[0]:g} "
                 f"({ladder.rung_names[0]}); no threshold can reach it"

@@ -80,6 +80,10 @@ class Outcomes:
     reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        for name in ("ids", "prompts", "models", "tasks"):
+            if isinstance(getattr(self, name), str):
+                # tuple("ab") would be two one-letter names, silently
+                raise TypeError(f"{name} must be a sequence of str, not a single str")
         # Coerce once so every consumer can rely on float64 arrays and a tuple of names.
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
@@ -130,9 +134,21 @@ class Outcomes:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, rows: Sequence[int] | np.ndarray) -> Outcomes:
-        """The same outcomes restricted to ``rows`` (indices or a boolean mask)."""
-        idx = np.arange(len(self))[np.asarray(rows)]
+    def subset(self, rows: Sequence[int] | np.ndarray | slice) -> Outcomes:
+        """The same outcomes restricted to ``rows`` (indices, a boolean mask or a slice)."""
+        if isinstance(rows, slice):
+            idx = np.arange(len(self))[rows]
+        else:
+            picked = np.asarray(rows)
+            if picked.size == 0:
+                picked = picked.astype(np.int64)  # np.asarray([]) is float: no rows, not an error
+            if picked.ndim != 1 or not (picked.dtype == bool
+                                        or np.issubdtype(picked.dtype, np.integer)):
+                raise TypeError(
+                    "subset() takes row indices (ints), a boolean mask or a slice, got an "
+                    f"array of {picked.dtype} with shape {picked.shape}"
+                )
+            idx = np.arange(len(self))[picked]
         return dataclasses.replace(
             self,
             ids=[self.ids[i] for i in idx],

@@ -409,7 +409,23 @@ def _win_matrices(
             parts.append(router.win_matrices_from_embeddings(batch))
         else:
             parts.append(router.win_matrices(prompts[start : start + _SCORE_BATCH]))
-    return np.concatenate(parts)
+    win = np.concatenate(parts)
+    _check_win_matrices(router, win, len(rows))
+    return win
+
+
+def _check_win_matrices(router: BaseRouter, win: np.ndarray, n: int) -> None:
+    """A router's answer must be (n, M, M) probabilities: a user's router returning another
+    shape failed deep in the metrics (an IndexError), values outside [0, 1] were scored."""
+    m = len(router.models_)
+    name = type(router).__name__
+    if win.shape != (n, m, m):
+        raise ValueError(
+            f"{name} returned win matrices of shape {win.shape} for {n} prompts and {m} "
+            f"models; expected ({n}, {m}, {m})"
+        )
+    if not np.all((win >= -1e-6) & (win <= 1.0 + 1e-6)):  # NaN fails both comparisons
+        raise ValueError(f"{name} returned win probabilities that are NaN or outside [0, 1]")
 
 
 # -- per fold -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ split is a pure function of the prompts, the scheme and the seed, so a report ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,8 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
         if seeds < 1:
             raise RouterConfigError(f"seeds must be >= 1 (a count of repetitions), got {seeds}")
         return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise RouterConfigError(f"seeds must be a count or a list of ints, got {seeds!r}")
     values = list(seeds)
     if not values or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
                          for s in values):

@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import RouterConfigError
+from .._exceptions import OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ..embeddings import Embedder
 from ..routers import BaseRouter
@@ -220,12 +220,14 @@ class TunedRouter(BaseRouter):
             rng = np.random.default_rng(self.random_state)
             rows = np.sort(rng.choice(len(data), self.max_tune_prompts, replace=False))
             data = data.subset(rows)
-        embeddings = embedder.embed(list(data.prompts))
         splits = make_splits(data.prompts, folds=self.cv, seeds=[self.random_state])
         smallest = min(len(sp.train) for sp in splits)
         settings = self.candidates(smallest)
         if len(settings) == 1:  # nothing to choose: no inner CV
             splits = []
+        else:
+            _check_complete(data, self.scoring)
+        embeddings = embedder.embed(list(data.prompts))
         scores = np.full((len(settings), max(len(splits), 1)), np.nan)
         for j, sp in enumerate(splits):
             train, val = data.subset(sp.train), data.subset(sp.test)
@@ -289,6 +291,27 @@ class TunedRouter(BaseRouter):
         self.best_params_ = dict(state["best_params_"])
         self.best_score_ = float(state["best_score_"])
         self.cv_results_ = dict(state["cv_results_"])
+
+
+def _check_complete(data: Outcomes, scoring: str) -> None:
+    """Refuse gaps before the inner CV, which compares settings by every model's quality (and
+    for ``"aiq"`` cost) on each held-out prompt (``validation_score``)."""
+    assert data.costs is not None  # checked by fit
+    arrays = {"scores": data.scores, "costs": data.costs if scoring == "aiq" else None}
+    for name, values in arrays.items():
+        if values is None:
+            continue
+        missing = np.isnan(values).any(axis=1)
+        if missing.any():
+            first = data.ids[int(np.argmax(missing))]
+            raise OutcomesError(
+                f"TunedRouter compares settings by every model's {name[:-1]} on held-out "
+                f"prompts, but {int(missing.sum())} of {len(data)} tuning prompts lack a "
+                f"{name[:-1]} for some model (the first: id {first!r}); drop those prompts "
+                f"(outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1))) or give "
+                "param_grid a single setting",
+                path=data.source,
+            )
 
 
 def tuned_router(

@@ -277,8 +277,7 @@ class ContrastiveRouter(BaseRouter):
         self.router_ = inner.set_params(embedder=embedder).fit(outcomes)
         self.embedder_ = embedder
         self.n_positive_pairs_ = int(labels.sum())
-        if hasattr(self.router_, "best_params_"):  # a TunedRouter inside: what it chose
-            self.best_params_ = dict(self.router_.best_params_)
+        self._keep_best_params()
         self._new_fit_version()
         self.models_ = list(self.router_.models_)
         self.costs_ = self.router_.costs_
@@ -286,6 +285,13 @@ class ContrastiveRouter(BaseRouter):
         self.calibration_win_matrices_ = getattr(self.router_, "calibration_win_matrices_", None)
         self._calibration_note = getattr(self.router_, "_calibration_note", "")
         return self
+
+    def _keep_best_params(self) -> None:
+        """``best_params_`` of the inner router when it is a ``TunedRouter`` (what it chose),
+        else none: also after a refit with another inner router, and after ``load``."""
+        self.__dict__.pop("best_params_", None)
+        if hasattr(self.router_, "best_params_"):
+            self.best_params_ = dict(self.router_.best_params_)
 
     def _resolve_embedder(self) -> Embedder:
         self._check_is_fitted()
@@ -336,3 +342,4 @@ class ContrastiveRouter(BaseRouter):
         inner._new_fit_version()
         self.router_ = inner
         self.n_positive_pairs_ = int(state["n_positive_pairs_"])
+        self._keep_best_params()

@@ -73,30 +73,44 @@ def nested_fits() -> Iterator[None]:
 
 
 def check_fit_data(data: Outcomes | Battles) -> None:
-    """The checks of the data given to ``fit``: at least 2 models, each measured (not inside
-    ``nested_fits()``, whose data is a part of checked data)."""
+    """The checks of the data given to ``fit``: at least 2 models, some rows, each model
+    measured (not inside ``nested_fits()``, whose data is a part of checked data)."""
     if len(data.models) < 2:
         raise OutcomesError(f"routing needs at least 2 models, got {list(data.models)}")
+    if len(data) == 0:
+        # Before the per-model check, which would blame the first model of empty data.
+        rows = "prompts" if isinstance(data, Outcomes) else "battles"
+        raise OutcomesError(f"fit() got no training {rows}", path=data.source)
     if not _NESTED.get():
         check_every_model_measured(data)
 
 
 def check_every_model_measured(data: Outcomes | Battles) -> None:
-    """Refuse Outcomes with a model never scored: ``fit`` would rate it from nothing.
+    """Refuse Outcomes with a model never scored (Battles: one that plays no battle): ``fit``
+    would rate it from nothing.
 
     Its win probabilities would come from priors alone (an even chance, or worse: SW put it
     above measured models), and nothing would tell the user. Only ``fit`` checks this:
     ``partial_fit`` and ``add_model`` take data that scores some of the models by design.
     """
-    if not isinstance(data, Outcomes):
-        return
-    never = np.isnan(data.scores).all(axis=0)
+    if isinstance(data, Outcomes):
+        never = np.isnan(data.scores).all(axis=0)
+    else:
+        # Battles may name a model that plays none (load_battles(path, models=[...])).
+        never = np.ones(len(data.models), dtype=bool)
+        never[data.model_a] = never[data.model_b] = False
     if never.any():
         name = data.models[int(np.argmax(never))]
         rest = [m for m, unscored in zip(data.models, never, strict=True) if not unscored]
+        if isinstance(data, Outcomes):
+            problem = "has no measured score (its scores are all NaN)"
+            drop = f"outcomes.select_models({rest!r})"
+        else:
+            problem = "plays no battle"
+            drop = f"load_battles(path, models={rest!r})"
         raise OutcomesError(
-            f"model {name!r} has no measured score (its scores are all NaN), so a router "
-            f"cannot rate it; drop it (outcomes.select_models({rest!r})) and, once it has "
-            f"answered some prompts, onboard it with router.add_model({name!r}, quiz)",
+            f"model {name!r} {problem}, so a router cannot rate it; drop it ({drop}) and, "
+            f"once it has answered some prompts, onboard it with router.add_model({name!r}, "
+            "quiz)",
             path=data.source,
         )

@@ -186,6 +186,20 @@ def test_invalid_arguments(small_router, kwargs, message):
         calibrate_threshold(small_router, ["a prompt"], **kwargs)
 
 
+def test_a_cost_target_at_the_cheapest_models_price_is_reachable():
+    # 0.001 averaged over 40 calls rounds to 3 ulps above 0.001: that target was refused as
+    # "below the cheapest model's cost 0.001".
+    data = synthetic_outcomes(40)
+    router = SWRouter(HashingEmbedder(64)).fit(data)
+    assert router.costs_[1] > 0.001
+    threshold = calibrate_threshold(router, data.prompts, target_cost=0.001)
+    ladder = routing_ladder(router)
+    chosen = ladder.choose(ladder.levels(router.win_matrices(data.prompts)), threshold)
+    assert np.all(chosen == ladder.models.index("small"))
+    with pytest.raises(RouterConfigError, match="below the cheapest"):
+        calibrate_threshold(router, data.prompts, target_cost=0.000999)
+
+
 def test_prompts_must_be_a_non_empty_sequence(small_router):
     with pytest.raises(RouterConfigError, match="at least one prompt"):
         calibrate_threshold(small_router, [], strong_fraction=0.5)

@@ -174,6 +174,11 @@ def test_outcomes_constructor_validates_values():
         Outcomes(ids=["a"], prompts=["x"], models=("m",), scores=np.zeros((1, 2)))
     with pytest.raises(OutcomesError, match="duplicate model"):
         Outcomes(ids=["a"], prompts=["x"], models=("m", "m"), scores=np.zeros((1, 2)))
+    # A single str was read as its letters: models "xy" became the models "x" and "y".
+    with pytest.raises(TypeError, match="models must be a sequence of str, not a single str"):
+        Outcomes(ids=["a"], prompts=["x"], models="mn", scores=np.zeros((1, 2)))
+    with pytest.raises(TypeError, match="prompts must be a sequence of str"):
+        Outcomes(ids=["a", "b"], prompts="xy", models=("m", "n"), scores=np.zeros((2, 2)))
 
 
 def test_subset_and_select_models_keep_rows_aligned(tmp_path):
@@ -188,6 +193,20 @@ def test_subset_and_select_models_keep_rows_aligned(tmp_path):
     assert list(swapped.prices) == ["big", "small"] and swapped.models == ("small", "big")
     with pytest.raises(OutcomesError, match="unknown models"):
         out.select_models(["big", "tiny"])
+
+
+def test_subset_takes_no_rows_and_slices(tmp_path):
+    # An empty list of rows (e.g. a filter that matched nothing) and a slice raised numpy's
+    # "arrays used as indices must be of integer (or boolean) type".
+    out = load_outcomes(write(tmp_path, costs=COSTS, models=PRICES))
+    for empty in ([], np.array([], dtype=int), np.zeros(3, dtype=bool)):
+        none = out.subset(empty)
+        assert len(none) == 0 and none.scores.shape == (0, 2) and none.costs.shape == (0, 2)
+    assert out.subset(slice(1, None)).ids == ["p2", "p3"]
+    assert out.subset(slice(None, None, -2)).ids == ["p3", "p1"]
+    for wrong in ([0.0, 1.0], ["p1"], [[0, 1]]):
+        with pytest.raises(TypeError, match="row indices .ints., a boolean mask or a slice"):
+            out.subset(wrong)
 
 
 def test_estimated_costs_follow_the_documented_formula(tmp_path):

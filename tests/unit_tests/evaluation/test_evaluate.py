@@ -10,7 +10,9 @@ import pytest
 from langroute import OutcomesError, RouterConfigError, SWRouter, load_outcomes
 from langroute.embeddings import HashingEmbedder
 from langroute.evaluation import EvaluationReport, evaluate, make_router, router_names
+from langroute.routers import BaseRouter
 from tests.conftest import shared_dataset
+from tests.unit_tests.routers.synthetic import split_outcomes
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +185,48 @@ def test_one_failing_router_is_recorded_or_raised():
     json.loads(report.to_json())
     with pytest.raises(RouterConfigError, match="on_error"):
         evaluate(data, routers, embedder=HashingEmbedder(64), on_error="ignore")
+
+
+class MalformedRouter(BaseRouter):
+    """A user's router with a scoring bug: win matrices of the wrong shape or not probabilities."""
+
+    def __init__(self, bug: str = "shape") -> None:
+        self.bug = bug
+
+    def fit(self, outcomes):
+        self._set_common_fitted(outcomes)
+        return self
+
+    def win_matrices(self, prompts):
+        m = len(self.models_)
+        win = np.full((len(prompts), m, m), 0.5)
+        if self.bug == "shape":
+            return win[:, :2, :2]
+        win[:, 0, 1] = np.nan if self.bug == "nan" else 1.5
+        return win
+
+    def _win_matrices(self, embeddings):
+        raise NotImplementedError("scores prompts, not embeddings")
+
+    def _get_state(self):
+        return {}, {}
+
+    def _set_state(self, state, arrays):
+        return None
+
+
+@pytest.mark.parametrize(("bug", "message"), [
+    # an IndexError deep in the ladder
+    ("shape", r"MalformedRouter returned win matrices of shape \(20, 2, 2\) for 20 prompts and "
+              r"3 models; expected \(20, 3, 3\)"),
+    # "levels must be finite below the top rung", naming no router
+    ("nan", r"MalformedRouter returned win probabilities that are NaN or outside \[0, 1\]"),
+    # scored as if it were a probability
+    ("above_one", r"MalformedRouter returned win probabilities that are NaN or outside"),
+])
+def test_a_routers_malformed_win_matrices_are_named(bug, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(split_outcomes(20), {"mine": MalformedRouter(bug)}, folds=2, progress=False)
 
 
 def test_router_rows_show_cost_and_quality(mtbench_report):

@@ -39,6 +39,9 @@ def test_halves_one_split_per_seed():
         ({"scheme": "loo"}, "unknown split scheme"),
         ({"scheme": "halves", "folds": 3}, "applies to scheme='kfold'"),
         ({"seeds": 0}, "seeds must be >= 1"),
+        # a float count was a TypeError ("'float' object is not iterable"), a str its letters
+        ({"seeds": 1.5}, "seeds must be a count or a list of ints, got 1.5"),
+        ({"seeds": "3"}, "seeds must be a count or a list of ints, got '3'"),
         ({"folds": 40}, "cannot be split into 40"),
     ],
 )

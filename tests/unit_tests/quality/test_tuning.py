@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from langroute import Outcomes, RouterConfigError, load_router
+from langroute import Outcomes, OutcomesError, RouterConfigError, load_router
 from langroute.cli import main
 from langroute.embeddings import HashingEmbedder
 from langroute.evaluation import (
@@ -128,6 +129,25 @@ def test_bad_settings_are_clear_errors_at_fit(outcomes, kwargs, match):
     router = _tuned(**kwargs)  # __init__ only stores
     with pytest.raises(RouterConfigError, match=match):
         router.fit(outcomes)
+
+
+def test_gaps_in_the_tuning_data_are_clear_errors(outcomes):
+    """Inner CV compares every model on each held-out prompt: a NaN ended as a ValueError deep
+    in the metrics ("evaluation needs every model measured")."""
+    scores, costs = outcomes.scores.copy(), outcomes.costs.copy()
+    scores[3, 1] = np.nan
+    costs[5, 0] = np.nan
+    cases = [(dict(scores=scores), "score", "p3"), (dict(costs=costs), "cost", "p5")]
+    for gaps, name, first in cases:
+        data = dataclasses.replace(outcomes, **gaps)
+        with pytest.raises(OutcomesError, match=f"1 of 60 tuning prompts lack a {name} for "
+                                                f"some model .the first: id '{first}'"):
+            _tuned(param_grid={"k": [3, 9]}).fit(data)
+        # One setting: no inner CV, nothing compared.
+        assert _tuned(param_grid={"k": [3]}).fit(data).best_params_ == {"k": 3}
+    # APGR compares qualities only.
+    gappy = dataclasses.replace(outcomes, costs=costs)
+    assert _tuned(param_grid={"k": [3, 9]}, scoring="apgr").fit(gappy).is_fitted
 
 
 def test_unknown_router_and_missing_grid_are_clear_errors(outcomes, registries):

@@ -28,6 +28,7 @@ from langroute.embeddings import (
 )
 from langroute.evaluation import TunedRouter, evaluate, make_router, tuned_router
 from langroute.routers import ContrastiveRouter, KNNRouter, SWRouter, load_router
+from langroute.routers import _contrastive as contrastive_module
 from langroute.routers._contrastive import outcome_pairs, outcome_patterns
 from tests.unit_tests.routers.synthetic import split_battles, split_outcomes
 
@@ -236,6 +237,21 @@ def test_a_changed_or_missing_encoder_folder_is_a_clear_error(fitted, tmp_path):
     SentenceTransformerEmbedder()._load().save(str(stock))
     with pytest.raises(RouterFileError, match="not the embedder this router was trained"):
         load_router(path, embedder=FineTunedEmbedder(stock))
+
+
+@pytest.mark.minilm
+def test_best_params_follow_the_inner_router_through_load_and_refit(
+        fitted, data, tmp_path, monkeypatch):
+    # The fine-tuning is the fixture's (its encoder again); the rest of fit runs for real.
+    monkeypatch.setattr(contrastive_module, "fine_tune_contrastive",
+                        lambda *args, **kwargs: fitted.embedder_)
+    router = ContrastiveRouter(TunedRouter("knn", param_grid={"k": [3, 5]}, cv=2), **TINY)
+    router.fit(data)
+    assert router.best_params_ == router.router_.best_params_
+    router.save(tmp_path / "r.lr")
+    assert load_router(tmp_path / "r.lr").best_params_ == router.best_params_  # was missing
+    router.set_params(router=KNNRouter(k=5)).fit(data)
+    assert not hasattr(router, "best_params_")  # was the TunedRouter's choice of the first fit
 
 
 @pytest.mark.minilm

@@ -157,6 +157,9 @@ def test_fit_rejects_wrong_input(cls, outcomes):
         make(cls).fit({"prompts": ["x"]})
     with pytest.raises(OutcomesError, match="at least 2 models"):
         make(cls).fit(outcomes.select_models(["calc"]))
+    # Empty data blamed its first model ("model 'cheap' has no measured score ... drop it").
+    with pytest.raises(OutcomesError, match="no training prompts"):
+        make(cls).fit(outcomes.subset(np.zeros(len(outcomes), dtype=bool)))
 
 
 @pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
@@ -168,6 +171,19 @@ def test_fit_refuses_a_model_never_scored(cls, outcomes):
                               scores=scores, costs=outcomes.costs)
     with pytest.raises(OutcomesError, match=r"model 'poet' has no measured score.*add_model"):
         make(cls).fit(unscored)
+
+
+@pytest.mark.parametrize("cls", sorted(set(ROUTERS) - OUTCOMES_ONLY, key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_fit_refuses_a_model_that_plays_no_battle(cls):
+    """Battles may name a model that never plays (``load_battles(path, models=[...])``): SW
+    rated it from its prior alone, above the measured "calc"."""
+    battles = split_battles(10)
+    ghost = type(battles)(prompts=battles.prompts, models=(*MODELS, "ghost"),
+                          prompt_index=battles.prompt_index, model_a=battles.model_a,
+                          model_b=battles.model_b, result=battles.result)
+    with pytest.raises(OutcomesError, match=r"model 'ghost' plays no battle.*add_model"):
+        make(cls).fit(ghost)
 
 
 @pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
@@ -198,6 +214,16 @@ def test_batched_equals_single(cls, fitted):
         np.testing.assert_allclose(router.win_matrix(prompt), expected, rtol=0, atol=1e-6)
     embedded = router.embedder.embed(QUERIES)
     np.testing.assert_allclose(router.win_matrices_from_embeddings(embedded), batch, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
+def test_non_finite_query_embeddings_are_refused(cls, fitted):
+    """MF and IRT returned NaN win matrices for them, kNN and cluster an arbitrary answer."""
+    vectors = fitted[cls].embedder.embed(QUERIES)
+    for bad in (np.nan, np.inf):
+        vectors[1, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            fitted[cls].win_matrices_from_embeddings(vectors)
 
 
 @pytest.mark.parametrize("cls", ROUTERS, ids=lambda c: c.__name__)
