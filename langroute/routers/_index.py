@@ -319,6 +319,43 @@ class ExemplarIndex:
         )
         return index, sorted_store
 
+    def extend_clustered(self, embeddings: np.ndarray, store: OutcomeStore
+                         ) -> tuple[ExemplarIndex, OutcomeStore]:
+        """This clustered index with new exemplars, each put in the cluster whose mean points
+        nearest to it: no k-means, so learning one exemplar costs a pass over the centroids
+        and a copy, not a re-clustering of every exemplar.
+
+        ``embeddings`` (r, dim) are the new unit rows; ``store`` holds this index's exemplars
+        in stored order followed by the r new ones. The clusters' means and summed win counts
+        take the new members in; the pooled residual shape (a normalised covariance, used
+        for the second-order correction) is kept. Returns new arrays: this index and ``store``
+        are left as they are (a router may be routing on them meanwhile).
+        """
+        assert self.clustered and self.means is not None and self.offsets is not None
+        assert self.order is not None and self.cluster_counts is not None
+        new = np.ascontiguousarray(embeddings, dtype=np.float32)
+        n, r, k = self.embeddings.shape[0], new.shape[0], self.means.shape[0]
+        norms = np.linalg.norm(self.means, axis=1)
+        directions = self.means / np.where(norms > 0, norms, 1.0)[:, None]
+        labels_new = np.argmax(new @ directions.T, axis=1)
+        sizes = np.diff(self.offsets)
+        added = np.bincount(labels_new, minlength=k)
+        labels = np.concatenate([np.repeat(np.arange(k), sizes), labels_new])
+        position = np.argsort(labels, kind="stable")  # in each cluster: old members, then new
+        sums = self.means.astype(np.float64) * sizes[:, None]
+        np.add.at(sums, labels_new, new.astype(np.float64))
+        cluster_counts = self.cluster_counts.copy()
+        np.add.at(cluster_counts, labels_new, store.counts(slice(n, n + r)).astype(np.float64))
+        index = ExemplarIndex(
+            np.ascontiguousarray(np.concatenate([self.embeddings, new])[position]),
+            order=np.concatenate([self.order, np.arange(n, n + r)])[position],
+            offsets=np.concatenate([[0], np.cumsum(sizes + added)]).astype(np.int64),
+            means=(sums / (sizes + added)[:, None]).astype(np.float32),
+            cluster_counts=cluster_counts,
+            residual_shape=self.residual_shape,
+        )
+        return index, store.take(position)
+
     def probe(
         self, query: np.ndarray, n_probe: int, min_members: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -72,6 +72,11 @@ _ALGORITHMS = ("auto", "exact", "clustered")
 #: multiply-adds: ``n * (dim + 2)`` with compressible outcomes (20,000 MiniLM exemplars, about
 #: 2 ms), ``n * (dim + M^2)`` when every exemplar keeps its own win counts.
 EXACT_MAX_WORK = 8_000_000
+#: ``partial_fit`` re-clusters a ``clustered`` index once its exemplars number this many times
+#: those of its last clustering (so k-means runs O(log n) times as a router grows, and the
+#: cluster count keeps following ``default_n_clusters``); until then new exemplars join their
+#: nearest cluster. Fixed a priori (no figure was measured to choose it).
+CLUSTERED_REBUILD_GROWTH = 2.0
 #: Rows of query-by-exemplar similarities computed at once in batched exact scoring.
 _QUERY_BLOCK_ELEMENTS = 1 << 22
 
@@ -115,6 +120,9 @@ class SWRouter(BaseRouter):
         ``"exact"`` or ``"clustered"``, as resolved by ``fit``.
     n_exemplars_ : int
         Number of stored training prompts.
+    n_clustered_ : int or None
+        Exemplars at the ``clustered`` index's last k-means (``partial_fit``); None for
+        ``exact``.
     index_ : ExemplarIndex
         Unit-length exemplar embeddings (float32), plus the clusters for ``clustered``.
     store_ : OutcomeStore
@@ -243,6 +251,7 @@ class SWRouter(BaseRouter):
             index, store = ExemplarIndex.build_clustered(vectors, store, n_clusters, rng)
         self.algorithm_ = algorithm
         self.n_exemplars_ = n
+        self.n_clustered_ = n if algorithm == "clustered" else None
         self.index_ = index
         self.store_ = store
 
@@ -260,8 +269,14 @@ class SWRouter(BaseRouter):
         """Add outcomes as new exemplars without refitting; returns ``self``.
 
         The new prompts' embeddings and win counts are appended to the stored ones, so the
-        router equals ``fit`` on the union of everything it has seen (the ``clustered`` index
-        is rebuilt from the stored vectors, as ``fit`` would; no prompt is embedded twice).
+        router stores what ``fit`` on the union of everything it has seen would (no prompt is
+        embedded twice), and the ``exact`` algorithm equals that fit. The ``clustered`` index
+        puts each new exemplar in its nearest cluster (``ExemplarIndex.extend_clustered``: a
+        pass over the centroids, not a k-means over every exemplar, which took seconds per
+        feedback event at 50k exemplars) and re-clusters everything, as ``fit`` would, once
+        the exemplars number ``CLUSTERED_REBUILD_GROWTH`` times those of the last clustering
+        (``n_clustered_``); in between it partitions differently from a fit on the union, so
+        its approximation error (``_index``) differs, not what it sums.
         ``outcomes`` may score any subset of ``models_`` (feedback usually scores one model);
         ``quality_`` and ``costs_`` become the means over all observations, except that
         feedback battles (``langroute.feedback.feedback_battles``) never move them: feedback
@@ -277,9 +292,15 @@ class SWRouter(BaseRouter):
         if not prompts:
             raise OutcomesError("partial_fit() got no prompts")
         vectors = self._embed_new(prompts, embeddings)
-        old_vectors, old_store = self._exemplars_in_training_order()
-        store = append_counts(old_store, counts)
-        self._index_exemplars(np.concatenate([old_vectors, vectors]), store)
+        if self.algorithm_ == "clustered" and (
+                self.n_exemplars_ + len(prompts) < CLUSTERED_REBUILD_GROWTH * self.n_clustered_):
+            self.index_, self.store_ = self.index_.extend_clustered(
+                vectors, append_counts(self.store_, counts))
+            self.n_exemplars_ += len(prompts)
+        else:
+            old_vectors, old_store = self._exemplars_in_training_order()
+            store = append_counts(old_store, counts)
+            self._index_exemplars(np.concatenate([old_vectors, vectors]), store)
         update_means(self, data)
         self._new_fit_version()
         return self
@@ -490,6 +511,8 @@ class SWRouter(BaseRouter):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         learning, learning_arrays = incremental_state(self)
         state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_, **learning}
+        if self.n_clustered_ is not None:
+            state["n_clustered_"] = self.n_clustered_
         return state, {**self.index_.to_arrays(), **self.store_.to_arrays(), **learning_arrays}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -504,8 +527,15 @@ class SWRouter(BaseRouter):
             raise ValueError("exemplar counts of the arrays do not match")
         if index.clustered != (algorithm == "clustered"):
             raise ValueError("algorithm_ does not match the stored index")
+        clustered_at = state.get("n_clustered_", n if algorithm == "clustered" else None)
+        if clustered_at is not None and (
+                algorithm != "clustered" or isinstance(clustered_at, bool)
+                or not isinstance(clustered_at, int) or not 0 < clustered_at <= n):
+            raise ValueError(f"n_clustered_ {clustered_at!r} does not fit {n} {algorithm} "
+                             "exemplars")
         self.algorithm_ = algorithm
         self.n_exemplars_ = n
+        self.n_clustered_ = clustered_at
         self.index_ = index
         self.store_ = store
         set_incremental_state(self, state, arrays)

@@ -1,4 +1,9 @@
-"""partial_fit: appending outcomes equals fitting on the union, and renews fit_version_."""
+"""partial_fit: appending outcomes equals fitting on the union, and renews fit_version_.
+
+A clustered SWRouter re-clusters only once its exemplars have doubled since the last k-means
+(``CLUSTERED_REBUILD_GROWTH``); in between, new exemplars join their nearest cluster, which
+stores the same exemplars and counts but partitions them differently (tested below).
+"""
 
 from __future__ import annotations
 
@@ -43,7 +48,8 @@ def patchy_outcomes(seed: int = 3):
 @pytest.mark.parametrize("name", sorted(ROUTERS))
 def test_partial_fit_equals_fit_on_the_union(name, hashing_embedder):
     data = patchy_outcomes()
-    first, second = data.subset(np.arange(45)), data.subset(np.arange(45, 80))
+    cut = 35 if name == "sw-clustered" else 45  # 80 >= 2 x 35: the clustered index rebuilds
+    first, second = data.subset(np.arange(cut)), data.subset(np.arange(cut, 80))
     make = ROUTERS[name]
     online = make(hashing_embedder).fit(first)
     version = online.fit_version_
@@ -62,6 +68,8 @@ def test_partial_fit_equals_fit_on_the_union(name, hashing_embedder):
 def test_partial_fit_in_several_steps_with_a_subset_of_models(name, hashing_embedder):
     data = split_outcomes(30, seed=1)
     make = ROUTERS[name]
+    if name == "sw-clustered":  # every cluster probed: how 40 -> 60 partitions cannot matter
+        make = lambda e: SWRouter(e, algorithm="clustered", n_clusters=6, n_probe=6)  # noqa: E731
     online = make(hashing_embedder).fit(data.subset(np.arange(20)))
     # New outcomes may score fewer models, in another order: the rest count as unmeasured.
     part = data.subset(np.arange(20, 40)).select_models(["poet", "calc"])
@@ -226,3 +234,65 @@ def test_many_distinct_patterns_are_appended_not_resorted(hashing_embedder, monk
     assert online.patterns_.shape[0] > n_patterns  # appended, duplicates allowed
     full = KNNRouter(hashing_embedder, k=7).fit(data)
     np.testing.assert_allclose(online.win_matrices(QUERIES), full.win_matrices(QUERIES))
+
+
+def _clustered(embedder, n_probe=2):
+    return SWRouter(embedder, algorithm="clustered", n_clusters=6, n_probe=n_probe)
+
+
+def test_a_clustered_index_takes_new_exemplars_in_without_reclustering(hashing_embedder):
+    """One feedback event once re-ran k-means over every exemplar (seconds at 50k)."""
+    data = split_outcomes(40, seed=2)  # 80 prompts
+    online = _clustered(hashing_embedder).fit(data.subset(np.arange(40)))
+    means_before = online.index_.means.copy()
+    online.partial_fit(data.subset(np.arange(40, 60)))
+    index = online.index_
+    assert online.n_clustered_ == 40 and online.n_exemplars_ == 60
+    assert index.means.shape == means_before.shape  # the same six clusters
+    # It stores exactly what a fit on the union stores ...
+    full = _clustered(hashing_embedder).fit(data.subset(np.arange(60)))
+    vectors, store = online._exemplars_in_training_order()
+    full_vectors, full_store = full._exemplars_in_training_order()
+    np.testing.assert_array_equal(vectors, full_vectors)
+    np.testing.assert_array_equal(store.counts(slice(None)), full_store.counts(slice(None)))
+    # ... each new exemplar in the cluster whose mean points nearest to it ...
+    labels = np.repeat(np.arange(6), np.diff(index.offsets))
+    new = index.order >= 40
+    directions = means_before / np.linalg.norm(means_before, axis=1, keepdims=True)
+    np.testing.assert_array_equal(
+        labels[new], np.argmax(index.embeddings[new] @ directions.T, axis=1))
+    # ... and every cluster's mean and summed counts are its members' again.
+    for c in range(6):
+        members = slice(index.offsets[c], index.offsets[c + 1])
+        np.testing.assert_allclose(index.means[c], index.embeddings[members].mean(axis=0),
+                                   atol=1e-6)
+        np.testing.assert_allclose(index.cluster_counts[c],
+                                   online.store_.counts(members).sum(axis=0), atol=1e-9)
+
+
+def test_a_clustered_index_probing_every_cluster_still_equals_the_exact_one(hashing_embedder):
+    data = split_outcomes(40, seed=2)
+    online = _clustered(hashing_embedder, n_probe=6).fit(data.subset(np.arange(40)))
+    online.partial_fit(data.subset(np.arange(40, 70)))
+    exact = SWRouter(hashing_embedder, algorithm="exact").fit(data.subset(np.arange(70)))
+    np.testing.assert_allclose(online.win_matrices(QUERIES), exact.win_matrices(QUERIES),
+                               atol=1e-6)
+
+
+def test_a_clustered_index_reclusters_once_its_exemplars_doubled(hashing_embedder, tmp_path):
+    data = split_outcomes(40, seed=2)
+    online = _clustered(hashing_embedder).fit(data.subset(np.arange(30)))
+    online.partial_fit(data.subset(np.arange(30, 50)))
+    assert online.n_clustered_ == 30
+    # a file keeps where it stands: the loaded copy learns on exactly as the original does
+    path = tmp_path / "clustered.sw"
+    online.save(path)
+    loaded = SWRouter.load(path, embedder=hashing_embedder)
+    assert loaded.n_clustered_ == 30
+    for router in (online, loaded):
+        router.partial_fit(data.subset(np.arange(50, 60)))  # 60 >= 2 x 30: k-means again
+    full = _clustered(hashing_embedder).fit(data.subset(np.arange(60)))
+    assert online.n_clustered_ == loaded.n_clustered_ == 60
+    for router in (online, loaded):
+        np.testing.assert_allclose(router.win_matrices(QUERIES), full.win_matrices(QUERIES),
+                                   atol=1e-6)
