@@ -359,6 +359,9 @@ def _parse_json(text: str, path: Path, line: int | None) -> Any:
         raise OutcomesError(f"invalid JSON: {exc.msg}", path=path, line=where) from None
     except ValueError as exc:
         raise OutcomesError(f"invalid JSON: {exc}", path=path, line=line) from None
+    except RecursionError:
+        raise OutcomesError("invalid JSON: nested too deeply to read", path=path,
+                            line=line) from None
 
 
 def _jsonl_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
