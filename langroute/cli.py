@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--embedder", choices=list(EMBEDDERS), default="minilm",
                     help=f"prompt embedder: {embedders} (default minilm)")
     tr.add_argument("--output", "-o", required=True, metavar="FILE", help="router file to write")
+    _add_signing_key_option(tr, "sign the router file with the secret in environment variable "
+                                "NAME (an HMAC that 'calibrate --signing-key-env' and "
+                                "load_router(..., signing_key=...) verify)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ca = sub.add_parser(
@@ -315,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--target-cost", type=float, metavar="USD",
                         help="average USD per call to aim for")
     ca.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_signing_key_option(ca, "refuse a router file not signed with the secret in "
+                                "environment variable NAME")
     ca.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = sub.add_parser("spend", help="spend and remaining budget per scope and window")
@@ -322,6 +327,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="spend store: sqlite:///path/spend.db or redis://host:port/0")
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
+
+
+def _add_signing_key_option(parser: argparse.ArgumentParser, what: str) -> None:
+    # A name, not the secret: a key on the command line shows in `ps` and shell history.
+    parser.add_argument("--signing-key-env", metavar="NAME", help=what)
+
+
+def _signing_key(args: argparse.Namespace) -> str | None:
+    """The secret named by --signing-key-env (an unset or empty variable is an error)."""
+    name = args.signing_key_env
+    if name is None:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        raise RouterConfigError(f"--signing-key-env {name}: environment variable {name} is "
+                                "not set (or empty)")
+    return key
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -413,6 +435,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     embedder = _make_embedder(args.embedder)
     router = _build_router(name, params, embedder)
     output = _check_output_file(args.output)  # before the minute of work, not after
+    signing_key = _signing_key(args)
     data = _load(args.dataset, args.models, args.output_tokens)
     show = _show_progress(args)
     if not router.learns_embedder:  # a contrastive router embeds with its own encoder
@@ -426,7 +449,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "--output-tokens N (or train with --output-tokens N to estimate them from "
               "models.json)", file=sys.stderr)
     try:
-        router.save(output)
+        router.save(output, signing_key=signing_key)
     except OSError as exc:
         raise RouterConfigError(
             f"the router was trained, but not written to {output}: {_os_reason(exc)}"
@@ -444,7 +467,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     )
     from .routers import load_router
 
-    router = load_router(args.router_file)
+    router = load_router(args.router_file, signing_key=_signing_key(args))
     models = _model_list(args.models) if args.models else None
     if args.output_tokens is not None and args.dataset is None:
         raise RouterConfigError("--output-tokens prices calls from DATASET's models.json; "

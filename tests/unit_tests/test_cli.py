@@ -413,3 +413,25 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_signed_router_files_from_the_cli(mtbench, tmp_path, capsys, monkeypatch):
+    """train signs with the secret an environment variable holds; calibrate verifies it."""
+    path = tmp_path / "signed.sw"
+    monkeypatch.setenv("LANGROUTE_KEY", "s3cret")
+    monkeypatch.setenv("OTHER_KEY", "not-it")
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(path), "--quiet",
+                 "--signing-key-env", "LANGROUTE_KEY"]) == 0
+    calibrate = ["calibrate", str(path), "--strong-fraction", "0.5", "--quiet"]
+    assert main([*calibrate, "--signing-key-env", "LANGROUTE_KEY"]) == 0
+    capsys.readouterr()
+    assert main([*calibrate, "--signing-key-env", "OTHER_KEY"]) == 1
+    assert "signature does not match the signing_key" in capsys.readouterr().err
+    assert main([*calibrate, "--signing-key-env", "UNSET_KEY_XYZ"]) == 1
+    assert "environment variable UNSET_KEY_XYZ is not set" in capsys.readouterr().err
+    unsigned = tmp_path / "unsigned.sw"
+    assert main(["train", mtbench, "--embedder", "hashing", "-o", str(unsigned), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", str(unsigned), "--strong-fraction", "0.5", "--quiet",
+                 "--signing-key-env", "LANGROUTE_KEY"]) == 1
+    assert "unsigned router file" in capsys.readouterr().err
