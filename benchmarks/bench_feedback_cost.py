@@ -1,0 +1,134 @@
+"""What learning one feedback event costs as a router grows: ``partial_fit`` of one prompt.
+
+    python benchmarks/bench_feedback_cost.py [--sizes 10000,50000,100000] [--events 20]
+
+``record_feedback`` embeds the prompt, turns the score into battles and calls the router's
+``partial_fit`` (outside the routing lock, on a copy swapped in under it); this times that last
+step, the one that grows with the router, on synthetic unit exemplars (384-d, the MiniLM width;
+2 models with binary scores, stored as patterns; 10 models with continuous scores, stored as
+per-exemplar counts), one event at a time, embedding excluded. Per size: SWRouter with
+``algorithm="auto"`` (``exact`` up to ``EXACT_MAX_WORK``, ``clustered`` beyond: new exemplars
+join their nearest cluster and the index is re-clustered once the exemplars doubled) and
+KNNRouter. Reports the median and the largest of ``--events`` consecutive events, and the fit
+time for scale. Run with ``OPENBLAS_NUM_THREADS=1`` like the other benchmarks.
+
+Writes ``benchmarks/results/feedback_cost.md`` and ``feedback_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from _provenance import run_facts, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DIM = 384
+
+
+def _outcomes(n: int, n_models: int, seed: int):
+    """Synthetic outcomes whose prompts are their ids (embeddings are given separately)."""
+    from langroute import Outcomes
+
+    rng = np.random.default_rng(seed)
+    if n_models == 2:
+        scores = rng.integers(0, 2, size=(n, n_models)).astype(float)
+    else:
+        scores = np.round(rng.random((n, n_models)), 2)
+    ids = [f"p{i}" for i in range(n)]
+    costs = np.tile(np.geomspace(1e-5, 1e-2, n_models), (n, 1))
+    return Outcomes(ids=ids, prompts=ids, models=tuple(f"m{j}" for j in range(n_models)),
+                    scores=scores, costs=costs)
+
+
+def _lookup_embedder(vectors: np.ndarray):
+    """An embedder that returns prompt ``p{i}``'s row of ``vectors`` (the exemplars are
+    synthetic; no model runs, and nothing is cached)."""
+    from langroute import Embedder
+
+    class Lookup(Embedder):
+        kind = "bench-lookup"
+
+        def __init__(self) -> None:
+            super().__init__(cache_size=0, cache_dir=False)
+
+        @property
+        def dimension(self) -> int:
+            return DIM
+
+        def get_config(self) -> dict:
+            return {}
+
+        def _embed_batch(self, texts: list[str]) -> np.ndarray:
+            return vectors[[int(text[1:]) for text in texts]]
+
+    return Lookup()
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def run(size: int, n_models: int, router_name: str, events: int) -> dict:
+    from langroute import KNNRouter, SWRouter
+    from langroute.routers._calibration_scores import calibration_scores_disabled
+
+    rng = np.random.default_rng(size + n_models)
+    data = _outcomes(size + events, n_models, seed=size)
+    vectors = _unit(rng, size + events)
+    make = {"sw": SWRouter, "knn": KNNRouter}[router_name]
+    with calibration_scores_disabled():  # the fit's out-of-fold refits are not timed here
+        started = time.perf_counter()
+        router = make(_lookup_embedder(vectors)).fit(data.subset(np.arange(size)))
+        fit_seconds = time.perf_counter() - started
+        times = []
+        for i in range(size, size + events):
+            event = data.subset(np.arange(i, i + 1))
+            started = time.perf_counter()
+            router.partial_fit(event, embeddings=vectors[i:i + 1])
+            times.append(time.perf_counter() - started)
+    return {"exemplars": size, "models": n_models, "router": router_name,
+            "algorithm": getattr(router, "algorithm_", "-"), "fit_s": fit_seconds,
+            "median_ms": 1000 * float(np.median(times)), "max_ms": 1000 * float(max(times))}
+
+
+def render(summary: dict) -> str:
+    facts = summary["facts"]
+    lines = [
+        "# Cost of learning one feedback event (`partial_fit` of one prompt)", "",
+        f"Commit `{facts['commit']}`; command `{facts['command']}`; Python {facts['python']}, "
+        f"numpy {facts['numpy']}, {facts['cpus']} CPUs, "
+        f"OPENBLAS_NUM_THREADS={facts['openblas_threads']}; {summary['events']} consecutive "
+        "events per row, embedding excluded; synthetic 384-d unit exemplars.", "",
+        "| exemplars | models | router | index | fit (s) | per event: median (ms) | "
+        "per event: max (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["rows"]:
+        lines.append(f"| {row['exemplars']} | {row['models']} | {row['router']} | "
+                     f"{row['algorithm']} | {row['fit_s']:.1f} | {row['median_ms']:.1f} | "
+                     f"{row['max_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,50000,100000")
+    parser.add_argument("--events", type=int, default=20)
+    args = parser.parse_args()
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for n_models in (2, 10):
+            for router_name in ("sw", "knn"):
+                rows.append(run(size, n_models, router_name, args.events))
+                print(rows[-1], flush=True)
+    summary = {"facts": run_facts(), "events": args.events, "rows": rows}
+    write_results(RESULTS, "feedback_cost", render(summary), summary)
+
+
+if __name__ == "__main__":
+    main()
