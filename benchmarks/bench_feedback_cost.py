@@ -97,7 +97,7 @@ def run(size: int, n_models: int, router_name: str, events: int) -> dict:
 
 
 def render(summary: dict) -> str:
-    facts = summary["facts"]
+    facts = summary
     lines = [
         "# Cost of learning one feedback event (`partial_fit` of one prompt)", "",
         f"Commit `{facts['commit']}`; command `{facts['command']}`; Python {facts['python']}, "
@@ -126,7 +126,7 @@ def main() -> None:
             for router_name in ("sw", "knn"):
                 rows.append(run(size, n_models, router_name, args.events))
                 print(rows[-1], flush=True)
-    summary = {"facts": run_facts(), "events": args.events, "rows": rows}
+    summary = {**run_facts(), "events": args.events, "rows": rows}
     write_results(RESULTS, "feedback_cost", render(summary), summary)
 
 
