@@ -133,24 +133,32 @@ class SpendStore(ABC):
         """``reserve`` in a worker thread. A cancelled caller (``task.cancel()``, an
         ``asyncio.wait_for`` deadline, e.g. while SQLite waits for another process's write)
         cannot stop that thread: the hold it may still grant has no owner, so it is released
-        as soon as it is granted, not left counting until its lease passes."""
-        reserving = asyncio.ensure_future(asyncio.to_thread(self.reserve, account, **kwargs))
-        try:
-            return await asyncio.shield(reserving)
-        except asyncio.CancelledError:
-            reserving.add_done_callback(functools.partial(
-                self._release_orphan, account, kwargs["hold_id"], kwargs["now"]))
-            raise
+        as soon as it is granted, not left counting until its lease passes. The thread
+        releases it itself, so this holds even when the event loop ends meanwhile (the end
+        of ``asyncio.run`` cancels the worker's task and stops running callbacks)."""
+        guard = threading.Lock()
+        outcome: dict[str, Any] = {}  # "result" once reserved, "abandoned" once cancelled
+        release = functools.partial(self.release, account, hold_id=kwargs["hold_id"],
+                                    now=kwargs["now"])
 
-    def _release_orphan(self, account: Account, hold_id: str, now: float,
-                        reserving: asyncio.Future[tuple[bool, AccountState]]) -> None:
-        """Release a hold granted after its caller was cancelled (a failed release is
-        reported by asyncio as an unretrieved exception; the lease frees the hold then)."""
-        if reserving.cancelled() or reserving.exception() is not None:
-            return  # nothing was held: the caller left and the store refused or failed
-        if reserving.result()[0]:
-            asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.release, account, hold_id=hold_id, now=now))
+        def reserve() -> tuple[bool, AccountState]:
+            result = self.reserve(account, **kwargs)
+            with guard:
+                outcome["result"] = result
+                orphaned = "abandoned" in outcome
+            if orphaned and result[0]:
+                release()
+            return result
+
+        try:
+            return await asyncio.to_thread(reserve)
+        except asyncio.CancelledError:
+            with guard:
+                outcome["abandoned"] = True
+                result = outcome.get("result")
+            if result is not None and result[0]:  # granted before the cancellation came
+                threading.Thread(target=release, name="langroute-release-orphan").start()
+            raise
 
     async def acommit(self, account: Account, **kwargs: Any) -> AccountState:
         return await asyncio.to_thread(self.commit, account, **kwargs)

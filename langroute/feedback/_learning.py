@@ -207,7 +207,9 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
     prompts are embedded under it), swapped in under it: a clustered ``SWRouter``
     re-clusters every exemplar on each ``partial_fit`` (seconds at 50k exemplars), which
     used to stop all routing meanwhile. Learners of one router take turns
-    (``_learning_lock``), so no event is learned twice nor lost.
+    (``_learning_lock``), so no event is learned twice nor lost; a router changed meanwhile
+    (a ``FeedbackRefitter`` refit swapped in, ``add_model``) is not swapped over: the events
+    are checked against it again and learned on it under ``lock``, the rare case.
     """
     if not events:
         return
@@ -216,15 +218,8 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
     routing = lock if lock is not None else contextlib.nullcontext()
     with _learning_lock(router):
         with routing:
-            learned = getattr(router, "learned_feedback_", None)
-            stale = list(router.models) != models  # add_model or a refit swapped in meanwhile
-            if prints is not None and learned is not None:
-                fresh = _not_learned(learned, prints)
-                if not fresh.all():
-                    events = [event for event, keep in zip(events, fresh, strict=True) if keep]
-                    prints, stale = prints[fresh], True
-            if stale:
-                battles = feedback_battles(events, decisions, router)
+            events, prints, battles = _still_new(router, events, prints, decisions, models,
+                                                 battles)
             if not (len(battles) and isinstance(router, _STAGED_ROUTERS)):
                 if len(battles):
                     router.partial_fit(battles)
@@ -238,17 +233,43 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
         with routing:
             if router.fit_version_ == version:
                 swap_in(router, staged)
-            elif list(router.models) == models:  # changed meanwhile (a direct partial_fit)
-                router.partial_fit(battles, embeddings=vectors)
-            else:  # add_model meanwhile: the battles need its model axis
-                router.partial_fit(feedback_battles(events, decisions, router))
+            else:  # changed meanwhile (a refit swapped in, add_model, a direct partial_fit)
+                staged_on = battles
+                events, prints, battles = _still_new(router, events, prints, decisions, models,
+                                                     battles)
+                if len(battles):
+                    router.partial_fit(battles,
+                                       embeddings=vectors if battles is staged_on else None)
             _note_learned(router, prints)
 
 
-def _learning_lock(router: Any) -> threading.Lock:
-    """One lock per router, taken by whoever learns on it (routing never waits on it)."""
+def _still_new(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | None,
+               decisions: Mapping[str, DecisionRecord], models: list[str], battles: Battles
+               ) -> tuple[Sequence[FeedbackEvent], np.ndarray | None, Battles]:
+    """Under the routing lock: ``events`` (``prints``) less those ``router`` learned since
+    ``battles`` were built for its ``models`` (another learner, a refit swapped in), and their
+    battles -- ``battles`` itself unless that or the model list (``add_model``) changed."""
+    learned = getattr(router, "learned_feedback_", None)
+    stale = list(router.models) != models
+    if prints is not None and learned is not None:
+        fresh = _not_learned(learned, prints)
+        if not fresh.all():
+            events = [event for event, keep in zip(events, fresh, strict=True) if keep]
+            prints, stale = prints[fresh], True
+    if stale:
+        battles = feedback_battles(events, decisions, router)
+    return events, prints, battles
+
+
+def _learning_lock(router: Any) -> Any:
+    """One lock per router, taken by whoever learns on it (routing never waits on it). A
+    router that cannot be a weak key (unhashable, or without ``__weakref__``: a router of the
+    user's own) is never staged; it learns under the routing lock alone."""
     with _LEARNING_LOCKS_GUARD:
-        return _LEARNING_LOCKS.setdefault(router, threading.Lock())
+        try:
+            return _LEARNING_LOCKS.setdefault(router, threading.Lock())
+        except TypeError:
+            return contextlib.nullcontext()
 
 
 def _note_learned(router: Any, prints: np.ndarray | None) -> None:

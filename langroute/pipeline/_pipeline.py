@@ -352,9 +352,7 @@ class CallPipeline:
             yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": state.context.call_id,
                                       "model": ref.name, "error": f"{type(exc).__name__}: {exc}"})
             raise
-        if hold is not None:  # None: no budget applies to this caller
-            yield Emit(BUDGET_EVENT, {"action": "reserve", **_event_of(hold)})
-        return hold
+        return hold  # None: no budget applies to this caller
 
     def _settle(self, hold: Any, answer: Answer | None, error: BaseException | None,
                 attempt: Attempt, state: CallState) -> Pipeline[None]:
@@ -378,11 +376,21 @@ class CallPipeline:
             yield Emit(BUDGET_EVENT, {"action": "release", **dict(info or {})})
 
     def _meter(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[_Meter]:
-        """Start one provider call: reserve its worst case, open its attempt record."""
+        """Start one provider call: reserve its worst case, open its attempt record, trace the
+        hold (a cancellation or callback error while that event is dispatched frees it)."""
         hold = yield from self._reserve(state, ref)
         attempt = Attempt(ref.name, purpose)
         state.attempts.append(attempt)
-        return _Meter(self, state, hold, attempt, time.perf_counter())
+        meter = _Meter(self, state, hold, attempt, time.perf_counter())
+        if hold is not None:
+            try:
+                yield Emit(BUDGET_EVENT, {"action": "reserve", **_event_of(hold)})
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                yield from meter.failed(exc, _outcome_of(exc))
+                raise
+        return meter
 
     def _call(self, state: CallState, ref: ModelRef, purpose: str,
               messages: Any = None) -> Pipeline[Answer]:

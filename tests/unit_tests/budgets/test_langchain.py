@@ -306,8 +306,10 @@ def test_copies_with_other_settings_keep_their_pipelines_and_the_memory_store(ro
     careful = llm.model_copy(update={"threshold": 0.0})
     pipeline = llm.pipeline
     careful.invoke(EASY)
-    assert llm.pipeline is pipeline and careful.pipeline is careful.pipeline
+    careful_pipeline = careful.pipeline
+    assert llm.pipeline is pipeline and careful_pipeline is not pipeline
     llm.invoke(HARD)
+    assert careful.pipeline is careful_pipeline and llm.pipeline is pipeline
     generous = llm.model_copy(update={"budgets": {"*": Budget(limit_usd=2.0)}})
     generous.invoke(HARD)
     llm.invoke(HARD)

@@ -643,3 +643,33 @@ def test_an_interrupted_call_releases_its_hold_and_is_not_retried():
         run_sync(pipeline(guard).run(request(EASY), estimate=estimate), caller)
     assert len(caller.calls) == 1 and _reserved(guard) == 0
     assert [e["action"] for e in caller.budget_events()] == ["reserve", "release"]
+
+
+class _StuckOnReserveEvent(FakeCaller):
+    """Callbacks that take their time over the budget's reserve event (``started``: begun)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.started = asyncio.Event()
+
+    async def aemit(self, name, payload):
+        self.emit(name, payload)
+        if name == "langroute.budget" and payload["action"] == "reserve":
+            self.started.set()
+            await asyncio.Event().wait()
+
+
+async def test_a_call_cancelled_while_its_reserve_event_is_dispatched_releases_its_hold():
+    """The hold was granted but the attempt not yet opened: it counted until its lease."""
+    guard = step({"*": Budget(limit_usd=1.0)})
+    caller = _StuckOnReserveEvent()
+    task = asyncio.ensure_future(run_async(pipeline(guard).run(request(EASY),
+                                                               estimate=estimate), caller))
+    await caller.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _reserved(guard) == 0 and caller.calls == []
+    assert [e["action"] for e in caller.budget_events()] == ["reserve", "release"]
+    (attempt,) = [p for n, p in caller.events if n == "langroute.attempt"]
+    assert attempt["outcome"] == "cancelled"

@@ -235,3 +235,35 @@ def test_a_forked_child_uses_its_own_connection(store_url):
 
 def _commit_in_child(store) -> None:
     store.commit(ACCOUNT, hold_id="child", cost_nano=7, now=1.0)
+
+
+def test_a_hold_granted_as_its_event_loop_shuts_down_is_released(shared_store_url):
+    """``asyncio.run`` of a script whose ``wait_for`` deadline passed while SQLite waited:
+    the hold came back during the loop's executor shutdown, and releasing it in that executor
+    failed ("cannot schedule new futures"), leaving it counted until its lease passed."""
+    store = open_store(shared_store_url)
+    entered, go = threading.Event(), threading.Event()
+    reserve_now = store.reserve
+
+    def slow_reserve(*args, **kwargs):
+        entered.set()
+        go.wait(5)
+        return reserve_now(*args, **kwargs)
+
+    store.reserve = slow_reserve
+
+    async def script() -> None:
+        reserving = asyncio.ensure_future(store.areserve(
+            ACCOUNT, limit_nano=100, amount_nano=60, hold_id="a", now=0.0, expires_at=600.0))
+        assert await asyncio.to_thread(entered.wait, 5)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reserving, 0.01)
+        threading.Timer(0.2, go.set).start()  # granted once the loop is shutting down
+
+    asyncio.run(script())
+    for _ in range(100):
+        if store.state(ACCOUNT, now=1.0).reserved_nano == 0:
+            break
+        threading.Event().wait(0.05)
+    assert store.state(ACCOUNT, now=1.0).reserved_nano == 0
+    store.close()

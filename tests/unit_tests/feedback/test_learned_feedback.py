@@ -388,3 +388,46 @@ def test_a_replay_racing_another_learns_each_event_once(name, hashing_embedder, 
     monkeypatch.setattr(_learning, "_learning_lock", lambda router: turns)
     assert replay(store, router, lock=_FlagLock()) == 8
     assert_same_learning(router, reference)
+
+
+def test_a_refit_swapped_in_while_it_learned_is_not_taught_the_event_again(hashing_embedder):
+    """A scheduled refit (which learns every stored event) swapped in between the learner's
+    check and its swap-in: the event was learned a second time and its fingerprint listed
+    twice (a router file that then refuses to load)."""
+    training = split_outcomes(10)
+    router = SWRouter(hashing_embedder).fit(training)
+    store = open_feedback_store("memory://")
+    refitter = FeedbackRefitter(store, router, training, policy=RefitEvery(events=1))
+    store.record_decision(DecisionRecord("d0", math_prompt(500), "cheap", MODELS))
+    record_feedback(store, "d0", score=0.0, router=router, lock=_SecondEntry(refitter.poll))
+    assert refitter.refits == 1
+    assert len(router.learned_feedback_) == 1
+    reference = SWRouter(hashing_embedder).fit(training)
+    replay(store, reference)
+    assert n_exemplars(router) == n_exemplars(reference)
+
+
+class _ByValue:
+    """A router of the user's own that compares by value (so it is unhashable) and keeps no
+    fingerprints: it learns every event given, under the routing lock."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.models, self.learned = list(MODELS), []
+        self.quality_ = np.full(len(MODELS), 0.5)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByValue) and other.learned == self.learned
+
+    def partial_fit(self, battles):
+        self.learned.append(battles)
+        return self
+
+
+def test_a_router_that_cannot_be_a_weak_key_learns_as_before():
+    router = _ByValue()
+    store = open_feedback_store("memory://")
+    store.record_decision(DecisionRecord("d0", math_prompt(500), "cheap", MODELS))
+    record_feedback(store, "d0", score=1.0, router=router, lock=_FlagLock())
+    assert len(router.learned) == 1 and len(router.learned[0])

@@ -296,3 +296,23 @@ def test_a_clustered_index_reclusters_once_its_exemplars_doubled(hashing_embedde
     for router in (online, loaded):
         np.testing.assert_allclose(router.win_matrices(QUERIES), full.win_matrices(QUERIES),
                                    atol=1e-6)
+
+
+@pytest.mark.parametrize("until", [50, 60], ids=["joins-clusters", "reclusters"])
+def test_partial_fit_leaves_the_arrays_of_a_shallow_copy_alone(hashing_embedder, until):
+    """Feedback learns on a shallow copy while routing goes on with the router it was copied
+    from: no array they share may change in place."""
+    import copy
+
+    data = split_outcomes(40, seed=2)
+    router = _clustered(hashing_embedder).fit(data.subset(np.arange(30)))
+    before = router.win_matrices(QUERIES)
+    shared = {name: value for name, value in vars(router).items()
+              if isinstance(value, np.ndarray)}
+    shared.update({f"index.{k}": v for k, v in router.index_.to_arrays().items()})
+    shared.update({f"store.{k}": v for k, v in router.store_.to_arrays().items()})
+    kept = {name: value.copy() for name, value in shared.items()}
+    copy.copy(router).partial_fit(data.subset(np.arange(30, until)))
+    for name, value in shared.items():
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)
+    np.testing.assert_array_equal(router.win_matrices(QUERIES), before)
