@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 import numpy as np
@@ -62,11 +62,12 @@ def folder_sha256(folder: str | Path) -> str:
 
 #: Weight formats that unpickle (and so can run code) when loaded; only safetensors may load.
 _PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
-#: Sections of a module config (``sentence_bert_config.json``) that sentence-transformers passes
+#: Keys of a module config (``sentence_bert_config.json``) that sentence-transformers passes
 #: to transformers' loaders: with them a folder chooses how its own files are read (e.g.
-#: ``weights_only: false`` unpickles weights). Folders sentence-transformers saves have none.
+#: ``weights_only: false`` unpickles weights) or where from (``tokenizer_name_or_path`` loads
+#: the tokenizer from any folder). Folders sentence-transformers saves have none.
 _LOADER_SECTIONS = ("model_args", "model_kwargs", "tokenizer_args", "processor_kwargs",
-                    "config_args", "config_kwargs")
+                    "config_args", "config_kwargs", "tokenizer_name_or_path")
 #: Loader options that override anything a folder says: weights are read only from
 #: safetensors, and a pickle (should one slip through) only by torch's restricted unpickler.
 _SAFE_MODEL_KWARGS = {"use_safetensors": True, "weights_only": True}
@@ -82,10 +83,11 @@ def _read_json(path: Path) -> Any:
 def _check_modules(folder: Path) -> None:
     """Refuse a folder that could make loading it run code or read files outside it.
 
-    Its ``modules.json`` may name only the standard modules; weights only safetensors (no
-    pickle-based files, weight indexes name only safetensors shards beside them); no symbolic
-    links or special files (their targets are not covered by ``folder_sha256``); no loader
-    options in module configs, and no tokenizer files named by path.
+    Its ``modules.json`` may name only the standard modules, at paths inside it; weights only
+    safetensors (no pickle-based files, weight indexes name only safetensors shards beside
+    them); no symbolic links or special files (their targets are not covered by
+    ``folder_sha256``); no loader options in module configs, and no tokenizer files named by
+    path.
     """
     entries = sorted(folder.rglob("*"))
     odd = [p.relative_to(folder).as_posix() for p in entries
@@ -137,7 +139,7 @@ def _check_modules(folder: Path) -> None:
     spec = folder / "modules.json"
     try:
         modules = json.loads(spec.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise EmbeddingError(
             f"{folder} is not a sentence-transformers folder (modules.json: {exc})"
         ) from exc
@@ -150,6 +152,15 @@ def _check_modules(folder: Path) -> None:
             raise EmbeddingError(
                 f"{spec}: module {kind!r} is not one of the standard sentence-transformers "
                 f"modules {sorted(_ALLOWED_MODULES)}; refusing to load it"
+            )
+        # sentence-transformers joins it to the folder: an absolute path or ".." loads a
+        # module from elsewhere (only recent releases refuse that themselves).
+        where = entry.get("path", "")
+        if not isinstance(where, str) or "\0" in where or PureWindowsPath(where).anchor \
+                or ".." in PureWindowsPath(where).parts:
+            raise EmbeddingError(
+                f"{spec}: module path {where!r} is not a folder inside {folder}; refusing to "
+                "load it"
             )
 
 

@@ -76,6 +76,36 @@ def test_module_configs_may_not_set_loader_options(tmp_path):
         FineTunedEmbedder(folder)
 
 
+def test_module_configs_may_not_name_a_tokenizer_elsewhere(tmp_path):
+    """sentence-transformers still honours the deprecated ``tokenizer_name_or_path``: the
+    tokenizer would be read from any folder the config names."""
+    folder = standard_folder(tmp_path / "enc")
+    config = json.loads((folder / "sentence_bert_config.json").read_text())
+    config["tokenizer_name_or_path"] = str(tmp_path / "elsewhere")
+    (folder / "sentence_bert_config.json").write_text(json.dumps(config))
+    with pytest.raises(EmbeddingError, match=r"sets loader options \['tokenizer_name_or_path'\]"):
+        FineTunedEmbedder(folder)
+
+
+@pytest.mark.parametrize("where", ["../outside", "/tmp/outside", "1_Pooling/../../outside",
+                                   "C:\\outside", None])
+def test_module_paths_may_not_leave_the_folder(tmp_path, where):
+    """sentence-transformers joins a module's path to the folder (older releases do not
+    refuse an absolute path or "..")."""
+    folder = standard_folder(tmp_path / "enc")
+    modules = [*STANDARD_MODULES[:1], {**STANDARD_MODULES[1], "path": where}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(EmbeddingError, match="is not a folder inside"):
+        FineTunedEmbedder(folder)
+
+
+def test_json_nested_too_deeply_to_read_is_refused_not_a_recursion_error(tmp_path):
+    folder = standard_folder(tmp_path / "enc")
+    (folder / "modules.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(EmbeddingError, match="modules.json"):
+        FineTunedEmbedder(folder)
+
+
 def test_a_router_file_cannot_run_code_through_its_encoder_folder(tmp_path):
     """The whole attack: a stranger's ContrastiveRouter file whose checksums all match."""
     marker = tmp_path / "pwned"
