@@ -445,7 +445,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             fallback=self.fallback, timeout=self.timeout, cascade=self.cascade,
             budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
             keep_text=self.trace_prompt, recorders=lambda: self.feedback.recorders(),
-            extra_key=(id(self.feedback_store), id(self.refitter)),
+            depends_on=(self.feedback_store, self.refitter),
         )
 
     @property

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._exceptions import MissingDependencyError
-from ._report import _test_folds
+from ._report import folds_phrase
 
 if TYPE_CHECKING:
     from ._report import EvaluationReport
@@ -52,7 +52,7 @@ def plot_report(report: EvaluationReport, path: str | Path) -> Path:
             _draw_cost_quality(ax, d)
         ds = d["dataset"]
         ax.set_title(f"{ds['name'] or 'outcomes'}: {ds['n_prompts']} prompts, "
-                     f"{len(ds['models'])} models ({_test_folds(d['settings']['n_evaluations'])})")
+                     f"{len(ds['models'])} models ({folds_phrase(d['settings']['n_evaluations'])})")
         ax.set_ylabel("mean quality on test prompts")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)

@@ -92,7 +92,7 @@ class EvaluationReport:
             f"## {ds['name'] or 'outcomes'}: "
             f"{ds['n_prompts']} prompts x {len(ds['models'])} models",
             "",
-            f"{split}, seeds {st['seeds']} ({_test_folds(st['n_evaluations'])}); "
+            f"{split}, seeds {st['seeds']} ({folds_phrase(st['n_evaluations'])}); "
             "mean ± std over folds; cost in USD per 1k calls.",
             "",
         ]
@@ -203,5 +203,5 @@ def _share(stat: dict[str, Any]) -> str:
     return text
 
 
-def _test_folds(n: int) -> str:
+def folds_phrase(n: int) -> str:
     return f"{n} test fold" if n == 1 else f"{n} test folds"

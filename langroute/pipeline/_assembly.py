@@ -138,14 +138,16 @@ class PipelineCache:
         prices: Mapping[str, Any] | None = None,
         keep_text: bool = False,
         recorders: Callable[[], Sequence[Recorder]] = tuple,
-        extra_key: tuple[Any, ...] = (),
+        depends_on: tuple[Any, ...] = (),
     ) -> CallPipeline:
         """The pipeline for these settings (``describe(name, model)`` makes a candidate's
-        ``ModelRef``; ``recorders()`` is called only when the pipeline is (re)built)."""
+        ``ModelRef``; ``recorders()`` is called only when the pipeline is (re)built, and
+        ``depends_on`` names other objects it was built from, compared by identity)."""
         key = (id(router), getattr(router, "fit_version_", None), threshold, strong_fraction,
                target_cost, tuple(models), tuple(map(id, models.values())),
                None if costs is None else tuple(sorted(costs.items())), max_retries, fallback,
-               timeout, id(cascade), id(budgets), spend_store, id(prices), keep_text, extra_key)
+               timeout, id(cascade), id(budgets), spend_store, id(prices), keep_text,
+               tuple(map(id, depends_on)))
         with self._lock:
             kept = self._pipelines.get(key)
             if kept is not None:
@@ -162,7 +164,7 @@ class PipelineCache:
                 cascade=cascade, keep_text=keep_text, recorders=tuple(recorders()),
             )
             # the key holds ids: the objects are kept with the pipeline, so no id is reused
-            pins = (router, cascade, budgets, prices, *models.values())
+            pins = (router, cascade, budgets, prices, *models.values(), *depends_on)
             _keep(self._pipelines, key, (pins, pipeline), self.KEPT)
             return pipeline
 

@@ -435,3 +435,15 @@ def test_signed_router_files_from_the_cli(mtbench, tmp_path, capsys, monkeypatch
     assert main(["calibrate", str(unsigned), "--strong-fraction", "0.5", "--quiet",
                  "--signing-key-env", "LANGROUTE_KEY"]) == 1
     assert "unsigned router file" in capsys.readouterr().err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch, capsys):
+    """Only a closed stdout ends quietly; a pipe or socket breaking elsewhere propagates."""
+    from langroute import cli
+
+    def broken(argv):
+        raise BrokenPipeError("a subprocess's pipe")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    with pytest.raises(BrokenPipeError, match="subprocess"):
+        main(["spend", "--store", "memory://"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -147,8 +148,8 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     Candidates and cascade verifier LLMs without callback handlers of their own report to this
     LLM's ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see
     each provider call once; this LLM itself emits no LLM callback events. A chat candidate's
-    ``system_prompt`` / ``output_parser`` is refused: LlamaIndex applies them only in that LLM's
-    own ``predict``, and this LLM runs ``predict`` itself (give them to this LLM).
+    ``system_prompt`` / ``output_parser`` draws a warning: most LlamaIndex LLMs apply them only
+    in their own ``predict``, and this LLM runs ``predict`` itself (give them to this LLM).
     """
 
     llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
@@ -258,7 +259,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
             budgets=self.budgets, spend_store=self.spend_store, prices=self.prices,
             keep_text=self.trace_prompt,
             recorders=lambda: self.feedback.recorders(),
-            extra_key=(id(self.feedback_store), id(self.refitter)),
+            depends_on=(self.feedback_store, self.refitter),
         )
 
     @property
@@ -446,15 +447,19 @@ def _check_llms(llms: Any) -> None:
                                     "fitting one router over all candidates instead")
         shaping = [key for key in _PREDICT_ONLY if getattr(llm, key, None)]
         if shaping and llm.metadata.is_chat_model:
-            raise RouterConfigError(
-                f"llms[{name!r}] sets {' and '.join(shaping)}, which LlamaIndex applies only in "
-                "that chat model's own predict() / structured_predict(); RoutedLLM runs those "
-                "itself and calls the candidate's chat(), so it would never be used: give it to "
-                "RoutedLLM instead")
+            # A warning, not an error: some integrations (Bedrock Converse) apply system_prompt
+            # in chat() too, and even set it from the last system message they were sent.
+            warnings.warn(
+                f"llms[{name!r}] sets {' and '.join(shaping)}, which most LlamaIndex chat models "
+                "(OpenAI's among them) apply only in their own predict() / "
+                "structured_predict(); RoutedLLM runs those itself and calls the candidate's "
+                "chat(), so unless this integration applies it in chat() it is not used: give "
+                "it to RoutedLLM instead", UserWarning, stacklevel=4)
 
 
-#: Fields LlamaIndex applies to a chat model only in its own ``predict`` / ``structured_predict``
-#: (``_extend_messages``, ``_get_messages``, ``_parse_output``), which RoutedLLM runs itself.
+#: Fields LlamaIndex's base LLM applies to a chat model only in its own ``predict`` /
+#: ``structured_predict`` (``_extend_messages``, ``_get_messages``, ``_parse_output``), which
+#: RoutedLLM runs itself (an integration may apply them in ``chat()`` as well).
 _PREDICT_ONLY = ("system_prompt", "output_parser")
 
 #: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own.
