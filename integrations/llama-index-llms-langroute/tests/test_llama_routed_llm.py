@@ -166,16 +166,17 @@ def test_metadata_is_the_most_restrictive_of_the_candidates(make_openai, router)
 
 
 @pytest.mark.parametrize("field", ["system_prompt", "output_parser"])
-def test_a_chat_candidates_predict_only_settings_are_refused(make_openai, router, field):
-    """LlamaIndex applies a chat model's system_prompt / output_parser only in its own predict();
-    RoutedLLM runs predict() itself and calls the candidate's chat(), so they would be dropped."""
+def test_a_chat_candidates_predict_only_settings_draw_a_warning(make_openai, router, field):
+    """LlamaIndex's OpenAI applies system_prompt / output_parser only in its own predict();
+    RoutedLLM runs predict() itself and calls the candidate's chat(), so they would be dropped
+    unnoticed. A warning, not an error: some integrations apply them in chat() too."""
     from llama_index.core.output_parsers import PydanticOutputParser
 
     value = "Answer in French." if field == "system_prompt" else PydanticOutputParser(Invoice)
     llms = {STRONG_MODEL: make_openai(STRONG_MODEL, **{field: value}),
             WEAK_MODEL: make_openai(WEAK_MODEL)}
-    with pytest.raises(RouterConfigError,
-                       match=rf"llms\['{STRONG_MODEL}'\] sets {field}.*give it to RoutedLLM"):
+    with pytest.warns(UserWarning,
+                      match=rf"llms\['{STRONG_MODEL}'\] sets {field}.*give it to RoutedLLM"):
         RoutedLLM(llms, router=router, threshold=0.7)
 
 
