@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._completions import count_tokens
 from ._errors import FakeAPIError
 from ._schema_instances import PromptHints, schema_instance, strict_schema_problem
-from ._server import FAKE_API_KEY, FAKE_BASE_URL, FakeOpenAI, RecordedRequest
+from ._server import FAKE_API_KEY, FAKE_BASE_URL, FakeOpenAI, RecordedRequest, no_socket_probe
 
 __all__ = [
     "FAKE_API_KEY",
@@ -20,6 +20,7 @@ __all__ = [
     "PromptHints",
     "RecordedRequest",
     "count_tokens",
+    "no_socket_probe",
     "schema_instance",
     "strict_schema_problem",
 ]

@@ -25,11 +25,21 @@ from ._completions import answer
 from ._errors import FakeAPIError
 from ._requests import validate_completion_request
 
-__all__ = ["FAKE_API_KEY", "FAKE_BASE_URL", "FakeOpenAI", "RecordedRequest"]
+__all__ = ["FAKE_API_KEY", "FAKE_BASE_URL", "FakeOpenAI", "RecordedRequest", "no_socket_probe"]
 
 FAKE_BASE_URL = "http://fake-openai.test/v1"
 FAKE_API_KEY = "test"
 _FAIL_MODEL = re.compile(r"^fail-(\d{3})$")
+
+
+def no_socket_probe() -> dict[str, Any]:
+    """``http_socket_options=()`` where ``ChatOpenAI`` has that field (langchain-openai >= 1.2):
+    it stops ChatOpenAI probing TCP options on a throwaway inet socket (our transport has no
+    socket). Older releases have no probe, and would send the unknown field to the API as a
+    model kwarg."""
+    from langchain_openai import ChatOpenAI
+
+    return {"http_socket_options": ()} if "http_socket_options" in ChatOpenAI.model_fields else {}
 
 
 @dataclass(frozen=True)
@@ -154,8 +164,7 @@ class FakeOpenAI:
 
         ``stream_usage`` defaults to True, as ChatOpenAI does against api.openai.com (a custom
         ``http_client`` switches that default off); ``max_retries`` defaults to 0 so error tests
-        see the first failure instead of the SDK's back-off. ``http_socket_options=()`` stops
-        ChatOpenAI probing TCP options on a throwaway inet socket (our transport has no socket).
+        see the first failure instead of the SDK's back-off; see ``no_socket_probe``.
         """
         return {
             "model": model,
@@ -163,7 +172,7 @@ class FakeOpenAI:
             "base_url": FAKE_BASE_URL,
             "stream_usage": True,
             "max_retries": 0,
-            "http_socket_options": (),
+            **no_socket_probe(),
             "http_client": httpx.Client(transport=self.transport),
             "http_async_client": httpx.AsyncClient(transport=self.transport),
             **kwargs,

@@ -403,6 +403,20 @@ def test_create_react_agent_keeps_the_options_bound_with_the_tools(fake: FakeOpe
 
 
 # -- the profile is what every candidate can do --------------------------------------------------
+#: What langchain-openai >= 1.1 knows of these models; 1.0 ships no profiles (``profile`` None).
+_OPENAI_PROFILE = {"max_input_tokens": 128_000, "structured_output": True, "tool_calling": True}
+
+
+def profiled_chat_params(fake: FakeOpenAI) -> dict[str, Any]:
+    """``routed_chat_params`` whose candidates all have a profile, on any langchain-openai."""
+    params = routed_chat_params(fake)
+    params["models"] = {
+        name: model if model.profile is not None else fake.chat_openai(name,
+                                                                       profile=_OPENAI_PROFILE)
+        for name, model in params["models"].items()}
+    return params
+
+
 def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
         fake: FakeOpenAI) -> None:
     """create_agent picks its structured-output strategy from ``model.profile``: with none it
@@ -410,7 +424,7 @@ def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
     pytest.importorskip("langchain.agents")
     from langchain.agents import create_agent
 
-    routed = RoutedChatModel(**routed_chat_params(fake))
+    routed = RoutedChatModel(**profiled_chat_params(fake))
     assert routed.profile is not None and routed.profile["structured_output"] is True
     assert routed.profile["max_input_tokens"] == min(
         m.profile["max_input_tokens"] for m in routed.models.values())  # type: ignore[index]
@@ -423,7 +437,7 @@ def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
 
     weak = fake.chat_openai(WEAK_MODEL, profile={**(routed.models[WEAK_MODEL].profile or {}),
                                                  "structured_output": False})
-    mixed = RoutedChatModel(**{**routed_chat_params(fake),
+    mixed = RoutedChatModel(**{**profiled_chat_params(fake),
                                "models": {**routed.models, WEAK_MODEL: weak}})
     assert mixed.profile is not None and mixed.profile["structured_output"] is False
     assert mixed.profile["tool_calling"] is True
@@ -433,7 +447,7 @@ def test_create_agent_uses_native_structured_output_when_every_candidate_has_it(
 def test_the_profile_follows_models_replaced_after_construction(fake: FakeOpenAI,
                                                                 path: str) -> None:
     """create_agent reads the profile: it must describe the models that answer now."""
-    routed = RoutedChatModel(**routed_chat_params(fake))
+    routed = RoutedChatModel(**profiled_chat_params(fake))
     assert routed.profile is not None and routed.profile["structured_output"] is True
     weak = fake.chat_openai(WEAK_MODEL, profile={**(routed.models[WEAK_MODEL].profile or {}),
                                                  "structured_output": False})

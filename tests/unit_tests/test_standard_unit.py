@@ -8,7 +8,7 @@ from langchain_openai import ChatOpenAI
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langroute.chat_models import RoutedChatModel
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, no_socket_probe
 from tests.fake_openai._standard_suites import (
     STRONG_MODEL,
     WEAK_MODEL,
@@ -24,13 +24,13 @@ class TestChatOpenAIUnit(UnservableSkips, ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"model": STRONG_MODEL, "api_key": "test", "http_socket_options": ()}
+        return {"model": STRONG_MODEL, "api_key": "test", **no_socket_probe()}
 
     @property
     def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
         return (
             {"OPENAI_API_KEY": "test-key", "OPENAI_API_BASE": "http://fake-openai.test/v1"},
-            {"model": STRONG_MODEL, "http_socket_options": ()},
+            {"model": STRONG_MODEL, **no_socket_probe()},
             {"openai_api_key": "test-key", "openai_api_base": "http://fake-openai.test/v1"},
         )
 
