@@ -660,3 +660,13 @@ def load_battles(path: str | Path, *, models: Sequence[str] | None = None) -> Ba
         result=np.asarray(res, dtype=np.float64),
         source=str(file),
     )
+
+
+def first_gap(data: Outcomes, names: Sequence[str]) -> tuple[str, int, str] | None:
+    """The first of the arrays ``names`` ("scores", "costs") in which some prompt lacks a model's
+    value: (that name, how many prompts lack one, the first such prompt's id); else None."""
+    for name in names:
+        missing = np.isnan(getattr(data, name)).any(axis=1)
+        if missing.any():
+            return name, int(missing.sum()), data.ids[int(np.argmax(missing))]
+    return None

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .._calibration import routing_ladder
 from .._exceptions import LangrouteError, OutcomesError, RouterConfigError
-from .._outcomes import Outcomes, load_outcomes
+from .._outcomes import Outcomes, first_gap, load_outcomes
 from ..embeddings import Embedder, default_embedder
 from ..routers import BaseRouter
 from ..routers._calibration_scores import calibration_scores_disabled
@@ -329,18 +329,17 @@ def _check_outcomes(data: Outcomes) -> None:
             "or the CLI's --output-tokens",
             path=data.source,
         )
-    for name, values in (("scores", data.scores), ("costs", data.costs)):
-        missing = np.isnan(values).any(axis=1)
-        if missing.any():
-            # The remedy filters on the array that has the gaps, and works from the CLI too.
-            first = data.ids[int(np.argmax(missing))]
-            raise OutcomesError(
-                f"{int(missing.sum())} of {len(data)} prompts lack a {name[:-1]} for some model "
-                f"(the first: id {first!r}); evaluation compares every model on every prompt, so "
-                f"fill in those cells of {name}.csv or drop those prompts (in Python: "
-                f"outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1)))",
-                path=data.source,
-            )
+    gap = first_gap(data, ("scores", "costs"))
+    if gap is not None:
+        # The remedy filters on the array that has the gaps, and works from the CLI too.
+        name, count, first = gap
+        raise OutcomesError(
+            f"{count} of {len(data)} prompts lack a {name[:-1]} for some model "
+            f"(the first: id {first!r}); evaluation compares every model on every prompt, so "
+            f"fill in those cells of {name}.csv or drop those prompts (in Python: "
+            f"outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1)))",
+            path=data.source,
+        )
 
 
 def _label_routers(

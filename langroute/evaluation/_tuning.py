@@ -23,7 +23,7 @@ from typing import Any, Self
 import numpy as np
 
 from .._exceptions import OutcomesError, RouterConfigError
-from .._outcomes import Battles, Outcomes
+from .._outcomes import Battles, Outcomes, first_gap
 from ..embeddings import Embedder
 from ..routers import BaseRouter
 from ..routers._base import _REGISTRY
@@ -297,21 +297,17 @@ def _check_complete(data: Outcomes, scoring: str) -> None:
     """Refuse gaps before the inner CV, which compares settings by every model's quality (and
     for ``"aiq"`` cost) on each held-out prompt (``validation_score``)."""
     assert data.costs is not None  # checked by fit
-    arrays = {"scores": data.scores, "costs": data.costs if scoring == "aiq" else None}
-    for name, values in arrays.items():
-        if values is None:
-            continue
-        missing = np.isnan(values).any(axis=1)
-        if missing.any():
-            first = data.ids[int(np.argmax(missing))]
-            raise OutcomesError(
-                f"TunedRouter compares settings by every model's {name[:-1]} on held-out "
-                f"prompts, but {int(missing.sum())} of {len(data)} tuning prompts lack a "
-                f"{name[:-1]} for some model (the first: id {first!r}); drop those prompts "
-                f"(outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1))) or give "
-                "param_grid a single setting",
-                path=data.source,
-            )
+    gap = first_gap(data, ("scores", "costs") if scoring == "aiq" else ("scores",))
+    if gap is not None:
+        name, count, first = gap
+        raise OutcomesError(
+            f"TunedRouter compares settings by every model's {name[:-1]} on held-out "
+            f"prompts, but {count} of {len(data)} tuning prompts lack a {name[:-1]} for some "
+            f"model (the first: id {first!r}); drop those prompts "
+            f"(outcomes.subset(~np.isnan(outcomes.{name}).any(axis=1))) or give "
+            "param_grid a single setting",
+            path=data.source,
+        )
 
 
 def tuned_router(
