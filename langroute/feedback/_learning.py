@@ -204,9 +204,9 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
     left, the rare case). ``prints`` None: the router keeps no fingerprints.
 
     ``SWRouter`` and ``KNNRouter`` learn on a shallow copy outside ``lock`` (only the new
-    prompts are embedded under it), swapped in under it: a clustered ``SWRouter``
-    re-clusters every exemplar on each ``partial_fit`` (seconds at 50k exemplars), which
-    used to stop all routing meanwhile. Learners of one router take turns
+    prompts are embedded under it), swapped in under it: ``partial_fit`` copies every stored
+    exemplar, and a clustered ``SWRouter`` re-clusters them all once they have doubled
+    (seconds at 50k exemplars), which must not stop routing. Learners of one router take turns
     (``_learning_lock``), so no event is learned twice nor lost; a router changed meanwhile
     (a ``FeedbackRefitter`` refit swapped in, ``add_model``) is not swapped over: the events
     are checked against it again and learned on it under ``lock``, the rare case.
