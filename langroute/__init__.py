@@ -46,7 +46,7 @@ from .embeddings import (
 )
 from .evaluation import EvaluationReport, evaluate
 from .feedback import open_feedback_store, record_feedback, record_preference
-from .pipeline import CallPipeline, Fallback, RetryPolicy
+from .pipeline import CallPipeline, Fallback, RetryPolicy, collect_decisions
 from .routers import (
     BaseRouter,
     ClusterRouter,
@@ -128,6 +128,7 @@ __all__ = [
     "StaticEmbedder",
     "UnknownDecisionError",
     "calibrate_threshold",
+    "collect_decisions",
     "default_embedder",
     "evaluate",
     "load_battles",

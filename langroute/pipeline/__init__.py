@@ -7,6 +7,7 @@ driver. Nothing here imports LangChain or LlamaIndex.
 
 from __future__ import annotations
 
+from ._collect import collect_decisions
 from ._effects import (
     Caller,
     Effect,
@@ -59,6 +60,7 @@ __all__ = [
     "StreamClosed",
     "TokenEstimate",
     "Usage",
+    "collect_decisions",
     "is_retryable",
     "retry_after_seconds",
     "run_async",

@@ -43,6 +43,7 @@ from .._decision import (
     RoutingPolicy,
 )
 from .._exceptions import BudgetExceededError
+from ._collect import note_decision
 from ._effects import (
     END_OF_STREAM,
     CallModel,
@@ -282,12 +283,12 @@ class CallPipeline:
             try:
                 state.decision = yield Dual(self.budget.admit, self.budget.aadmit, (state,))
             except Exception as exc:
-                yield Emit(ROUTE_EVENT, _route_event(state))
+                yield Emit(ROUTE_EVENT, _noted(_route_event(state)))
                 yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": request.context.call_id,
                                           "scope": request.context.scope,
                                           "error": f"{type(exc).__name__}: {exc}"})
                 raise
-        yield Emit(ROUTE_EVENT, _route_event(state))
+        yield Emit(ROUTE_EVENT, _noted(_route_event(state)))
         return state
 
     def _ref(self, model: str) -> ModelRef:
@@ -722,6 +723,12 @@ def _route_event(state: CallState) -> dict[str, Any]:
     event: dict[str, Any] = dict(state.decision.to_event())
     if state.context.scope is not None:
         event["scope"] = state.context.scope
+    return event
+
+
+def _noted(event: dict[str, Any]) -> dict[str, Any]:
+    """``event``, after handing a copy to the open ``collect_decisions`` blocks."""
+    note_decision(dict(event))  # type: ignore[arg-type]
     return event
 
 

@@ -67,6 +67,34 @@ async def test_async_query_routes_too(fake, index, events):
     assert fake.models_called == [e.model for e in events.of("RouteDecisionEvent")]
 
 
+def test_a_query_engines_decisions_are_collected_for_feedback(fake, settings, strong, weak,
+                                                              router):
+    """A query engine's Response does not carry the decision id; collect_decisions does."""
+    from langroute import collect_decisions
+
+    routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: weak}, router=router, threshold=0.7,
+                       feedback_store="memory://")
+    settings.llm = routed
+    settings.embed_model = LangrouteEmbedding(HashingEmbedder(dimension=256))
+    engine = VectorStoreIndex.from_documents([Document(text=t) for t in DOCS]).as_query_engine(
+        similarity_top_k=1)
+    with collect_decisions() as made:
+        engine.query("What is 17 * 23?")
+    (decision,) = made
+    assert decision["model"] == STRONG_MODEL == fake.models_called[-1]
+    routed.record_feedback(decision["decision_id"], score=1.0)  # the store knows the id
+    assert routed.feedback.store().events()[-1].decision_id == decision["decision_id"]
+
+
+async def test_an_async_query_engines_decisions_are_collected(fake, index, events):
+    from langroute import collect_decisions
+
+    with collect_decisions() as made:
+        await index.as_query_engine(similarity_top_k=1).aquery("What is 17 * 23?")
+    assert [d["decision_id"] for d in made] == [
+        e.decision_id for e in events.of("RouteDecisionEvent")]
+
+
 def test_settings_token_counter_counts_each_provider_call_once(fake, settings, index):
     counter = TokenCountingHandler()
     settings.callback_manager = CallbackManager([counter])

@@ -262,3 +262,32 @@ def test_refitter_misuse_is_a_clear_error():
     with pytest.raises(RouterConfigError, match="FeedbackRefitter"):
         RoutedChatModel(models=models, router=router, threshold=THRESHOLD,
                         refitter="every day")
+
+
+def test_decisions_hidden_by_a_chain_are_collected_for_feedback():
+    """An output parser drops the answer's metadata, and with it the decision id."""
+    from langchain_core.output_parsers import StrOutputParser
+
+    from langroute import collect_decisions
+
+    model = routed_model(fitted_router(), "memory://")
+    chain = model | StrOutputParser()
+    with collect_decisions() as made:
+        assert chain.invoke(EASY) == f"answer from {WEAK}"
+        with collect_decisions() as inner:  # blocks nest: each sees what is decided inside
+            chain.batch([HARD, EASY])  # a thread pool that copies the caller's context
+    assert made[0]["model"] == WEAK  # the batch's two may be decided in either order
+    assert sorted(d["model"] for d in inner) == sorted([STRONG, WEAK]) and inner == made[1:]
+    assert len({d["decision_id"] for d in made}) == 3
+    model.record_feedback(made[0]["decision_id"], score=1.0)  # the id the store knows
+    assert chain.invoke(EASY) and len(made) == 3  # nothing is collected after the block
+
+
+async def test_async_calls_in_tasks_are_collected():
+    from langroute import collect_decisions
+
+    model = routed_model(fitted_router(), "memory://")
+    with collect_decisions() as made:
+        answers = await asyncio.gather(model.ainvoke(EASY), model.ainvoke(HARD))
+    assert sorted(d["decision_id"] for d in made) == sorted(
+        a.response_metadata["langroute"]["decision_id"] for a in answers)
