@@ -334,9 +334,12 @@ class FunctionScorer(Scorer):
                  supports_tool_calls: bool = False) -> None:
         if not callable(fn):
             raise CascadeConfigError(f"a scorer must be callable, got {fn!r}")
+        if (isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence)
+                or len(bounds) != 2 or not all(_is_number(b) for b in bounds)
+                or not bounds[0] < bounds[1]):
+            raise CascadeConfigError(
+                f"bounds must be (low, high), two numbers with low < high, got {bounds!r}")
         lo, hi = bounds
-        if not lo < hi:
-            raise CascadeConfigError(f"bounds must be (low, high) with low < high, got {bounds}")
         self.fn = fn
         self.bounds = (float(lo), float(hi))
         self.supports_tool_calls = bool(supports_tool_calls)

@@ -188,22 +188,33 @@ def answer_of(output: Any) -> Answer:
     """Read what steps need from a model's output (a message, a ChatResult, a chunk, or a
     structured-output value)."""
     message: Any = output
+    text: str | None = None
     if isinstance(output, ChatResult):
         message = output.generations[0].message if output.generations else None
     elif isinstance(output, (ChatGeneration, ChatGenerationChunk)):
         message = output.message
     elif isinstance(output, Mapping) and isinstance(output.get("raw"), BaseMessage):
-        message = output["raw"]
+        message = output["raw"]  # include_raw=True: usage from the raw message, ...
+        if output.get("parsed") is not None:  # ... text from the parsed value (see _parsed)
+            text = _parsed_text(output["parsed"])
     if isinstance(message, BaseMessage):
-        return Answer(raw=output, text=message.text, usage=usage_of(message),
-                      tool_calls=len(getattr(message, "tool_calls", None) or []),
+        # A function_calling structured answer's tool call is the answer, not a tool to run:
+        # it is scored like any answer (not skipped as a tool call), as _parsed does.
+        calls = 0 if text is not None else len(getattr(message, "tool_calls", None) or [])
+        return Answer(raw=output, text=message.text if text is None else text,
+                      usage=usage_of(message), tool_calls=calls,
                       token_logprobs=_logprobs_of(message))
     # A parsed structured output: its JSON is the answer's text (no usage is attached).
-    if hasattr(output, "model_dump"):
-        text = json.dumps(output.model_dump(), sort_keys=True, default=str)
-    else:
-        text = json.dumps(output, sort_keys=True, default=str)
-    return Answer(raw=output, text=text)
+    return Answer(raw=output, text=_parsed_text(output))
+
+
+def _parsed_text(value: Any) -> str:
+    """A structured output's text, for scorers and judges: its JSON, keys sorted. The raw
+    message's text will not do: a ``function_calling`` answer is a tool call with no text, so
+    every cheap answer once scored as empty and was escalated."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump()
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _stamped_message(message: BaseMessage, record: dict[str, Any]) -> BaseMessage:
@@ -284,15 +295,16 @@ def _as_messages(messages: Sequence[tuple[str, str]]) -> list[BaseMessage]:
 
 def _parsed(output: Any, unwrap: bool) -> Answer:
     """An answer from a structured-output call made with ``include_raw=True`` on the caller's
-    behalf: usage and text from the raw message, ``raw`` the parsed value (a parsing error
-    raises, as ``with_structured_output`` would without ``include_raw``)."""
+    behalf: usage from the raw message, text from the parsed value (``_parsed_text``), ``raw``
+    the parsed value (a parsing error raises, as ``with_structured_output`` would without
+    ``include_raw``)."""
     answer = answer_of(output)
     if not unwrap:
         return answer
     error = output.get("parsing_error") if isinstance(output, Mapping) else None
     if error is not None:
         raise error
-    return Answer(raw=output["parsed"], text=answer.text, usage=answer.usage,
+    return Answer(raw=output["parsed"], text=_parsed_text(output["parsed"]), usage=answer.usage,
                   tool_calls=0, token_logprobs=answer.token_logprobs)
 
 
@@ -357,14 +369,15 @@ class RunnableCaller:
         binding is replayed on the model; with ``with_raw`` a structured-output call asks for
         the raw message too, so its usage is known (the parsed value is what the caller gets
         back). Only a candidate answering the call itself gets every call keyword (``model=``
-        included); other calls get the request's shared ones.
+        included); a verifier answering the same request gets its shared ones; a step's own
+        prompt (a judge's) gets none: the caller's ``stop`` or ``max_tokens`` would cut the
+        judge's verdict short.
         """
         model = ref.model
-        own = ref.candidate and messages is None
-        kwargs = self.kwargs if own else {
-            k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
         if messages is not None:
-            return model, _as_messages(messages), kwargs, False
+            return model, _as_messages(messages), {}, False
+        kwargs = self.kwargs if ref.candidate else {
+            k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
         binding = self.binding
         unwrap = (with_raw and isinstance(binding, StructuredOutputBinding)
                   and not binding.include_raw)
@@ -418,7 +431,7 @@ class RunnableCaller:
         if catcher is None or catcher.message is None:
             return answer_of(merged)
         answer = answer_of(catcher.message)
-        return Answer(raw=merged, text=answer.text, usage=answer.usage, tool_calls=0,
+        return Answer(raw=merged, text=_parsed_text(merged), usage=answer.usage, tool_calls=0,
                       token_logprobs=answer.token_logprobs)
 
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:

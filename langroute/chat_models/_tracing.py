@@ -8,7 +8,8 @@ escalated (an attempt is traced when it settles, before it is scored, so the tra
 copy of the answer's attempt from this event). So every provider call is counted exactly once
 whatever runs LangChain puts in between (``with_structured_output`` adds a parser run; the
 generate path has none). Memory is bounded: the newest ``max_calls`` calls are kept, older
-ones are folded into totals.
+ones are folded into totals once their run has ended (a call still in flight keeps receiving
+its events, however many calls started after it).
 """
 
 from __future__ import annotations
@@ -171,7 +172,11 @@ class RoutingTracer(BaseCallbackHandler):
         self.prices = _checked_prices(prices)
         self.max_calls = max_calls
         self._calls: OrderedDict[str, RoutedCall] = OrderedDict()  # by decision id
+        #: calls whose routed run has not ended yet, by run id
         self._by_run: dict[UUID, RoutedCall] = {}
+        #: calls pushed out of ``_calls`` while still in flight, by decision id: folded into
+        #: the totals when their run ends (their later attempts must still count)
+        self._evicted: dict[str, RoutedCall] = {}
         self._retired = _Totals()
         self._lock = threading.Lock()
 
@@ -186,15 +191,18 @@ class RoutingTracer(BaseCallbackHandler):
         if name == ROUTE_EVENT:
             with self._lock:
                 call = RoutedCall(run_id=run_id, decision=data)
-                self._calls[str(data.get("decision_id") or run_id)] = call
+                self._calls[_key(data, run_id)] = call
                 self._by_run[run_id] = call
                 while len(self._calls) > self.max_calls:
-                    _, old = self._calls.popitem(last=False)
-                    self._by_run.pop(old.run_id, None)
-                    self._fold(self._retired, old)
+                    key, old = self._calls.popitem(last=False)
+                    if self._by_run.get(old.run_id) is old:
+                        self._evicted[key] = old  # in flight: folded when its run ends
+                    else:
+                        self._fold(self._retired, old)
         elif name in (ATTEMPT_EVENT, CASCADE_EVENT):
             with self._lock:
-                call = self._calls.get(str(data.get("decision_id")))
+                key = str(data.get("decision_id"))
+                call = self._calls.get(key) or self._evicted.get(key)
                 if call is None:
                     return
                 if name == ATTEMPT_EVENT:
@@ -202,18 +210,30 @@ class RoutingTracer(BaseCallbackHandler):
                 else:
                     _judged(call, data)
 
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, None)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, None)
+
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        self._end(run_id, error)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        self._end(run_id, error)
 
-    def _fail(self, run_id: UUID, error: BaseException) -> None:
+    def _end(self, run_id: UUID, error: BaseException | None) -> None:
+        """A routed run ended: failed with ``error`` unless it is ``GeneratorExit`` (an async
+        stream its consumer closed early ends with it: abandoned, recorded, not failed)."""
         with self._lock:
-            call = self._by_run.get(run_id)
-            if call is not None:
+            call = self._by_run.pop(run_id, None)
+            if call is None:
+                return
+            if error is not None and not isinstance(error, GeneratorExit):
                 call.failed = True
                 call.error = f"{type(error).__name__}: {error}"
+            if self._evicted.pop(_key(call.decision, run_id), None) is call:
+                self._fold(self._retired, call)
 
     # -- summary --------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -221,13 +241,14 @@ class RoutingTracer(BaseCallbackHandler):
         with self._lock:
             self._calls.clear()
             self._by_run.clear()
+            self._evicted.clear()
             self._retired = _Totals()
 
     def summary(self) -> RoutingSummary:
         """Calls and spend per model, the top-rung share, cascades and spend per scope."""
         with self._lock:
             totals = self._retired.copy()
-            for call in self._calls.values():
+            for call in (*self._evicted.values(), *self._calls.values()):
                 self._fold(totals, call)
         per_model = {}
         for name, t in totals.per_model.items():
@@ -293,6 +314,11 @@ class RoutingTracer(BaseCallbackHandler):
         if model == call.decision.get("model") and estimate is not None:
             return float(estimate), "estimated per call"  # type: ignore[arg-type]
         return 0.0, "unknown"
+
+
+def _key(decision: Mapping[str, Any], run_id: UUID) -> str:
+    """A call's key: its decision id (what its attempt and cascade events carry)."""
+    return str(decision.get("decision_id") or run_id)
 
 
 def _judged(call: RoutedCall, event: Mapping[str, Any]) -> None:

@@ -260,7 +260,9 @@ class Sleep(Effect):
 @dataclass(frozen=True)
 class Gather(Effect):
     """Run several sub-pipelines at once (threads when sync, ``asyncio.gather`` when async);
-    returns their results in order. Used by scorers that ask several verifiers in parallel."""
+    returns their results in order. Used by scorers that ask several verifiers in parallel.
+    Sync and async alike, every sub-pipeline ends (and records its attempt) before the first
+    error, in order, is raised: no verifier is left running after its call is over."""
 
     pipelines: tuple[Pipeline[Any], ...]
 
@@ -273,7 +275,12 @@ class Gather(Effect):
             return [f.result() for f in futures]
 
     async def arun(self, caller: Caller) -> list[Any]:
-        return list(await asyncio.gather(*(run_async(p, caller) for p in self.pipelines)))
+        results = await asyncio.gather(*(run_async(p, caller) for p in self.pipelines),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)
 
 
 @dataclass(frozen=True)

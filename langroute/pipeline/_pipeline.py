@@ -201,7 +201,7 @@ class CallPipeline:
         start = self.cascade.plan(state) if self.cascade is not None else None
         model, answer = yield from self._answer(
             state, start or state.decision.model, "answer",
-            self._call if start is None else _provisional(self._call))
+            self._call if start is None else _provisional(self._call, self._scored(state, 0)))
         if start is not None:
             model, answer = yield from self._escalate(state, model, answer, self._call)
         yield from self._finish(state, answer)
@@ -248,7 +248,8 @@ class CallPipeline:
             answer, last = yield from self._pump(state, model, opened)
         else:
             model, answer = yield from self._answer(state, start, "answer",
-                                                    _provisional(self._buffered))
+                                                    _provisional(self._buffered,
+                                                                 self._scored(state, 0)))
             model, answer = yield from self._escalate(state, model, answer, self._buffered)
             chunks = answer.raw[1]
             last = chunks[-1] if chunks else None
@@ -290,6 +291,14 @@ class CallPipeline:
                 raise
         yield Emit(ROUTE_EVENT, _noted(_route_event(state)))
         return state
+
+    def _scored(self, state: CallState, steps: int) -> Callable[[str], bool]:
+        """Whether a model answering after ``steps`` escalations will have its answer scored
+        (``_escalate``: not after ``max_steps``, nor at the top rung)."""
+        cascade = self.cascade
+        assert cascade is not None
+        return lambda model: (steps < cascade.max_steps
+                              and cascade.escalate_to(state, model) is not None)
 
     def _ref(self, model: str) -> ModelRef:
         return self.refs.get(model) or ModelRef(model)
@@ -561,7 +570,11 @@ class CallPipeline:
         An answer with no rung above it (or after ``max_steps`` escalations) is accepted
         without scoring: nothing could come of the score but the scorer's cost; so is one the
         step declines to score (``score`` returns None, e.g. a tool-call answer). A scorer's
-        error is traced (``langroute.cascade`` with ``error``) and fails the call.
+        error is traced (``langroute.cascade`` with ``error``) and fails the call, except a
+        verifier's call the budget denies: the answer was paid for, so, as for a denied
+        escalation below, it is returned, unchecked (no score, ``notes["cascade"]`` and a
+        ``langroute.cascade`` event with ``denied``), never thrown away for a
+        ``BudgetExceededError`` that promises no provider call was made.
 
         An escalation the budget denies (``BudgetExceededError`` reserving the next model) does
         not fail the call: the doubtful answer was checked and paid for, so it is returned,
@@ -596,6 +609,13 @@ class CallPipeline:
                 try:
                     value = yield from cascade.score(state, scored)
                     score = None if value is None else float(value)
+                except BudgetExceededError as exc:  # a verifier's call did not fit
+                    denied = exc.model or "a verifier"
+                    note = (f"checking the answer of {model!r} was denied by the budget "
+                            f"({exc}); it is returned unchecked")
+                    yield from self._unconfirmed(state, model, answered, note, {
+                        "score": None, "passed": None, "step": steps, "denied": denied})
+                    return model, answer
                 except Exception as exc:
                     yield Emit(CASCADE_EVENT, {
                         "decision_id": state.context.call_id, "model": model, "score": None,
@@ -617,12 +637,10 @@ class CallPipeline:
             if following is None:
                 return model, answer
             # the next answer is scored in turn unless it is the last step or the top rung
-            scored_next = (steps + 1 < cascade.max_steps
-                           and cascade.escalate_to(state, following) is not None)
             try:
                 model_up, answer_up = yield from self._answer(
                     state, following, "cascade",
-                    _provisional(attempt) if scored_next else attempt, above=model)
+                    _provisional(attempt, self._scored(state, steps + 1)), above=model)
             except BudgetExceededError as exc:
                 denied = exc.model or following
                 note = (f"escalation to {denied!r} denied by the budget ({exc}); the "
@@ -732,12 +750,15 @@ def _noted(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _provisional(attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]]
+def _provisional(attempt: Callable[[CallState, ModelRef, str], Pipeline[Any]],
+                 scored: Callable[[str], bool]
                  ) -> Callable[[CallState, ModelRef, str], Pipeline[Any]]:
-    """``attempt`` on a provisional ref: its answer will be scored, so the adapter keeps it
-    from token streams (``ModelRef.provisional``)."""
+    """``attempt`` on a provisional ref when ``scored(model)``: its answer will be scored, so
+    the adapter keeps it from token streams (``ModelRef.provisional``). Asked per model, as a
+    fallback may answer instead: one at the top rung is not scored, so it is not hidden."""
     def provisional(state: CallState, ref: ModelRef, purpose: str) -> Pipeline[Any]:
-        return attempt(state, replace(ref, provisional=True), purpose)
+        return attempt(state, replace(ref, provisional=True) if scored(ref.name) else ref,
+                       purpose)
     return provisional
 
 

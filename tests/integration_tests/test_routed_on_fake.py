@@ -183,6 +183,30 @@ async def test_astream_events_of_an_accepted_cheap_answer_stream_it_once(
     assert chain_text == "You said: Hello"  # the routed run delivers it
 
 
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+@pytest.mark.parametrize("include_raw", [False, True])
+def test_agreeing_structured_answers_are_accepted_whatever_the_method(
+        fake: FakeOpenAI, method: str, include_raw: bool) -> None:
+    """A function_calling answer is a tool call with no text: scored as empty text, the cheap
+    answer never agreed with its verifier and every call escalated."""
+    from pydantic import BaseModel
+
+    from langroute.cascade import AgreementScorer
+
+    class Joke(BaseModel):
+        """A joke."""
+
+        setup: str
+        punchline: str
+
+    routed = _cascaded(fake, AgreementScorer([fake.chat_openai("gpt-4.1-nano")]), accept=1.0)
+    structured = routed.with_structured_output(Joke, method=method, include_raw=include_raw)
+    out = structured.invoke("Tell me a joke about cats.")
+    joke = out["parsed"] if include_raw else out
+    assert isinstance(joke, Joke)
+    assert fake.models_called == [WEAK_MODEL, "gpt-4.1-nano"]  # agreed: no escalation
+
+
 def test_cascade_hidden_runs_are_tagged_and_usage_counted_once(fake: FakeOpenAI) -> None:
     from langchain_core.callbacks import BaseCallbackHandler
 

@@ -392,13 +392,17 @@ async def test_every_cascade_step_and_verifier_call_is_budgeted(mode):
     assert spent(guard) == pytest.approx(sum(ACTUAL[m] for m, _ in caller.calls))
 
 
-async def test_a_cascade_step_up_past_a_hard_limit_is_denied_without_calling(mode):
-    # Room for the small answer and not for a large verifier's worst case.
+async def test_a_cascade_check_past_a_hard_limit_is_denied_without_calling(mode):
+    # Room for the small answer and not for a large verifier's worst case: the check is denied
+    # before any call, and the answer already paid for is returned unchecked (not thrown away
+    # with a BudgetExceededError).
     guard = step({"*": Budget(limit_usd=WORST["small"] + 0.001)})
     caller = FakeCaller()
-    with pytest.raises(BudgetExceededError, match="large"):
-        await _drive(mode, pipeline(guard, cascade=_VerifyThenEscalate()), request(EASY), caller)
+    result = await _drive(mode, pipeline(guard, cascade=_VerifyThenEscalate()), request(EASY),
+                          caller)
     assert caller.calls == [("small", "answer")]
+    assert result.model == "small" and "a call to large" in result.notes["cascade"]
+    assert spent(guard) == pytest.approx(ACTUAL["small"])
 
 
 def test_the_guard_is_a_budget_step():

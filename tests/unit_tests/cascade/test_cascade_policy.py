@@ -369,6 +369,8 @@ def test_judge_replies_are_parsed_strictly():
     (lambda: JudgeScorer(None), "got None"),
     (lambda: LogprobScorer(quantile=2), "quantile"),
     (lambda: FunctionScorer(len, bounds=(1.0, 0.0)), "low < high"),
+    (lambda: FunctionScorer(len, bounds=("low", "high")), "two numbers"),
+    (lambda: FunctionScorer(len, bounds=(0.0, 0.5, 1.0)), "two numbers"),
 ])
 def test_bad_configuration_is_a_clear_error(build, message):
     with pytest.raises(CascadeConfigError, match=message) as info:
@@ -572,3 +574,56 @@ def test_fallback_during_an_escalation_goes_only_above_the_rejected_rung():
     assert Fallback("cheaper").next_model(LARGE, [LARGE], COSTS, above=MEDIUM) is None
     assert Fallback("cheaper").next_model(LARGE, [LARGE], COSTS, above=SMALL) == MEDIUM
     assert Fallback("stronger").next_model(MEDIUM, [MEDIUM], COSTS, above=SMALL) == LARGE
+
+
+class _DenyVerifier(MeteringBudget):
+    def reserve(self, state, ref):
+        if ref.name == VERIFY_A:
+            from langroute._exceptions import BudgetExceededError
+
+            raise BudgetExceededError("s", "total", "", limit_usd=0.01, spent_usd=0.001,
+                                      reserved_usd=0.0, requested_usd=0.1, model=ref.name)
+        return super().reserve(state, ref)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_verifier_the_budget_denies_returns_the_paid_answer_unchecked(policy, mode):
+    """The cheap answer was paid for: a denied check used to fail the call with a
+    BudgetExceededError (which promises no provider call was made), throwing the answer away."""
+    budget = _DenyVerifier()
+    caller = ScriptedCaller({SMALL: "1", MEDIUM: "2"})
+    pipeline = CallPipeline(policy, {m: ModelRef(m) for m in COSTS}, budget=budget,
+                            cascade=Cascade(AgreementScorer([VERIFY_A]), accept=1.0))
+    gen = pipeline.run(_request())
+    result = run_sync(gen, caller) if mode == "sync" else asyncio.run(run_async(gen, caller))
+    assert result.model == SMALL and result.answer.text == "1"
+    assert caller.calls == [(SMALL, "answer")]
+    assert budget.log == [("reserve", SMALL), ("commit", SMALL)]
+    assert [(a.model, a.outcome, a.score) for a in result.attempts] == [(SMALL, "accepted", None)]
+    assert result.notes["cascade"].startswith(f"checking the answer of {SMALL!r} was denied")
+    (event,) = caller.named("langroute.cascade")
+    assert (event["model"], event["denied"], event["accepted"]) == (SMALL, VERIFY_A, True)
+    assert event["score"] is None and event["passed"] is None
+
+
+async def test_a_failing_verifier_does_not_leave_its_siblings_running():
+    """asyncio.gather once raised the first verifier's error while the others still ran: their
+    attempts arrived after the call had ended (sync threads were always waited for)."""
+
+    class OneSlowOneBroken(ScriptedCaller):
+        async def acall(self, ref, purpose, messages=None):
+            if ref.name == "va":
+                await asyncio.sleep(0.05)
+            if ref.name == "vb":
+                raise ValueError("vb broken")
+            return self._answer(ref, purpose, messages)
+
+    router = SWRouter(HashingEmbedder(dimension=256, cache_dir=False)).fit(_outcomes())
+    policy = RoutingPolicy.build(router, ["small", "medium", "large"], 1.0)
+    caller = OneSlowOneBroken({SMALL: "1", "va": "1"})
+    pipeline = CallPipeline(policy, {m: ModelRef(m) for m in COSTS},
+                            cascade=Cascade(AgreementScorer(["va", "vb"]), accept=1.0))
+    with pytest.raises(ValueError, match="vb broken"):
+        await run_async(pipeline.run(_request()), caller)
+    attempts = [d["model"] for name, d in caller.events if name == "langroute.attempt"]
+    assert "va" in attempts and "vb" in attempts  # both ended before the call did

@@ -291,3 +291,61 @@ def test_a_failed_escalated_stream_under_cheaper_delivers_the_paid_answer(router
     assert "".join(c.content for c in chunks) == f"answer from {WEAK}"
     assert len(weak.received) == 1
     assert "failed" in chunks[-1].response_metadata["langroute"]["notes"]["cascade"]
+
+
+
+@pytest.mark.parametrize("entry", ["ainvoke", "astream"])
+def test_a_fallback_to_the_top_rung_is_not_hidden_from_token_streams(router, strong, weak,
+                                                                    entry):
+    """The cheap model is down and the call falls back to the top rung: that answer will not
+    be scored, so, like an unscored escalation, its tokens reach ``astream_events`` (it used
+    to inherit the hidden tags of the cheap attempt: a token-streaming UI showed nothing)."""
+    from langchain_core.runnables import RunnableLambda
+
+    weak.error = ConnectionError("weak is down")
+    verifier = ScriptedChatModel(model_name="verifier")
+    model = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD, max_retries=0,
+                            cascade=Cascade(AgreementScorer([verifier]), accept=1.0))
+
+    async def ainvoke(text: str) -> Any:
+        return await model.ainvoke(text)
+
+    runnable = model if entry == "astream" else RunnableLambda(ainvoke)
+
+    async def tokens() -> list[str]:
+        events = runnable.astream_events(EASY, version="v2")
+        return [str(e["data"]["chunk"].content) async for e in events
+                if e["event"] == "on_chat_model_stream" and e["data"]["chunk"].content]
+
+    assert "".join(asyncio.run(tokens())) == f"answer from {STRONG}"
+    assert len(weak.received) == 1 and verifier.received == []
+
+
+class _Judge(ScriptedChatModel):
+    """A judge that finds every answer correct."""
+
+    def _answer(self, messages: Any, kwargs: dict[str, Any], stop: Any) -> Any:
+        message = super()._answer(messages, kwargs, stop)
+        return message.model_copy(update={"content": '{"verdict": "correct", "confidence": 0.9}'})
+
+
+def test_the_callers_stop_and_max_tokens_are_not_applied_to_the_judges_prompt(router, strong,
+                                                                               weak):
+    """They belong to the answer asked for; on the judge's own prompt a `stop=[","]` once cut
+    its JSON verdict short and failed the call."""
+    judge = _Judge(model_name="judge")
+    model = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                            threshold=THRESHOLD, cascade=Cascade(JudgeScorer(judge), accept=0.5))
+    model.invoke(EASY, stop=[","], max_tokens=6)
+    assert weak.received_kwargs[-1]["stop"] == [","] and weak.received_kwargs[-1]["max_tokens"] == 6
+    assert "stop" not in judge.received_kwargs[-1]
+    assert "max_tokens" not in judge.received_kwargs[-1]
+
+
+def test_a_verifier_answering_the_same_request_gets_its_stop_and_max_tokens(router, strong,
+                                                                             weak):
+    model, verifier = _routed(router, strong, weak, "verifier")
+    model.invoke(EASY, stop=[","], max_tokens=6)
+    assert verifier.received_kwargs[-1]["stop"] == [","]
+    assert verifier.received_kwargs[-1]["max_tokens"] == 6

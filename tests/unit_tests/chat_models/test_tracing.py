@@ -168,3 +168,36 @@ def test_an_answer_accepted_unscored_is_not_counted_as_checked(router, strong, w
     assert summary.checking_spend_usd == 0.0
     (attempt,) = message.response_metadata["langroute"]["attempts"]
     assert attempt["outcome"] == "accepted" and attempt["score"] is None
+
+
+async def test_an_async_stream_its_consumer_closes_early_is_not_a_failure(routed):
+    """LangChain ends an async stream closed early with ``on_chain_error(GeneratorExit)``; the
+    stream was abandoned and recorded, as a sync one closed early is, not failed."""
+    tracer = RoutingTracer()
+    stream = routed.astream(HARD, {"callbacks": [tracer]})
+    async for _ in stream:
+        break
+    await stream.aclose()
+    sync = routed.stream(HARD, {"callbacks": [tracer]})
+    next(sync)
+    sync.close()
+    assert [(c.failed, c.error) for c in tracer.calls] == [(False, None), (False, None)]
+    assert tracer.summary().failed == 0
+
+
+def test_a_call_in_flight_keeps_its_attempts_when_newer_calls_push_it_out(routed):
+    """With more calls in flight than ``max_calls``, the oldest used to be folded into the
+    totals before its provider call settled: its attempts were dropped from the summary."""
+    tracer = RoutingTracer(prices=PRICES, max_calls=1)
+    config = {"callbacks": [tracer]}
+    stream = routed.stream(HARD, config)
+    next(stream)  # decided and answering: its attempt is not settled yet
+    routed.invoke(EASY, config)
+    routed.invoke(EASY, config)  # pushes the stream's call out of ``calls``
+    assert STRONG not in tracer.summary().per_model  # still in flight
+    list(stream)
+    summary = tracer.summary()
+    assert summary.calls == 3 and summary.strong_share == pytest.approx(1 / 3)
+    assert summary.per_model[STRONG].calls == 1
+    assert summary.per_model[STRONG].spend_usd == pytest.approx(STRONG_CALL_USD)
+    assert len(tracer.calls) == 1
