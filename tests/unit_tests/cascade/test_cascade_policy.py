@@ -533,14 +533,22 @@ def test_a_failed_escalation_never_falls_back_below_the_answer_it_rejected(polic
     assert (second["model"], second["accepted"], second["failed"]) == (MEDIUM, True, LARGE)
 
 
-class _DenyLarge(MeteringBudget):
+class _Denying(MeteringBudget):
+    """A budget that denies every call to the model named ``denied``."""
+
+    denied = ""
+
     def reserve(self, state, ref):
-        if ref.name == LARGE:
+        if ref.name == self.denied:
             from langroute._exceptions import BudgetExceededError
 
             raise BudgetExceededError("s", "total", "", limit_usd=0.01, spent_usd=0.0,
                                       reserved_usd=0.0, requested_usd=0.1, model=ref.name)
         return super().reserve(state, ref)
+
+
+class _DenyLarge(_Denying):
+    denied = LARGE
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -576,14 +584,8 @@ def test_fallback_during_an_escalation_goes_only_above_the_rejected_rung():
     assert Fallback("stronger").next_model(MEDIUM, [MEDIUM], COSTS, above=SMALL) == LARGE
 
 
-class _DenyVerifier(MeteringBudget):
-    def reserve(self, state, ref):
-        if ref.name == VERIFY_A:
-            from langroute._exceptions import BudgetExceededError
-
-            raise BudgetExceededError("s", "total", "", limit_usd=0.01, spent_usd=0.001,
-                                      reserved_usd=0.0, requested_usd=0.1, model=ref.name)
-        return super().reserve(state, ref)
+class _DenyVerifier(_Denying):
+    denied = VERIFY_A
 
 
 @pytest.mark.parametrize("mode", MODES)
