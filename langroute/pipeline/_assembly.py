@@ -105,8 +105,9 @@ def verifier_refs(cascade: Any, describe: Callable[[str, Any], ModelRef]) -> dic
 class PipelineCache:
     """An adapter's pipeline, built from its settings and rebuilt when they change.
 
-    Call ``get`` on every routed call: it compares the settings (by identity for objects, by
-    value for numbers) and the router's ``fit_version_`` with the last build, which is cheap.
+    Call ``get`` on every routed call: it looks the settings (by identity for objects, by
+    value for numbers) and the router's ``fit_version_`` up among the ``KEPT`` newest builds,
+    which is cheap.
     """
 
     #: Pipelines (and budget steps) kept: the settings of a model and a few copies.

@@ -44,6 +44,10 @@ def collect_decisions() -> Iterator[list[RouteEvent]]:
 
 
 def note_decision(event: RouteEvent) -> None:
-    """Give ``event`` (a ``langroute.route`` payload) to every open ``collect_decisions``."""
-    for made in _COLLECTORS.get():
-        made.append(event)
+    """Give a copy of ``event`` (a ``langroute.route`` payload) to every open
+    ``collect_decisions`` (nothing is copied when none is open: every call passes here)."""
+    collectors = _COLLECTORS.get()
+    if collectors:
+        kept: RouteEvent = dict(event)  # type: ignore[assignment]
+        for made in collectors:
+            made.append(kept)

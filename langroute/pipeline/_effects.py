@@ -141,33 +141,36 @@ class CallModel(Effect):
     messages: Any = None
 
     def run(self, caller: Caller) -> Answer:
-        if self.timeout is None:
-            return caller.call(self.ref, self.purpose, self.messages)
         return _within(self.timeout, f"{self.ref.name} did not answer",
                        caller.call, self.ref, self.purpose, self.messages)
 
     async def arun(self, caller: Caller) -> Answer:
-        if self.timeout is None:
-            return await caller.acall(self.ref, self.purpose, self.messages)
-        try:
-            return await asyncio.wait_for(
-                caller.acall(self.ref, self.purpose, self.messages), self.timeout)
-        except TimeoutError:
-            raise CallTimeoutError(
-                f"{self.ref.name} did not answer within timeout={self.timeout:g} s"
-            ) from None
+        return await _awithin(self.timeout, f"{self.ref.name} did not answer",
+                              caller.acall(self.ref, self.purpose, self.messages))
 
 
-def _within(timeout: float, what: str, call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` in a worker thread (with this context's variables: callbacks), waited
-    for ``timeout`` seconds; then ``CallTimeoutError`` and the worker is left to finish alone
-    (a blocking call cannot be interrupted)."""
+def _within(timeout: float | None, what: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``; with a ``timeout``, in a worker thread (with this context's variables:
+    callbacks) waited for that many seconds, then ``CallTimeoutError`` and the worker is left
+    to finish alone (a blocking call cannot be interrupted)."""
+    if timeout is None:
+        return call(*args)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     future = pool.submit(contextvars.copy_context().run, call, *args)
     pool.shutdown(wait=False)
     try:
         return future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
+        raise CallTimeoutError(f"{what} within timeout={timeout:g} s") from None
+
+
+async def _awithin(timeout: float | None, what: str, awaitable: Awaitable[T]) -> T:
+    """``_within`` for a coroutine: cancelled at the deadline."""
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
         raise CallTimeoutError(f"{what} within timeout={timeout:g} s") from None
 
 
@@ -194,22 +197,14 @@ class NextChunk(Effect):
     timeout: float | None = None
 
     def run(self, caller: Caller) -> Any:
-        if self.timeout is None:
-            return next(self.stream, END_OF_STREAM)
         # as CallModel: the wait is abandoned at the deadline, and the stream with it (nothing
         # reads it again, so the worker still in ``next`` is its only reader)
         return _within(self.timeout, "the stream sent nothing", next, self.stream,
                        END_OF_STREAM)
 
     async def arun(self, caller: Caller) -> Any:
-        if self.timeout is None:
-            return await anext(self.stream, END_OF_STREAM)
-        try:
-            return await asyncio.wait_for(anext(self.stream, END_OF_STREAM), self.timeout)
-        except TimeoutError:
-            raise CallTimeoutError(
-                f"the stream sent nothing within timeout={self.timeout:g} s"
-            ) from None
+        return await _awithin(self.timeout, "the stream sent nothing",
+                              anext(self.stream, END_OF_STREAM))
 
 
 @dataclass(frozen=True)

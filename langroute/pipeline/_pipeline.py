@@ -746,7 +746,7 @@ def _route_event(state: CallState) -> dict[str, Any]:
 
 def _noted(event: dict[str, Any]) -> dict[str, Any]:
     """``event``, after handing a copy to the open ``collect_decisions`` blocks."""
-    note_decision(dict(event))  # type: ignore[arg-type]
+    note_decision(event)  # type: ignore[arg-type]
     return event
 
 
