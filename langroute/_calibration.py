@@ -186,8 +186,7 @@ def threshold_for_win_matrices(
         deltas = np.broadcast_to(rung_costs[:-1] - rung_costs[1:], prefix_min.shape).ravel()
         # The cheapest rung's cost is a mean of per-call costs, which rounding may put a few
         # ulps above the per-call price a user asks for: that target is reachable.
-        rounding = 8 * np.finfo(np.float64).eps * max(1.0, target, float(rung_costs[0]))
-        if target < rung_costs[0] - rounding:
+        if target < rung_costs[0] - _rounding(target, float(rung_costs[0])):
             raise RouterConfigError(
                 f"target_cost {target:g} is below the cheapest model's cost {rung_costs[0]:g} "
                 f"({ladder.rung_names[0]}); no threshold can reach it"
@@ -224,10 +223,9 @@ def _closest_step(values: np.ndarray, deltas: np.ndarray, base: float, target: f
         # [0, 1], so that step is out of reach.
         metric = metric[:-1]
     gap = np.abs(metric - target)
-    # ties up to rounding: a few ulps of the largest number compared (a tolerance growing with
-    # the target alone made every step within $0.001 a tie at a $1e9 target)
-    rounding = 8 * np.finfo(np.float64).eps * max(1.0, abs(target), float(np.abs(metric).max()))
-    best = int(np.flatnonzero(gap <= gap.min() + rounding)[-1])
+    # ties up to rounding (``_rounding``)
+    best = int(np.flatnonzero(
+        gap <= gap.min() + _rounding(target, float(np.abs(metric).max())))[-1])
     if best == 0:
         threshold = float(unique[0])
     elif best == len(unique):
@@ -235,6 +233,13 @@ def _closest_step(values: np.ndarray, deltas: np.ndarray, base: float, target: f
     else:
         threshold = float((unique[best - 1] + unique[best]) / 2.0)
     return min(1.0, max(0.0, threshold))
+
+
+def _rounding(*magnitudes: float) -> float:
+    """A few ulps of the largest number compared: differences below it are rounding, not
+    cost (a tolerance growing with the target alone made every step within $0.001 a tie at a
+    $1e9 target)."""
+    return 8 * float(np.finfo(np.float64).eps) * max(1.0, *(abs(m) for m in magnitudes))
 
 
 def _is_number(value: object) -> bool:

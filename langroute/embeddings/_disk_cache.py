@@ -35,8 +35,9 @@ _NORM_TOLERANCE = 1e-3
 _MAX_SHARDS = 32
 
 
-def _unit_rows(vectors: np.ndarray) -> bool:
-    """Whether every row is a finite vector of length 1 (to float32 precision)."""
+def unit_rows(vectors: np.ndarray) -> bool:
+    """Whether every row is a finite vector of length 1 (to float32 precision): what an
+    embedder gives, so what a cache shard or a router file's fingerprint must hold."""
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     return bool(np.all(np.abs(norms - 1.0) <= _NORM_TOLERANCE))
 
@@ -114,7 +115,7 @@ class EmbeddingDiskCache:
                 f"embedding cache file {path} is corrupt (keys {keys.dtype}{keys.shape}, "
                 f"vectors {vectors.dtype}{vectors.shape}); delete it to rebuild"
             )
-        if not _unit_rows(vectors):  # served as they are: must be what ``embed`` promises
+        if not unit_rows(vectors):  # served as they are: must be what ``embed`` promises
             raise EmbeddingError(
                 f"embedding cache file {path} is corrupt (holds vectors that are not of unit "
                 "length); delete it to rebuild"
@@ -149,7 +150,7 @@ class EmbeddingDiskCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(keys) or any(len(k) != _KEY_BYTES for k in keys):
             raise ValueError("one 32-byte SHA-256 key per vector row is required")
-        if vectors.ndim != 2 or not _unit_rows(vectors):
+        if vectors.ndim != 2 or not unit_rows(vectors):
             raise ValueError("the cache stores finite unit vectors (rows of a 2-d array) only")
         self.refresh()
         if self._dimension is not None and vectors.shape[1] != self._dimension:

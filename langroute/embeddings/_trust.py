@@ -34,6 +34,7 @@ import numpy as np
 
 from .._exceptions import EmbeddingError, RouterFileError
 from ._base import Embedder
+from ._disk_cache import unit_rows
 from ._finetune import FineTunedEmbedder
 from ._hashing import HashingEmbedder
 from ._long_texts import HEAD
@@ -122,7 +123,7 @@ def check_fingerprint(embedder: Embedder, recorded: Any, *, source: str) -> np.n
         raise RouterFileError(f"{source}: corrupt embedder fingerprint (probe shape)")
     # Unit rows, as recorded: a NaN row compares as no cosine at all, and a long one passes
     # any embedder, so either would silently turn the check off.
-    if not np.all(np.abs(np.linalg.norm(probe, axis=1) - 1.0) <= 1e-3):
+    if not unit_rows(probe):
         raise RouterFileError(
             f"{source}: corrupt embedder fingerprint (probe vectors are not finite unit vectors)"
         )

@@ -23,6 +23,7 @@ from .._exceptions import LangrouteError, OutcomesError, RouterConfigError
 from .._outcomes import Outcomes, first_gap, load_outcomes
 from ..embeddings import Embedder, default_embedder
 from ..routers import BaseRouter
+from ..routers._base import are_probabilities
 from ..routers._calibration_scores import calibration_scores_disabled
 from ._baselines import FoldBaselines, fold_baselines
 from ._cascade import (
@@ -423,7 +424,7 @@ def _check_win_matrices(router: BaseRouter, win: np.ndarray, n: int) -> None:
             f"{name} returned win matrices of shape {win.shape} for {n} prompts and {m} "
             f"models; expected ({n}, {m}, {m})"
         )
-    if not np.all((win >= -1e-6) & (win <= 1.0 + 1e-6)):  # NaN fails both comparisons
+    if not are_probabilities(win):
         raise ValueError(f"{name} returned win probabilities that are NaN or outside [0, 1]")
 
 

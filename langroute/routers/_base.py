@@ -521,6 +521,11 @@ def _check_per_model(path: str | Path, router: BaseRouter) -> None:
             )
 
 
+def are_probabilities(win: np.ndarray) -> bool:
+    """Whether every entry of ``win`` is a probability (up to float rounding; NaN is not)."""
+    return bool(np.all((win >= -1e-6) & (win <= 1.0 + 1e-6)))  # NaN fails both comparisons
+
+
 def _check_win_matrices(path: str | Path, router: BaseRouter, embeddings: np.ndarray) -> None:
     """The loaded router's win matrices of the probe texts must be probabilities.
 
@@ -532,7 +537,7 @@ def _check_win_matrices(path: str | Path, router: BaseRouter, embeddings: np.nda
         win = router.win_matrices_from_embeddings(embeddings)
     except (ValueError, FloatingPointError) as exc:
         raise RouterFileError(f"{path}: inconsistent {router.kind} router file ({exc})") from exc
-    if not np.all((win >= -1e-6) & (win <= 1.0 + 1e-6)):  # NaN fails both comparisons
+    if not are_probabilities(win):
         raise RouterFileError(
             f"{path}: inconsistent {router.kind} router file: its learned arrays give win "
             "probabilities that are NaN or outside [0, 1]"
