@@ -104,12 +104,8 @@ class KNNRouter(BaseRouter):
         others from them (``langroute.feedback.feedback_battles``). None when fitted on
         battles or loaded from a file that predates them.
     learned_feedback_ : ndarray of shape (n_events,), uint64
-        Sorted fingerprints (``FeedbackEvent.fingerprint``) of the feedback events learned
-        since ``fit``, kept by ``langroute.feedback`` (``record_feedback``, ``replay``), which
-        skips the events listed: replaying a store is idempotent, also after ``save`` and
-        ``load``. ``fit`` empties it (the router forgets what it learned); ``add_model``
-        keeps it, and so does ``partial_fit`` (called directly, it learns no event). Empty
-        for a file that predates it.
+        Fingerprints of the feedback events learned since ``fit``, as
+        ``SWRouter.learned_feedback_`` (replay skips them).
 
     See Also
     --------
