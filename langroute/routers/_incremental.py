@@ -594,9 +594,10 @@ def quiz_selection(router: object, vectors: np.ndarray, flat: np.ndarray, n: int
 
 
 def onboarding_copy(router: Any) -> Any:
-    """A shallow copy of ``router`` for ``add_model`` to change in steps; ``swap_in`` makes
-    it the router only once every step succeeded, so an error leaves the router as it was
-    (its attributes are replaced, never changed in place, so sharing them is safe)."""
+    """A shallow copy of ``router`` for ``add_model`` to change in steps, or for feedback
+    learning to ``partial_fit`` outside the routing lock; ``swap_in`` makes it the router only
+    once every step succeeded, so an error leaves the router as it was (its attributes are
+    replaced, never changed in place, so sharing them is safe)."""
     return copy.copy(router)
 
 
