@@ -385,10 +385,12 @@ class CallPipeline:
             info = yield Dual(self.budget.release, self.budget.arelease, (hold, error))
             yield Emit(BUDGET_EVENT, {"action": "release", **dict(info or {})})
 
-    def _meter(self, state: CallState, ref: ModelRef, purpose: str) -> Pipeline[_Meter]:
+    def _meter(self, state: CallState, ref: ModelRef, purpose: str,
+               messages: Any = None) -> Pipeline[_Meter]:
         """Start one provider call: reserve its worst case, open its attempt record, trace the
-        hold (a cancellation or callback error while that event is dispatched frees it)."""
-        hold = yield from self._reserve(state, ref)
+        hold (a cancellation or callback error while that event is dispatched frees it).
+        ``messages``: a step's own prompt (a judge's), which the hold is sized for."""
+        hold = yield from self._reserve(_sized_for(state, ref, messages), ref)
         attempt = Attempt(ref.name, purpose)
         state.attempts.append(attempt)
         meter = _Meter(self, state, hold, attempt, time.perf_counter())
@@ -405,7 +407,7 @@ class CallPipeline:
     def _call(self, state: CallState, ref: ModelRef, purpose: str,
               messages: Any = None) -> Pipeline[Answer]:
         """One budgeted, recorded provider call answered whole."""
-        meter = yield from self._meter(state, ref, purpose)
+        meter = yield from self._meter(state, ref, purpose, messages)
         try:
             answer = yield CallModel(ref, purpose, self.timeout, messages)
         except GeneratorExit:
@@ -767,6 +769,34 @@ def _last_answer(attempts: Sequence[Attempt], model: str) -> Attempt | None:
         if attempt.model == model and attempt.purpose != "verify" and attempt.outcome == "ok":
             return attempt
     return None
+
+
+def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
+    """The state a call is reserved with. A step's own prompt (``messages``: ``(role, text)``
+    pairs, as a judge is asked) replaces the request's messages, and the caller's
+    ``max_tokens`` does not apply to it (the adapters send it none), so its estimate is the
+    prompt's characters / 3 (the adapters' over-estimate for a model that cannot count
+    offline) and the asked model's own ``max_tokens`` if it has one, else the budget's cap.
+    Sized from the caller's short question and ``max_tokens=6``, a judge's hold was once a
+    twentieth of its bill."""
+    if messages is None or state.estimate is None:
+        return state
+    pairs = list(messages)
+    chars = sum(len(_text_of(message)) for message in pairs)
+    limit = getattr(ref.model, "max_tokens", None)
+    estimate = TokenEstimate(
+        math.ceil(chars / 3) + 8 * len(pairs),
+        limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+        method="chars/3")
+    return replace(state, estimate=lambda _ref: estimate)
+
+
+def _text_of(message: Any) -> str:
+    """A step message's text: a ``(role, text)`` pair's text, else its ``content`` (or the
+    message itself) as a string, which over-counts structured content, as a hold should."""
+    if isinstance(message, (tuple, list)) and len(message) == 2:
+        return str(message[1])
+    return str(getattr(message, "content", message))
 
 
 def _event_of(hold: Any) -> dict[str, Any]:

@@ -316,3 +316,43 @@ def test_copies_with_other_settings_keep_their_pipelines_and_the_memory_store(ro
     (row,) = [s for s in llm.pipeline.budget.store.accounts(now=0) if s.account.scope == "*"]
     assert row.spent_nano / 1e9 == pytest.approx(4 * cost(STRONG_ID))  # every call, one store
     assert generous.pipeline.budget.store is llm.pipeline.budget.store
+
+
+class _VerboseJudge(ScriptedChatModel):
+    """A judge billed like a real one: its prompt holds the question and the answer (about 4
+    characters a token), and it reasons at length before its JSON verdict."""
+
+    def _answer(self, messages, kwargs, stop):
+        message = super()._answer(messages, kwargs, stop)
+        prompt_tokens = sum(len(m.text) for m in messages) // 4
+        usage = {"input_tokens": prompt_tokens, "output_tokens": 300,
+                 "total_tokens": prompt_tokens + 300}
+        return message.model_copy(update={
+            "content": '{"verdict": "correct", "confidence": 0.9}', "usage_metadata": usage})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_judges_call_is_reserved_for_its_own_prompt_not_the_callers(router, strong, weak, mode):
+    """The judge's hold used to be sized from the caller's messages and ``max_tokens``: a
+    short question with ``max_tokens=6`` held $0.0001 for a judge call billed twenty times
+    that, so concurrent calls could overspend a hard budget."""
+    import asyncio
+
+    from langroute.cascade import JudgeScorer
+
+    judge = _VerboseJudge(model_name=STRONG_ID)
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://",
+                 cascade=Cascade(JudgeScorer(judge), accept=0.5))
+    recorder = EventRecorder()
+    config = {"callbacks": [recorder]}
+    question = EASY + " " + "Some context the judge must read. " * 40
+    if mode == "sync":
+        llm.invoke(question, config=config, max_tokens=6)
+    else:
+        asyncio.run(llm.ainvoke(question, config=config, max_tokens=6))
+    events = [e["data"] for e in recorder.events if e["name"] == "langroute.budget"]
+    (judge_commit,) = [e for e in events if e["action"] == "commit" and e["model"] == STRONG_ID]
+    (judge_reserve,) = [e for e in events if e["action"] == "reserve"
+                        and e["hold_id"] == judge_commit["hold_id"]]
+    assert judge_commit["cost_usd"] > 10 * cost(STRONG_ID)  # the verbose judge really billed
+    assert judge_reserve["reserved_usd"] >= judge_commit["cost_usd"]
