@@ -15,8 +15,8 @@ the call sets none. A judge's call is sized for its own prompt (characters / 3) 
 judge model's ``max_tokens``, not the caller's (``pipeline._sized_for``). A call whose answer
 overruns its reservation is still charged in full.
 A stream cut short after its first chunk (abandoned or failed) is committed at an estimate
-(the prompt's estimated input plus characters / 3 of the text it delivered), marked
-``usage_estimated``.
+(the prompt's estimated input plus characters / 3 of the text it delivered, at most the call's
+``max_tokens``), marked ``usage_estimated``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -161,16 +162,49 @@ class SpendStore(ABC):
             raise
 
     async def acommit(self, account: Account, **kwargs: Any) -> AccountState:
-        return await asyncio.to_thread(self.commit, account, **kwargs)
+        """``commit`` in a worker thread; done even if the caller is cancelled meanwhile
+        (``_settled``): the provider call was made, so its cost is booked."""
+        return await _settled(functools.partial(self.commit, account, **kwargs))
 
     async def arelease(self, account: Account, **kwargs: Any) -> AccountState:
-        return await asyncio.to_thread(self.release, account, **kwargs)
+        """``release`` in a worker thread; done even if the caller is cancelled meanwhile."""
+        return await _settled(functools.partial(self.release, account, **kwargs))
 
     async def astate(self, account: Account, **kwargs: Any) -> AccountState:
         return await asyncio.to_thread(self.state, account, **kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+async def _settled(write: Callable[[], AccountState]) -> AccountState:
+    """Run a store write that settles a hold (a commit or a release) in a worker thread, and
+    make sure it is done even when the caller is cancelled while it waits: a thread cannot be
+    stopped once it runs the write, but ``asyncio.to_thread``'s job waiting in a busy
+    executor's queue is dropped by the cancellation, and the write with it (a commit lost: a
+    billed call never charged, its hold counting until its lease passed). Whichever comes
+    first takes the write: the pool's worker, or, on cancellation, a thread of its own."""
+    guard = threading.Lock()
+    taken: list[bool] = []
+
+    def take() -> bool:
+        with guard:
+            if taken:
+                return False
+            taken.append(True)
+            return True
+
+    def run() -> AccountState | None:
+        return write() if take() else None
+
+    try:
+        result = await asyncio.to_thread(run)
+    except asyncio.CancelledError:
+        if take():  # the job never started: the write is done by a thread of its own
+            threading.Thread(target=write, name="langroute-settle-orphan").start()
+        raise
+    assert result is not None  # the job ran, so it took the write
+    return result
 
 
 class MemoryStore(SpendStore):

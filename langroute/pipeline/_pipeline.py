@@ -499,10 +499,15 @@ class CallPipeline:
         """What a stream cut short cost, estimated as its reservation is: the prompt's input
         tokens from the adapter's estimate (else the routing text's characters / 3), the
         output as characters / 3 of the text received (a deliberate over-estimate; chunks
-        that did not merge count their printed size); a usage report among the chunks, if
-        any, gives the input count and the output count when larger."""
+        that did not merge count their printed size), but never more than the call's
+        ``max_tokens``, which the provider stops at (so the estimate stays within the worst
+        case reserved); a usage report among the chunks, if any, gives the input count and
+        the output count when larger."""
+        limit: int | None = None
         if state.estimate is not None:
-            input_tokens = int(state.estimate(ref).input_tokens)
+            sized = state.estimate(ref)
+            input_tokens = int(sized.input_tokens)
+            limit = sized.max_output_tokens
         else:  # a budget step of its own that reserves without the adapter's estimate
             input_tokens = math.ceil(len(state.request.text) / 3) + 8
         if merged is not None:
@@ -511,6 +516,8 @@ class CallPipeline:
         else:
             output_tokens = math.ceil(sum(len(str(chunk)) for chunk in chunks) / 3)
             reported = None
+        if limit is not None:
+            output_tokens = min(output_tokens, int(limit))
         if reported is not None:
             usage = Usage(reported.input_tokens or input_tokens,
                           max(reported.output_tokens, output_tokens),
@@ -773,15 +780,16 @@ def _last_answer(attempts: Sequence[Attempt], model: str) -> Attempt | None:
 
 def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
     """The state a call is reserved with. A step's own prompt (``messages``: ``(role, text)``
-    pairs, as a judge is asked) replaces the request's messages, and the caller's
-    ``max_tokens`` does not apply to it (the adapters send it none), so its estimate is the
-    prompt's characters / 3 (the adapters' over-estimate for a model that cannot count
-    offline) and the asked model's own ``max_tokens`` if it has one, else the budget's cap.
+    pairs, as a judge is asked, or any form an adapter takes; a str is one user message)
+    replaces the request's messages, and the caller's ``max_tokens`` does not apply to it
+    (the adapters send it none), so its estimate is the prompt's characters / 3 (the
+    adapters' over-estimate for a model that cannot count offline) and the asked model's own
+    ``max_tokens`` if it has one, else the budget's cap.
     Sized from the caller's short question and ``max_tokens=6``, a judge's hold was once a
     twentieth of its bill."""
     if messages is None or state.estimate is None:
         return state
-    pairs = list(messages)
+    pairs = [messages] if isinstance(messages, str) else list(messages)  # a str: one message
     chars = sum(len(_text_of(message)) for message in pairs)
     limit = getattr(ref.model, "max_tokens", None)
     estimate = TokenEstimate(
@@ -792,10 +800,13 @@ def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
 
 
 def _text_of(message: Any) -> str:
-    """A step message's text: a ``(role, text)`` pair's text, else its ``content`` (or the
-    message itself) as a string, which over-counts structured content, as a hold should."""
+    """A step message's text: a ``(role, text)`` pair's text, a ``{"role", "content"}``
+    dict's content, else its ``content`` (or the message itself) as a string, which
+    over-counts structured content, as a hold should."""
     if isinstance(message, (tuple, list)) and len(message) == 2:
         return str(message[1])
+    if isinstance(message, Mapping) and "content" in message:
+        return str(message["content"])
     return str(getattr(message, "content", message))
 
 
