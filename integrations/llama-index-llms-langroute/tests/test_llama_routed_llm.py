@@ -182,6 +182,23 @@ def test_a_chat_candidates_predict_only_settings_draw_a_warning(make_openai, rou
         RoutedLLM(llms, router=router, threshold=0.7)
 
 
+def test_a_predict_only_setting_warning_points_at_the_line_building_the_routed_llm(
+    make_openai, router
+):
+    """The warning names the user's ``RoutedLLM(...)`` line (it named the line that called
+    the function building it, or ``sys:1`` at top level), so filters by module and the
+    printed location are right."""
+    import inspect
+
+    llms = {STRONG_MODEL: make_openai(STRONG_MODEL, system_prompt="Answer in French."),
+            WEAK_MODEL: make_openai(WEAK_MODEL)}
+    with pytest.warns(UserWarning, match="sets system_prompt") as caught:
+        line = inspect.currentframe().f_lineno + 1
+        RoutedLLM(llms, router=router, threshold=0.7)
+    (warning,) = [w for w in caught if "sets system_prompt" in str(w.message)]
+    assert (warning.filename, warning.lineno) == (__file__, line)
+
+
 def test_a_system_prompt_given_to_the_routed_llm_reaches_the_chosen_candidate(fake, strong, weak,
                                                                              router):
     from llama_index.core.prompts import PromptTemplate

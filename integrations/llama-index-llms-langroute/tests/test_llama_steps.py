@@ -243,3 +243,29 @@ def test_a_verifier_assigned_after_construction_must_still_be_a_llamaindex_llm(f
     with pytest.raises(RouterConfigError, match="is not a LlamaIndex LLM"):
         cascaded.chat(user(EASY))
     assert fake.models_called == [WEAK_MODEL]  # the answer, never the verifier
+
+
+@pytest.mark.parametrize("how", ["stream_chat", "astream_chat", "stream_complete",
+                                 "astream_complete"])
+async def test_a_logprob_cascade_scores_a_streamed_call_as_it_scores_chat(fake, make_openai,
+                                                                          router, events, how):
+    """A streamed call a cascade scores is made whole and delivered as one chunk: its token
+    log-probabilities must reach LogprobScorer, as chat()'s do (they were dropped, so every
+    cascaded stream raised CascadeScoreError)."""
+    from langroute.cascade import LogprobScorer
+
+    routed = RoutedLLM({STRONG_MODEL: make_openai(STRONG_MODEL, logprobs=True),
+                        WEAK_MODEL: make_openai(WEAK_MODEL, logprobs=True)},
+                       router=router, threshold=0.7,
+                       cascade=Cascade(LogprobScorer(), accept=-0.5))
+    method = getattr(routed, how)
+    arg = user(EASY) if "chat" in how else EASY
+    if how.startswith("a"):
+        chunks = [c async for c in await method(arg)]
+    else:
+        chunks = list(method(arg))
+    record = chunks[-1].additional_kwargs["langroute"]
+    assert record["answered_by"] == WEAK_MODEL and fake.models_called == [WEAK_MODEL]
+    assert [a["outcome"] for a in record["attempts"]] == ["accepted"]
+    (scored,) = events.of("CascadeEvent")
+    assert scored.accepted and scored.payload["score"] == 0.0  # the fake's logprobs are 0

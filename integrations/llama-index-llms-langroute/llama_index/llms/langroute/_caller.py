@@ -91,6 +91,13 @@ def _sampled_logprobs(raw: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in values if isinstance(v, (int, float)))
 
 
+def _stream_logprobs(chunks: Sequence[Any]) -> tuple[float, ...] | None:
+    """The sampled tokens' log-probabilities of a whole stream (each chunk's raw carries its
+    own tokens'; a cascade's provisional call is one chunk whose raw is the whole response)."""
+    found = [lp for lp in (_sampled_logprobs(c.raw) for c in chunks) if lp is not None]
+    return tuple(v for lp in found for v in lp) if found else None
+
+
 def answer_of(response: ChatResponse | CompletionResponse) -> Answer:
     """One LlamaIndex response as the pipeline's ``Answer`` (the response stays in ``raw``)."""
     if isinstance(response, ChatResponse):
@@ -233,7 +240,8 @@ class LlamaCaller:
         answer = answer_of(last)
         counted = _usage_chunk(chunks)
         usage = None if counted is None else usage_of(counted)
-        return Answer(raw=last, text=answer.text, usage=usage, tool_calls=answer.tool_calls)
+        return Answer(raw=last, text=answer.text, usage=usage, tool_calls=answer.tool_calls,
+                      token_logprobs=_stream_logprobs(chunks))
 
     def stamp(self, raw: Any, record: dict[str, Any]) -> Any:
         return stamp_response(raw, str(record.get("answered_by", "")), record)

@@ -454,7 +454,7 @@ def _check_llms(llms: Any) -> None:
                 "(OpenAI's among them) apply only in their own predict() / "
                 "structured_predict(); RoutedLLM runs those itself and calls the candidate's "
                 "chat(), so unless this integration applies it in chat() it is not used: give "
-                "it to RoutedLLM instead", UserWarning, stacklevel=4)
+                "it to RoutedLLM instead", UserWarning, stacklevel=3)
 
 
 #: Fields LlamaIndex's base LLM applies to a chat model only in its own ``predict`` /
