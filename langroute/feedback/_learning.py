@@ -194,7 +194,8 @@ def _new_events(router: Any, events: Sequence[FeedbackEvent]
 
 
 def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | None,
-           decisions: Mapping[str, DecisionRecord], lock: Any) -> None:
+           decisions: Mapping[str, DecisionRecord], lock: Any,
+           embedded: Mapping[str, np.ndarray] | None = None) -> None:
     """``partial_fit`` ``router`` on ``events`` (from ``_new_events``) and record them.
 
     The battles are built before taking ``lock`` (routing waits on it); under it only the
@@ -210,6 +211,8 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
     (``_learning_lock``), so no event is learned twice nor lost; a router changed meanwhile
     (a ``FeedbackRefitter`` refit swapped in, ``add_model``) is not swapped over: the events
     are checked against it again and learned on it under ``lock``, the rare case.
+    ``embedded`` maps prompts to the vectors ``_embed_first`` computed before the event was
+    stored; those are not embedded again.
     """
     if not events:
         return
@@ -226,7 +229,11 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
                 _note_learned(router, prints)
                 return
             # embedded under the lock: the embedder's cache is shared with routing
-            vectors = router._embed_new(list(battles.prompts), None)
+            prompts = list(battles.prompts)
+            if embedded is not None and all(p in embedded for p in prompts):
+                vectors = np.stack([embedded[p] for p in prompts])
+            else:
+                vectors = router._embed_new(prompts, None)
             version, models = router.fit_version_, list(router.models)
             staged = onboarding_copy(router)
         staged.partial_fit(battles, embeddings=vectors)  # routing goes on with the old state
@@ -280,6 +287,19 @@ def _note_learned(router: Any, prints: np.ndarray | None) -> None:
         router.learned_feedback_ = np.insert(learned, np.searchsorted(learned, new), new)
 
 
+def _embed_first(router: Any, battles: Battles, lock: Any) -> dict[str, np.ndarray] | None:
+    """The prompts of ``battles`` embedded by ``router`` (under ``lock``: the embedder's cache
+    is shared with routing), before the event they come from is stored: an embedder that
+    fails (a remote service down) then fails the call with nothing stored, so retrying it
+    cannot store -- and teach -- the feedback twice."""
+    if not (len(battles) and isinstance(router, _STAGED_ROUTERS)):
+        return None
+    prompts = list(battles.prompts)
+    with lock if lock is not None else contextlib.nullcontext():
+        vectors = router._embed_new(prompts, None)
+    return dict(zip(prompts, vectors, strict=True))
+
+
 #: Routers whose ``partial_fit`` replaces its attributes, never changing them in place, so it
 #: can run on a shallow copy (``onboarding_copy``) swapped in afterwards.
 _STAGED_ROUTERS = (SWRouter, KNNRouter)
@@ -324,17 +344,19 @@ def record_feedback(
     -------
     FeedbackEvent
         The stored event. An unknown decision id, a score outside [0, 1] or NaN, or a model
-        the decision did not offer raise before anything is stored.
+        the decision did not offer raise before anything is stored, and so does a failure to
+        embed the decision's prompt (the router's embedder runs first).
     """
     if router is not None:
         _learner(router)
         decision = store.decision(decision_id)
-        # Check the router can take it before storing anything.
-        feedback_battles([FeedbackEvent(decision_id, SCORE, model or decision.model, score)],
-                         {decision_id: decision}, router)
+        # Check the router can take it, and embed its prompt, before storing anything.
+        embedded = _embed_first(router, feedback_battles(
+            [FeedbackEvent(decision_id, SCORE, model or decision.model, score)],
+            {decision_id: decision}, router), lock)
     event = store.add_score(decision_id, score, model=model, key=key, metadata=metadata)
     if router is not None:
-        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock)
+        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock, embedded)
     return event
 
 
@@ -356,20 +378,21 @@ def record_preference(
     Same contract as ``record_feedback``; naming the answering model as ``preferred`` without
     ``other`` is an error (a preference needs two models).
     """
+    embedded = None
     if router is not None:
         _learner(router)
         decision = store.decision(decision_id)
         against = decision.model if other is None else other
-        if against != preferred:
-            feedback_battles(
+        if against != preferred:  # else add_preference refuses it
+            embedded = _embed_first(router, feedback_battles(
                 [FeedbackEvent(decision_id, PREFERENCE, preferred, 0.5 if tie else 1.0,
                                other=against)],
                 {decision_id: decision}, router,
-            )
+            ), lock)
     event = store.add_preference(decision_id, preferred, other=other, tie=tie, key=key,
                                  metadata=metadata)
     if router is not None:
-        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock)
+        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock, embedded)
     return event
 
 

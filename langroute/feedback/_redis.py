@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from .._exceptions import FeedbackStoreError, MissingDependencyError
 from ._records import DecisionRecord, FeedbackEvent
@@ -19,6 +19,16 @@ from ._store import FeedbackStore
 __all__ = ["RedisFeedbackStore"]
 
 _DEFAULT_PREFIX = "langroute:feedback"
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password (``redis://user:secret@host``) replaced by ``***``: the store's
+    URL is in its errors (an unknown decision id) and ``repr``, which end up in logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 class RedisFeedbackStore(FeedbackStore):
@@ -39,7 +49,8 @@ class RedisFeedbackStore(FeedbackStore):
 
     @classmethod
     def from_url(cls, url: str) -> RedisFeedbackStore:
-        """``redis://host:port/db`` (optionally ``?prefix=...``); checks the server answers."""
+        """``redis://host:port/db`` (optionally ``?prefix=...``; other query options, such as
+        ``socket_timeout=5``, go to ``redis.Redis.from_url``); checks the server answers."""
         try:
             import redis
         except ImportError as exc:
@@ -48,13 +59,17 @@ class RedisFeedbackStore(FeedbackStore):
             ) from exc
         parts = urlsplit(url)
         prefix = parse_qs(parts.query).get("prefix", [_DEFAULT_PREFIX])[0]
-        plain = parts._replace(query="").geturl()
+        # The client's own options (socket_timeout=, ssl_cert_reqs=, ...) stay in the URL.
+        options = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if k != "prefix"]
+        plain = parts._replace(query=urlencode(options)).geturl()
+        shown = _redacted(url)  # the URL messages and repr show: never the password
         try:
             client = redis.Redis.from_url(plain)
             client.ping()
         except (redis.RedisError, ValueError) as exc:
-            raise FeedbackStoreError(f"cannot reach the feedback store {url}: {exc}") from exc
-        return cls(client, prefix=prefix, url=url)
+            raise FeedbackStoreError(f"cannot reach the feedback store {shown}: {exc}") from exc
+        return cls(client, prefix=prefix, url=shown)
 
     def _key(self, decision_id: str) -> str:
         return f"{self.prefix}:decision:{decision_id}"

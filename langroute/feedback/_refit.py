@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import threading
 import time
 import warnings
@@ -157,10 +158,10 @@ class RefitEvery(RefitPolicy):
         for name, value in (("events", events), ("share", share), ("seconds", seconds)):
             if value is None:
                 continue
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not np.isfinite(value) or value <= 0):
+            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+                    or not np.isfinite(value) or value <= 0):  # numpy's numbers too
                 raise RouterConfigError(f"RefitEvery {name} must be a number > 0, got {value!r}")
-        if events is not None and not isinstance(events, int):
+        if events is not None and not isinstance(events, numbers.Integral):
             raise RouterConfigError(f"RefitEvery events must be an int, got {events!r}")
         self.events = events
         self.share = share

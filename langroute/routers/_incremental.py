@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -504,7 +505,8 @@ def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | Non
             f"the quiz outcomes score models {unknown} the router does not know (it knows "
             f"{known[:-1]}, and {name!r} is being added); onboard one model at a time"
         )
-    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
+    if cost is not None and (isinstance(cost, (bool, np.bool_))
+                             or not isinstance(cost, numbers.Real)  # numpy's too
                              or not np.isfinite(cost) or cost < 0):
         raise RouterConfigError(
             f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
@@ -560,7 +562,9 @@ def pick_quiz(vectors: np.ndarray, informative: np.ndarray, n: int) -> np.ndarra
     """``n`` exemplar indices: most informative first, each next one far from those chosen.
 
     Greedy: pick ``argmax informative * (1 - max cosine similarity to the picked)``; one
-    matrix-vector product per pick keeps the running maximum similarity.
+    matrix-vector product per pick keeps the running maximum similarity. Once no exemplar left
+    has a positive gain (every one left is one the models agree on), the one farthest from
+    those picked comes next, so the rest of the quiz still covers the prompt space.
     """
     count = vectors.shape[0]
     n = min(n, count)
@@ -569,8 +573,11 @@ def pick_quiz(vectors: np.ndarray, informative: np.ndarray, n: int) -> np.ndarra
     chosen = np.zeros(count, dtype=bool)
     picks = []
     for _ in range(n):
-        gain = np.where(chosen, -np.inf, informative * (1.0 - np.clip(closest, 0.0, 1.0)))
+        spread = 1.0 - np.clip(closest, 0.0, 1.0)
+        gain = np.where(chosen, -np.inf, informative * spread)
         k = int(np.argmax(gain))
+        if not gain[k] > 0.0:
+            k = int(np.argmax(np.where(chosen, -np.inf, spread)))
         picks.append(k)
         chosen[k] = True
         closest = np.maximum(closest, unit @ unit[k])
@@ -580,8 +587,9 @@ def pick_quiz(vectors: np.ndarray, informative: np.ndarray, n: int) -> np.ndarra
 def quiz_selection(router: object, vectors: np.ndarray, flat: np.ndarray, n: int,
                    prompts: Sequence[str] | None) -> np.ndarray | list[str]:
     """Shared body of ``quiz_prompts``: check ``n`` and ``prompts``, pick, map to texts."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
         raise RouterConfigError(f"n must be an int >= 1, got {n!r}")
+    n = int(n)  # numpy's ints too (a share of a router's exemplars)
     count = vectors.shape[0]
     if prompts is not None and (isinstance(prompts, str) or len(prompts) != count):
         raise RouterConfigError(
