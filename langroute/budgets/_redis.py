@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from .._exceptions import BudgetStoreError, MissingDependencyError
+from .._urls import redacted
 from ._store import Account, AccountState, SpendStore
 
 __all__ = ["RedisStore"]
@@ -93,7 +94,7 @@ class RedisStore(SpendStore):
             raise MissingDependencyError(
                 'the Redis spend store needs the redis package: pip install "langroute[redis]"'
             ) from exc
-        self.url = url
+        self.url = redacted(url)  # what errors and repr show: never the password
         self.prefix = prefix
         self._errors = (redis.exceptions.RedisError,)
         try:
@@ -101,7 +102,7 @@ class RedisStore(SpendStore):
                                                 socket_timeout=timeout, retry_on_timeout=False)
             self._client.ping()
         except (redis.exceptions.RedisError, ValueError) as exc:
-            raise BudgetStoreError(f"cannot reach spend store {url!r}: {exc}") from exc
+            raise BudgetStoreError(f"cannot reach spend store {self.url!r}: {exc}") from exc
         self._reserve = self._client.register_script(_RESERVE)
         self._commit = self._client.register_script(_COMMIT)
         self._release = self._client.register_script(_RELEASE)

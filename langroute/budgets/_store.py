@@ -27,6 +27,7 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .._exceptions import BudgetStoreError
+from .._urls import redacted
 
 __all__ = [
     "NANO",
@@ -303,5 +304,5 @@ def open_store(url: str | SpendStore, *, create: bool = True) -> SpendStore:
 
         return RedisStore(url)
     raise BudgetStoreError(
-        f"unknown spend store URL {url!r}; use 'memory://', 'sqlite:///path/spend.db' or "
+        f"unknown spend store URL {redacted(url)!r}; use 'memory://', 'sqlite:///path/spend.db' or "
         "'redis://host:port/0'")

@@ -16,6 +16,7 @@ call (retries, fallback) -> cascade -> record:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
@@ -99,6 +100,19 @@ class _Prepared:
     messages: list[BaseMessage]
     binding: PendingBinding | None
     kwargs: dict[str, Any]
+
+
+def _schema_tokens(binding: PendingBinding | None) -> int:
+    """Over-estimated prompt tokens of the tool definitions or output schema a call sends
+    (characters / 3 of their JSON, plus 8 each): providers bill them as prompt tokens, and a
+    hold sized from the messages alone let concurrent tool calls overspend a hard budget."""
+    if isinstance(binding, ToolsBinding):
+        described = described_tools(binding.tools)
+    elif isinstance(binding, StructuredOutputBinding):
+        described = described_tools([binding.schema])
+    else:
+        return 0
+    return sum(math.ceil(len(json.dumps(d, default=str)) / 3) + 8 for d in described)
 
 
 def _counts_its_own_tokens(model: BaseChatModel) -> bool:
@@ -593,13 +607,14 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             model = ref.model
             limit = prepared.kwargs.get("max_tokens", getattr(model, "max_tokens", None))
             limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+            schemas = _schema_tokens(prepared.binding)  # sent with the prompt, billed as it
             if _counts_its_own_tokens(model):
-                return TokenEstimate(int(model.get_num_tokens_from_messages(prepared.messages)),
-                                     limit)
+                return TokenEstimate(
+                    int(model.get_num_tokens_from_messages(prepared.messages)) + schemas, limit)
             # LangChain's generic counter downloads a GPT-2 tokenizer: over-estimate instead.
             chars = sum(len(m.text) for m in prepared.messages)
-            return TokenEstimate(math.ceil(chars / 3) + 8 * len(prepared.messages), limit,
-                                 method="chars/3")
+            return TokenEstimate(math.ceil(chars / 3) + 8 * len(prepared.messages) + schemas,
+                                 limit, method="chars/3")
 
         return estimate
 

@@ -13,22 +13,13 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from .._exceptions import FeedbackStoreError, MissingDependencyError
+from .._urls import redacted
 from ._records import DecisionRecord, FeedbackEvent
 from ._store import FeedbackStore
 
 __all__ = ["RedisFeedbackStore"]
 
 _DEFAULT_PREFIX = "langroute:feedback"
-
-
-def _redacted(url: str) -> str:
-    """``url`` with its password (``redis://user:secret@host``) replaced by ``***``: the store's
-    URL is in its errors (an unknown decision id) and ``repr``, which end up in logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 class RedisFeedbackStore(FeedbackStore):
@@ -63,7 +54,7 @@ class RedisFeedbackStore(FeedbackStore):
         options = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                    if k != "prefix"]
         plain = parts._replace(query=urlencode(options)).geturl()
-        shown = _redacted(url)  # the URL messages and repr show: never the password
+        shown = redacted(url)  # the URL messages and repr show: never the password
         try:
             client = redis.Redis.from_url(plain)
             client.ping()

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import FeedbackError, UnknownDecisionError
+from .._urls import redacted
 from ._records import PREFERENCE, SCORE, DecisionRecord, FeedbackEvent, check_score
 
 __all__ = ["FeedbackStore", "MemoryFeedbackStore", "open_feedback_store"]
@@ -191,6 +192,6 @@ def open_feedback_store(url: str) -> FeedbackStore:
 
         return RedisFeedbackStore.from_url(url)
     raise FeedbackError(
-        f"unknown feedback store URL {url!r}; use memory://, sqlite:///path or "
+        f"unknown feedback store URL {redacted(url)!r}; use memory://, sqlite:///path or "
         "redis://host:port/db"
     )

@@ -356,3 +356,37 @@ def test_a_judges_call_is_reserved_for_its_own_prompt_not_the_callers(router, st
                         and e["hold_id"] == judge_commit["hold_id"]]
     assert judge_commit["cost_usd"] > 10 * cost(STRONG_ID)  # the verbose judge really billed
     assert judge_reserve["reserved_usd"] >= judge_commit["cost_usd"]
+
+
+class _SchemaBilledModel(ScriptedChatModel):
+    """Billed like a provider that counts the tool definitions it is sent as prompt tokens
+    (about 4 characters a token)."""
+
+    def _answer(self, messages, kwargs, stop):
+        import json
+
+        message = super()._answer(messages, kwargs, stop)
+        chars = sum(len(m.text) for m in messages) + len(json.dumps(kwargs.get("tools") or []))
+        usage = {"input_tokens": chars // 4, "output_tokens": 3, "total_tokens": chars // 4 + 3}
+        return message.model_copy(update={"usage_metadata": usage})
+
+
+def test_a_tool_calls_hold_covers_its_tool_definitions(router, weak):
+    """The hold counted only the messages, so a call with many tools was billed more than it
+    held and concurrent tool calls could overspend a hard budget."""
+    from langchain_core.tools import tool
+
+    def make(i: int):
+        @tool(f"lookup_{i}", description="Look a record up in the archive. " * 20)
+        def lookup(query: str, year: int, region: str) -> str:
+            return "found"
+        return lookup
+
+    strong = _SchemaBilledModel(model_name=STRONG_ID)
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    recorder = EventRecorder()
+    llm.bind_tools([make(i) for i in range(8)]).invoke(HARD, config={"callbacks": [recorder]})
+    events = [e["data"] for e in recorder.events if e["name"] == "langroute.budget"]
+    (commit,) = [e for e in events if e["action"] == "commit"]
+    assert commit["cost_usd"] > 20 * cost(STRONG_ID)  # the tools were billed
+    assert commit["reserved_usd"] >= commit["cost_usd"]

@@ -267,3 +267,28 @@ def test_a_hold_granted_as_its_event_loop_shuts_down_is_released(shared_store_ur
         threading.Event().wait(0.05)
     assert store.state(ACCOUNT, now=1.0).reserved_nano == 0
     store.close()
+
+
+def test_a_redis_stores_errors_and_repr_never_show_its_password(redis_server):
+    """The URL is in the store's errors and repr (logs); it used to carry the password."""
+    import uuid
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_server.url)
+    user, secret = f"spend-{uuid.uuid4().hex[:8]}", f"pw{uuid.uuid4().hex}"
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{secret}"], keys=["*"],
+                      commands=["+@all"])
+    try:
+        url = f"redis://{user}:{secret}@{redis_server.url.split('//', 1)[1]}"
+        store = open_store(url)
+        assert secret not in repr(store) and user in repr(store)
+        reserve(store, 60, hold="a")  # it still reaches the server as that user
+        assert store.state(ACCOUNT, now=0.0).reserved_nano == 60
+        store.close()
+        with pytest.raises(BudgetStoreError) as refused:
+            open_store(url.replace(secret, "wrong-" + secret))
+        assert secret not in str(refused.value) and "***" in str(refused.value)
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
