@@ -154,6 +154,12 @@ class PipelineCache:
             if kept is not None:
                 self._pipelines.move_to_end(key)
                 return kept[1]
+            # Set after construction (an attribute assignment no validator saw), a value is
+            # checked here, when the pipeline for it is built.
+            check_unit_interval("threshold", threshold)
+            check_unit_interval("strong_fraction", strong_fraction)
+            check_positive("target_cost", target_cost)
+            check_positive("timeout", timeout)
             policy = self._policy(router, list(models), costs, threshold=threshold,
                                   strong_fraction=strong_fraction, target_cost=target_cost)
             refs = {name: describe(name, model) for name, model in models.items()}

@@ -245,6 +245,20 @@ def test_a_verifier_assigned_after_construction_must_still_be_a_llamaindex_llm(f
     assert fake.models_called == [WEAK_MODEL]  # the answer, never the verifier
 
 
+@pytest.mark.parametrize(("field", "value"), [("timeout", -1.0), ("threshold", 1.5),
+                                              ("target_cost", 0.0)])
+def test_a_bad_setting_assigned_after_construction_is_refused_before_any_call(
+        fake, cascaded, field, value):
+    """Construction checks these; an assignment afterwards used to build a pipeline with
+    them (a timeout of -1 s failed every call as timed out, after retries)."""
+    if field == "target_cost":
+        cascaded.threshold = None
+    setattr(cascaded, field, value)
+    with pytest.raises(RouterConfigError, match=field):
+        cascaded.chat(user(EASY))
+    assert fake.models_called == []
+
+
 @pytest.mark.parametrize("how", ["stream_chat", "astream_chat", "stream_complete",
                                  "astream_complete"])
 async def test_a_logprob_cascade_scores_a_streamed_call_as_it_scores_chat(fake, make_openai,
