@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import select
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -277,14 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--online", action="store_true",
                     help="also replay each training fold as a stream: a '<router> online@25%%' "
                          "row learning from the chosen model's score only, beside a "
-                         "'<router> static@25%%' row; with --out, online.png plots both over time")
+                         "'<router> static@25%%' row, for routers with partial_fit (sw, knn; "
+                         "not with --tune); with --out, online.png plots both over time")
     ev.add_argument("--online-share", type=float, metavar="F",
                     help="initial share of each training fold for --online (default "
                          f"{DEFAULT_INITIAL_SHARE})")
     ev.add_argument("--cascade", action="append", metavar="SCORER",
                     help="also evaluate cascades (repeatable): 'agreement' (needs answers.csv) "
                          "or 'simulated:RATE' (RouterBench's simulated scorer with that error "
-                         "rate); adds 'cascade:...' and '<router>+cascade:...' rows")
+                         "rate); adds 'cascade:...' and, per router, '<router>+cascade:...', "
+                         "'<router>+pair-cascade:...' and '<router>+chosen-cascade:...' rows")
 
     tr = sub.add_parser("train", help="fit a router on a dataset and save it",
                         epilog=f"Routers: {routers}. Embedders: {embedders}.")
@@ -370,6 +373,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                    for label, name, params in specs}
     elif args.tune_max_prompts is not None:
         raise RouterConfigError("--tune-max-prompts applies only with --tune")
+    if args.tune and args.online:
+        raise RouterConfigError("--online replays routers that learn incrementally (partial_fit); "
+                                "a --tune router refits from scratch and has none: run --online "
+                                "without --tune (e.g. --router sw:gamma=10 --online)")
     if args.online_share is not None and not args.online:
         raise RouterConfigError("--online-share applies only with --online")
     if args.no_plot and not args.out:
@@ -383,6 +390,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         online_share=(DEFAULT_INITIAL_SHARE if args.online_share is None
                       else args.online_share), cascades=args.cascade or (),
     )
+    # How the report was made, so it can be reproduced (e.g. costs estimated by --output-tokens).
+    from . import __version__
+
+    argv = getattr(args, "argv", sys.argv[1:])
+    report.data["run"] = {"command": shlex.join(["langroute", *argv]),
+                          "langroute_version": __version__}
     status = 0
     not_written = None
     try:
@@ -487,8 +500,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         source = "the router's out-of-fold calibration scores of its training prompts"
         win = calibration_win_matrices(router, None)
     else:
-        data = _load(args.dataset, None, args.output_tokens)
+        data = load_outcomes(args.dataset)
         _check_models_match(router, data, models)
+        if models is not None:  # price (and score) only the candidates, not the other columns
+            data = data.select_models(models)
+        if args.output_tokens is not None:
+            data = data.with_estimated_costs(args.output_tokens)
         if args.output_tokens is not None:
             estimated = data.mean_costs()
             assert estimated is not None  # with_estimated_costs sets them
@@ -615,6 +632,7 @@ def _run(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error (or --help/--version)
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     command = {"eval": _cmd_eval, "train": _cmd_train, "calibrate": _cmd_calibrate,
                "spend": _cmd_spend}[args.command]
     try:

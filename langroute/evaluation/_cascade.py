@@ -1037,8 +1037,10 @@ def router_prior(
     from ..routers._calibration_scores import calibration_scores_disabled
 
     def fit_and_score(fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        # Inner fits see fewer prompts: a parameter they cannot support (kNN's k) is lowered,
+        # as for the router's own out-of-fold calibration scores.
         with calibration_scores_disabled():
-            fitted = template.clone().fit(train.subset(fit_rows))
+            fitted = template._calibration_clone(len(fit_rows)).fit(train.subset(fit_rows))
         return win_matrices(fitted, embeddings, rows[score_rows],
                             [train.prompts[i] for i in score_rows])
 

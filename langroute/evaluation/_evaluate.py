@@ -139,6 +139,12 @@ def evaluate(
     labelled = _label_routers(routers)
     cascade_specs = [parse_cascade(c) for c in ([cascades] if isinstance(cascades, str)
                                                 else cascades)]
+    if data.answers is None and any(spec.scorer == "agreement" for spec in cascade_specs):
+        raise OutcomesError(  # before any prompt is embedded, not after the first fold
+            "cascade 'agreement' needs each model's final answers (answers.csv); evaluate "
+            "this dataset with a simulated scorer instead, e.g. 'simulated:0.1'",
+            path=data.source,
+        )
     shared = embedder
     if shared is not None and not isinstance(shared, Embedder):
         raise RouterConfigError(
@@ -152,6 +158,13 @@ def evaluate(
                 shared = default_embedder()
             router = router.clone().set_params(embedder=shared)
         templates[label] = router
+    # Checked before any prompt is embedded (minutes with MiniLM on a large dataset).
+    online_routers = [label for label, r in templates.items()
+                      if callable(getattr(r, "partial_fit", None))]
+    if online and not online_routers:
+        raise RouterConfigError(
+            f"online evaluation needs a router with partial_fit (sw, knn); got {list(templates)}"
+        )
     splits = make_splits(data.prompts, scheme=split, folds=folds, seeds=seeds)
     show = sys.stderr.isatty() if progress is None else bool(progress)
 
@@ -169,12 +182,6 @@ def evaluate(
         label: [] for label in templates
     }
     failed: dict[str, dict[str, Any]] = {}
-    online_routers = [label for label, r in templates.items()
-                      if callable(getattr(r, "partial_fit", None))]
-    if online and not online_routers:
-        raise RouterConfigError(
-            f"online evaluation needs a router with partial_fit (sw, knn); got {list(templates)}"
-        )
     timelines: dict[str, list[dict[str, np.ndarray]]] = {}
     dropped: set[str] = set()  # static rows of an online replay that failed (failed names it)
     with tqdm(total=len(splits) * len(templates), desc="evaluate", unit="fit", file=sys.stderr,
@@ -201,6 +208,12 @@ def evaluate(
                         fitted = template.clone().fit(train)
                     t1 = time.perf_counter()
                     win = _win_matrices(fitted, embeddings.get(label), sp.test, test.prompts)
+                    t2 = time.perf_counter()
+                    # The cascade rows' prior: out-of-fold fits on the training fold, which can
+                    # fail like the fit above (recorded the same way, not a crash of the run).
+                    prior = (router_prior(template, train, sp.train, embeddings.get(label),
+                                          _win_matrices, seed=sp.seed)
+                             if cascade_specs else None)
                 except LangrouteError as exc:
                     if on_error == "raise":
                         raise
@@ -208,7 +221,6 @@ def evaluate(
                                      "seed": sp.seed, "fold": sp.fold}
                     bar.update(1)
                     continue
-                t2 = time.perf_counter()
                 metrics, curve = _router_metrics(fitted, win, test, base, strong, weak)
                 if strong is not None and weak is not None:
                     share_curves[label].append(strong_share_curve(
@@ -224,9 +236,8 @@ def evaluate(
                                                   float(base.model_costs[base.best_model]),
                                                   float(base.model_qualities[base.best_model])))
                     metrics.update(train_best_metrics(curve.costs, curve.qualities, train, test))
-                    priors[label] = (router_prior(template, train, sp.train,
-                                                  embeddings.get(label), _win_matrices,
-                                                  seed=sp.seed), win, routing_ladder(fitted))
+                    assert prior is not None
+                    priors[label] = (prior, win, routing_ladder(fitted))
                 bar.update(1)
             if cascade_specs:
                 cascade_rows = cascade_fold_rows(

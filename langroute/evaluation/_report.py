@@ -29,6 +29,7 @@ the test folds (``null`` where a fold has no value, e.g. "never")::
                (``evaluate(..., on_error="record")``); absent from ``routers`` and ``folds``
     folds      [{seed, fold, n_train, n_test, baselines: {...}, routers: {label: metrics}}]
     elapsed_seconds
+    run        {command, langroute_version}: how the report was made (``langroute eval`` only)
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class EvaluationReport:
             "mean ± std over folds; cost in USD per 1k calls.",
             "",
         ]
+        if d.get("run"):
+            lines += [f"`{d['run']['command']}` (langroute {d['run']['langroute_version']})", ""]
         two = self.two_models
         header = ["", "cost /1k", "quality", "AIQ", "max quality", "cost to match best"]
         if two:
