@@ -99,9 +99,9 @@ class Budget:
 
     A stream that ends without the provider's usage report after its first chunk (its consumer
     stopped reading, or it failed mid-stream) is still billed by the provider, so it is charged
-    an estimate, never $0: the prompt's estimated input plus the text it delivered (characters /
-    3, at most the call's ``max_tokens``) as output, marked ``usage_estimated`` in its attempt
-    and ``langroute.budget`` event.
+    an estimate, never $0: the prompt's estimated input plus the text it delivered
+    (``langroute.pipeline.estimated_tokens``, at most the call's ``max_tokens``) as output,
+    marked ``usage_estimated`` in its attempt and ``langroute.budget`` event.
     """
 
     limit_usd: float

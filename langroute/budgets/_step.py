@@ -11,11 +11,11 @@ hold stops counting once the lease passes.
 Worst case of one call: ``input_tokens x input price + max_output_tokens x output price``
 (genai-prices' tiers applied), where ``input_tokens`` is the adapter's count of the prompt and
 ``max_output_tokens`` the call's ``max_tokens``, or ``default_max_output_tokens`` (4096) when
-the call sets none. A judge's call is sized for its own prompt (characters / 3) and the
+the call sets none. A judge's call is sized for its own prompt (``estimated_tokens``) and the
 judge model's ``max_tokens``, not the caller's (``pipeline._sized_for``). A call whose answer
 overruns its reservation is still charged in full.
 A stream cut short after its first chunk (abandoned or failed) is committed at an estimate
-(the prompt's estimated input plus characters / 3 of the text it delivered, at most the call's
+(the prompt's estimated input plus ``estimated_tokens`` of the text it delivered, at most the call's
 ``max_tokens``), marked ``usage_estimated``.
 """
 

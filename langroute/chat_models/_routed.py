@@ -17,7 +17,6 @@ call (retries, fallback) -> cascade -> record:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -64,6 +63,7 @@ from ..pipeline import (
     ModelRef,
     RouteRequest,
     TokenEstimate,
+    estimated_tokens,
     run_async,
     run_sync,
     stream_async,
@@ -104,7 +104,7 @@ class _Prepared:
 
 def _schema_tokens(binding: PendingBinding | None) -> int:
     """Over-estimated prompt tokens of the tool definitions or output schema a call sends
-    (characters / 3 of their JSON, plus 8 each): providers bill them as prompt tokens, and a
+    (``estimated_tokens`` of their JSON, plus 8 each): providers bill them as prompt tokens, and a
     hold sized from the messages alone let concurrent tool calls overspend a hard budget."""
     if isinstance(binding, ToolsBinding):
         described = described_tools(binding.tools)
@@ -112,7 +112,7 @@ def _schema_tokens(binding: PendingBinding | None) -> int:
         described = described_tools([binding.schema])
     else:
         return 0
-    return sum(math.ceil(len(json.dumps(d, default=str)) / 3) + 8 for d in described)
+    return sum(estimated_tokens(json.dumps(d, default=str)) + 8 for d in described)
 
 
 def _counts_its_own_tokens(model: BaseChatModel) -> bool:
@@ -612,8 +612,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                 return TokenEstimate(
                     int(model.get_num_tokens_from_messages(prepared.messages)) + schemas, limit)
             # LangChain's generic counter downloads a GPT-2 tokenizer: over-estimate instead.
-            chars = sum(len(m.text) for m in prepared.messages)
-            return TokenEstimate(math.ceil(chars / 3) + 8 * len(prepared.messages) + schemas,
+            tokens = sum(estimated_tokens(m.text) for m in prepared.messages)
+            return TokenEstimate(tokens + 8 * len(prepared.messages) + schemas,
                                  limit, method="chars/3")
 
         return estimate

@@ -29,7 +29,15 @@ from ._pipeline import (
     CallResult,
 )
 from ._retry import Fallback, RetryPolicy, is_retryable, retry_after_seconds
-from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, TokenEstimate
+from ._steps import (
+    BudgetStep,
+    CallState,
+    CascadeStep,
+    Recorder,
+    RouteRequest,
+    TokenEstimate,
+    estimated_tokens,
+)
 from ._types import SCOPE_KEYS, THRESHOLD_KEY, Answer, Attempt, CallContext, ModelRef, Usage
 
 __all__ = [
@@ -61,6 +69,7 @@ __all__ = [
     "TokenEstimate",
     "Usage",
     "collect_decisions",
+    "estimated_tokens",
     "is_retryable",
     "retry_after_seconds",
     "run_async",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,7 +59,15 @@ from ._effects import (
     StreamClosed,
 )
 from ._retry import Fallback, RetryPolicy
-from ._steps import BudgetStep, CallState, CascadeStep, Recorder, RouteRequest, TokenEstimate
+from ._steps import (
+    BudgetStep,
+    CallState,
+    CascadeStep,
+    Recorder,
+    RouteRequest,
+    TokenEstimate,
+    estimated_tokens,
+)
 from ._types import Answer, Attempt, ModelRef, Usage
 
 __all__ = [
@@ -497,8 +504,8 @@ class CallPipeline:
     def _estimated(self, state: CallState, ref: ModelRef, chunks: list[Any],
                    merged: Answer | None) -> Answer:
         """What a stream cut short cost, estimated as its reservation is: the prompt's input
-        tokens from the adapter's estimate (else the routing text's characters / 3), the
-        output as characters / 3 of the text received (a deliberate over-estimate; chunks
+        tokens from the adapter's estimate (else the routing text's ``estimated_tokens``), the
+        output as ``estimated_tokens`` of the text received (a deliberate over-estimate; chunks
         that did not merge count their printed size), but never more than the call's
         ``max_tokens``, which the provider stops at (so the estimate stays within the worst
         case reserved); a usage report among the chunks, if any, gives the input count and
@@ -509,12 +516,12 @@ class CallPipeline:
             input_tokens = int(sized.input_tokens)
             limit = sized.max_output_tokens
         else:  # a budget step of its own that reserves without the adapter's estimate
-            input_tokens = math.ceil(len(state.request.text) / 3) + 8
+            input_tokens = estimated_tokens(state.request.text) + 8
         if merged is not None:
-            output_tokens = math.ceil(len(merged.text or "") / 3)
+            output_tokens = estimated_tokens(merged.text or "")
             reported = merged.usage
         else:
-            output_tokens = math.ceil(sum(len(str(chunk)) for chunk in chunks) / 3)
+            output_tokens = estimated_tokens("".join(str(chunk) for chunk in chunks))
             reported = None
         if limit is not None:
             output_tokens = min(output_tokens, int(limit))
@@ -782,7 +789,7 @@ def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
     """The state a call is reserved with. A step's own prompt (``messages``: ``(role, text)``
     pairs, as a judge is asked, or any form an adapter takes; a str is one user message)
     replaces the request's messages, and the caller's ``max_tokens`` does not apply to it
-    (the adapters send it none), so its estimate is the prompt's characters / 3 (the
+    (the adapters send it none), so its estimate is the prompt's ``estimated_tokens`` (the
     adapters' over-estimate for a model that cannot count offline) and the asked model's own
     ``max_tokens`` if it has one, else the budget's cap.
     Sized from the caller's short question and ``max_tokens=6``, a judge's hold was once a
@@ -790,10 +797,10 @@ def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
     if messages is None or state.estimate is None:
         return state
     pairs = [messages] if isinstance(messages, str) else list(messages)  # a str: one message
-    chars = sum(len(_text_of(message)) for message in pairs)
+    tokens = sum(estimated_tokens(_text_of(message)) for message in pairs)
     limit = getattr(ref.model, "max_tokens", None)
     estimate = TokenEstimate(
-        math.ceil(chars / 3) + 8 * len(pairs),
+        tokens + 8 * len(pairs),
         limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
         method="chars/3")
     return replace(state, estimate=lambda _ref: estimate)

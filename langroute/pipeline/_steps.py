@@ -17,6 +17,7 @@ Protocols:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -34,6 +35,7 @@ __all__ = [
     "Recorder",
     "RouteRequest",
     "TokenEstimate",
+    "estimated_tokens",
 ]
 
 
@@ -63,8 +65,19 @@ class TokenEstimate:
     input_tokens: int
     max_output_tokens: int | None
     #: How ``input_tokens`` was obtained: ``"counted"`` by the model's own tokenizer, or
-    #: ``"chars/3"`` (a deliberate over-estimate when the model cannot count offline).
+    #: ``"chars/3"`` (``estimated_tokens``: a deliberate over-estimate when the model cannot
+    #: count offline).
     method: str = "counted"
+
+
+def estimated_tokens(text: str) -> int:
+    """A deliberate over-estimate of ``text``'s tokens, for a model that cannot count them
+    offline: ASCII characters / 3 (English runs about 4 to a token) plus the UTF-8 bytes of
+    every other character (Chinese or Japanese run about a token a character, which
+    characters / 3 under-counted threefold; a byte-level BPE never makes more tokens than
+    bytes). Budget holds and the charge of a stream cut short are sized with it."""
+    n_ascii = len(text.encode("ascii", "ignore"))
+    return math.ceil(n_ascii / 3) + len(text.encode("utf-8", "surrogatepass")) - n_ascii
 
 
 @dataclass

@@ -390,3 +390,36 @@ def test_a_tool_calls_hold_covers_its_tool_definitions(router, weak):
     (commit,) = [e for e in events if e["action"] == "commit"]
     assert commit["cost_usd"] > 20 * cost(STRONG_ID)  # the tools were billed
     assert commit["reserved_usd"] >= commit["cost_usd"]
+
+
+class _PerCharacterBilled(ScriptedChatModel):
+    """Billed a token per character of the prompt, as Chinese or Japanese text about is."""
+
+    def _answer(self, messages, kwargs, stop):
+        message = super()._answer(messages, kwargs, stop)
+        chars = sum(len(m.text) for m in messages)
+        usage = {"input_tokens": chars, "output_tokens": 3, "total_tokens": chars + 3}
+        return message.model_copy(update={"usage_metadata": usage})
+
+
+def test_a_cjk_prompts_hold_covers_its_tokens(router, weak):
+    """Characters / 3 held a third of a Chinese prompt's tokens (about one a character), so
+    a hard budget could be overspent by concurrent calls in Chinese or Japanese."""
+    strong = _PerCharacterBilled(model_name=STRONG_ID)
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    recorder = EventRecorder()
+    llm.invoke(HARD + " " + "请把这份合同的每一条款逐条翻译成英文并解释其法律含义。" * 100,
+               config={"callbacks": [recorder]})
+    events = [e["data"] for e in recorder.events if e["name"] == "langroute.budget"]
+    (commit,) = [e for e in events if e["action"] == "commit"]
+    assert commit["model"] == STRONG and commit["cost_usd"] > 20 * cost(STRONG_ID)
+    assert commit["reserved_usd"] >= commit["cost_usd"]
+
+
+def test_the_token_over_estimate_is_unchanged_for_ascii_and_bytes_elsewhere():
+    from langroute.pipeline import estimated_tokens
+
+    assert estimated_tokens("") == 0
+    assert estimated_tokens("a" * 30) == 10  # ASCII: characters / 3
+    assert estimated_tokens("合同") == 6  # 3 UTF-8 bytes a character
+    assert estimated_tokens("café") == 1 + 2  # 'caf' / 3, 'é' is 2 bytes

@@ -10,7 +10,6 @@ LlamaIndex LLM and where events go.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from langroute.pipeline import (
     ModelRef,
     RouteRequest,
     TokenEstimate,
+    estimated_tokens,
     run_async,
     run_sync,
     stream_async,
@@ -509,7 +509,7 @@ def _served_model(llm: LLM) -> str | None:
 
 def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
     """Worst-case size of a call to ``ref`` for budget reservations: a deliberate over-estimate
-    of the input (characters / 3, plus 8 per message, plus the tools' schemas; LlamaIndex LLMs
+    of the input (``estimated_tokens``, plus 8 per message, plus the tools' schemas; LlamaIndex LLMs
     have no offline token counter of their own) and the call's output limit."""
     if caller.prompt is not None:
         texts = [caller.prompt]
@@ -520,7 +520,7 @@ def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
             texts.append(json.dumps({"name": tool.metadata.name,
                                      "description": tool.metadata.description,
                                      "parameters": tool.metadata.get_parameters_dict()}))
-    n_tokens = math.ceil(sum(len(t) for t in texts) / 3) + 8 * len(texts)
+    n_tokens = sum(estimated_tokens(t) for t in texts) + 8 * len(texts)
     limit = caller.kwargs.get("max_tokens", getattr(ref.model, "max_tokens", None))
     if not isinstance(limit, int) or isinstance(limit, bool):
         limit = None
