@@ -143,7 +143,8 @@ def read_router_file(
         _key_bytes(signing_key)
     file = Path(path)
     if not file.is_file():
-        raise RouterFileError(f"{file}: no such router file")
+        raise RouterFileError(f"{file}: " + ("a folder, not a router file" if file.is_dir() else
+                                             "no such router file"))
     try:
         with safe_open(str(file), framework="numpy") as fh:
             metadata = fh.metadata() or {}

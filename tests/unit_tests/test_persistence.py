@@ -171,8 +171,8 @@ def test_random_bytes_and_missing_files_are_refused(tmp_path):
         load_router(junk)
     with pytest.raises(RouterFileError, match="no such router file"):
         load_router(tmp_path / "missing.safetensors")
-    with pytest.raises(RouterFileError, match="no such router file"):
-        load_router(tmp_path)
+    with pytest.raises(RouterFileError, match="a folder, not a router file"):
+        load_router(tmp_path)  # a folder said "no such router file", which misled
 
 
 class _Exploit:
