@@ -161,11 +161,12 @@ class FeedbackStoreError(LangrouteError, RuntimeError):
 
 
 class RefitError(LangrouteError, RuntimeError):
-    """Feedback was stored, but the ``FeedbackRefitter`` poll it triggered failed.
+    """Feedback was stored, but learning it failed: the router's ``partial_fit``, or the
+    ``FeedbackRefitter`` poll it triggered.
 
     ``event`` is the stored ``FeedbackEvent``: recording the feedback again would store it
-    twice. The refitter keeps what it read, so its next poll refits with it. Not a
-    ``FeedbackError``, whose meaning is "nothing was recorded".
+    twice. Replaying the store teaches it (the refitter keeps what it read, so its next poll
+    refits with it). Not a ``FeedbackError``, whose meaning is "nothing was recorded".
     """
 
     def __init__(self, message: str, *, event: object) -> None:

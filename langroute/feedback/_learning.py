@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .._exceptions import FeedbackError, RouterConfigError
+from .._exceptions import FeedbackError, RefitError, RouterConfigError
 from .._outcomes import Battles
 from ..routers._incremental import (
     FEEDBACK_SOURCE,
@@ -287,6 +287,23 @@ def _note_learned(router: Any, prints: np.ndarray | None) -> None:
         router.learned_feedback_ = np.insert(learned, np.searchsorted(learned, new), new)
 
 
+def _learn_stored(router: Any, event: FeedbackEvent, decision: DecisionRecord, lock: Any,
+                  embedded: Mapping[str, np.ndarray] | None) -> None:
+    """Teach ``router`` an event already stored. A failure here (``partial_fit`` out of
+    memory, say) must not read as "feedback not recorded", the meaning of a
+    ``FeedbackError``: a caller retrying on it would store, and later replay, the event
+    twice. It is raised as ``RefitError`` carrying the stored event; replaying the store
+    teaches it."""
+    try:
+        _learn(router, *_new_events(router, [event]), {event.decision_id: decision}, lock,
+               embedded)
+    except Exception as exc:
+        raise RefitError(
+            f"the feedback on decision {event.decision_id!r} was stored, but the router failed "
+            f"to learn it ({type(exc).__name__}: {exc}); do not record it again -- replaying "
+            "the store (langroute.feedback.replay) teaches it", event=event) from exc
+
+
 def _embed_first(router: Any, battles: Battles, lock: Any) -> dict[str, np.ndarray] | None:
     """The prompts of ``battles`` embedded by ``router`` (under ``lock``: the embedder's cache
     is shared with routing), before the event they come from is stored: an embedder that
@@ -345,7 +362,8 @@ def record_feedback(
     FeedbackEvent
         The stored event. An unknown decision id, a score outside [0, 1] or NaN, or a model
         the decision did not offer raise before anything is stored, and so does a failure to
-        embed the decision's prompt (the router's embedder runs first).
+        embed the decision's prompt (the router's embedder runs first). A failure to learn
+        the stored event raises ``RefitError``, which carries it (do not record it again).
     """
     if router is not None:
         _learner(router)
@@ -356,7 +374,7 @@ def record_feedback(
             {decision_id: decision}, router), lock)
     event = store.add_score(decision_id, score, model=model, key=key, metadata=metadata)
     if router is not None:
-        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock, embedded)
+        _learn_stored(router, event, decision, lock, embedded)
     return event
 
 
@@ -392,7 +410,7 @@ def record_preference(
     event = store.add_preference(decision_id, preferred, other=other, tie=tie, key=key,
                                  metadata=metadata)
     if router is not None:
-        _learn(router, *_new_events(router, [event]), {decision_id: decision}, lock, embedded)
+        _learn_stored(router, event, decision, lock, embedded)
     return event
 
 

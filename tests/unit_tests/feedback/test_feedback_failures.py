@@ -155,3 +155,27 @@ def test_a_redis_stores_errors_and_repr_never_show_its_password(redis_url):
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+@pytest.mark.parametrize("name", ["sw", "knn"])
+def test_a_router_failing_to_learn_a_stored_event_says_it_was_stored(name, monkeypatch):
+    """partial_fit failing after the event was stored (out of memory, say) used to raise its
+    own error, which reads as "not recorded": a caller retrying stored the event twice."""
+    from langroute._exceptions import RefitError
+
+    train = split_outcomes(20, seed=4)
+    router = ROUTERS[name](HashingEmbedder(dimension=128, cache_dir=False)).fit(train)
+    store = open_feedback_store("memory://")
+    store.record_decision(DecisionRecord("d0", poem_prompt(900), "cheap", MODELS))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("no room for the new exemplar")
+
+    monkeypatch.setattr(type(router), "partial_fit", out_of_memory)
+    with pytest.raises(RefitError, match="was stored.*do not record it again") as raised:
+        record_feedback(store, "d0", score=0.0, router=router)
+    assert isinstance(raised.value.__cause__, MemoryError)
+    assert store.events() == [raised.value.event]  # stored once; the error carries it
+    monkeypatch.undo()
+    fresh = ROUTERS[name](HashingEmbedder(dimension=128, cache_dir=False)).fit(train)
+    assert replay(store, fresh) == 1  # a replay teaches it
