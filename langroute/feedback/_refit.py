@@ -30,7 +30,9 @@ the model the router chose, a selection-biased sample (see
 A refit cannot count an event twice: it starts from ``training`` (not from what the router
 learned since), reads each log position once, and learns an event repeated in the log once.
 A refitted router that keeps ``learned_feedback_`` (``SWRouter``, ``KNNRouter``) lists the
-events the refit learned, so a later ``replay`` skips them.
+events the refit learned, so a later ``replay`` skips them: with training ``Battles`` every
+event; with training ``Outcomes`` none (those routers learn pairwise, so a one-score row
+taught them nothing, and a replay imputes its battles).
 """
 
 from __future__ import annotations
@@ -394,7 +396,11 @@ class FeedbackRefitter:
             fitted = self.router.clone().fit(union)
             if hasattr(fitted, "learned_feedback_"):
                 # fit forgot the events it learned; list them, so replay skips them after.
-                fitted.learned_feedback_ = np.sort(prints)
+                # These routers learn pairwise: from training Outcomes a score is a row
+                # scoring one model, which teaches them nothing, so it stays unlisted and a
+                # replay (which imputes its battles) still teaches it.
+                taught = prints if isinstance(self.training, Battles) else prints[:0]
+                fitted.learned_feedback_ = np.sort(taught)
             # Population means stay the training data's: feedback is selection-biased.
             fitted.quality_ = np.array(self.router.quality_, dtype=np.float64)
             fitted.costs_ = (None if self.router.costs_ is None
