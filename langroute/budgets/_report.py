@@ -36,7 +36,12 @@ def format_spend(rows: list[dict[str, Any]], *, as_json: bool = False) -> str:
     def cell(value: Any) -> str:
         if value is None:
             return "-"
-        return f"{value:.6f}" if isinstance(value, float) else str(value)
+        if not isinstance(value, float):
+            return str(value)
+        # Amounts are whole nano-USD: six decimals at least, nine when needed (at six, an
+        # overspend of $0.0000004 read "-0.000000").
+        whole, fraction = f"{value:.9f}".split(".")
+        return f"{whole}.{fraction.rstrip('0').ljust(6, '0')}"
 
     table = [head] + [tuple(cell(row[key]) for key in head) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(head))]

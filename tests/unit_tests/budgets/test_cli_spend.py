@@ -71,3 +71,14 @@ def test_spend_leaves_a_file_that_is_no_store_as_it_was(tmp_path, capsys, conten
     assert match in capsys.readouterr().err
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spend.db"]  # no -wal / -shm files
+
+
+def test_spend_table_shows_amounts_below_a_millionth():
+    """At six decimals an overspend of $0.0000004 read "-0.000000", hiding it."""
+    from langroute.budgets._report import format_spend
+
+    row = {"scope": "bot", "window": "day", "period": "2026-12-01", "limit_usd": 0.001,
+           "spent_usd": 0.0010004, "reserved_usd": 0.0, "remaining_usd": -0.0000004}
+    table = format_spend([row])
+    assert "-0.0000004" in table and "0.0010004" in table
+    assert " 0.001000 " in table + " "  # a plain amount keeps six decimals
