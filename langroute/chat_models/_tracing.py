@@ -8,8 +8,9 @@ escalated (an attempt is traced when it settles, before it is scored, so the tra
 copy of the answer's attempt from this event). So every provider call is counted exactly once
 whatever runs LangChain puts in between (``with_structured_output`` adds a parser run; the
 generate path has none). Memory is bounded: the newest ``max_calls`` calls are kept, older
-ones are folded into totals once their run has ended (a call still in flight keeps receiving
-its events, however many calls started after it).
+ones are folded into totals once their run has ended and ``max_calls`` more have ended since
+(a call still in flight keeps receiving its events, however many calls started after it, and
+so does one that just ended: a stream closed early ends its run before settling its attempt).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from ..pipeline import ATTEMPT_EVENT, CASCADE_EVENT
 __all__ = ["ModelSpend", "RoutedCall", "RoutingSummary", "RoutingTracer"]
 
 _PRICE_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok")
+#: attempt outcomes of a provider call that gave no answer: failed, or cancelled mid-call
+_NO_ANSWER = ("error", "cancelled")
 
 
 @dataclass
@@ -57,9 +60,10 @@ class RoutedCall:
 
     @property
     def answered_by(self) -> str | None:
-        """The model whose answer was returned (None while in flight or failed)."""
+        """The model whose answer was returned (None while in flight or failed); for a stream
+        its consumer stopped reading, the model whose chunks it was given."""
         answers = [a for a in self.attempts if a.get("purpose") != "verify"
-                   and a.get("outcome") in ("ok", "accepted")]
+                   and a.get("outcome") in ("ok", "accepted", "abandoned")]
         return answers[-1]["model"] if answers and not self.failed else None
 
 
@@ -174,9 +178,14 @@ class RoutingTracer(BaseCallbackHandler):
         self._calls: OrderedDict[str, RoutedCall] = OrderedDict()  # by decision id
         #: calls whose routed run has not ended yet, by run id
         self._by_run: dict[UUID, RoutedCall] = {}
-        #: calls pushed out of ``_calls`` while still in flight, by decision id: folded into
-        #: the totals when their run ends (their later attempts must still count)
+        #: calls pushed out of ``_calls`` while still in flight, by decision id: moved to
+        #: ``_ended`` when their run ends (their later attempts must still count)
         self._evicted: dict[str, RoutedCall] = {}
+        #: calls out of ``_calls`` whose run has ended, oldest first, at most ``max_calls``:
+        #: an event may still come after the run's end (a stream its consumer closed ends its
+        #: run, then settles its attempt), so they are folded into the totals only when pushed
+        #: out of here
+        self._ended: OrderedDict[str, RoutedCall] = OrderedDict()
         self._retired = _Totals()
         self._lock = threading.Lock()
 
@@ -196,19 +205,20 @@ class RoutingTracer(BaseCallbackHandler):
                 while len(self._calls) > self.max_calls:
                     key, old = self._calls.popitem(last=False)
                     if self._by_run.get(old.run_id) is old:
-                        self._evicted[key] = old  # in flight: folded when its run ends
+                        self._evicted[key] = old  # in flight: retired when its run ends
                     else:
-                        self._fold(self._retired, old)
+                        self._retire(key, old)
         elif name in (ATTEMPT_EVENT, CASCADE_EVENT):
             with self._lock:
                 key = str(data.get("decision_id"))
-                call = self._calls.get(key) or self._evicted.get(key)
-                if call is None:
+                found = (self._calls.get(key) or self._evicted.get(key)
+                         or self._ended.get(key))
+                if found is None:
                     return
                 if name == ATTEMPT_EVENT:
-                    call.attempts.append(dict(data))
+                    found.attempts.append(dict(data))
                 else:
-                    _judged(call, data)
+                    _judged(found, data)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, None)
@@ -232,8 +242,18 @@ class RoutingTracer(BaseCallbackHandler):
             if error is not None and not isinstance(error, GeneratorExit):
                 call.failed = True
                 call.error = f"{type(error).__name__}: {error}"
-            if self._evicted.pop(_key(call.decision, run_id), None) is call:
-                self._fold(self._retired, call)
+            key = _key(call.decision, run_id)
+            if self._evicted.get(key) is call:
+                del self._evicted[key]
+                self._retire(key, call)
+
+    def _retire(self, key: str, call: RoutedCall) -> None:
+        """Keep an ended call out of ``calls`` a while longer for late events; fold the oldest
+        such call into the totals once more than ``max_calls`` are kept."""
+        self._ended[key] = call
+        while len(self._ended) > self.max_calls:
+            _, old = self._ended.popitem(last=False)
+            self._fold(self._retired, old)
 
     # -- summary --------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -242,13 +262,15 @@ class RoutingTracer(BaseCallbackHandler):
             self._calls.clear()
             self._by_run.clear()
             self._evicted.clear()
+            self._ended.clear()
             self._retired = _Totals()
 
     def summary(self) -> RoutingSummary:
         """Calls and spend per model, the top-rung share, cascades and spend per scope."""
         with self._lock:
             totals = self._retired.copy()
-            for call in (*self._evicted.values(), *self._calls.values()):
+            for call in (*self._ended.values(), *self._evicted.values(),
+                         *self._calls.values()):
                 self._fold(totals, call)
         per_model = {}
         for name, t in totals.per_model.items():
@@ -277,14 +299,14 @@ class RoutingTracer(BaseCallbackHandler):
         answered = call.answered_by
         if rungs and answered == rungs[-1]:
             totals.top += 1
-        scope = call.decision.get("scope") or "*"  # type: ignore[attr-defined]
+        scope = str(call.decision.get("scope") or "*")
         attempts = call.attempts or []
         for attempt in attempts:
             model = str(attempt.get("model"))
             t = totals.per_model.setdefault(model, _ModelTotals())
             t.calls += 1
             usage = attempt.get("usage") or {}
-            if attempt.get("outcome") == "error":
+            if attempt.get("outcome") in _NO_ANSWER:
                 t.failed += 1
             t.input_tokens += int(usage.get("input_tokens", 0))
             t.output_tokens += int(usage.get("output_tokens", 0))
@@ -308,11 +330,16 @@ class RoutingTracer(BaseCallbackHandler):
                     "usage x prices")
         if isinstance(attempt.get("cost_usd"), (int, float)):
             return float(attempt["cost_usd"]), "budget"
-        if attempt.get("outcome") == "error":
-            return 0.0, "none"  # no answer, no usage: nothing known to be spent
-        estimate = call.decision.get("estimated_cost_usd")
-        if model == call.decision.get("model") and estimate is not None:
-            return float(estimate), "estimated per call"  # type: ignore[arg-type]
+        if attempt.get("outcome") in _NO_ANSWER:
+            # no answer, no usage: nothing known to be spent (a budget released its hold)
+            return 0.0, "none"
+        # the attempt's own per-call figure (any rung: a fallback, an escalation, a candidate
+        # asked to verify), else the decision's for the model it chose
+        estimate = attempt.get("estimated_cost_usd")
+        if estimate is None and model == call.decision.get("model"):
+            estimate = call.decision.get("estimated_cost_usd")
+        if isinstance(estimate, (int, float)):
+            return float(estimate), "estimated per call"
         return 0.0, "unknown"
 
 

@@ -367,7 +367,8 @@ class CallPipeline:
             hold = yield Dual(self.budget.reserve, self.budget.areserve, (state, ref))
         except BudgetExceededError as exc:  # this call's worst case does not fit: no call
             yield Emit(BUDGET_EVENT, {"action": "deny", "decision_id": state.context.call_id,
-                                      "model": ref.name, "error": f"{type(exc).__name__}: {exc}"})
+                                      "scope": state.context.scope, "model": ref.name,
+                                      "error": f"{type(exc).__name__}: {exc}"})
             raise
         return hold  # None: no budget applies to this caller
 
@@ -375,8 +376,11 @@ class CallPipeline:
                 attempt: Attempt, state: CallState) -> Pipeline[None]:
         """Book the attempt on the budget (commit or release), then trace it."""
         yield from self._book(hold, answer, error, attempt)
+        # the USD-per-call figure the ladder was ordered by (None for a model not on it): what
+        # a tracer can charge a call to a model it has no prices for, whichever rung answered
         yield Emit(ATTEMPT_EVENT, {"decision_id": state.context.call_id,
-                                   "scope": state.context.scope, **attempt.to_event()})
+                                   "scope": state.context.scope, **attempt.to_event(),
+                                   "estimated_cost_usd": self.policy.costs.get(attempt.model)})
 
     def _book(self, hold: Any, answer: Answer | None, error: BaseException | None,
               attempt: Attempt) -> Pipeline[None]:
