@@ -173,7 +173,8 @@ class AgreementScorer(Scorer):
 
 class LogprobScorer(Scorer):
     """A low quantile of the answer's token log-probabilities (the provider must return them,
-    e.g. ``ChatOpenAI(logprobs=True)``); scores lie in (-inf, 0].
+    e.g. ``ChatOpenAI(logprobs=True)``); scores lie in [-inf, 0] (-inf when the quantile falls
+    on a token of probability 0).
 
     The accept threshold is calibrated from data, not guessed: ``calibrate(logprobs,
     correct, precision=0.95)`` returns the lowest threshold whose accepted answers were correct
@@ -203,7 +204,10 @@ class LogprobScorer(Scorer):
             raise CascadeScoreError("no token log-probabilities to score")
         if not np.all(values <= 0) or np.isnan(values).any():
             raise CascadeScoreError("token log-probabilities must be <= 0 and not NaN")
-        return float(np.quantile(values, self.quantile))
+        with np.errstate(invalid="ignore"):
+            value = float(np.quantile(values, self.quantile))
+        # NaN only from interpolating next to a -inf token (probability 0): the quantile is -inf
+        return -math.inf if math.isnan(value) else value
 
     def score(self, state: CallState, answer: Answer) -> Score:
         if answer.token_logprobs is None:
@@ -220,8 +224,8 @@ class LogprobScorer(Scorer):
         of the time, on labelled answers (each answer's token log-probabilities and whether it
         was right). Pass it as ``Cascade(accept=...)``. Raises CascadeConfigError when no
         threshold reaches ``precision`` or the inputs do not line up."""
-        if not 0.0 < precision <= 1.0:
-            raise CascadeConfigError(f"precision must lie in (0, 1], got {precision!r}")
+        if not _is_number(precision) or not 0.0 < precision <= 1.0:
+            raise CascadeConfigError(f"precision must be a number in (0, 1], got {precision!r}")
         labels = np.asarray(correct)
         if len(logprobs) != labels.shape[0] or labels.ndim != 1 or not labels.size:
             raise CascadeConfigError(

@@ -606,7 +606,9 @@ def _ladder_checked(spec: CascadeSpec, data: Outcomes, ladder: _Ladder,
     assert agree is not None
     passed = np.zeros(ladder.model.shape, dtype=np.int64)
     for v in verifiers:
-        passed += agree[rows, ladder.model, v] | (ladder.model == v)
+        # a routed model that is its own verifier agrees with itself exactly when it gave an
+        # answer (agree[.., m, m]): an empty one agrees with nothing, as AgreementScorer scores
+        passed += agree[rows, ladder.model, v]
     return passed, data.costs[:, list(verifiers)].sum(axis=1)
 
 
