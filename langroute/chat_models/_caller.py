@@ -126,6 +126,21 @@ def _hidden_config(config: RunnableConfig, tag: str) -> RunnableConfig:
     stream skips it) and ``tag``, its token-streaming handlers seeing no tokens (so
     ``astream_events`` emits no ``on_chat_model_stream`` for it); tracers and other callbacks
     see it as an ordinary run."""
+    tags = [t for t in (NOSTREAM_TAG, tag) if t not in (config.get("tags") or [])]
+    hidden = merge_configs(config, {"tags": tags})
+    hidden["callbacks"] = _tokenless_callbacks(config.get("callbacks"))
+    return hidden
+
+
+def _unstreamed_config(config: RunnableConfig) -> RunnableConfig:
+    """``config`` for a call the routed model's ``disable_streaming`` (or ``streaming=False``)
+    keeps from streaming: its token-streaming handlers are ``_Tokenless``, so the chosen model
+    does not stream for them (as BaseChatModel would not); every handler still sees the run."""
+    return {**config, "callbacks": _tokenless_callbacks(config.get("callbacks"))}
+
+
+def _tokenless_callbacks(callbacks: Any) -> Any:
+    """``callbacks`` with each token-streaming handler behind a ``_Tokenless`` proxy."""
     proxies: dict[int, _Tokenless] = {}
 
     def hide(handlers: list[Any]) -> list[Any]:
@@ -136,17 +151,13 @@ def _hidden_config(config: RunnableConfig, tag: str) -> RunnableConfig:
             out.append(h)
         return out
 
-    callbacks = config.get("callbacks")
     if isinstance(callbacks, (CallbackManager, AsyncCallbackManager)):
         callbacks = callbacks.copy()
         callbacks.handlers = hide(callbacks.handlers)
         callbacks.inheritable_handlers = hide(callbacks.inheritable_handlers)
     elif isinstance(callbacks, list):
         callbacks = hide(callbacks)
-    tags = [t for t in (NOSTREAM_TAG, tag) if t not in (config.get("tags") or [])]
-    hidden = merge_configs(config, {"tags": tags})
-    hidden["callbacks"] = callbacks
-    return hidden
+    return callbacks
 
 
 def hidden_tag(ref: ModelRef, purpose: str) -> str | None:
@@ -346,14 +357,31 @@ class _RawMessage(BaseCallbackHandler):
             self.message = message
 
 
+def _pinned(runnable: Runnable[Any, Any], ref: ModelRef, config: RunnableConfig
+            ) -> Runnable[Any, Any]:
+    """``runnable`` (a binding replayed on the chosen model) holding ``config``'s callbacks.
+
+    A ``RunnableBinding`` merges its own config -- empty, so the ambient one
+    (``var_child_runnable_config``: the routed run's, with the raw handlers) -- into the one it
+    is called with. A hidden or unstreamed call's handlers are ``_Tokenless`` proxies: merged
+    with the raw ones, a token stream saw both, and the chosen model streamed its tokens to it
+    (a rejected cascade attempt made with tools bound reached ``astream_events``)."""
+    callbacks = config.get("callbacks")
+    if runnable is ref.model or callbacks is None:
+        return runnable
+    return runnable.with_config(callbacks=callbacks)
+
+
 class RunnableCaller:
     """Calls candidates as Runnables, under the routed chain run (invoke/stream/batch)."""
 
     def __init__(self, input: Any, config: RunnableConfig, kwargs: Mapping[str, Any],
                  binding: PendingBinding | None,
-                 run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun):
+                 run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+                 *, unstreamed: bool = False):
         self.input = input
-        self.config = config
+        # streaming disabled for this call: no candidate streams, not even for a token stream
+        self.config = _unstreamed_config(config) if unstreamed else config
         self.kwargs = dict(kwargs)
         self.binding = binding
         self.run_manager = run_manager
@@ -396,12 +424,13 @@ class RunnableCaller:
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         config = self._config(ref, purpose)
-        return _parsed(runnable.invoke(input, config, **kwargs), unwrap)
+        return _parsed(_pinned(runnable, ref, config).invoke(input, config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
         runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         config = self._config(ref, purpose)
-        return _parsed(await runnable.ainvoke(input, config, **kwargs), unwrap)
+        return _parsed(await _pinned(runnable, ref, config).ainvoke(input, config, **kwargs),
+                       unwrap)
 
     def _stream_config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
         """The config of a streamed call. A structured-output stream yields parsed values only
@@ -417,11 +446,13 @@ class RunnableCaller:
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return iter(runnable.stream(input, self._stream_config(ref, purpose), **kwargs))
+        config = self._stream_config(ref, purpose)
+        return iter(_pinned(runnable, ref, config).stream(input, config, **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
         runnable, input, kwargs, _ = self._target(ref, None)
-        return aiter(runnable.astream(input, self._stream_config(ref, purpose), **kwargs))
+        config = self._stream_config(ref, purpose)
+        return aiter(_pinned(runnable, ref, config).astream(input, config, **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
         """The merged stream; a structured one reads usage and text from its raw message, as

@@ -100,6 +100,9 @@ class _Prepared:
     messages: list[BaseMessage]
     binding: PendingBinding | None
     kwargs: dict[str, Any]
+    #: streaming disabled for the call (``disable_streaming``, ``streaming=False``,
+    #: ``stream=False``): the chosen model must not stream, even for a token stream
+    unstreamed: bool = False
 
 
 def _schema_tokens(binding: PendingBinding | None) -> int:
@@ -589,7 +592,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             value = getattr(self, name)
             if value is not None:
                 call_kwargs.setdefault(name, value)
-        if self.streaming and self._streams({**call_kwargs, BINDING_KWARG: binding}):
+        streams = self._streams({**call_kwargs, BINDING_KWARG: binding})
+        if self.streaming and streams:
             call_kwargs.setdefault("stream", True)
         stop = stop if stop is not None else self.stop
         if stop is not None:
@@ -598,7 +602,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         override = call_kwargs.get("model")
         if isinstance(override, str):
             request = replace(request, model_override=override)
-        return _Prepared(request, messages, binding, call_kwargs)
+        return _Prepared(request, messages, binding, call_kwargs, unstreamed=not streams)
 
     def _estimator(self, prepared: _Prepared) -> Any:
         """Worst-case tokens of a call to a model, for budget reservations."""
@@ -667,7 +671,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     def _run_chosen(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
                     config: RunnableConfig, *, prepared: _Prepared,
                     decision: RoutingDecision) -> Any:
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
+                                unstreamed=prepared.unstreamed)
         pipeline = self._call_pipeline()
         run = pipeline.run(prepared.request, decision=decision,
                            estimate=self._estimator(prepared))
@@ -696,7 +701,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                            run_manager: AsyncCallbackManagerForChainRun,
                            config: RunnableConfig, *, prepared: _Prepared,
                            decision: RoutingDecision) -> Any:
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
+                                unstreamed=prepared.unstreamed)
         run = self._call_pipeline().run(prepared.request, decision=decision,
                                         estimate=self._estimator(prepared))
         return self._result(await run_async(run, caller))
@@ -803,7 +809,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                        run_manager: CallbackManagerForChainRun, config: RunnableConfig, *,
                        prepared: _Prepared, decision: RoutingDecision) -> Iterator[Any]:
         (input,) = inputs
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
+                                unstreamed=prepared.unstreamed)
         run = self._call_pipeline().run_stream(prepared.request, decision=decision,
                                                estimate=self._estimator(prepared))
         yield from stream_sync(run, caller)
@@ -840,7 +847,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                               config: RunnableConfig, *, prepared: _Prepared,
                               decision: RoutingDecision) -> AsyncIterator[Any]:
         input = [item async for item in inputs][0]
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager)
+        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
+                                unstreamed=prepared.unstreamed)
         run = self._call_pipeline().run_stream(prepared.request, decision=decision,
                                                estimate=self._estimator(prepared))
         async with aclosing(stream_async(run, caller)) as chunks:
