@@ -17,6 +17,7 @@ call (retries, fallback) -> cascade -> record:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -116,6 +117,17 @@ def _schema_tokens(binding: PendingBinding | None) -> int:
     else:
         return 0
     return sum(estimated_tokens(json.dumps(d, default=str)) + 8 for d in described)
+
+
+def _warn_uncounted(model: BaseChatModel, exc: Exception) -> None:
+    """A model's own token counter failed (``ChatOpenAI``'s downloads tiktoken's tables, so
+    offline it raises): the budget hold over-estimates instead of failing every call, and
+    says so."""
+    warnings.warn(
+        f"{type(model).__name__} could not count the prompt's tokens ({type(exc).__name__}: "
+        f"{exc}); budget holds over-estimate them with langroute.pipeline.estimated_tokens "
+        "instead (offline, pre-fetch tiktoken's files into TIKTOKEN_CACHE_DIR to count them)",
+        RuntimeWarning, stacklevel=2)
 
 
 def _counts_its_own_tokens(model: BaseChatModel) -> bool:
@@ -613,8 +625,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
             schemas = _schema_tokens(prepared.binding)  # sent with the prompt, billed as it
             if _counts_its_own_tokens(model):
-                return TokenEstimate(
-                    int(model.get_num_tokens_from_messages(prepared.messages)) + schemas, limit)
+                try:
+                    counted = int(model.get_num_tokens_from_messages(prepared.messages))
+                except Exception as exc:  # noqa: BLE001 -- warned, and over-estimated below
+                    _warn_uncounted(model, exc)
+                else:
+                    return TokenEstimate(counted + schemas, limit)
             # LangChain's generic counter downloads a GPT-2 tokenizer: over-estimate instead.
             tokens = sum(estimated_tokens(m.text) for m in prepared.messages)
             return TokenEstimate(tokens + 8 * len(prepared.messages) + schemas,

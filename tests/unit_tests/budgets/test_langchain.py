@@ -423,3 +423,24 @@ def test_the_token_over_estimate_is_unchanged_for_ascii_and_bytes_elsewhere():
     assert estimated_tokens("a" * 30) == 10  # ASCII: characters / 3
     assert estimated_tokens("合同") == 6  # 3 UTF-8 bytes a character
     assert estimated_tokens("café") == 1 + 2  # 'caf' / 3, 'é' is 2 bytes
+
+
+class _CannotCountOffline(_PerCharacterBilled):
+    """Counts its own tokens with a tokenizer it must download (as ChatOpenAI's tiktoken)."""
+
+    def get_num_tokens_from_messages(self, messages, tools=None):
+        raise ConnectionError("cannot download the tokenizer's tables")
+
+
+def test_a_model_whose_token_counter_fails_offline_is_still_budgeted(router, weak):
+    """Every budgeted call to a model whose own counter needs a download failed offline; the
+    hold now over-estimates instead, and a warning says why."""
+    strong = _CannotCountOffline(model_name=STRONG_ID)
+    llm = routed(router, strong, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    recorder = EventRecorder()
+    with pytest.warns(RuntimeWarning, match="could not count the prompt's tokens"):
+        message = llm.invoke(HARD, config={"callbacks": [recorder]})
+    assert message.content == f"answer from {STRONG_ID}"
+    (commit,) = [e["data"] for e in recorder.events
+                 if e["name"] == "langroute.budget" and e["data"]["action"] == "commit"]
+    assert commit["reserved_usd"] >= commit["cost_usd"] > 0
