@@ -54,7 +54,17 @@ def routing_ladder(
             raise RouterConfigError(
                 f"{type(router).__name__} was fitted without costs (e.g. on battles); pass costs="
             )
-        per_model = np.asarray(router.costs_, dtype=np.float64)
+        per_model = np.asarray(router.costs_, dtype=np.float64).copy()
+        unknown = [name for name in chosen if name in names
+                   and not np.isfinite(per_model[names.index(name)])]
+        if unknown:
+            raise RouterConfigError(
+                f"the training outcomes record no cost of {unknown}; pass costs= (USD per "
+                "call of each model) or leave them out of models="
+            )
+        # Models outside ``chosen`` are not candidates: their costs may be unknown (NaN).
+        outside = np.asarray([name not in chosen for name in names])
+        per_model[outside & ~np.isfinite(per_model)] = 0.0
     else:
         if isinstance(costs, Mapping):
             missing = [name for name in chosen if name not in costs]

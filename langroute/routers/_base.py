@@ -92,7 +92,11 @@ class BaseRouter(ABC):
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Self:
-        """Change ``__init__`` arguments (takes effect at the next ``fit``)."""
+        """Change ``__init__`` arguments. Those that only say how a prompt is scored (SW's
+        ``gamma``, ``top_k``, ``prior``, ``normalize``, ``n_probe``; kNN's ``k``) change a
+        fitted router's scores at once, as in scikit-learn's neighbour estimators; the rest
+        take effect at the next ``fit``. The calibration scores kept by the last ``fit``
+        (``calibration_win_matrices_``) are not recomputed: refit before calibrating."""
         valid = set(self._param_names())
         for name, value in params.items():
             if name not in valid:
@@ -272,10 +276,12 @@ class BaseRouter(ABC):
         pending = self.__dict__.pop("_pending_calibration", None)
         self.calibration_win_matrices_: np.ndarray | None = None
         self._calibration_note = "it was fitted inside calibration_scores_disabled()"
+        if not calibration_scores_enabled():
+            # Before the next check: a router that keeps its own scores (StackedRouter) never
+            # goes through _fit_inputs, and a user is told why they are missing.
+            return
         if pending is None:
             self._calibration_note = f"{type(self).__name__}.fit did not go through _fit_inputs"
-            return
-        if not calibration_scores_enabled():
             return
         fitted_on, vectors = pending
         if fitted_on is not data:
@@ -337,6 +343,9 @@ class BaseRouter(ABC):
         secret) to add an HMAC-SHA256 that ``load(path, signing_key=...)`` verifies.
         """
         self._check_is_fitted()
+        # ``set_params`` after ``fit`` is checked at the next fit only: a bad value would be
+        # written to a file that every ``load`` refuses (it checks the parameters).
+        self._validate_params()
         state, arrays = self._get_state()
         common: dict[str, Any] = {
             "models_": list(self.models_),

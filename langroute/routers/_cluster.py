@@ -166,6 +166,8 @@ class ClusterRouter(BaseRouter):
             assert isinstance(outcomes, Outcomes)
             self.cluster_quality_ = _cluster_quality(
                 outcomes.scores, members, float(self.prior))
+        else:
+            self.__dict__.pop("cluster_quality_", None)  # a refit forgets the last one's
         self._set_common_fitted(outcomes)
         return self
 
@@ -184,8 +186,13 @@ class ClusterRouter(BaseRouter):
         nearest: np.ndarray = np.argmax(sims.astype(np.float32), axis=1)
         return nearest
 
+    def _fitted_quality(self) -> bool:
+        """Whether the last ``fit`` (or ``load``) learned cluster qualities: scoring follows
+        it, not ``per_cluster``, which ``set_params`` may have changed for the next fit."""
+        return "cluster_quality_" in self.__dict__
+
     def _win_matrices(self, embeddings: np.ndarray) -> np.ndarray:
-        if self.per_cluster == "quality":
+        if self._fitted_quality():
             return quality_win_matrices(self.predict_quality(embeddings))
         per_cluster = win_probabilities(self.cluster_ratings_)
         chosen: np.ndarray = per_cluster[self.predict_clusters(embeddings)]
@@ -194,11 +201,12 @@ class ClusterRouter(BaseRouter):
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:
         """Mean quality per model over each query's ``n_probe`` nearest clusters, (n, M).
 
-        Only for ``per_cluster="quality"``.
+        Only for a router fitted with ``per_cluster="quality"``.
         """
         self._check_is_fitted()
-        if self.per_cluster != "quality":
-            raise RouterConfigError("predict_quality needs per_cluster='quality'")
+        if not self._fitted_quality():
+            raise RouterConfigError(
+                "predict_quality needs a router fitted with per_cluster='quality'")
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
         if queries.ndim != 2 or queries.shape[1] != self.centroids_.shape[1]:
             raise ValueError(
@@ -220,7 +228,7 @@ class ClusterRouter(BaseRouter):
             "cluster_ratings": self.cluster_ratings_,
             "cluster_sizes": self.cluster_sizes_,
         }
-        if self.per_cluster == "quality":
+        if self._fitted_quality():
             arrays["cluster_quality"] = self.cluster_quality_
         return {"inertia_": self.inertia_}, arrays
 
@@ -231,7 +239,8 @@ class ClusterRouter(BaseRouter):
         self.cluster_sizes_ = np.ascontiguousarray(arrays["cluster_sizes"], dtype=np.int64)
         self.inertia_ = float(state["inertia_"])
         c, m = self.centroids_.shape[0], len(self.models_)
-        if self.per_cluster == "quality":
+        # What the saved router learned, whatever ``per_cluster`` says (see _fitted_quality).
+        if "cluster_quality" in arrays:
             self.cluster_quality_ = np.ascontiguousarray(arrays["cluster_quality"],
                                                          dtype=np.float64)
             if self.cluster_quality_.shape != (c, m):

@@ -64,8 +64,8 @@ class StackedRouter(BaseRouter):
         Shared by every base router; None means all-MiniLM-L6-v2.
     bases : list of (kind, params), default=None
         Base routers by kind (``"sw"``, ``"knn"``, ``"cluster"``, ``"mf"``, ``"irt"``) and
-        JSON parameters; None means ``DEFAULT_BASES``. kNN's ``k`` and the cluster count are
-        capped at the inner training size.
+        JSON parameters; None means ``DEFAULT_BASES``. kNN's ``k``, SW's ``top_k`` and the
+        cluster count are capped at the inner training size.
     cv : int, default=3
         Inner folds for the out-of-fold predictions.
     alpha : float, default=1e-3
@@ -158,10 +158,10 @@ class StackedRouter(BaseRouter):
     def _make_base(self, kind: str, params: dict[str, Any], n_train: int) -> BaseRouter:
         cls = _REGISTRY[kind]
         args = dict(params)
-        for bound in ("k", "n_clusters"):
-            if bound in args and args[bound] > n_train:
+        for bound in ("k", "n_clusters", "top_k"):  # None: the base's default (SW's)
+            if args.get(bound) is not None and args[bound] > n_train:
                 args[bound] = n_train
-        if "n_probe" in args and "n_clusters" in args:
+        if "n_probe" in args and args.get("n_clusters") is not None:
             args["n_probe"] = min(args["n_probe"], args["n_clusters"])
         if "embedder" in cls._param_names():
             args["embedder"] = self._resolve_embedder()

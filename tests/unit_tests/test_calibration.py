@@ -327,3 +327,22 @@ def test_kept_scores_with_a_subset_of_models_and_their_prices():
     assert ladder.rung_names == ["b", "a"]
     chosen = ladder.choose(ladder.levels(router.calibration_win_matrices_), threshold)
     assert abs(np.mean(chosen == ladder.models.index("a")) - 0.25) <= 1 / n
+
+
+def test_a_model_outside_models_may_have_unknown_costs():
+    """``models=`` restricts the candidates, so the ladder prices only them: a model left out
+    whose costs were never recorded (NaN) used to fail the whole ladder."""
+    outcomes = synthetic_outcomes(60)
+    costs = np.c_[outcomes.costs, np.full(len(outcomes), np.nan)]
+    scores = np.c_[outcomes.scores, np.ones(len(outcomes))]
+    outcomes = Outcomes(ids=outcomes.ids, prompts=outcomes.prompts,
+                        models=("big", "small", "local"), scores=scores, costs=costs)
+    router = KNNRouter(HashingEmbedder(32), k=5).fit(outcomes)
+    assert np.isnan(router.costs_[2])
+    ladder = routing_ladder(router, models=["big", "small"])
+    assert ladder.rung_names == ["small", "big"]
+    assert isinstance(calibrate_threshold(router, models=["small", "big"], strong_fraction=0.5),
+                      float)
+    # A candidate without a known cost is still an error, which says how to price it.
+    with pytest.raises(RouterConfigError, match=r"'local'.*costs="):
+        routing_ladder(router)
