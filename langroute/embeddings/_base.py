@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -153,12 +154,25 @@ class Embedder(ABC):
                     self._remember(key, vec)
                     unsaved.append(key)
                 if disk is not None and len(unsaved) >= _FLUSH_ROWS:
-                    disk.store(unsaved, np.stack([found[k] for k in unsaved]))
+                    self._save(disk, unsaved, found)
                     unsaved = []
         finally:
             # Keep what was computed even if a later batch failed: it cost real time or money.
             if disk is not None and unsaved:
-                disk.store(unsaved, np.stack([found[k] for k in unsaved]))
+                self._save(disk, unsaved, found)
+
+    def _save(
+        self, disk: EmbeddingDiskCache, keys: list[bytes], found: dict[bytes, np.ndarray]
+    ) -> None:
+        """Write ``keys``' vectors to the disk cache. A write the file system refuses (full
+        disk, read-only folder) is warned about, not raised: the vectors are computed, and a
+        cache that cannot grow must not fail the call that embedded them."""
+        try:
+            disk.store(keys, np.stack([found[k] for k in keys]))
+        except OSError as exc:
+            warnings.warn(
+                f"could not write {len(keys)} embeddings to the cache {disk.directory} ({exc}); "
+                "they are used but not kept", RuntimeWarning, stacklevel=4)
 
     def _normalised(self, raw: Any, n_texts: int) -> np.ndarray:
         """``raw`` checked for shape and finiteness, scaled to unit rows, float32."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -64,17 +65,34 @@ class EmbeddingDiskCache:
         self._blocks: list[np.ndarray] = []
         self._loaded: set[str] = set()
         self._dimension: int | None = None
+        # One embedder is shared by threads (async calls decide in worker threads, routers share
+        # an embedder): the index and its blocks change together, so every access holds this.
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:  # copies (copy.deepcopy) get a lock of their own
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- reading --------------------------------------------------------------------------------
     def lookup(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """Vectors for the ``keys`` found on disk (re-scanning for new shards on a miss)."""
-        if any(k not in self._index for k in keys):
-            self.refresh()
-        vectors = self._all_vectors()
-        return {k: vectors[self._index[k]] for k in keys if k in self._index}
+        with self._lock:
+            if any(k not in self._index for k in keys):
+                self.refresh()
+            vectors = self._all_vectors()
+            return {k: vectors[self._index[k]] for k in keys if k in self._index}
 
     def refresh(self) -> None:
         """Load shards written (by this or another process) since the last look."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         if not self.directory.is_dir():
             return
         for attempt in range(3):
@@ -147,6 +165,10 @@ class EmbeddingDiskCache:
         """Persist new ``vectors`` (unit float32 rows) for ``keys`` as one new shard."""
         if not keys:
             return
+        with self._lock:
+            self._store(keys, vectors)
+
+    def _store(self, keys: list[bytes], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(keys) or any(len(k) != _KEY_BYTES for k in keys):
             raise ValueError("one 32-byte SHA-256 key per vector row is required")
@@ -171,6 +193,10 @@ class EmbeddingDiskCache:
 
     def compact(self) -> None:
         """Merge every loaded shard into one (new shards of other writers are left alone)."""
+        with self._lock:
+            self._compact()
+
+    def _compact(self) -> None:
         self.refresh()
         old = sorted(self._loaded)
         if len(old) < 2:

@@ -110,7 +110,24 @@ class StaticEmbedder(Embedder):
         return self._model
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        vectors = self._load().encode(
+        model = self._load()
+        vectors = np.array(model.encode(
             texts, batch_size=self.batch_size, show_progress_bar=False, use_multiprocessing=False
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        ), dtype=np.float32)
+        # model2vec drops unknown pieces, so a text of only them (an emoji reply, "Ⅻ", a
+        # zero-width space) or of none comes out as a zero vector, which has no direction to
+        # route on. It reads what MiniLM reads there: the row of its unknown token.
+        empty = ~vectors.any(axis=1)
+        if empty.any():
+            vectors[empty] = self._unknown_vector(model)
+        return vectors
+
+    @staticmethod
+    def _unknown_vector(model: Any) -> np.ndarray:
+        """The (weighted) row of the model's unknown token (its first row if it has none)."""
+        token = model.unk_token_id if model.unk_token_id is not None else 0
+        row = token if model.token_mapping is None else model.token_mapping[token]
+        vector = np.asarray(model.embedding[row], dtype=np.float32)
+        if model.weights is not None:
+            vector = vector * np.float32(model.weights[token])
+        return vector

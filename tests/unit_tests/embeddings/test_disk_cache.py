@@ -196,3 +196,83 @@ def test_a_cache_of_vectors_of_another_length_is_named_not_the_new_shard(tmp_pat
         RecordingEmbedder(cache_dir=tmp_path).embed(["a"])
     assert str(cache.directory) in str(info.value)
     assert shards(tmp_path) == before
+
+
+def test_threads_sharing_an_embedder_with_a_disk_cache_get_the_right_vectors(tmp_path):
+    # Async calls decide in worker threads and routers may share one embedder: its disk
+    # cache's index and vector blocks must change together, or a lookup serves another text's
+    # row (or indexes past the end) while another thread stores or compacts.
+    import sys
+    import threading
+
+    texts = [f"prompt number {i}" for i in range(200)]
+    truth = HashingEmbedder(cache_dir=False, cache_size=0).embed(texts)
+    shared = HashingEmbedder(cache_size=50, cache_dir=tmp_path, batch_size=3)
+    failures: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(150):
+            rows = rng.choice(len(texts), size=5)
+            try:
+                got = shared.embed([texts[i] for i in rows])
+            except Exception as exc:  # noqa: BLE001 - any failure is the bug
+                failures.append(repr(exc))
+                continue
+            if not np.allclose(got, truth[rows], atol=1e-6):
+                failures.append(f"wrong vectors for rows {rows.tolist()}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so interleavings actually happen
+    try:
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_call_still_gets_its_vectors(
+    tmp_path, monkeypatch
+):
+    # A full disk or a cache path that is not a folder must not fail every embedding call:
+    # the vectors are computed; only keeping them failed.
+    import errno
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    embedder = HashingEmbedder(16, cache_dir=not_a_folder)
+    with pytest.warns(RuntimeWarning, match="could not write 2 embeddings"):
+        out = embedder.embed(["a", "b"])
+    np.testing.assert_array_equal(out, HashingEmbedder(16).embed(["a", "b"]))
+
+    def disk_full(self, name, keys, vectors):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(EmbeddingDiskCache, "_write_atomic", disk_full)
+    full = HashingEmbedder(16, cache_dir=tmp_path / "cache")
+    with pytest.warns(RuntimeWarning, match="No space left on device"):
+        np.testing.assert_array_equal(full.embed(["c"]), HashingEmbedder(16).embed(["c"]))
+
+    # and a backend failure is still the error raised, not the cache's
+    def fail_on_boom(texts):
+        if "boom" in texts:
+            raise RuntimeError("backend down")
+        return np.ones((len(texts), 3))
+
+    failing = RecordingEmbedder(batch_size=1, cache_dir=tmp_path / "other", output=fail_on_boom)
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="backend down"):
+        failing.embed(["x", "boom"])
+
+
+def test_a_disk_cache_in_use_can_be_deep_copied(tmp_path):
+    import copy
+
+    embedder = HashingEmbedder(16, cache_dir=tmp_path)
+    vectors = embedder.embed(["a", "b"])
+    twin = copy.deepcopy(embedder)
+    twin._embed_batch = None  # served from the copied cache
+    np.testing.assert_array_equal(twin.embed(["a", "b"]), vectors)

@@ -112,6 +112,43 @@ def test_static_embedder_distils_offline_and_reloads_to_the_same_vectors(
     assert paraphrase > unrelated + 0.2
 
 
+
+def _tiny_static_model():
+    """A real model2vec StaticModel on MiniLM's tokenizer with random rows (no distilling)."""
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    from langroute.embeddings import default_model_path
+
+    tokenizer = Tokenizer.from_file(f"{default_model_path()}/tokenizer.json")
+    rows = np.random.default_rng(0).normal(size=(tokenizer.get_vocab_size(), 8))
+    return StaticModel(rows.astype(np.float32), tokenizer, normalize=True)
+
+
+@pytest.mark.parametrize(
+    "text", ["\U0001f642", "\U0001f600\U0001f600", "\u216b", "\u200b", "", " "]
+)
+def test_static_embedder_gives_a_text_of_only_unknown_pieces_the_unknown_token_row(text):
+    # model2vec drops unknown pieces, so an emoji-only reply came out as a zero vector and
+    # embed() raised ("no direction to compare"): the routed call failed.
+    model = _tiny_static_model()
+    embedder = StaticEmbedder(pca_dims=8, cache_dir=False)
+    embedder._model = model
+    unknown = model.embedding[model.unk_token_id]
+    out = embedder.embed([text, "hello world"])
+    np.testing.assert_allclose(out[0], unknown / np.linalg.norm(unknown), rtol=1e-5)
+    np.testing.assert_allclose(out[1], embedder.embed(["hello world"])[0])
+    assert not np.allclose(out[1], out[0])
+
+
+@pytest.mark.minilm
+@pytest.mark.slow  # distilling takes 30-160 s on one busy core
+def test_distilled_static_embedder_embeds_emoji_only_prompts(static_embedder):
+    out = static_embedder.embed(["\U0001f44d", "\U0001f600\U0001f600", "What is 2 + 2?"])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out[0], out[1])  # both read as the unknown token
+
+
 # -- ONNX Runtime, int8 -----------------------------------------------------------------------
 @pytest.mark.minilm
 def test_onnx_int8_agrees_with_minilm_on_torch(onnx_embedder, artifacts_dir, minilm):
