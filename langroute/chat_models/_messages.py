@@ -47,7 +47,23 @@ def turns(messages: Sequence[BaseMessage]) -> list[Turn]:
     """The conversation as routing reads it (``langroute._routing_text.shape_request`` picks
     the text to route on and the note): each message's text parts, joined by newlines, and
     what it holds."""
-    return [Turn(is_user_message(m), m.text, _describe(m.content)) for m in messages]
+    return [Turn(is_user_message(m), _text_parts(m.content), _describe(m.content))
+            for m in messages]
+
+
+def _text_parts(content: object) -> str:
+    """A message's text: its string, or its text blocks joined by newlines (as the LlamaIndex
+    adapter joins them). ``BaseMessage.text`` joins blocks with nothing, made for a stream's
+    fragments, so ``["Translate this:", <image>, "into French"]`` was routed as
+    "Translate this:into French"."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts = [block if isinstance(block, str) else block["text"] for block in content
+             if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text"
+                                           and isinstance(block.get("text"), str))]
+    return "\n".join(part for part in parts if part)
 
 
 def _describe(content: object) -> str:

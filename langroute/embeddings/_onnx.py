@@ -164,11 +164,14 @@ class OnnxMiniLMEmbedder(Embedder):
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.num_threads
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(
+            session = ort.InferenceSession(
                 str(folder / (_INT8 if self.quantize else _FP32)), options,
                 providers=["CPUExecutionProvider"],
             )
             self._tokenizer = tokenizer
+            # Last: the session is what other threads check, so one that sees it sees the
+            # tokenizer too (set the other way round, a thread could get a None tokenizer).
+            self._session = session
         return self._session, self._tokenizer
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:

@@ -211,6 +211,17 @@ def test_routes_on_the_last_user_text_and_passes_other_parts_unchanged(routed, s
     assert strong.received[-1][-1].content == content
 
 
+def test_text_blocks_around_an_image_are_routed_as_separate_lines(routed):
+    """They were joined with nothing ("Translate this:into French"), as BaseMessage.text
+    joins a stream's fragments; the LlamaIndex adapter joins them with newlines."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    content = [{"type": "text", "text": "Translate this:"}, image,
+               {"type": "text", "text": "into French"}, "please"]
+    verbose = routed.model_copy(update={"trace_prompt": True})
+    assert verbose.route([HumanMessage(content=content)]).to_event()["text"] == (
+        "Translate this:\ninto French\nplease")
+
+
 def test_single_candidate_is_always_chosen(strong, router):
     routed = RoutedChatModel(models={STRONG: strong}, router=router, threshold=0.99)
     decision = routed.route(EASY)

@@ -185,3 +185,23 @@ def test_routers_default_to_minilm_on_onnx_int8():
     resolved = SWRouter()._resolve_embedder()
     assert isinstance(resolved, OnnxMiniLMEmbedder) and resolved.quantize
     assert resolved._session is None  # nothing loaded until used
+
+
+@pytest.mark.minilm
+def test_a_thread_that_sees_the_onnx_session_sees_its_tokenizer(artifacts_dir, onnx_embedder):
+    """``_load`` checks the session: it is set last, so another thread never gets a session
+    without the tokenizer (it used to be set before the tokenizer)."""
+    from langroute.embeddings import OnnxMiniLMEmbedder
+
+    onnx_embedder.model_path()  # the export exists: only the loading is under test
+    seen = []
+
+    class Watched(OnnxMiniLMEmbedder):
+        def __setattr__(self, name, value):
+            if name == "_session" and value is not None:
+                seen.append(self.__dict__.get("_tokenizer") is not None)
+            super().__setattr__(name, value)
+
+    fresh = Watched(artifacts_dir=artifacts_dir)
+    fresh.embed(["warm up"])
+    assert seen == [True]
