@@ -24,16 +24,22 @@ _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _HASHES = re.compile(r"####\s*(.+)")
 _ANSWER_LINE = re.compile(r"(?:^|\n)\s*\**(?:final answer|answer)\**\s*[:：]\s*(.+)", re.I)
 # A decimal (``.5`` too) with an optional exponent, optionally over another; a ``-`` right after
-# a letter, digit or bracket is a hyphen or a subtraction (``10-20``), not a sign.
+# a Latin letter, digit or bracket is a hyphen or a subtraction (``10-20``), not a sign (after
+# other scripts' letters it is one: ``答案是-5`` is -5, as ``\w`` would not say).
 _DECIMAL = r"(?<![\d.])(?:\d+(?:\.\d+)?|\.\d+)"
-_NUMBER = re.compile(rf"(?:(?<![\w.)\]}}])-)?{_DECIMAL}(?:[eE][-+]?\d+)?(?:\s*/\s*{_DECIMAL})?")
+_NUMBER = re.compile(
+    rf"(?:(?<![0-9A-Za-z_.)\]}}])-)?{_DECIMAL}(?:[eE][-+]?\d+)?(?:\s*/\s*{_DECIMAL})?")
 _FRAC = re.compile(r"\\[dt]?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}")
 # A lone letter (``b``, ``(B)``, ``B.``), or a marked one followed by its option's text
-# (``(B) Paris``, ``B) Paris``); ``B. Paris`` is not one (``J. K. Rowling`` is a name).
-_CHOICE = re.compile(r"^(?:\(?([A-Ja-j])\)?[.):]?|\(([A-Ja-j])\)\s.*|([A-Ja-j])\)\s.*)$", re.S)
+# (``(B) Paris``, ``B) Paris``); ``B. Paris`` is not one (``J. K. Rowling`` is a name), nor is
+# a reply in parts (``(a) 7 (b) 9``, ``a) ...\nb) ...``): a second marked letter follows.
+_OPTION_TEXT = r"\s(?!.*(?<!\S)\(?[A-Ja-j]\)(?!\S)).*"
+_CHOICE = re.compile(rf"^(?:\(?([A-Ja-j])\)?[.):]?|\(([A-Ja-j])\){_OPTION_TEXT}"
+                     rf"|([A-Ja-j])\){_OPTION_TEXT})$", re.S)
 # "the answer is (B)" / "the correct answer is B." in an unmarked reply
 _ANSWER_IS = re.compile(
     r"\b(?i:answer is)\s*:?\s*\**\s*(?:\(([A-Ja-j])\)|([A-J])(?=\**\s*(?:[.,;!)]|$)))", re.M)
+_EMPHASIS = re.compile(r"(\*{1,3})(.+?)\1", re.S)
 _FENCE = re.compile(r"^```[A-Za-z]*\s*\n(.*)\n\s*```$", re.S)
 #: Python writes floats from 1e16 on in exponent form, and so does ZeroEval's key.
 _EXACT_INTEGERS = 10**16
@@ -112,7 +118,9 @@ def _value(token: str) -> Fraction | None:
 def normalise_choice(text: str) -> str:
     """A multiple-choice letter (``b``, ``(B)``, ``B.``, ``(B) Paris``) as its capital, else
     ""."""
-    match = _CHOICE.match(_unbold(text))
+    # Only Markdown emphasis around it (``**B**``): ``***a`` is a string, not option A.
+    emphasised = _EMPHASIS.fullmatch(text.strip())
+    match = _CHOICE.match(emphasised.group(2).strip() if emphasised else text.strip())
     if not match:
         return ""
     return next(g for g in match.groups() if g).upper()

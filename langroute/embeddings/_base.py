@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -122,7 +123,10 @@ class Embedder(ABC):
             first_row[key] = i
             hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(key)
+                # Threads share an embedder (async calls embed in worker threads): another
+                # one may have evicted the key since the get. The vector is in hand anyway.
+                with contextlib.suppress(KeyError):
+                    self._cache.move_to_end(key)
                 found[key] = hit
         missing = [key for key in first_row if key not in found]
         disk = self.disk_cache if missing else None

@@ -93,10 +93,11 @@ class BaseRouter(ABC):
 
     def set_params(self, **params: Any) -> Self:
         """Change ``__init__`` arguments. Those that only say how a prompt is scored (SW's
-        ``gamma``, ``top_k``, ``prior``, ``normalize``, ``n_probe``; kNN's ``k``) change a
-        fitted router's scores at once, as in scikit-learn's neighbour estimators; the rest
-        take effect at the next ``fit``. The calibration scores kept by the last ``fit``
-        (``calibration_win_matrices_``) are not recomputed: refit before calibrating."""
+        ``gamma``, ``top_k``, ``prior``, ``normalize``, ``n_probe``; kNN's ``k`` and
+        ``prior``) change a fitted router's scores at once, as in scikit-learn's neighbour
+        estimators; the rest take effect at the next ``fit``. The calibration scores kept by
+        the last ``fit`` (``calibration_win_matrices_``) are not recomputed: refit before
+        calibrating."""
         valid = set(self._param_names())
         for name, value in params.items():
             if name not in valid:

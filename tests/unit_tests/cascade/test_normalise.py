@@ -110,3 +110,39 @@ def test_zeroeval_numeric_answers_are_already_normal(dataset):
                 cells.update(row[1:])
     changed = {c: normalise_answer(c) for c in cells if normalise_answer(c) != c}
     assert changed == {}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a reply in parts is not option (a): two of them must not agree on "A"
+    ("(a) 7 (b) 9", "9"),
+    ("(a) x = 2\n(b) y = 3", "3"),
+    ("A) Yes\nB) No", "a) yes b) no"),
+    # the option's own text may hold brackets
+    ("(B) Paris (France)", "B"),
+    ("(B) g(a) = 1", "B"),
+])
+def test_a_reply_in_parts_is_not_a_choice(text, expected):
+    assert normalise_answer(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("答案是-5", "-5"),        # a letter of another script before the minus: still a sign
+    ("温度为-3度", "-3"),
+    ("The range is 10-20", "20"),  # a Latin letter or digit before it: a hyphen
+    ("ID-5", "5"),
+])
+def test_a_minus_after_a_letter_of_another_script_is_a_sign(text, expected):
+    assert normalise_answer(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # strings (zeroeval-crux outputs), not option A in Markdown bold: they must not agree
+    ("***a", "***a"),
+    ("*******a", "*******a"),
+    ("a**********", "a**********"),
+    # Markdown emphasis around a letter is still the letter
+    ("**B**", "B"),
+    ("*b*", "B"),
+])
+def test_only_markdown_emphasis_around_a_letter_is_ignored(text, expected):
+    assert normalise_answer(text) == expected

@@ -276,3 +276,31 @@ def test_a_disk_cache_in_use_can_be_deep_copied(tmp_path):
     twin = copy.deepcopy(embedder)
     twin._embed_batch = None  # served from the copied cache
     np.testing.assert_array_equal(twin.embed(["a", "b"]), vectors)
+
+
+def test_a_memory_cache_hit_evicted_by_another_thread_meanwhile_is_still_served():
+    # Threads share an embedder (async calls embed in worker threads). Another thread may
+    # evict a key between this one finding it in the memory cache and marking it recent:
+    # that was a KeyError failing the call (seen with 8 threads and a small cache_size).
+    import threading
+    from collections import OrderedDict
+
+    embedder = HashingEmbedder(16, cache_dir=False, cache_size=2)
+    truth = HashingEmbedder(16, cache_dir=False, cache_size=0).embed(["a", "b", "c", "d"])
+    embedder.embed(["a"])
+
+    class OtherThreadRunsAfterGet(OrderedDict):
+        interleave = True
+
+        def get(self, key, default=None):
+            hit = super().get(key, default)
+            if OtherThreadRunsAfterGet.interleave:
+                OtherThreadRunsAfterGet.interleave = False
+                other = threading.Thread(target=embedder.embed, args=(["b", "c", "d"],))
+                other.start()
+                other.join()  # it evicted "a" (cache_size=2)
+            return hit
+
+    embedder._cache = OtherThreadRunsAfterGet(embedder._cache)
+    np.testing.assert_array_equal(embedder.embed(["a"]), truth[:1])
+    assert not OtherThreadRunsAfterGet.interleave and len(embedder._cache) == 2

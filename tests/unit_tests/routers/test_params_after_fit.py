@@ -1,8 +1,8 @@
 """``set_params`` on a fitted router, and parameters that bound inner fits.
 
-``set_params`` takes effect at the next ``fit`` (``BaseRouter.set_params``): a fitted router
-keeps scoring with what it learned, saves a file that loads, and refuses to save parameters
-that ``load`` would refuse.
+A parameter that shapes what ``fit`` learns takes effect at the next ``fit``
+(``BaseRouter.set_params``): a fitted router keeps scoring with what it learned, saves a file
+that loads, and refuses to save parameters that ``load`` would refuse.
 """
 
 from __future__ import annotations
