@@ -288,6 +288,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _feedback: Any = PrivateAttr(default=None)
+    #: Models whose own token counter failed (by id; kept): budget holds over-estimate them.
+    _uncounted: dict[int, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -619,15 +621,20 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     def _estimator(self, prepared: _Prepared) -> Any:
         """Worst-case tokens of a call to a model, for budget reservations."""
 
+        schemas = _schema_tokens(prepared.binding)  # sent with the prompt, billed as it
+        uncounted = self._uncounted
+
         def estimate(ref: ModelRef) -> TokenEstimate:
             model = ref.model
             limit = prepared.kwargs.get("max_tokens", getattr(model, "max_tokens", None))
             limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-            schemas = _schema_tokens(prepared.binding)  # sent with the prompt, billed as it
-            if _counts_its_own_tokens(model):
+            if _counts_its_own_tokens(model) and id(model) not in uncounted:
                 try:
                     counted = int(model.get_num_tokens_from_messages(prepared.messages))
                 except Exception as exc:  # noqa: BLE001 -- warned, and over-estimated below
+                    # Once: a download that failed (or hung until it did) is not retried on
+                    # every call; the model is kept, so its id stays its own.
+                    uncounted[id(model)] = model
                     _warn_uncounted(model, exc)
                 else:
                     return TokenEstimate(counted + schemas, limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import genai_prices
 import pytest
@@ -428,7 +429,10 @@ def test_the_token_over_estimate_is_unchanged_for_ascii_and_bytes_elsewhere():
 class _CannotCountOffline(_PerCharacterBilled):
     """Counts its own tokens with a tokenizer it must download (as ChatOpenAI's tiktoken)."""
 
+    count_attempts: int = 0
+
     def get_num_tokens_from_messages(self, messages, tools=None):
+        self.count_attempts += 1
         raise ConnectionError("cannot download the tokenizer's tables")
 
 
@@ -444,3 +448,8 @@ def test_a_model_whose_token_counter_fails_offline_is_still_budgeted(router, wea
     (commit,) = [e["data"] for e in recorder.events
                  if e["name"] == "langroute.budget" and e["data"]["action"] == "commit"]
     assert commit["reserved_usd"] >= commit["cost_usd"] > 0
+    # not tried again on every call (tiktoken's download has no timeout: each try may hang)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        llm.invoke(HARD)
+    assert strong.count_attempts == 1
