@@ -119,6 +119,15 @@ def _schema_tokens(binding: PendingBinding | None) -> int:
     return sum(estimated_tokens(json.dumps(d, default=str)) + 8 for d in described)
 
 
+def _decided_alone(pipeline: CallPipeline, request: RouteRequest) -> Any:
+    """``request``'s decision, or the exception deciding it raised."""
+    try:
+        (decision,) = pipeline.decide([request])
+    except Exception as exc:  # noqa: BLE001 -- returned as that input's result
+        return exc
+    return decision
+
+
 def _warn_uncounted(model: BaseChatModel, exc: Exception) -> None:
     """A model's own token counter failed (``ChatOpenAI``'s downloads tiktoken's tables, so
     offline it raises): the budget hold over-estimates instead of failing every call, and
@@ -804,9 +813,21 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         ready = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         decisions: list[Any] = [None] * len(prepared)
         if ready:
-            decided = self._call_pipeline().decide([prepared[i].request for i in ready])
+            pipeline = self._call_pipeline()
+            requests = [prepared[i].request for i in ready]
+            try:
+                decided: list[Any] = pipeline.decide(requests)
+            except Exception:
+                if not return_exceptions:
+                    raise
+                # Decided one by one, so an input the router cannot take (its embedder fails
+                # on that text) fails alone, as with ChatOpenAI's batch, not every input.
+                decided = [_decided_alone(pipeline, request) for request in requests]
             for i, decision in zip(ready, decided, strict=True):
-                decisions[i] = decision
+                if isinstance(decision, Exception):
+                    prepared[i] = decision
+                else:
+                    decisions[i] = decision
         return prepared, decisions
 
     def stream(

@@ -143,3 +143,36 @@ def test_inner_errors_propagate_unchanged(router):
         with pytest.raises(ConnectionError) as info:
             call(EASY)
         assert info.value is boom
+
+
+class _RefusesOneText(HashingEmbedder):
+    """An embedding service that refuses one text (content policy, say), and so any batch
+    holding it."""
+
+    def _embed_batch(self, texts):
+        if any("forbidden" in text for text in texts):
+            raise ConnectionError("the embedding service refused a text")
+        return super()._embed_batch(texts)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_batch_input_the_router_cannot_take_fails_alone(strong, weak, mode):
+    """The inputs are decided in one router call; when it failed, every input of a
+    return_exceptions batch failed with it, not just the one it could not take."""
+    import asyncio
+
+    from .fakes import THRESHOLD, synthetic_outcomes
+
+    router = SWRouter(_RefusesOneText(dimension=256, cache_dir=False)).fit(synthetic_outcomes())
+    routed = RoutedChatModel(models={STRONG: strong, WEAK: weak}, router=router,
+                             threshold=THRESHOLD)
+    inputs = [EASY, "a forbidden question", "What is 17 * 23?"]
+    if mode == "sync":
+        results = routed.batch(inputs, return_exceptions=True)
+    else:
+        results = asyncio.run(routed.abatch(inputs, return_exceptions=True))
+    assert isinstance(results[1], ConnectionError)
+    assert [r.content for i, r in enumerate(results) if i != 1] == [
+        f"answer from {WEAK}", f"answer from {STRONG}"]
+    with pytest.raises(ConnectionError):  # without return_exceptions the batch raises
+        routed.batch(inputs)
