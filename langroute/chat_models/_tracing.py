@@ -139,12 +139,39 @@ class _Totals:
     per_model: dict[str, _ModelTotals] = field(default_factory=dict)
     per_scope: dict[str, float] = field(default_factory=dict)
 
+    def add_change(self, after: _Totals, before: _Totals) -> None:
+        """Add ``after - before`` (one call's contributions, re-folded after a late event)."""
+        self.calls += after.calls - before.calls
+        self.failed += after.failed - before.failed
+        self.top += after.top - before.top
+        self.cascaded += after.cascaded - before.cascaded
+        self.checking_usd += after.checking_usd - before.checking_usd
+        empty = _ModelTotals()
+        for name in {*after.per_model, *before.per_model}:
+            a, b = after.per_model.get(name, empty), before.per_model.get(name, empty)
+            t = self.per_model.setdefault(name, _ModelTotals())
+            t.calls += a.calls - b.calls
+            t.failed += a.failed - b.failed
+            t.input_tokens += a.input_tokens - b.input_tokens
+            t.output_tokens += a.output_tokens - b.output_tokens
+            t.spend_usd += a.spend_usd - b.spend_usd
+            t.sources |= a.sources
+        for scope in {*after.per_scope, *before.per_scope}:
+            self.per_scope[scope] = (self.per_scope.get(scope, 0.0)
+                                     + after.per_scope.get(scope, 0.0)
+                                     - before.per_scope.get(scope, 0.0))
+
     def copy(self) -> _Totals:
         return _Totals(self.calls, self.failed, self.top, self.cascaded, self.checking_usd,
                        {k: _ModelTotals(v.calls, v.failed, v.input_tokens, v.output_tokens,
                                         v.spend_usd, set(v.sources))
                         for k, v in self.per_model.items()},
                        dict(self.per_scope))
+
+
+#: Calls kept after they are folded into the totals, for events that come after their run
+#: ended and after ``max_calls`` newer calls ended too (many streams closed at once).
+_LATE_WINDOW = 1024
 
 
 class RoutingTracer(BaseCallbackHandler):
@@ -161,7 +188,10 @@ class RoutingTracer(BaseCallbackHandler):
         Per model name, ``{"input_usd_per_mtok": float, "output_usd_per_mtok": float}`` (the
         fields of an outcomes folder's models.json).
     max_calls : int, default=10000
-        How many recent calls ``calls`` keeps; older ones count in ``summary()`` only.
+        How many recent calls ``calls`` keeps; older ones count in ``summary()`` only. For
+        events that arrive after a call's run has ended (a stream closed early settles its
+        provider call after), up to ``max_calls`` more ended calls and the last 1,024 folded
+        ones are kept too.
     """
 
     # Run in the caller's thread even under async callback managers, so events of one call
@@ -186,6 +216,10 @@ class RoutingTracer(BaseCallbackHandler):
         #: run, then settles its attempt), so they are folded into the totals only when pushed
         #: out of here
         self._ended: OrderedDict[str, RoutedCall] = OrderedDict()
+        #: the last ``_LATE_WINDOW`` calls folded into the totals: many streams closed at once
+        #: can push a call out of ``_ended`` before its late event comes, which then re-folds
+        #: it (its old contribution taken out, the new one added) instead of being dropped
+        self._folded: OrderedDict[str, RoutedCall] = OrderedDict()
         self._retired = _Totals()
         self._lock = threading.Lock()
 
@@ -213,12 +247,21 @@ class RoutingTracer(BaseCallbackHandler):
                 key = str(data.get("decision_id"))
                 found = (self._calls.get(key) or self._evicted.get(key)
                          or self._ended.get(key))
-                if found is None:
+                folded = self._folded.get(key) if found is None else None
+                if found is None and folded is None:
                     return
+                before = _Totals()
+                if folded is not None:
+                    found = folded
+                    self._fold(before, found)
                 if name == ATTEMPT_EVENT:
                     found.attempts.append(dict(data))
                 else:
                     _judged(found, data)
+                if folded is not None:
+                    after = _Totals()
+                    self._fold(after, found)
+                    self._retired.add_change(after, before)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, None)
@@ -252,8 +295,11 @@ class RoutingTracer(BaseCallbackHandler):
         such call into the totals once more than ``max_calls`` are kept."""
         self._ended[key] = call
         while len(self._ended) > self.max_calls:
-            _, old = self._ended.popitem(last=False)
+            old_key, old = self._ended.popitem(last=False)
             self._fold(self._retired, old)
+            self._folded[old_key] = old
+            while len(self._folded) > _LATE_WINDOW:
+                self._folded.popitem(last=False)
 
     # -- summary --------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -263,6 +309,7 @@ class RoutingTracer(BaseCallbackHandler):
             self._by_run.clear()
             self._evicted.clear()
             self._ended.clear()
+            self._folded.clear()
             self._retired = _Totals()
 
     def summary(self) -> RoutingSummary:

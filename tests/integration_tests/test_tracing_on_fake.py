@@ -99,6 +99,38 @@ def test_a_stream_closed_early_still_counts_once_pushed_out_of_calls(fake: FakeO
     assert len(tracer.calls) == 1
 
 
+def test_a_late_attempt_of_a_call_already_folded_into_the_totals_still_counts(
+        fake: FakeOpenAI) -> None:
+    """Many streams closed at once: more than ``max_calls`` calls end between a stream's run
+    end and its attempt, so the call is folded into the totals first; the attempt was then
+    dropped (20 concurrent closed streams with max_calls=3 counted 6 of 20 provider calls)."""
+    routed = _routed(fake)
+    tracer = RoutingTracer(max_calls=1)
+
+    class EndsBetween(BaseCallbackHandler):
+        """Runs three other calls right after the stream's run ends, before its attempt."""
+
+        armed = False
+
+        def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+            if self.armed:
+                self.armed = False
+                for _ in range(3):
+                    routed.invoke(EASY, {"callbacks": [tracer]})
+
+    between = EndsBetween()
+    stream = routed.stream(HARD, {"callbacks": [tracer, between]})
+    next(stream)
+    routed.invoke(EASY, {"callbacks": [tracer]})  # pushes the stream out of ``calls``
+    between.armed = True
+    stream.close()
+    summary = tracer.summary()
+    assert len(fake.requests) == 5 and summary.calls == 5
+    assert summary.per_model[STRONG_MODEL].calls == 1
+    assert summary.total_spend_usd == pytest.approx(STRONG_PER_CALL + 4 * WEAK_PER_CALL)
+    assert summary.strong_share == pytest.approx(1 / 5)  # re-folded: answered by its model
+
+
 async def test_a_stream_closed_early_was_answered_by_its_model(fake: FakeOpenAI) -> None:
     """The consumer got the strong model's chunks: the call was answered by it (it counts to
     the top rung), not by no one."""
