@@ -568,11 +568,16 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         """Whether ``stream``/``astream`` stream, by BaseChatModel's own rule (its private
         ``_should_stream``, checked with langchain-core 1.8.3; not this class's override,
         which keeps ``generate()`` on ``_generate``): not with ``disable_streaming=True``, nor
-        ``"tool_calling"`` with tools bound (they travel in the pending binding), nor an
+        ``"tool_calling"`` with tools bound (they travel in the pending binding; a
+        ``function_calling`` structured output binds its schema as one), nor an
         explicit ``streaming=False``, nor an explicit ``stream=False`` call keyword."""
         binding = kwargs.get(BINDING_KWARG)
-        tools = kwargs.get("tools") or (
-            list(binding.tools) if isinstance(binding, ToolsBinding) else None)
+        tools = kwargs.get("tools")
+        if not tools and isinstance(binding, ToolsBinding):
+            tools = list(binding.tools)
+        elif not tools and isinstance(binding, StructuredOutputBinding) and (
+                binding.kwargs.get("method") == "function_calling"):
+            tools = [binding.schema]  # the candidate binds the schema as a tool
         return BaseChatModel._should_stream(self, async_api=async_api,
                                             **{"stream": True, **kwargs, "tools": tools})
 

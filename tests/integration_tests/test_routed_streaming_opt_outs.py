@@ -76,3 +76,22 @@ async def test_token_streams_still_stream_without_tools_under_tool_calling(
     events = [event["event"] async for event in routed.astream_events("Hello", version="v2")]
     assert [request.stream for request in fake.requests] == [True]
     assert "on_chat_model_stream" in events
+
+
+async def test_tool_calling_opt_out_covers_function_calling_structured_output(
+        fake: FakeOpenAI) -> None:
+    """``with_structured_output(method="function_calling")`` binds its schema as a tool, so
+    ``disable_streaming="tool_calling"`` keeps ChatOpenAI from streaming; the routed model
+    did not see that tool and streamed."""
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        value: int
+
+    plain = fake.chat_openai(WEAK_MODEL, disable_streaming="tool_calling")
+    routed = RoutedChatModel(**routed_chat_params(fake), disable_streaming="tool_calling")
+    for name, model in [("ChatOpenAI", plain), ("RoutedChatModel", routed)]:
+        fake.clear()
+        structured = model.with_structured_output(Answer, method="function_calling")
+        [event async for event in structured.astream_events("Hello", version="v2")]
+        assert [request.stream for request in fake.requests] == [False], name
