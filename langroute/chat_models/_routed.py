@@ -56,6 +56,7 @@ from pydantic import (
 from .._decision import RoutingDecision
 from .._exceptions import LangrouteError, RouterConfigError
 from .._routing_text import shape_request
+from .._urls import redacted
 from ..feedback import FeedbackMethods
 from ..pipeline import (
     CallContext,
@@ -117,6 +118,10 @@ def _schema_tokens(binding: PendingBinding | None) -> int:
     else:
         return 0
     return sum(estimated_tokens(json.dumps(d, default=str)) + 8 for d in described)
+
+
+#: Fields that may hold a store URL, whose password ``repr`` must not show.
+_STORE_FIELDS = ("spend_store", "feedback_store")
 
 
 def _decided_alone(pipeline: CallPipeline, request: RouteRequest) -> Any:
@@ -366,6 +371,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         sharing its spend and feedback stores (``_ConfigurableRoutedChatModel``)."""
         fields = super().configurable_fields(**kwargs).fields  # type: ignore[attr-defined]
         return _ConfigurableRoutedChatModel(default=self, fields=fields)
+
+    def __repr_args__(self) -> Any:
+        # LangChain traces a model it cannot serialise by its repr (``dumpd``), so a store URL's
+        # password would reach LangSmith: it is shown redacted.
+        return [(name, redacted(value) if name in _STORE_FIELDS and isinstance(value, str)
+                 else value) for name, value in super().__repr_args__()]
 
     def _profile_is_derived(self) -> bool:
         """True when ``profile`` is what the candidates' profiles combine to (not the

@@ -573,3 +573,11 @@ async def test_a_blank_prompt_goes_to_the_top_rung_as_a_blank_chat_does(fake, ro
     assert record["model"] == STRONG_MODEL and record["reason"] == "no text to route on"
     assert "empty text" in record["note"]
     assert fake.models_called == [STRONG_MODEL]
+
+
+def test_a_store_urls_password_never_reaches_repr(routed):
+    """A Redis password in ``spend_store`` / ``feedback_store`` showed in ``repr`` (logs)."""
+    copy = routed.model_copy(update={"spend_store": "redis://app:s3cret@cache:6379/0",
+                                     "feedback_store": "redis://:fb-s3cret@cache/1"})
+    assert "s3cret" not in repr(copy) and "redis://app:***@cache:6379/0" in repr(copy)
+

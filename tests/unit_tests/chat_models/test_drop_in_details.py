@@ -141,3 +141,14 @@ def test_configurable_fields_keep_the_models_budget_and_feedback_stores(router, 
     event = routed.record_feedback(first.response_metadata["langroute"]["decision_id"],
                                    score=1.0)
     assert event.score == 1.0
+
+
+def test_a_store_urls_password_never_reaches_repr_or_langsmiths_serialisation(routed):
+    """LangChain serialises a model it cannot dump by its repr (``dumpd``), which tracers
+    send to LangSmith: a Redis password in ``spend_store`` / ``feedback_store`` went with it."""
+    from langchain_core.load import dumpd
+
+    copy = routed.model_copy(update={"spend_store": "redis://app:s3cret@cache:6379/0",
+                                     "feedback_store": "redis://:fb-s3cret@cache/1"})
+    for shown in (repr(copy), str(dumpd(copy))):
+        assert "s3cret" not in shown and "redis://app:***@cache:6379/0" in shown

@@ -35,6 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from langroute import MessageError, RouterConfigError
 from langroute._routing_text import shape_request
+from langroute._urls import redacted
 from langroute.feedback import FeedbackMethods
 from langroute.pipeline import (
     CallContext,
@@ -175,6 +176,11 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
 
     _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _feedback: Any = PrivateAttr(default=None)
+
+    def __repr_args__(self) -> Any:
+        # A store URL's password must not reach logs or traces through ``repr``.
+        return [(name, redacted(value) if name in ("spend_store", "feedback_store")
+                 and isinstance(value, str) else value) for name, value in super().__repr_args__()]
 
     def __init__(
         self,
