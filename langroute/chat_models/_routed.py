@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -142,6 +143,22 @@ def _warn_uncounted(model: BaseChatModel, exc: Exception) -> None:
         f"{exc}); budget holds over-estimate them with langroute.pipeline.estimated_tokens "
         "instead (offline, pre-fetch tiktoken's files into TIKTOKEN_CACHE_DIR to count them)",
         RuntimeWarning, stacklevel=2)
+
+
+def _mark_uncounted(uncounted: dict[int, Any], model: BaseChatModel) -> None:
+    """Remember that ``model``'s token counter failed, for as long as it lives: by id, with a
+    weak reference that says the id is still its own and drops the entry when it dies (a
+    strong one kept every such model of every copy alive)."""
+    key = id(model)
+
+    def forget(ref: Any) -> None:
+        if uncounted.get(key) is ref:
+            uncounted.pop(key, None)
+
+    try:
+        uncounted[key] = weakref.ref(model, forget)
+    except TypeError:  # a model without weak references: kept, so its id stays its own
+        uncounted[key] = lambda: model
 
 
 def _counts_its_own_tokens(model: BaseChatModel) -> bool:
@@ -302,7 +319,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
     _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _feedback: Any = PrivateAttr(default=None)
-    #: Models whose own token counter failed (by id; kept): budget holds over-estimate them.
+    #: Models whose own token counter failed, by id, while they live (``_mark_uncounted``):
+    #: budget holds over-estimate them. Shared by copies, so never holds a model alive.
     _uncounted: dict[int, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
@@ -653,13 +671,16 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             model = ref.model
             limit = prepared.kwargs.get("max_tokens", getattr(model, "max_tokens", None))
             limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-            if _counts_its_own_tokens(model) and id(model) not in uncounted:
+            mark = uncounted.get(id(model))
+            if _counts_its_own_tokens(model) and (mark is None or mark() is not model):
                 try:
                     counted = int(model.get_num_tokens_from_messages(prepared.messages))
                 except Exception as exc:  # noqa: BLE001 -- warned, and over-estimated below
-                    # Once: a download that failed (or hung until it did) is not retried on
-                    # every call; the model is kept, so its id stays its own.
-                    uncounted[id(model)] = model
+                    if isinstance(exc, (OSError, NotImplementedError)):
+                        # A download that failed (or hung until it did), a model it cannot
+                        # count: not retried on every call. Other errors (a content block
+                        # it does not know) may belong to this call's input only.
+                        _mark_uncounted(uncounted, model)
                     _warn_uncounted(model, exc)
                 else:
                     return TokenEstimate(counted + schemas, limit)

@@ -127,6 +127,8 @@ class _ModelTotals:
     output_tokens: int = 0
     spend_usd: float = 0.0
     sources: set[str] = field(default_factory=set)
+    #: failed calls that chose this model and made no provider call (they list it, at 0)
+    unattempted: int = 0
 
 
 @dataclass
@@ -156,6 +158,9 @@ class _Totals:
             t.output_tokens += a.output_tokens - b.output_tokens
             t.spend_usd += a.spend_usd - b.spend_usd
             t.sources |= a.sources
+            t.unattempted += a.unattempted - b.unattempted
+            if not t.calls and not t.unattempted:  # listed only by the call's old state
+                del self.per_model[name]
         for scope in {*after.per_scope, *before.per_scope}:
             self.per_scope[scope] = (self.per_scope.get(scope, 0.0)
                                      + after.per_scope.get(scope, 0.0)
@@ -164,7 +169,7 @@ class _Totals:
     def copy(self) -> _Totals:
         return _Totals(self.calls, self.failed, self.top, self.cascaded, self.checking_usd,
                        {k: _ModelTotals(v.calls, v.failed, v.input_tokens, v.output_tokens,
-                                        v.spend_usd, set(v.sources))
+                                        v.spend_usd, set(v.sources), v.unattempted)
                         for k, v in self.per_model.items()},
                        dict(self.per_scope))
 
@@ -365,7 +370,7 @@ class RoutingTracer(BaseCallbackHandler):
                 totals.checking_usd += spend
         if not attempts and call.failed:  # denied or failed before any provider call
             model = str(call.decision.get("model"))
-            totals.per_model.setdefault(model, _ModelTotals())
+            totals.per_model.setdefault(model, _ModelTotals()).unattempted += 1
 
     def _attempt_spend(self, call: RoutedCall, attempt: Mapping[str, Any]) -> tuple[float, str]:
         model = attempt.get("model")

@@ -453,3 +453,26 @@ def test_a_model_whose_token_counter_fails_offline_is_still_budgeted(router, wea
         warnings.simplefilter("error")
         llm.invoke(HARD)
     assert strong.count_attempts == 1
+
+
+def test_models_whose_token_counter_failed_are_not_kept_alive(router, weak):
+    """The models whose counter failed were kept for good, in a record every ``model_copy``
+    shares: a service building its candidates per request (offline, or on an
+    OpenAI-compatible server whose model names ChatOpenAI cannot count) grew without bound.
+    A model is remembered only while it lives."""
+    import gc
+    import weakref
+
+    llm = routed(router, weak, weak, {"*": Budget(limit_usd=1.0)}, "memory://")
+    alive = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(40):
+            strong = _CannotCountOffline(model_name=STRONG_ID)
+            llm.model_copy(update={"models": {STRONG: strong, WEAK: weak}}).invoke(HARD)
+            assert strong.count_attempts == 1
+            alive.append(weakref.ref(strong))
+            del strong
+    gc.collect()
+    # the pipeline cache keeps a few builds (PipelineCache.KEPT), not every model seen
+    assert sum(ref() is not None for ref in alive) <= 10

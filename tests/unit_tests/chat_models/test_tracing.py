@@ -201,3 +201,32 @@ def test_a_call_in_flight_keeps_its_attempts_when_newer_calls_push_it_out(routed
     assert summary.per_model[STRONG].calls == 1
     assert summary.per_model[STRONG].spend_usd == pytest.approx(STRONG_CALL_USD)
     assert len(tracer.calls) == 1
+
+
+def test_a_late_attempt_re_folds_to_the_totals_of_a_tracer_that_kept_every_call():
+    """A failed call that had made no provider call lists its model at 0 calls; folded into
+    the totals, then re-folded when a late attempt (another model's) came, it still listed
+    that model, which a tracer that kept every call does not."""
+    from uuid import uuid4
+
+    from langroute._decision import ROUTE_EVENT
+    from langroute.pipeline import ATTEMPT_EVENT
+
+    def feed(tracer: RoutingTracer) -> None:
+        late = uuid4()
+        tracer.on_custom_event(ROUTE_EVENT, {"decision_id": "late", "model": STRONG,
+                                             "rungs": [WEAK, STRONG]}, run_id=late)
+        tracer.on_chain_error(RuntimeError("cancelled"), run_id=late)
+        for i in range(3):  # ended after it: it is folded into the totals
+            run = uuid4()
+            tracer.on_custom_event(ROUTE_EVENT, {"decision_id": f"d{i}", "model": WEAK,
+                                                 "rungs": [WEAK, STRONG]}, run_id=run)
+            tracer.on_chain_end({}, run_id=run)
+        tracer.on_custom_event(ATTEMPT_EVENT, {"decision_id": "late", "model": WEAK,
+                                               "outcome": "cancelled"}, run_id=late)
+
+    evicting, keeping = RoutingTracer(max_calls=1), RoutingTracer()
+    feed(evicting)
+    feed(keeping)
+    assert STRONG not in keeping.summary().per_model
+    assert evicting.summary() == keeping.summary()
