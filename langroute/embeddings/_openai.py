@@ -112,6 +112,10 @@ class OpenAIEmbedder(Embedder):
             )
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        if (isinstance(max_wait, bool) or not isinstance(max_wait, (int, float))
+                or not math.isfinite(max_wait) or max_wait < 0):
+            # NaN or -1 made every wait NaN or negative: tenacity then raised mid-retry
+            raise ValueError(f"max_wait must be a finite number of seconds >= 0, got {max_wait!r}")
         super().__init__(batch_size=batch_size, cache_size=cache_size, cache_dir=cache_dir)
         self.model = model
         self.client = client

@@ -181,10 +181,11 @@ def test_disk_cache_spares_paid_requests(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"model": "custom-embedder"}, {"dimensions": 0}, {"max_attempts": 0}, {"model": ""}],
+    [{"model": "custom-embedder"}, {"dimensions": 0}, {"max_attempts": 0}, {"model": ""},
+     {"max_wait": float("nan")}, {"max_wait": -1}, {"max_wait": "5"}],
 )
 def test_invalid_settings(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs)) if "max_wait" in kwargs else None):
         OpenAIEmbedder(**kwargs)
 
 
