@@ -185,15 +185,8 @@ async def _settled(write: Callable[[], AccountState]) -> AccountState:
     executor's queue is dropped by the cancellation, and the write with it (a commit lost: a
     billed call never charged, its hold counting until its lease passed). Whichever comes
     first takes the write: the pool's worker, or, on cancellation, a thread of its own."""
-    guard = threading.Lock()
-    taken: list[bool] = []
-
-    def take() -> bool:
-        with guard:
-            if taken:
-                return False
-            taken.append(True)
-            return True
+    claim = threading.Lock()  # acquired once, never released: whoever gets it writes
+    take = functools.partial(claim.acquire, blocking=False)
 
     def run() -> AccountState | None:
         return write() if take() else None
