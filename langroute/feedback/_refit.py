@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_positive
 from .._exceptions import FeedbackError, RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ..routers._incremental import swap_in
@@ -158,11 +159,7 @@ class RefitEvery(RefitPolicy):
         if events is None and share is None and seconds is None:
             raise RouterConfigError("RefitEvery needs at least one of events, share, seconds")
         for name, value in (("events", events), ("share", share), ("seconds", seconds)):
-            if value is None:
-                continue
-            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
-                    or not np.isfinite(value) or value <= 0):  # numpy's numbers too
-                raise RouterConfigError(f"RefitEvery {name} must be a number > 0, got {value!r}")
+            check_positive(f"RefitEvery {name}", value)  # None passes; numpy's numbers too
         if events is not None and not isinstance(events, numbers.Integral):
             raise RouterConfigError(f"RefitEvery events must be an int, got {events!r}")
         self.events = events

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import is_number
 from .._exceptions import OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ._index import OutcomeStore
@@ -505,8 +506,7 @@ def check_new_model(router: object, name: str, quiz: Outcomes, cost: float | Non
             f"the quiz outcomes score models {unknown} the router does not know (it knows "
             f"{known[:-1]}, and {name!r} is being added); onboard one model at a time"
         )
-    if cost is not None and (isinstance(cost, (bool, np.bool_))
-                             or not isinstance(cost, numbers.Real)  # numpy's too
+    if cost is not None and (not is_number(cost)  # numpy's too
                              or not np.isfinite(cost) or cost < 0):
         raise RouterConfigError(
             f"cost must be the new model's USD per call (a finite number >= 0), got {cost!r}"
