@@ -393,8 +393,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     # How the report was made, so it can be reproduced (e.g. costs estimated by --output-tokens).
     from . import __version__
 
-    argv = getattr(args, "argv", sys.argv[1:])
-    report.data["run"] = {"command": shlex.join(["langroute", *argv]),
+    report.data["run"] = {"command": shlex.join(["langroute", *args.argv]),
                           "langroute_version": __version__}
     status = 0
     not_written = None
