@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
-__all__ = ["redacted"]
+__all__ = ["redacted", "redacted_stores"]
+
+#: Adapter fields that may hold a store URL.
+_STORE_FIELDS = ("spend_store", "feedback_store")
 
 #: Query options that carry a secret (redis-py reads ``?password=``, ``?ssl_password=``).
 _SECRET_OPTIONS = ("password", "secret", "token")
@@ -33,3 +38,11 @@ def redacted(url: str) -> str:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
     return parts._replace(query=query).geturl()
+
+
+def redacted_stores(fields: Iterable[tuple[str | None, Any]]) -> list[tuple[str | None, Any]]:
+    """An adapter's ``__repr_args__`` with its store URLs ``redacted``: LangChain traces a model
+    it cannot serialise by its ``repr`` (``dumpd``), so a password there would reach LangSmith
+    (and any log that prints the model)."""
+    return [(name, redacted(value) if name in _STORE_FIELDS and isinstance(value, str)
+             else value) for name, value in fields]

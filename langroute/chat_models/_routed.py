@@ -57,7 +57,7 @@ from pydantic import (
 from .._decision import RoutingDecision
 from .._exceptions import LangrouteError, RouterConfigError
 from .._routing_text import shape_request
-from .._urls import redacted
+from .._urls import redacted_stores
 from ..feedback import FeedbackMethods
 from ..pipeline import (
     CallContext,
@@ -66,7 +66,7 @@ from ..pipeline import (
     ModelRef,
     RouteRequest,
     TokenEstimate,
-    estimated_tokens,
+    estimated_prompt_tokens,
     run_async,
     run_sync,
     stream_async,
@@ -110,19 +110,16 @@ class _Prepared:
 
 def _schema_tokens(binding: PendingBinding | None) -> int:
     """Over-estimated prompt tokens of the tool definitions or output schema a call sends
-    (``estimated_tokens`` of their JSON, plus 8 each): providers bill them as prompt tokens, and a
-    hold sized from the messages alone let concurrent tool calls overspend a hard budget."""
+    (``estimated_prompt_tokens`` of their JSON, each a part of the prompt): providers bill them
+    as prompt tokens, and a hold sized from the messages alone let concurrent tool calls
+    overspend a hard budget."""
     if isinstance(binding, ToolsBinding):
         described = described_tools(binding.tools)
     elif isinstance(binding, StructuredOutputBinding):
         described = described_tools([binding.schema])
     else:
         return 0
-    return sum(estimated_tokens(json.dumps(d, default=str)) + 8 for d in described)
-
-
-#: Fields that may hold a store URL, whose password ``repr`` must not show.
-_STORE_FIELDS = ("spend_store", "feedback_store")
+    return estimated_prompt_tokens(json.dumps(d, default=str) for d in described)
 
 
 def _decided_alone(pipeline: CallPipeline, request: RouteRequest) -> Any:
@@ -391,10 +388,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         return _ConfigurableRoutedChatModel(default=self, fields=fields)
 
     def __repr_args__(self) -> Any:
-        # LangChain traces a model it cannot serialise by its repr (``dumpd``), so a store URL's
-        # password would reach LangSmith: it is shown redacted.
-        return [(name, redacted(value) if name in _STORE_FIELDS and isinstance(value, str)
-                 else value) for name, value in super().__repr_args__()]
+        return redacted_stores(super().__repr_args__())
 
     def _profile_is_derived(self) -> bool:
         """True when ``profile`` is what the candidates' profiles combine to (not the
@@ -685,9 +679,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                 else:
                     return TokenEstimate(counted + schemas, limit)
             # LangChain's generic counter downloads a GPT-2 tokenizer: over-estimate instead.
-            tokens = sum(estimated_tokens(m.text) for m in prepared.messages)
-            return TokenEstimate(tokens + 8 * len(prepared.messages) + schemas,
-                                 limit, method="chars/3")
+            return TokenEstimate(estimated_prompt_tokens(m.text for m in prepared.messages)
+                                 + schemas, limit, method="chars/3")
 
         return estimate
 

@@ -36,6 +36,7 @@ from ._steps import (
     Recorder,
     RouteRequest,
     TokenEstimate,
+    estimated_prompt_tokens,
     estimated_tokens,
 )
 from ._types import SCOPE_KEYS, THRESHOLD_KEY, Answer, Attempt, CallContext, ModelRef, Usage
@@ -69,6 +70,7 @@ __all__ = [
     "TokenEstimate",
     "Usage",
     "collect_decisions",
+    "estimated_prompt_tokens",
     "estimated_tokens",
     "is_retryable",
     "retry_after_seconds",

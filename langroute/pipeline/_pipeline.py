@@ -66,6 +66,7 @@ from ._steps import (
     Recorder,
     RouteRequest,
     TokenEstimate,
+    estimated_prompt_tokens,
     estimated_tokens,
 )
 from ._types import Answer, Attempt, ModelRef, Usage
@@ -520,7 +521,7 @@ class CallPipeline:
             input_tokens = int(sized.input_tokens)
             limit = sized.max_output_tokens
         else:  # a budget step of its own that reserves without the adapter's estimate
-            input_tokens = estimated_tokens(state.request.text) + 8
+            input_tokens = estimated_prompt_tokens([state.request.text])
         if merged is not None:
             output_tokens = estimated_tokens(merged.text or "")
             reported = merged.usage
@@ -801,10 +802,9 @@ def _sized_for(state: CallState, ref: ModelRef, messages: Any) -> CallState:
     if messages is None or state.estimate is None:
         return state
     pairs = [messages] if isinstance(messages, str) else list(messages)  # a str: one message
-    tokens = sum(estimated_tokens(_text_of(message)) for message in pairs)
     limit = getattr(ref.model, "max_tokens", None)
     estimate = TokenEstimate(
-        tokens + 8 * len(pairs),
+        estimated_prompt_tokens(_text_of(message) for message in pairs),
         limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
         method="chars/3")
     return replace(state, estimate=lambda _ref: estimate)

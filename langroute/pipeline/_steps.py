@@ -18,7 +18,7 @@ Protocols:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ __all__ = [
     "Recorder",
     "RouteRequest",
     "TokenEstimate",
+    "estimated_prompt_tokens",
     "estimated_tokens",
 ]
 
@@ -78,6 +79,14 @@ def estimated_tokens(text: str) -> int:
     bytes). Budget holds and the charge of a stream cut short are sized with it."""
     n_ascii = len(text.encode("ascii", "ignore"))
     return math.ceil(n_ascii / 3) + len(text.encode("utf-8", "surrogatepass")) - n_ascii
+
+
+def estimated_prompt_tokens(texts: Iterable[str]) -> int:
+    """``estimated_tokens`` of each part a prompt sends (a message, a tool's JSON schema), plus
+    8 a part for the role and separators around it: the one worst-case size of a prompt that
+    every budget hold of a model that cannot count offline is made of."""
+    parts = list(texts)
+    return sum(estimated_tokens(part) for part in parts) + 8 * len(parts)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from langroute import MessageError, RouterConfigError
 from langroute._routing_text import shape_request
-from langroute._urls import redacted
+from langroute._urls import redacted_stores
 from langroute.feedback import FeedbackMethods
 from langroute.pipeline import (
     CallContext,
@@ -44,7 +44,7 @@ from langroute.pipeline import (
     ModelRef,
     RouteRequest,
     TokenEstimate,
-    estimated_tokens,
+    estimated_prompt_tokens,
     run_async,
     run_sync,
     stream_async,
@@ -178,9 +178,7 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     _feedback: Any = PrivateAttr(default=None)
 
     def __repr_args__(self) -> Any:
-        # A store URL's password must not reach logs or traces through ``repr``.
-        return [(name, redacted(value) if name in ("spend_store", "feedback_store")
-                 and isinstance(value, str) else value) for name, value in super().__repr_args__()]
+        return redacted_stores(super().__repr_args__())
 
     def __init__(
         self,
@@ -515,8 +513,8 @@ def _served_model(llm: LLM) -> str | None:
 
 def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
     """Worst-case size of a call to ``ref`` for budget reservations: a deliberate over-estimate
-    of the input (``estimated_tokens``, plus 8 per message, plus the tools' schemas; LlamaIndex LLMs
-    have no offline token counter of their own) and the call's output limit."""
+    of the input (``estimated_prompt_tokens`` of the messages and the tools' schemas;
+    LlamaIndex LLMs have no offline token counter of their own) and the call's output limit."""
     if caller.prompt is not None:
         texts = [caller.prompt]
     else:
@@ -526,7 +524,7 @@ def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
             texts.append(json.dumps({"name": tool.metadata.name,
                                      "description": tool.metadata.description,
                                      "parameters": tool.metadata.get_parameters_dict()}))
-    n_tokens = sum(estimated_tokens(t) for t in texts) + 8 * len(texts)
+    n_tokens = estimated_prompt_tokens(texts)
     limit = caller.kwargs.get("max_tokens", getattr(ref.model, "max_tokens", None))
     if not isinstance(limit, int) or isinstance(limit, bool):
         limit = None
