@@ -11,11 +11,12 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from .._exceptions import EmbeddingError
+from ._artifacts import package_version
 from ._disk_cache import CACHE_ENV_VAR, EmbeddingDiskCache
 
 __all__ = ["Embedder"]
@@ -47,6 +48,10 @@ class Embedder(ABC):
 
     #: Registry name used in saved router files (``{"kind": name, **config}``).
     kind: str = ""
+    #: Installed distributions whose versions can change the vectors (weights, tokenizer,
+    #: runtime): their versions join ``get_config()`` in naming the disk-cache folder, so an
+    #: upgrade starts a new cache instead of mixing old and new vectors in one.
+    vector_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -84,8 +89,9 @@ class Embedder(ABC):
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable settings that rebuild an equivalent embedder.
 
-        Only settings that change the vectors belong here: they name the disk-cache folder and
-        are stored in router files (see ``embedder_from_config``).
+        Only settings that change the vectors belong here: they name the disk-cache folder
+        (with the versions of ``vector_packages``) and are stored in router files (see
+        ``embedder_from_config``).
         """
         raise NotImplementedError("Embedder subclasses must implement get_config()")
 
@@ -93,7 +99,9 @@ class Embedder(ABC):
     def disk_cache(self) -> EmbeddingDiskCache | None:
         """The persistent cache of this embedder's configuration, or None if disabled."""
         if self._disk is None and self._cache_root is not None:
-            self._disk = EmbeddingDiskCache(self._cache_root, self.kind, self.get_config())
+            versions = {name: package_version(name) for name in self.vector_packages}
+            self._disk = EmbeddingDiskCache(self._cache_root, self.kind, self.get_config(),
+                                            versions=versions)
         return self._disk
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

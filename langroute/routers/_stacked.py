@@ -17,6 +17,7 @@ nested by construction.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
@@ -100,6 +101,15 @@ class StackedRouter(BaseRouter):
         self.cv = cv
         self.alpha = alpha
         self.random_state = random_state
+
+    def clone(self) -> Self:
+        """An unfitted router with the same parameters. ``bases`` is deep-copied, as
+        ``sklearn.base.clone`` copies every parameter that is not an estimator: the clone's
+        list and params dicts are its own, so changing them in place (or anything that does)
+        leaves this router alone. The embedder is shared, as by every router's ``clone``."""
+        params = self.get_params()
+        params["bases"] = copy.deepcopy(params["bases"])
+        return type(self)(**params)
 
     def _base_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The bases as (kind, params), each checked by building it: a badly formed entry is a
