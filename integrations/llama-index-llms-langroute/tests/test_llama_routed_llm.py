@@ -144,14 +144,17 @@ def test_token_counting_handler_counts_a_cascades_verifier_calls_too(fake, make_
     assert counter.prompt_llm_token_count == sum(r.usage["prompt_tokens"] for r in fake.requests)
 
 
-def test_candidates_with_their_own_handlers_keep_them(make_openai, router):
-    own = CallbackManager([TokenCountingHandler()])
-    strong = make_openai(STRONG_MODEL, callback_manager=own)
+def test_candidates_with_their_own_handlers_keep_them(fake, make_openai, router):
+    own, shared = TokenCountingHandler(), TokenCountingHandler()
+    strong = make_openai(STRONG_MODEL, callback_manager=CallbackManager([own]))
     routed = RoutedLLM({STRONG_MODEL: strong, WEAK_MODEL: make_openai(WEAK_MODEL)},
                        router=router, threshold=0.7)
-    routed.callback_manager = CallbackManager([TokenCountingHandler()])
-    assert strong.callback_manager is own
-    assert routed.llms[WEAK_MODEL].callback_manager is routed.callback_manager
+    routed.callback_manager = CallbackManager([shared])
+    routed.chat(user(HARD))
+    routed.chat(user(EASY))
+    assert fake.models_called == [STRONG_MODEL, WEAK_MODEL]
+    assert strong.callback_manager.handlers == [own]
+    assert len(own.llm_token_counts) == len(shared.llm_token_counts) == 1  # the weak one's
 
 
 def test_metadata_is_the_most_restrictive_of_the_candidates(make_openai, router):

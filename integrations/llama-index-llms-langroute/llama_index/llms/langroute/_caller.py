@@ -4,15 +4,18 @@
 calls the chosen candidate's own public method (``chat``, ``complete``, their stream and async
 forms), so the candidate's ``llm_chat_callback`` emits its LLMChatStart/End events and callback
 payloads exactly once. Tools are formatted at call time by the chosen candidate's own
-``_prepare_chat_with_tools``. Answers become langroute ``Answer`` records with the provider's
-exact token usage. A streamed call whose answer a cascade will still score (``ref.provisional``)
+``_prepare_chat_with_tools``, and a ``predict`` template by the chosen candidate's own prompt
+settings (``_prompts``). Answers become langroute ``Answer`` records with the provider's exact
+token usage. A streamed call whose answer a cascade will still score (``ref.provisional``)
 is made with ``chat``/``complete`` and delivered as one chunk: it is buffered anyway, and a
-rejected answer's tokens must not reach ``LLMChatInProgressEvent`` handlers.
+rejected answer's tokens must not reach ``LLMChatInProgressEvent`` handlers. Candidates are
+called with the routed call's span and its RoutedLLM's callback manager active (``running``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +25,16 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     ToolCallBlock,
 )
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms import LLM
 
 from langroute import RouterConfigError
 from langroute.pipeline import Answer, ModelRef, Usage
 
+from ._callbacks import reporting_to
 from ._messages import as_messages, stamp_response, unstamped
+from ._prompts import TemplateCall
 from .events import dispatch
 
 if TYPE_CHECKING:
@@ -136,10 +143,14 @@ def _usage_chunk(chunks: Sequence[Any]) -> Any:
 
 @dataclass
 class LlamaCaller:
-    """The ``Caller`` of one routed LlamaIndex call (chat or completion, plain or with tools).
+    """The ``Caller`` of one routed LlamaIndex call (chat or completion, plain or with tools,
+    or a ``predict`` template).
 
-    ``span_id`` is the routed call's instrumentation span: events are dispatched in it even
-    when a stream is consumed after the routed method returned.
+    ``messages`` / ``prompt`` are what is routed on; a ``template`` call sends each candidate
+    the template as its own ``predict`` would format it instead. ``span_id`` is the routed
+    call's instrumentation span and ``callbacks`` its RoutedLLM's callback manager: both are
+    active while a candidate is called, even when a stream is consumed after the routed method
+    returned.
     """
 
     messages: list[ChatMessage] | None = None
@@ -148,11 +159,46 @@ class LlamaCaller:
     kwargs: dict[str, Any] = field(default_factory=dict)
     tools: ToolsRequest | None = None
     span_id: str | None = None
+    template: TemplateCall | None = None
+    callbacks: CallbackManager | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The context candidates are called in: the routed call's span, and its RoutedLLM's
+        callback manager for candidates without handlers of their own."""
+        token = active_span_id.set(self.span_id)
+        try:
+            with reporting_to(self.callbacks):
+                yield
+        finally:
+            active_span_id.reset(token)
 
     # -- what to send -------------------------------------------------------------------------
+    def _completes(self, llm: LLM) -> bool:
+        """Whether this call reaches ``llm`` as a completion (else as chat messages)."""
+        if self.template is not None:  # as llm.predict would: by its own kind
+            return not llm.metadata.is_chat_model
+        return self.prompt is not None
+
+    def _prompt_for(self, llm: LLM) -> tuple[str, bool]:
+        """The prompt a completion call sends ``llm``, and its ``formatted`` flag."""
+        if self.template is not None:
+            return self.template.prompt_for(llm), True
+        assert self.prompt is not None
+        return self.prompt, self.formatted
+
+    def texts_for(self, llm: LLM) -> list[str]:
+        """The texts this call sends ``llm`` (tools aside), to size it."""
+        if self._completes(llm):
+            return [self._prompt_for(llm)[0]]
+        sent = self.template.messages_for(llm) if self.template is not None else self.messages
+        return [m.content or "" for m in sent or ()]
+
     def _chat_args(self, llm: LLM, messages: Any) -> tuple[list[ChatMessage], dict[str, Any]]:
         if messages is not None:  # a step's own ask (a verifier, a judge): plain chat
             return as_messages(messages), {}
+        if self.template is not None:
+            return self.template.messages_for(llm), dict(self.kwargs)
         assert self.messages is not None
         history = unstamped(self.messages)
         if self.tools is None:
@@ -177,8 +223,9 @@ class LlamaCaller:
     def _whole(self, ref: ModelRef, messages: Any = None) -> Any:
         """One whole response of ``ref``'s LLM (chat or completion), stamped with its name."""
         llm = _llm_of(ref)
-        if self.prompt is not None and messages is None:
-            done = llm.complete(self.prompt, formatted=self.formatted, **self.kwargs)
+        if messages is None and self._completes(llm):
+            prompt, formatted = self._prompt_for(llm)
+            done = llm.complete(prompt, formatted=formatted, **self.kwargs)
             return stamp_response(done, ref.name)
         sent, kwargs = self._chat_args(llm, messages)
         response = llm.chat(sent, **kwargs)
@@ -188,8 +235,9 @@ class LlamaCaller:
 
     async def _awhole(self, ref: ModelRef, messages: Any = None) -> Any:
         llm = _llm_of(ref)
-        if self.prompt is not None and messages is None:
-            done = await llm.acomplete(self.prompt, formatted=self.formatted, **self.kwargs)
+        if messages is None and self._completes(llm):
+            prompt, formatted = self._prompt_for(llm)
+            done = await llm.acomplete(prompt, formatted=formatted, **self.kwargs)
             return stamp_response(done, ref.name)
         sent, kwargs = self._chat_args(llm, messages)
         response = await llm.achat(sent, **kwargs)
@@ -208,8 +256,9 @@ class LlamaCaller:
             yield _as_chunk(self._whole(ref))
             return
         llm = _llm_of(ref)
-        if self.prompt is not None:
-            chunks: Iterator[Any] = llm.stream_complete(self.prompt, formatted=self.formatted,
+        if self._completes(llm):
+            prompt, formatted = self._prompt_for(llm)
+            chunks: Iterator[Any] = llm.stream_complete(prompt, formatted=formatted,
                                                         **self.kwargs)
         else:
             sent, kwargs = self._chat_args(llm, None)
@@ -222,9 +271,9 @@ class LlamaCaller:
             yield _as_chunk(await self._awhole(ref))
             return
         llm = _llm_of(ref)
-        if self.prompt is not None:
-            chunks = await llm.astream_complete(self.prompt, formatted=self.formatted,
-                                                **self.kwargs)
+        if self._completes(llm):
+            prompt, formatted = self._prompt_for(llm)
+            chunks = await llm.astream_complete(prompt, formatted=formatted, **self.kwargs)
         else:
             sent, kwargs = self._chat_args(llm, None)
             chunks = await llm.astream_chat(sent, **kwargs)
@@ -233,8 +282,8 @@ class LlamaCaller:
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
         if not chunks:
-            empty: Any = (ChatResponse(message=ChatMessage(role="assistant", content=""))
-                          if self.prompt is None else CompletionResponse(text=""))
+            empty: Any = (CompletionResponse(text="") if self._completes(_llm_of(ref))
+                          else ChatResponse(message=ChatMessage(role="assistant", content="")))
             return Answer(raw=stamp_response(empty, ref.name), text="")
         last = chunks[-1]  # LlamaIndex chunks are cumulative: the last one is the whole answer
         answer = answer_of(last)

@@ -4,7 +4,8 @@ It is a thin adapter over langroute's framework-free call pipeline (decide -> bu
 cascade -> record): every entry point (chat, complete, their stream and async forms, the tool
 and structured-output methods built on them) builds one ``RouteRequest`` and runs the same
 ``CallPipeline`` with the sync, async or streaming driver; ``LlamaCaller`` says how to call a
-LlamaIndex LLM and where events go.
+LlamaIndex LLM and where events go. ``predict`` and its forms are LlamaIndex's, except that the
+chosen candidate formats the template itself (``_prompts``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.dispatcher import active_instrument_tags
+from llama_index.core.instrumentation.events.llm import LLMPredictEndEvent, LLMPredictStartEvent
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import TokenAsyncGen, TokenGen
 
 from langroute import MessageError, RouterConfigError
 from langroute._routing_text import shape_request
@@ -60,6 +65,7 @@ from langroute.pipeline._assembly import (
 )
 from langroute.pipeline._types import INPUT_KEYS, call_metadata
 
+from ._callbacks import adopt
 from ._caller import LlamaCaller, ToolsRequest
 from ._messages import (
     RECORD_KEY,
@@ -69,11 +75,14 @@ from ._messages import (
     stamped_model,
     turns,
 )
+from ._prompts import TemplateCall, check_parsers
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
 __all__ = ["RoutedLLM"]
+
+dispatcher = get_dispatcher(__name__)
 
 #: Keyword that carries a held-back ``chat_with_tools`` request from ``_prepare_chat_with_tools``
 #: to ``chat`` (reserved; any other value is rejected).
@@ -146,11 +155,18 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     record (decision, who answered, attempts) is in ``response.additional_kwargs["langroute"]``;
     a stream ends with a chunk with no text carrying the settled record (usage, latency and cost
     of every attempt): keep the last chunk.
-    Candidates and cascade verifier LLMs without callback handlers of their own report to this
-    LLM's ``callback_manager`` (which LlamaIndex sets from ``Settings``), so token counters see
-    each provider call once; this LLM itself emits no LLM callback events. A chat candidate's
-    ``system_prompt`` / ``output_parser`` draws a warning: most LlamaIndex LLMs apply them only
-    in their own ``predict``, and this LLM runs ``predict`` itself (give them to this LLM).
+    During this LLM's calls, candidates and cascade verifier LLMs without callback handlers of
+    their own report to this LLM's ``callback_manager`` (which LlamaIndex sets from
+    ``Settings``), so token counters see each provider call once; a candidate shared with
+    another RoutedLLM reports each call to the RoutedLLM that made it. This LLM itself emits no
+    LLM callback events. ``predict`` / ``stream`` (and their async forms, which query engines
+    call) send the chosen candidate the template formatted as its own ``predict`` would
+    (``messages_to_prompt``, ``completion_to_prompt``, ``system_prompt``,
+    ``query_wrapper_prompt``, ``output_parser``); this LLM's ``system_prompt``,
+    ``query_wrapper_prompt`` and ``output_parser`` go inside the candidate's. A chat
+    candidate's ``system_prompt`` / ``output_parser`` draws a warning: most LlamaIndex LLMs
+    apply them only in ``predict``, so the ``chat()`` calls of agents, chat engines and
+    ``structured_predict`` would drop them (give them to this LLM).
     """
 
     llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
@@ -229,27 +245,26 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         warm = getattr(router, "warm_up", None)
         if callable(warm):  # load the router's embedder now, not on the first call
             warm()
-        self._share_callbacks(None)
+        self._share_callbacks()
 
     @classmethod
     def class_name(cls) -> str:
         return "langroute_routed_llm"
 
-    # -- callbacks: candidates and verifiers report to this LLM's manager ----------------------
+    # -- callbacks: candidates and verifiers report to the manager of the call's RoutedLLM ----
     def __setattr__(self, name: str, value: Any) -> None:
-        previous = self.__dict__.get("callback_manager") if name == "callback_manager" else None
         super().__setattr__(name, value)
-        if name in ("callback_manager", "llms", "cascade"):
-            self._share_callbacks(previous)
+        if name in ("llms", "cascade"):
+            self._share_callbacks()
 
-    def _share_callbacks(self, previous: CallbackManager | None) -> None:
-        # a cascade's verifier LLMs make this LLM's provider calls too
+    def _share_callbacks(self) -> None:
+        """Candidates (and a cascade's verifier LLMs, which make this LLM's provider calls too)
+        without handlers of their own report to the manager of the RoutedLLM whose call runs
+        (``_callbacks``): set once here, read per call, so a candidate can serve several."""
         asked = [ref.model for ref in getattr(self.cascade, "asks", ())
                  if isinstance(ref.model, LLM)]
         for llm in [*self.llms.values(), *asked]:
-            own = llm.callback_manager
-            if own is previous or own is None or not own.handlers:
-                llm.callback_manager = self.callback_manager
+            adopt(llm)
 
     # -- the pipeline ---------------------------------------------------------------------------
     def _current_pipeline(self) -> CallPipeline:
@@ -295,40 +310,73 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
                             unidentified_loop=shaped.unidentified_loop, messages=messages)
 
     def _caller(self, messages: Sequence[ChatMessage] | None, kwargs: dict[str, Any],
-                prompt: str | None = None, formatted: bool = False) -> LlamaCaller:
+                prompt: str | None = None, formatted: bool = False,
+                template: TemplateCall | None = None) -> LlamaCaller:
         tools = kwargs.pop(TOOLS_KWARG, None)
         if tools is not None and not isinstance(tools, ToolsRequest):
             raise TypeError(f"{TOOLS_KWARG} is reserved for langroute, got {type(tools)}")
         return LlamaCaller(messages=None if messages is None else list(messages), prompt=prompt,
                            formatted=formatted, kwargs=kwargs, tools=tools,
-                           span_id=active_span_id.get())
+                           span_id=active_span_id.get(), template=template,
+                           callbacks=self.callback_manager)
+
+    def _template_caller(self, template: BasePromptTemplate,
+                         args: dict[str, Any]) -> LlamaCaller:
+        """A ``predict`` call: routed on the template as this LLM's ``predict`` would format it
+        (so routing is as before), sent as the chosen candidate's own would."""
+        check_parsers(self, self.llms)
+        call = TemplateCall(template, args, self)
+        if self.metadata.is_chat_model:
+            return self._caller(self._get_messages(template, **args), {}, template=call)
+        return self._caller(None, {}, self._get_prompt(template, **args), True, call)
+
+    def _predicted(self, response: ChatResponse | CompletionResponse,
+                   caller: LlamaCaller) -> str:
+        """The answer as the candidate that gave it would return it from ``predict``."""
+        assert caller.template is not None
+        text = (response.message.content if isinstance(response, ChatResponse)
+                else response.text) or ""
+        writer = self.llms[response.additional_kwargs[RECORD_KEY]["answered_by"]]
+        return caller.template.parse(writer, text)
+
+    def _check_streamable(self, template: BasePromptTemplate) -> None:
+        """LlamaIndex's ``stream`` cannot apply an output parser: say which one is set."""
+        owners = [f"llms[{name!r}]" for name, llm in self.llms.items() if llm.output_parser]
+        owners += ["the prompt"] * (template.output_parser is not None)
+        owners += ["RoutedLLM"] * (self.output_parser is not None)
+        if owners:
+            raise NotImplementedError(
+                f"{', '.join(owners)} set an output parser, which LlamaIndex's stream() does "
+                "not support: use predict()")
 
     def _estimator(self, caller: LlamaCaller) -> Callable[[ModelRef], TokenEstimate]:
         return lambda ref: _estimate(caller, ref)
 
     def _run(self, caller: LlamaCaller) -> Any:
         request = self._request(caller.messages, caller.prompt)
-        result = run_sync(self._current_pipeline().run(request, estimate=self._estimator(caller)),
-                          caller)
+        pipeline = self._current_pipeline().run(request, estimate=self._estimator(caller))
+        with caller.running():
+            result = run_sync(pipeline, caller)
         return caller.stamp(result.answer.raw, result.record())
 
     async def _arun(self, caller: LlamaCaller) -> Any:
         request = self._request(caller.messages, caller.prompt)
         pipeline = self._current_pipeline().run(request, estimate=self._estimator(caller))
-        result = await run_async(pipeline, caller)
+        with caller.running():
+            result = await run_async(pipeline, caller)
         return caller.stamp(result.answer.raw, result.record())
 
     def _stream(self, caller: LlamaCaller) -> Iterator[Any]:
         request = self._request(caller.messages, caller.prompt)  # bad input raises right away
         pipeline = self._current_pipeline().run_stream(request,
                                                        estimate=self._estimator(caller))
-        return _in_span(stream_sync(pipeline, caller), caller.span_id)
+        return _running(stream_sync(pipeline, caller), caller)
 
     def _astream(self, caller: LlamaCaller) -> AsyncIterator[Any]:
         request = self._request(caller.messages, caller.prompt)
         pipeline = self._current_pipeline().run_stream(request,
                                                        estimate=self._estimator(caller))
-        return _ain_span(stream_async(pipeline, caller), caller.span_id)
+        return _arunning(stream_async(pipeline, caller), caller)
 
     # -- what LlamaIndex asks of an LLM ---------------------------------------------------------
     @property
@@ -376,6 +424,35 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
         return _acarry_record(self._astream(self._caller(None, kwargs, prompt, formatted)))
+
+    # -- predict: LlamaIndex's, with the template formatted by the chosen candidate ------------
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        dispatcher.event(LLMPredictStartEvent(template=prompt, template_args=prompt_args))
+        self._log_template_data(prompt, **prompt_args)
+        caller = self._template_caller(prompt, prompt_args)
+        output = self._predicted(self._run(caller), caller)
+        dispatcher.event(LLMPredictEndEvent(output=output))
+        return output
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        dispatcher.event(LLMPredictStartEvent(template=prompt, template_args=prompt_args))
+        self._log_template_data(prompt, **prompt_args)
+        caller = self._template_caller(prompt, prompt_args)
+        output = self._predicted(await self._arun(caller), caller)
+        dispatcher.event(LLMPredictEndEvent(output=output))
+        return output
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
+        self._log_template_data(prompt, **prompt_args)
+        dispatcher.event(LLMPredictStartEvent(template=prompt, template_args=prompt_args))
+        self._check_streamable(prompt)
+        return _tokens(self._stream(self._template_caller(prompt, prompt_args)))
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
+        self._log_template_data(prompt, **prompt_args)
+        dispatcher.event(LLMPredictStartEvent(template=prompt, template_args=prompt_args))
+        self._check_streamable(prompt)
+        return _atokens(self._astream(self._template_caller(prompt, prompt_args)))
 
     # -- tools: formatted and read by whichever candidate is chosen -----------------------------
     def _prepare_chat_with_tools(
@@ -456,18 +533,23 @@ def _check_llms(llms: Any) -> None:
             warnings.warn(
                 f"llms[{name!r}] sets {' and '.join(shaping)}, which most LlamaIndex chat models "
                 "(OpenAI's among them) apply only in their own predict() / "
-                "structured_predict(); RoutedLLM runs those itself and calls the candidate's "
-                "chat(), so unless this integration applies it in chat() it is not used: give "
-                "it to RoutedLLM instead", UserWarning, stacklevel=3)
+                "structured_predict(); RoutedLLM's predict() and stream() apply it as the "
+                "candidate's own would, but its structured_predict() and the chat() calls of "
+                "agents and chat engines reach the candidate's chat(), so unless this "
+                "integration applies it in chat() it is not used there: give it to RoutedLLM "
+                "instead", UserWarning, stacklevel=3)
 
 
 #: Fields LlamaIndex's base LLM applies to a chat model only in its own ``predict`` /
-#: ``structured_predict`` (``_extend_messages``, ``_get_messages``, ``_parse_output``), which
-#: RoutedLLM runs itself (an integration may apply them in ``chat()`` as well).
+#: ``structured_predict`` (``_extend_messages``, ``_get_messages``, ``_parse_output``);
+#: RoutedLLM's ``predict`` applies the chosen candidate's, its ``structured_predict`` does not
+#: (an integration may apply them in ``chat()`` as well).
 _PREDICT_ONLY = ("system_prompt", "output_parser")
 
-#: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own.
-_CANDIDATE_ONLY = ("api_key", "api_base", "base_url", "rate_limiter", "model")
+#: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own
+#: (the prompt formats are each candidate's wire format, applied by its own ``predict``).
+_CANDIDATE_ONLY = ("api_key", "api_base", "base_url", "rate_limiter", "model",
+                   "completion_to_prompt", "messages_to_prompt")
 
 
 def _check_extra(kwargs: Mapping[str, Any]) -> None:
@@ -513,12 +595,9 @@ def _served_model(llm: LLM) -> str | None:
 
 def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
     """Worst-case size of a call to ``ref`` for budget reservations: a deliberate over-estimate
-    of the input (``estimated_prompt_tokens`` of the messages and the tools' schemas;
+    of the input (``estimated_prompt_tokens`` of what ``ref`` is sent and the tools' schemas;
     LlamaIndex LLMs have no offline token counter of their own) and the call's output limit."""
-    if caller.prompt is not None:
-        texts = [caller.prompt]
-    else:
-        texts = [m.content or "" for m in caller.messages or ()]
+    texts = caller.texts_for(ref.model)
     if caller.tools is not None:
         for tool in caller.tools.tools:
             texts.append(json.dumps({"name": tool.metadata.name,
@@ -531,16 +610,14 @@ def _estimate(caller: LlamaCaller, ref: ModelRef) -> TokenEstimate:
     return TokenEstimate(n_tokens, limit, method="chars/3")
 
 
-def _in_span(chunks: Iterator[Any], span_id: str | None) -> Iterator[Any]:
-    """Pull a stream inside the routed call's span (LlamaIndex ends a method's span when it
-    returns its generator, but the candidate is called while the generator is consumed)."""
+def _running(chunks: Iterator[Any], caller: LlamaCaller) -> Iterator[Any]:
+    """Pull a stream inside the routed call's span and callback manager (LlamaIndex ends a
+    method's span when it returns its generator, but the candidate is called, and reports its
+    end, while the generator is consumed)."""
     try:
         while True:
-            token = active_span_id.set(span_id)
-            try:
+            with caller.running():
                 chunk = next(chunks, _END)
-            finally:
-                active_span_id.reset(token)
             if chunk is _END:
                 return
             yield chunk
@@ -550,14 +627,11 @@ def _in_span(chunks: Iterator[Any], span_id: str | None) -> Iterator[Any]:
             close()
 
 
-async def _ain_span(chunks: AsyncIterator[Any], span_id: str | None) -> AsyncIterator[Any]:
+async def _arunning(chunks: AsyncIterator[Any], caller: LlamaCaller) -> AsyncIterator[Any]:
     try:
         while True:
-            token = active_span_id.set(span_id)
-            try:
+            with caller.running():
                 chunk = await anext(chunks, _END)
-            finally:
-                active_span_id.reset(token)
             if chunk is _END:
                 return
             yield chunk
@@ -568,6 +642,27 @@ async def _ain_span(chunks: AsyncIterator[Any], span_id: str | None) -> AsyncIte
 
 
 _END: Any = object()
+
+
+def _tokens(chunks: Iterator[Any]) -> Iterator[str]:
+    """A routed stream as ``LLM.stream`` gives it: each chunk's new text."""
+    try:
+        for chunk in chunks:
+            yield chunk.delta or ""
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def _atokens(chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield chunk.delta or ""
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _carry_record(chunks: Iterator[Any]) -> Iterator[Any]:
