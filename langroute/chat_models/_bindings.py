@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableParallel,
+    RunnableSequence,
+)
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 __all__ = [
@@ -21,8 +26,10 @@ __all__ = [
     "PendingBinding",
     "StructuredOutputBinding",
     "ToolsBinding",
+    "bind_call_kwargs",
     "call_kwargs_of",
     "described_tools",
+    "sends_tools",
 ]
 
 #: Call keyword under which a pending binding travels from the RunnableBinding to the model.
@@ -93,3 +100,100 @@ def call_kwargs_of(binding: PendingBinding | None, model: BaseChatModel) -> dict
             "binding of the model itself; use invoke/stream instead of generate()"
         )
     return dict(bound.kwargs)
+
+
+def sends_tools(binding: StructuredOutputBinding, model: BaseChatModel) -> bool:
+    """Whether ``model``'s own ``with_structured_output`` calls it with ``tools`` (what
+    LangChain's ``disable_streaming="tool_calling"`` looks for), read from the keywords its
+    runnable binds to the model: a provider may bind the schema as a tool without
+    ``method="function_calling"`` (its default method, a model without structured outputs
+    such as ChatOpenAI's ``gpt-4``, ``tools=`` given with a json schema). When the runnable
+    does not show its call of the model, the ``method`` given says (``"function_calling"``
+    sends tools); without one it is an error, not a guess."""
+    bound = _model_call_kwargs(binding.apply(model), model)
+    if bound is not None:
+        return bool(bound.get("tools"))
+    method = binding.kwargs.get("method")
+    if method is None:
+        raise NotImplementedError(
+            f"{type(model).__name__}.with_structured_output returned a runnable whose call of "
+            "the model langroute cannot find, so disable_streaming='tool_calling' cannot tell "
+            "whether it sends tools; pass method= to with_structured_output "
+            "('function_calling' sends the schema as a tool)")
+    return bool(method == "function_calling")
+
+
+def bind_call_kwargs(runnable: Runnable[Any, Any], model: BaseChatModel,
+                     kwargs: Mapping[str, Any]) -> Runnable[Any, Any]:
+    """``runnable`` (a structured output replayed on ``model``) with ``kwargs`` bound onto its
+    call of ``model``, winning over the keywords bound there, as call keywords do.
+
+    Calling the runnable with them is not enough: an ``include_raw=True`` runnable starts with
+    a ``RunnableParallel``, whose invoke drops call keywords and whose stream raises on them;
+    the routed call always asks for the raw message, so temperature, ``model=``... were lost.
+    A runnable whose call of the model cannot be found is an error, not a call without them."""
+    if not kwargs:
+        return runnable
+    rebound = _rebound(runnable, model, dict(kwargs))
+    if rebound is None:
+        raise NotImplementedError(
+            f"{type(model).__name__}.with_structured_output returned a "
+            f"{type(runnable).__name__} whose call of the model langroute cannot find, so the "
+            f"call keywords {sorted(kwargs)} cannot reach it; call the routed structured "
+            "output without them (and without the routed model's temperature, max_tokens, "
+            "stop or streaming)")
+    return rebound
+
+
+def _calls(runnable: Any, model: BaseChatModel) -> bool:
+    """Whether ``runnable`` is ``model`` or bindings around it (its call of the model)."""
+    while isinstance(runnable, RunnableBinding):
+        runnable = runnable.bound
+    return runnable is model
+
+
+def _rebound(runnable: Any, model: BaseChatModel,
+             kwargs: dict[str, Any]) -> Runnable[Any, Any] | None:
+    """``bind_call_kwargs`` down the tree ``_model_call_kwargs`` walks (its first call of
+    ``model``; copies of the nodes on the way, the rest shared); None when not found."""
+    if _calls(runnable, model):
+        return runnable.bind(**kwargs)  # type: ignore[no-any-return]
+    if isinstance(runnable, RunnableBinding):
+        inner = _rebound(runnable.bound, model, kwargs)
+        return None if inner is None else runnable.model_copy(update={"bound": inner})
+    if isinstance(runnable, RunnableSequence):
+        for i, step in enumerate(runnable.steps):
+            new = _rebound(step, model, kwargs)
+            if new is not None:
+                steps = [*runnable.steps[:i], new, *runnable.steps[i + 1:]]
+                return runnable.model_copy(update={
+                    "first": steps[0], "middle": steps[1:-1], "last": steps[-1]})
+        return None
+    if isinstance(runnable, RunnableParallel):
+        for key, step in runnable.steps__.items():
+            new = _rebound(step, model, kwargs)
+            if new is not None:
+                return runnable.model_copy(update={"steps__": {**runnable.steps__, key: new}})
+        return None
+    return None
+
+
+def _model_call_kwargs(runnable: Any, model: BaseChatModel) -> dict[str, Any] | None:
+    """The keywords ``runnable`` calls ``model`` with (bindings around it merged, the outer
+    winning, as a ``RunnableBinding`` passes them on); None when it does not show that call."""
+    if runnable is model:
+        return {}
+    if isinstance(runnable, RunnableBinding):
+        inner = _model_call_kwargs(runnable.bound, model)
+        return None if inner is None else {**inner, **runnable.kwargs}
+    if isinstance(runnable, RunnableSequence):
+        steps: Sequence[Any] = runnable.steps
+    elif isinstance(runnable, RunnableParallel):
+        steps = list(runnable.steps__.values())
+    else:
+        return None
+    for step in steps:
+        found = _model_call_kwargs(step, model)
+        if found is not None:
+            return found
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -35,12 +35,17 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import AddableDict, Runnable, RunnableConfig
 from langchain_core.runnables.config import merge_configs
 
 from .._exceptions import MessageError
 from ..pipeline import Answer, ModelRef, Usage
-from ._bindings import PendingBinding, StructuredOutputBinding, call_kwargs_of
+from ._bindings import (
+    PendingBinding,
+    StructuredOutputBinding,
+    bind_call_kwargs,
+    call_kwargs_of,
+)
 
 # Private langchain-core API (checked with langchain-core 1.8.3): the marker classes of
 # token-streaming handlers, how a hidden run recognises the handlers it must keep tokens from
@@ -170,6 +175,23 @@ def hidden_tag(ref: ModelRef, purpose: str) -> str | None:
     return None
 
 
+def answering(model: BaseChatModel, output_version: str | None) -> BaseChatModel:
+    """``model`` as it answers a routed call's request: with the routed model's
+    ``output_version="v1"`` when it has another (a shallow copy, sharing its clients), so its
+    own chat-model run gives v1 content blocks -- in the message ``invoke`` returns, the chunks
+    ``stream`` yields, ``astream_events`` and LangGraph's messages stream -- as the routed
+    model's ``generate()`` does (BaseChatModel converts its result). The other values mean
+    nothing to BaseChatModel: the candidate's own setting stands."""
+    if output_version != "v1" or model.output_version == "v1":
+        return model
+    return model.model_copy(update={"output_version": "v1"})
+
+
+def _never_unstreamed(ref: ModelRef) -> bool:
+    """``RunnableCaller``'s default ``unstreamed``: every model streams when asked to."""
+    return False
+
+
 def usage_of(message: Any) -> Usage | None:
     """A message's ``usage_metadata`` as a ``Usage`` (None when the provider sent none)."""
     usage = getattr(message, "usage_metadata", None)
@@ -249,7 +271,9 @@ def stamp(raw: Any, record: dict[str, Any]) -> Any:
             llm_output=raw.llm_output,
         )
     if isinstance(raw, Mapping) and isinstance(raw.get("raw"), AIMessage):
-        return {**raw, "raw": _stamped_message(raw["raw"], record)}
+        stamped = {**raw, "raw": _stamped_message(raw["raw"], record)}
+        # a stream's item stays addable, so its consumer can merge the items with ``+``
+        return AddableDict(stamped) if isinstance(raw, AddableDict) else stamped
     return raw
 
 
@@ -277,15 +301,17 @@ def _closing(last: Any, record: dict[str, Any], merged: Any = None) -> Any:
         inner = last.get("raw")
         if inner is None and isinstance(merged, Mapping):
             inner = merged.get("raw")
-    # the stream's end stays marked (``chunk_position="last"``) if the model marked it
-    message = AIMessageChunk(content="", response_metadata={"langroute": record},
+    # the stream's end stays marked (``chunk_position="last"``) if the model marked it; no
+    # content in the stream's own form (a v1 stream's is a list of blocks), as BaseChatModel's
+    content: Any = [] if isinstance(getattr(inner, "content", None), list) else ""
+    message = AIMessageChunk(content=content, response_metadata={"langroute": record},
                              chunk_position=getattr(inner, "chunk_position", None))
     if isinstance(last, AIMessageChunk):
         return message
     if isinstance(last, ChatGenerationChunk):
         return ChatGenerationChunk(message=message)
     if isinstance(last, Mapping) and isinstance(inner, AIMessageChunk):
-        return {"raw": message}
+        return AddableDict(raw=message)
     return None
 
 
@@ -357,7 +383,7 @@ class _RawMessage(BaseCallbackHandler):
             self.message = message
 
 
-def _pinned(runnable: Runnable[Any, Any], ref: ModelRef, config: RunnableConfig
+def _pinned(runnable: Runnable[Any, Any], model: BaseChatModel, config: RunnableConfig
             ) -> Runnable[Any, Any]:
     """``runnable`` (a binding replayed on the chosen model) holding ``config``'s callbacks.
 
@@ -367,7 +393,7 @@ def _pinned(runnable: Runnable[Any, Any], ref: ModelRef, config: RunnableConfig
     with the raw ones, a token stream saw both, and the chosen model streamed its tokens to it
     (a rejected cascade attempt made with tools bound reached ``astream_events``)."""
     callbacks = config.get("callbacks")
-    if runnable is ref.model or callbacks is None:
+    if runnable is model or callbacks is None:
         return runnable
     return runnable.with_config(callbacks=callbacks)
 
@@ -378,20 +404,29 @@ class RunnableCaller:
     def __init__(self, input: Any, config: RunnableConfig, kwargs: Mapping[str, Any],
                  binding: PendingBinding | None,
                  run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
-                 *, unstreamed: bool = False):
+                 *, unstreamed: Callable[[ModelRef], bool] = _never_unstreamed,
+                 added_stream: bool = False, output_version: str | None = None):
         self.input = input
-        # streaming disabled for this call: no candidate streams, not even for a token stream
-        self.config = _unstreamed_config(config) if unstreamed else config
+        self.config = config
         self.kwargs = dict(kwargs)
         self.binding = binding
         self.run_manager = run_manager
+        #: whether streaming is disabled for a call to this model (``disable_streaming``,
+        #: ``streaming=False``, ``stream=False``): it does not stream, not even for a token
+        #: stream, and a stream gets its answer whole
+        self.unstreamed = unstreamed
+        #: the ``stream=True`` in ``kwargs`` is the routed model's ``streaming=True``, which an
+        #: unstreamed call goes without
+        self.added_stream = added_stream
+        self.output_version = output_version
         #: per streamed model: the raw message of its structured-output stream
         self._raw: dict[str, _RawMessage] = {}
 
     def _target(self, ref: ModelRef, messages: Any, *, with_raw: bool = False
-                ) -> tuple[Runnable[Any, Any], Any, dict, bool]:
-        """What to run for a call: the runnable, its input, its keywords, and whether the
-        output is a structured-output ``{"raw", "parsed"}`` dict to unwrap.
+                ) -> tuple[BaseChatModel, Runnable[Any, Any], Any, dict, bool]:
+        """What to run for a call: the model called (``answering``), the runnable, its input,
+        its keywords, and whether the output is a structured-output ``{"raw", "parsed"}`` dict
+        to unwrap.
 
         A step's own prompt (``messages``) goes to the bare model. Otherwise the pending
         binding is replayed on the model; with ``with_raw`` a structured-output call asks for
@@ -399,37 +434,50 @@ class RunnableCaller:
         back). Only a candidate answering the call itself gets every call keyword (``model=``
         included); a verifier answering the same request gets its shared ones; a step's own
         prompt (a judge's) gets none: the caller's ``stop`` or ``max_tokens`` would cut the
-        judge's verdict short.
+        judge's verdict short. A structured output's keywords are bound onto its call of the
+        model (``bind_call_kwargs``), not passed to the runnable, whose first step may drop
+        them.
         """
         model = ref.model
         if messages is not None:
-            return model, _as_messages(messages), {}, False
+            return model, model, _as_messages(messages), {}, False
+        model = answering(model, self.output_version)
         kwargs = self.kwargs if ref.candidate else {
             k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
+        if self.added_stream and self.unstreamed(ref):
+            kwargs = {k: v for k, v in kwargs.items() if k != "stream"}
         binding = self.binding
         unwrap = (with_raw and isinstance(binding, StructuredOutputBinding)
                   and not binding.include_raw)
         if unwrap:
             binding = StructuredOutputBinding(binding.schema, True, binding.kwargs)
-        runnable = model if binding is None else binding.apply(model)
-        return runnable, self.input, kwargs, unwrap
+        if binding is None:
+            return model, model, self.input, kwargs, unwrap
+        runnable = binding.apply(model)
+        if isinstance(binding, StructuredOutputBinding):
+            # on its call of the model: its own first step may drop or refuse call keywords
+            runnable, kwargs = bind_call_kwargs(runnable, model, kwargs), {}
+        return model, runnable, self.input, kwargs, unwrap
 
     def _config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
         """The child config of a call. A call whose answer may still be rejected (a verifier's;
         a cascade's answer before it is scored) is kept from token streams (``_hidden_config``):
-        only the accepted answer reaches the consumer, through the routed run."""
+        only the accepted answer reaches the consumer, through the routed run. An unstreamed
+        call's token-streaming handlers see no tokens (``_unstreamed_config``)."""
         tag = hidden_tag(ref, purpose)
-        return self.config if tag is None else _hidden_config(self.config, tag)
+        if tag is not None:
+            return _hidden_config(self.config, tag)
+        return _unstreamed_config(self.config) if self.unstreamed(ref) else self.config
 
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
+        model, runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         config = self._config(ref, purpose)
-        return _parsed(_pinned(runnable, ref, config).invoke(input, config, **kwargs), unwrap)
+        return _parsed(_pinned(runnable, model, config).invoke(input, config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
+        model, runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
         config = self._config(ref, purpose)
-        return _parsed(await _pinned(runnable, ref, config).ainvoke(input, config, **kwargs),
+        return _parsed(await _pinned(runnable, model, config).ainvoke(input, config, **kwargs),
                        unwrap)
 
     def _stream_config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
@@ -445,14 +493,23 @@ class RunnableCaller:
         return merge_configs(config, {"callbacks": [catcher]})
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
-        runnable, input, kwargs, _ = self._target(ref, None)
+        """The model's stream; an unstreamed call's is one item, its invoked answer (as
+        BaseChatModel streams when it must not; here the whole runnable is invoked, so a
+        structured output's parser gets the whole message)."""
+        model, runnable, input, kwargs, _ = self._target(ref, None)
         config = self._stream_config(ref, purpose)
-        return iter(_pinned(runnable, ref, config).stream(input, config, **kwargs))
+        pinned = _pinned(runnable, model, config)
+        if self.unstreamed(ref):
+            return _whole(pinned, input, config, kwargs)
+        return iter(pinned.stream(input, config, **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
-        runnable, input, kwargs, _ = self._target(ref, None)
+        model, runnable, input, kwargs, _ = self._target(ref, None)
         config = self._stream_config(ref, purpose)
-        return aiter(_pinned(runnable, ref, config).astream(input, config, **kwargs))
+        pinned = _pinned(runnable, model, config)
+        if self.unstreamed(ref):
+            return _awhole(pinned, input, config, kwargs)
+        return aiter(pinned.astream(input, config, **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
         """The merged stream; a structured one reads usage and text from its raw message, as
@@ -485,17 +542,126 @@ class RunnableCaller:
         await manager.get_child().on_custom_event(name, payload, run_id=manager.run_id)
 
 
+def _whole(runnable: Runnable[Any, Any], input: Any, config: RunnableConfig,
+           kwargs: Mapping[str, Any]) -> Iterator[Any]:
+    """An unstreamed call as a stream: its one item, invoked when the stream is first read
+    (so under ``NextChunk``'s deadline)."""
+    yield _as_item(runnable.invoke(input, config, **kwargs))
+
+
+async def _awhole(runnable: Runnable[Any, Any], input: Any, config: RunnableConfig,
+                  kwargs: Mapping[str, Any]) -> AsyncIterator[Any]:
+    yield _as_item(await runnable.ainvoke(input, config, **kwargs))
+
+
+def _as_item(output: Any) -> Any:
+    """An invoked ``include_raw=True`` answer as a stream's item, as a streamed one is: an
+    ``AddableDict`` whose raw message is a chunk. The closing item then brings the settled
+    record (attempts) to it, as it does to a streamed answer; an ``AIMessage`` got none."""
+    raw = output.get("raw") if isinstance(output, Mapping) else None
+    if not isinstance(raw, AIMessage) or isinstance(raw, AIMessageChunk):
+        return output
+    return AddableDict({**output, "raw": _message_chunk(raw)})
+
+
+class _Held:
+    """A run manager for the same run as ``run_manager`` (same id, handlers, tags, metadata),
+    whose tokens and stream events are kept in ``held`` instead of dispatched; ``answered``
+    once the generation reporting through it returned."""
+
+    def __init__(self, run_manager: Any) -> None:
+        super().__init__(  # type: ignore[call-arg]
+            run_id=run_manager.run_id, handlers=run_manager.handlers,
+            inheritable_handlers=run_manager.inheritable_handlers,
+            parent_run_id=run_manager.parent_run_id, tags=run_manager.tags,
+            inheritable_tags=run_manager.inheritable_tags, metadata=run_manager.metadata,
+            inheritable_metadata=run_manager.inheritable_metadata)
+        self.held: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.answered = False
+
+
+class _HeldRun(_Held, CallbackManagerForLLMRun):
+    """The routed chat-model run as an answer a cascade will score reports through it: its
+    tokens and stream events are held, and reach the run's handlers only if the answer is
+    accepted (``replay``). Its handlers are the run's own, so the model streams exactly when
+    it would have."""
+
+    def on_llm_new_token(self, token: Any, *, chunk: Any = None, **kwargs: Any) -> None:
+        self.held.append(("on_llm_new_token", (token,), {"chunk": chunk, **kwargs}))
+
+    def on_stream_event(self, event: Any, **kwargs: Any) -> None:
+        self.held.append(("on_stream_event", (event,), kwargs))
+
+    def replay(self, run_manager: CallbackManagerForLLMRun) -> None:
+        for name, args, kwargs in self.held:
+            getattr(run_manager, name)(*args, **kwargs)
+
+
+class _AHeldRun(_Held, AsyncCallbackManagerForLLMRun):
+    """``_HeldRun`` for ``agenerate()``."""
+
+    async def on_llm_new_token(self, token: Any, *, chunk: Any = None, **kwargs: Any) -> None:
+        self.held.append(("on_llm_new_token", (token,), {"chunk": chunk, **kwargs}))
+
+    async def on_stream_event(self, event: Any, **kwargs: Any) -> None:
+        self.held.append(("on_stream_event", (event,), kwargs))
+
+    async def replay(self, run_manager: AsyncCallbackManagerForLLMRun) -> None:
+        for name, args, kwargs in self.held:
+            await getattr(run_manager, name)(*args, **kwargs)
+
+
 class GenerationCaller:
     """Calls candidates' generation directly, reporting through the routed chat-model run
-    (``generate()``, ``agenerate()`` and the event streams)."""
+    (``generate()``, ``agenerate()`` and the event streams).
+
+    An answer a cascade will score (``ModelRef.provisional``) reports through a ``_HeldRun``:
+    its tokens would reach the routed run's handlers before it is scored, and a rejected
+    answer's tokens would stay in what they showed. ``release`` replays the accepted
+    answer's once the call is over."""
 
     def __init__(self, messages: list[BaseMessage], kwargs: Mapping[str, Any],
                  binding: PendingBinding | None,
-                 run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None):
+                 run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+                 *, output_version: str | None = None):
         self.messages = messages
         self.kwargs = dict(kwargs)
         self.binding = binding
         self.run_manager = run_manager
+        self.output_version = output_version
+        #: per model: the held tokens of its latest call, while its answer may be rejected
+        self._held: dict[str, _Held] = {}
+
+    def _reporting(self, ref: ModelRef) -> Any:
+        """The run manager ``ref``'s generation reports through: a held one for an answer a
+        cascade will score. It replaces the model's earlier one, so a call abandoned at its
+        deadline that answers late is never taken for the latest."""
+        self._held.pop(ref.name, None)
+        if self.run_manager is None or not ref.provisional:
+            return self.run_manager
+        held_class = (_AHeldRun if isinstance(self.run_manager, AsyncCallbackManagerForLLMRun)
+                      else _HeldRun)
+        held = self._held[ref.name] = held_class(self.run_manager)
+        return held
+
+    def _accepting(self, model: str) -> _Held | None:
+        held = self._held.pop(model, None)
+        self._held.clear()
+        if held is None or not held.answered or self.run_manager is None:
+            return None
+        return held
+
+    def release(self, model: str) -> None:
+        """The call answered with ``model``: the tokens its answer held reach the routed run
+        now; any other held answer's (rejected) never do."""
+        held = self._accepting(model)
+        if held is not None:
+            held.replay(self.run_manager)  # type: ignore[attr-defined]
+
+    async def arelease(self, model: str) -> None:
+        held = self._accepting(model)
+        if held is not None:
+            await held.replay(self.run_manager)  # type: ignore[attr-defined]
 
     def _kwargs(self, model: BaseChatModel) -> dict[str, Any]:
         return {**self.kwargs, **call_kwargs_of(self.binding, model)}
@@ -523,8 +689,12 @@ class GenerationCaller:
             input = self.messages if messages is None else _as_messages(messages)
             shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
             return answer_of(model.invoke(input, self._own_config(ref, purpose), **shared))
-        result = model._generate_with_cache(self.messages, run_manager=self.run_manager,
+        model = answering(model, self.output_version)
+        manager = self._reporting(ref)
+        result = model._generate_with_cache(self.messages, run_manager=manager,
                                             **self._kwargs(model))
+        if isinstance(manager, _Held):
+            manager.answered = True
         return answer_of(result)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
@@ -534,12 +704,16 @@ class GenerationCaller:
             shared = {k: v for k, v in self.kwargs.items() if k in _SHARED_KWARGS}
             return answer_of(await model.ainvoke(input, self._own_config(ref, purpose),
                                                  **shared))
-        result = await model._agenerate_with_cache(self.messages, run_manager=self.run_manager,
+        model = answering(model, self.output_version)
+        manager = self._reporting(ref)
+        result = await model._agenerate_with_cache(self.messages, run_manager=manager,
                                                    **self._kwargs(model))
+        if isinstance(manager, _Held):
+            manager.answered = True
         return answer_of(result)
 
     def stream(self, ref: ModelRef, purpose: str) -> Iterator[Any]:
-        model: BaseChatModel = ref.model
+        model = answering(ref.model, self.output_version)
         kwargs = self._kwargs(model)
         if type(model)._stream is BaseChatModel._stream:
             result = model._generate_with_cache(self.messages, run_manager=self.run_manager,
@@ -555,7 +729,7 @@ class GenerationCaller:
         return self._astream(ref)
 
     async def _astream(self, ref: ModelRef) -> AsyncIterator[Any]:
-        model: BaseChatModel = ref.model
+        model = answering(ref.model, self.output_version)
         kwargs = self._kwargs(model)
         cls = type(model)
         if cls._astream is BaseChatModel._astream and cls._stream is BaseChatModel._stream:
@@ -598,7 +772,13 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
     message = result.generations[0].message
     if not isinstance(message, AIMessage):
         raise TypeError(f"expected an AIMessage from the chosen model, got {type(message)}")
-    chunk = AIMessageChunk(
+    return ChatGenerationChunk(message=_message_chunk(message),
+                               generation_info=result.generations[0].generation_info)
+
+
+def _message_chunk(message: AIMessage) -> AIMessageChunk:
+    """A whole message as the single, last chunk of a stream."""
+    return AIMessageChunk(
         content=message.content,
         additional_kwargs=message.additional_kwargs,
         response_metadata=message.response_metadata,
@@ -611,7 +791,6 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
         ],
         chunk_position="last",
     )
-    return ChatGenerationChunk(message=chunk, generation_info=result.generations[0].generation_info)
 
 
 def _child_manager(run_manager: Any, manager_class: type[Any]) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -87,6 +87,7 @@ from ._bindings import (
     StructuredOutputBinding,
     ToolsBinding,
     described_tools,
+    sends_tools,
 )
 from ._caller import GenerationCaller, RunnableCaller, stamp
 from ._messages import find_tool_loop, turns
@@ -106,6 +107,8 @@ class _Prepared:
     #: streaming disabled for the call (``disable_streaming``, ``streaming=False``,
     #: ``stream=False``): the chosen model must not stream, even for a token stream
     unstreamed: bool = False
+    #: ``kwargs["stream"]`` is the routed model's ``streaming=True`` (not the caller's)
+    added_stream: bool = False
 
 
 def _schema_tokens(binding: PendingBinding | None) -> int:
@@ -276,6 +279,12 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     (``with_config(metadata={"langroute_threshold": 0.9})``) or ``configurable`` (not both,
     unless equal); any other ``langroute_`` key there is an error. Credentials (``api_key``)
     belong on each candidate client: the routed model makes no requests of its own.
+    BaseChatModel's own settings hold for whichever candidate answers: ``output_version="v1"``
+    gives v1 content blocks on every entry path (the candidate answers through a copy set to
+    it), and ``disable_streaming="tool_calling"`` counts a structured output as tool calling
+    when the answering candidate's ``with_structured_output`` sends tools, as LangChain would
+    for that candidate. Under a cascade only the accepted answer's tokens reach the caller
+    (``generate()``: a scored answer's tokens are held until it is accepted).
 
     Examples
     --------
@@ -587,22 +596,60 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         # streams tokens to the run's handlers from inside its own generation.
         return False
 
-    def _streams(self, kwargs: Mapping[str, Any], *, async_api: bool = False) -> bool:
+    def _streams(self, kwargs: Mapping[str, Any], *, async_api: bool = False,
+                 model: BaseChatModel | None = None) -> bool:
         """Whether ``stream``/``astream`` stream, by BaseChatModel's own rule (its private
         ``_should_stream``, checked with langchain-core 1.8.3; not this class's override,
         which keeps ``generate()`` on ``_generate``): not with ``disable_streaming=True``, nor
-        ``"tool_calling"`` with tools bound (they travel in the pending binding; a
-        ``function_calling`` structured output binds its schema as one), nor an
-        explicit ``streaming=False``, nor an explicit ``stream=False`` call keyword."""
+        ``"tool_calling"`` with tools bound (they travel in the pending binding), nor an
+        explicit ``streaming=False``, nor an explicit ``stream=False`` call keyword.
+
+        A structured output sends tools or not depending on the candidate (``sends_tools``):
+        with ``model``, the tools that candidate's ``with_structured_output`` sends count too,
+        as LangChain counts them for the candidate itself."""
         binding = kwargs.get(BINDING_KWARG)
         tools = kwargs.get("tools")
         if not tools and isinstance(binding, ToolsBinding):
             tools = list(binding.tools)
-        elif not tools and isinstance(binding, StructuredOutputBinding) and (
-                binding.kwargs.get("method") == "function_calling"):
-            tools = [binding.schema]  # the candidate binds the schema as a tool
+        elif (not tools and model is not None and isinstance(binding, StructuredOutputBinding)
+              and self.disable_streaming == "tool_calling" and sends_tools(binding, model)):
+            tools = [binding.schema]
         return BaseChatModel._should_stream(self, async_api=async_api,
                                             **{"stream": True, **kwargs, "tools": tools})
+
+    def _unstreamed(self, prepared: _Prepared) -> Callable[[ModelRef], bool]:
+        """Which models of this call must not stream: all when streaming is off for the call
+        (``prepared.unstreamed``); else, for a structured output under
+        ``disable_streaming="tool_calling"``, each candidate whose own structured output
+        sends tools (asked once per model, when it is called)."""
+        if prepared.unstreamed:
+            return lambda ref: True
+        binding = prepared.binding
+        if self.disable_streaming != "tool_calling" or not isinstance(
+                binding, StructuredOutputBinding):
+            return lambda ref: False
+        kwargs = {**prepared.kwargs, BINDING_KWARG: binding}
+        known: dict[int, bool] = {}
+
+        def unstreamed(ref: ModelRef) -> bool:
+            key = id(ref.model)
+            if key not in known:
+                known[key] = not self._streams(kwargs, model=ref.model)
+            return known[key]
+
+        return unstreamed
+
+    def _runnable_caller(self, input: LanguageModelInput, config: RunnableConfig,
+                         prepared: _Prepared, run_manager: Any) -> RunnableCaller:
+        return RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
+                              unstreamed=self._unstreamed(prepared),
+                              added_stream=prepared.added_stream,
+                              output_version=self.output_version)
+
+    def _generation_caller(self, messages: list[BaseMessage], prepared: _Prepared,
+                           run_manager: Any) -> GenerationCaller:
+        return GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager,
+                                output_version=self.output_version)
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage],
                                      tools: Sequence[Any] | None = None) -> int:
@@ -644,8 +691,9 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
             if value is not None:
                 call_kwargs.setdefault(name, value)
         streams = self._streams({**call_kwargs, BINDING_KWARG: binding})
-        if self.streaming and streams:
-            call_kwargs.setdefault("stream", True)
+        added_stream = self.streaming and streams and "stream" not in call_kwargs
+        if added_stream:
+            call_kwargs["stream"] = True
         stop = stop if stop is not None else self.stop
         if stop is not None:
             call_kwargs["stop"] = stop
@@ -653,7 +701,8 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         override = call_kwargs.get("model")
         if isinstance(override, str):
             request = replace(request, model_override=override)
-        return _Prepared(request, messages, binding, call_kwargs, unstreamed=not streams)
+        return _Prepared(request, messages, binding, call_kwargs, unstreamed=not streams,
+                         added_stream=added_stream)
 
     def _estimator(self, prepared: _Prepared) -> Any:
         """Worst-case tokens of a call to a model, for budget reservations."""
@@ -733,8 +782,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     def _run_chosen(self, input: LanguageModelInput, run_manager: CallbackManagerForChainRun,
                     config: RunnableConfig, *, prepared: _Prepared,
                     decision: RoutingDecision) -> Any:
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
-                                unstreamed=prepared.unstreamed)
+        caller = self._runnable_caller(input, config, prepared, run_manager)
         pipeline = self._call_pipeline()
         run = pipeline.run(prepared.request, decision=decision,
                            estimate=self._estimator(prepared))
@@ -763,8 +811,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                            run_manager: AsyncCallbackManagerForChainRun,
                            config: RunnableConfig, *, prepared: _Prepared,
                            decision: RoutingDecision) -> Any:
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
-                                unstreamed=prepared.unstreamed)
+        caller = self._runnable_caller(input, config, prepared, run_manager)
         run = self._call_pipeline().run(prepared.request, decision=decision,
                                         estimate=self._estimator(prepared))
         return self._result(await run_async(run, caller))
@@ -883,8 +930,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                        run_manager: CallbackManagerForChainRun, config: RunnableConfig, *,
                        prepared: _Prepared, decision: RoutingDecision) -> Iterator[Any]:
         (input,) = inputs
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
-                                unstreamed=prepared.unstreamed)
+        caller = self._runnable_caller(input, config, prepared, run_manager)
         run = self._call_pipeline().run_stream(prepared.request, decision=decision,
                                                estimate=self._estimator(prepared))
         yield from stream_sync(run, caller)
@@ -921,8 +967,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
                               config: RunnableConfig, *, prepared: _Prepared,
                               decision: RoutingDecision) -> AsyncIterator[Any]:
         input = [item async for item in inputs][0]
-        caller = RunnableCaller(input, config, prepared.kwargs, prepared.binding, run_manager,
-                                unstreamed=prepared.unstreamed)
+        caller = self._runnable_caller(input, config, prepared, run_manager)
         run = self._call_pipeline().run_stream(prepared.request, decision=decision,
                                                estimate=self._estimator(prepared))
         async with aclosing(stream_async(run, caller)) as chunks:
@@ -955,6 +1000,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
 
         Keywords such as ``method=`` ("function_calling", "json_schema", "json_mode") and
         ``strict=`` pass through; with ``include_raw=True`` the raw message carries the decision.
+        Call keywords (``temperature``, ``max_tokens``, ``stop``, ``model=``, given per call,
+        with ``.bind`` on the returned runnable, or set on this model) reach the chosen
+        model's request, with ``include_raw=True`` too (a plain client's ``include_raw=True``
+        runnable drops them on invoke and fails on stream). As for any LangChain model,
+        ``.bind(...)`` *before* ``with_structured_output`` does not carry over.
         """
         binding = StructuredOutputBinding(schema, include_raw, dict(kwargs))
         return self.bind(**{BINDING_KWARG: binding})
@@ -1013,9 +1063,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         and the ``langroute.route`` event: give it to ``record_feedback``.
         """
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
-        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        caller = self._generation_caller(messages, prepared, run_manager)
         run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
-        return self._generation_result(run_sync(run, caller))
+        result = run_sync(run, caller)
+        caller.release(result.model)
+        return self._generation_result(result)
 
     async def _agenerate(
         self,
@@ -1026,9 +1078,11 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
     ) -> ChatResult:
         """``agenerate()``; its run's metadata has no decision id either (see ``_generate``)."""
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
-        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        caller = self._generation_caller(messages, prepared, run_manager)
         run = self._call_pipeline().run(prepared.request, estimate=self._estimator(prepared))
-        return self._generation_result(await run_async(run, caller))
+        result = await run_async(run, caller)
+        await caller.arelease(result.model)
+        return self._generation_result(result)
 
     def _generation_result(self, result: CallResult) -> ChatResult:
         """The answering ChatResult, stamped. Every answer call of this run reported through
@@ -1060,7 +1114,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
-        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        caller = self._generation_caller(messages, prepared, run_manager)
         run = self._call_pipeline().run_stream(prepared.request,
                                                estimate=self._estimator(prepared))
         yield from stream_sync(run, caller)
@@ -1073,7 +1127,7 @@ class RoutedChatModel(FeedbackMethods, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         prepared = self._prepare(messages, self._generation_context(run_manager), stop, kwargs)
-        caller = GenerationCaller(messages, prepared.kwargs, prepared.binding, run_manager)
+        caller = self._generation_caller(messages, prepared, run_manager)
         run = self._call_pipeline().run_stream(prepared.request,
                                                estimate=self._estimator(prepared))
         async with aclosing(stream_async(run, caller)) as chunks:
