@@ -9,7 +9,7 @@ For each train/test split of ``evaluate``:
    Each stream prompt carries a threshold drawn uniformly from [0, 1] (callers with different
    cost preferences share the router, as ``langroute_threshold`` allows); the router picks a
    model, and only *that model's* logged score is fed back -- what a deployment observes --
-   through ``feedback_battles`` and ``partial_fit`` after each batch;
+   through ``feedback_training`` and ``partial_fit`` after each batch;
 4. both routers are scored on the held-out test fold (AIQ and the rest, exactly as ``evaluate``
    scores any router), and along the stream the quality and cost of their choices are recorded
    at the same thresholds ("over time").
@@ -28,7 +28,8 @@ import numpy as np
 from .._calibration import routing_ladder
 from .._exceptions import RouterConfigError
 from .._outcomes import Outcomes
-from ..feedback import DecisionRecord, FeedbackEvent, feedback_battles
+from ..feedback import DecisionRecord, FeedbackEvent, feedback_training
+from ..feedback._learning import learn_battles
 from ..routers import BaseRouter
 from ..routers._calibration_scores import calibration_scores_disabled
 
@@ -85,7 +86,7 @@ def online_fold(
     Returns ``(static, online, timeline)``; ``timeline`` has one entry per batch:
     ``seen`` (stream prompts fed back so far, after the batch), and the mean ``*_quality`` /
     ``*_cost`` of the online and static choices on the batch's prompts. ``impute`` is passed to
-    ``feedback_battles``.
+    ``feedback_training``.
     """
     share = check_initial_share(initial_share)
     if not callable(getattr(template, "partial_fit", None)):
@@ -128,9 +129,9 @@ def online_fold(
                                                     tuple(models), time=0.0)
             events.append(FeedbackEvent(decision_id, "score", models[column],
                                         float(scores[k]), time=0.0))
-        battles = feedback_battles(events, decisions, online, impute=impute)
+        battles, weight = feedback_training(events, decisions, online, impute=impute)
         if len(battles):  # impute=None: scores teach nothing
-            online.partial_fit(battles)
+            learn_battles(online, battles, weight)
         s_pick = static_pick[batch]
         timeline["seen"].append(float(batch[-1] + 1))
         timeline["online_quality"].append(float(scores.mean()))

@@ -13,6 +13,7 @@ from ._binding import FeedbackBinding, FeedbackMethods
 from ._learning import (
     DECISION_ID_KEY,
     feedback_battles,
+    feedback_training,
     record_feedback,
     record_langsmith_feedback,
     record_preference,
@@ -55,6 +56,7 @@ __all__ = [
     "RedisFeedbackStore",
     "SQLiteFeedbackStore",
     "feedback_battles",
+    "feedback_training",
     "feedback_outcomes",
     "open_feedback_store",
     "record_feedback",

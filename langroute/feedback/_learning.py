@@ -4,16 +4,20 @@ A score is feedback on *one* model's answer, but routers learn which model *beat
 each feedback event becomes one new exemplar (its decision's prompt) holding battles:
 
 * a score ``s_m`` of model ``m`` meets every other model ``j`` in an *expected* battle:
-  ``m`` wins ``(1 + s_m - e_j) / 2`` of it, ``e_j`` the score ``j`` is expected to have had.
-  For 0/1 scores this is exactly the expected win share if ``j`` succeeds with probability
-  ``e_j``: a failure of a cheap model says "a model that usually succeeds would likely have
-  won here", a success "it would at best have tied". By default (``impute="conditional"``)
-  ``e_j`` is ``j``'s expected score *given* ``m``'s, from the training outcomes
-  (``routers._incremental.conditional_scores``: ``P(j succeeds | m succeeded)`` for 0/1
-  scores). Models' successes are correlated -- a prompt one model gets right is usually
-  easy -- so assuming independence (``e_j = q_j``, the router's ``quality_``:
-  ``impute="quality"``) over-credits a cheap model's success and a strong model's win
-  over a cheap failure;
+  ``m`` wins the share of it a battle with that score is expected to win (``1`` if m scores
+  higher, a tie half, as routers count measured battles). By default
+  (``impute="conditional"``) that share is the least-squares line of the battle's outcome
+  on ``s_m`` over the training outcomes (``routers._incremental.conditional_outcomes``); for
+  0/1 scores it is exactly ``(1 + s_m - e_j) / 2`` with ``e_j = P(j succeeds | s_m)``: a
+  failure of a cheap model says "a model that usually succeeds would likely have won here",
+  a success "it would at best have tied". Models' successes are correlated -- a prompt one
+  model gets right is usually easy -- so assuming independence (``(1 + s_m - q_j) / 2``,
+  ``q_j`` the router's ``quality_``: ``impute="quality"``) over-credits a cheap model's
+  success and a strong model's win over a cheap failure. An imputed battle is worth less
+  than a measured one: ``feedback_training`` also gives each score's exemplar a weight, the
+  share of its battles' outcome variance the score explains
+  (``routers._incremental.outcome_reliability``), which ``SWRouter.partial_fit`` takes as
+  ``sample_weight``;
 * a preference is one real battle (``preferred`` wins, or a tie).
 
 Pairs without ``m`` get no battle, so feedback only moves what it observed. One exemplar per
@@ -36,6 +40,7 @@ for why an inverse-propensity update is not possible with deterministic routing.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,8 +52,9 @@ from .._exceptions import FeedbackError, RefitError, RouterConfigError
 from .._outcomes import Battles
 from ..routers._incremental import (
     FEEDBACK_SOURCE,
-    conditional_scores,
+    conditional_outcomes,
     onboarding_copy,
+    outcome_reliability,
     swap_in,
 )
 from ..routers._knn import KNNRouter
@@ -60,6 +66,7 @@ __all__ = [
     "DECISION_ID_KEY",
     "IMPUTATIONS",
     "feedback_battles",
+    "feedback_training",
     "record_feedback",
     "record_langsmith_feedback",
     "record_preference",
@@ -81,13 +88,32 @@ def feedback_battles(
     """The battles the feedback ``events`` add to ``router`` (see the module docstring).
 
     ``decisions`` maps each event's decision id to its record. ``impute`` says how a score
-    ``s_m`` meets each other model ``j``: ``"conditional"`` (default) against ``j``'s score
-    expected given ``s_m``, ``(1 + s_m - e_j) / 2``, from the router's ``score_moments_``
-    (a router without them -- fitted on battles -- imputes ``quality_``, as ``"quality"``);
-    ``"quality"`` against ``j``'s mean quality, ``(1 + s_m - q_j) / 2``; ``"router"`` as the
-    router's own prediction on the prompt shifted by the surprise,
-    ``P(m beats j | prompt) + (s_m - q_m) / 2`` (clipped to [0, 1]); None keeps only the
-    real battles (preferences), so scores teach nothing.
+    ``s_m`` meets each other model ``j``: ``"conditional"`` (default) with the outcome
+    expected given ``s_m`` (``routers._incremental.conditional_outcomes``, from the
+    router's ``score_moments_``; a router without them -- fitted on battles -- imputes
+    ``quality_``, as ``"quality"``); ``"quality"`` against ``j``'s mean quality,
+    ``(1 + s_m - q_j) / 2``; ``"router"`` as the router's own prediction on the prompt
+    shifted by the surprise, ``P(m beats j | prompt) + (s_m - q_m) / 2`` (clipped to
+    [0, 1]); None keeps only the real battles (preferences), so scores teach nothing.
+    """
+    return feedback_training(events, decisions, router, impute=impute)[0]
+
+
+def feedback_training(
+    events: Iterable[FeedbackEvent],
+    decisions: Mapping[str, DecisionRecord],
+    router: Any,
+    *,
+    impute: str | None = "conditional",
+) -> tuple[Battles, np.ndarray]:
+    """``feedback_battles``, and a weight per battle prompt (in ``Battles.prompts`` order)
+    for routers whose ``partial_fit`` takes ``sample_weight``.
+
+    A preference is a measured battle: weight 1. A score's battles are imputed, and weigh
+    the mean over them of the share of the battle outcome's variance the score explains
+    (``routers._incremental.outcome_reliability``; ``impute="conditional"`` with a router
+    that keeps the outcome sums, else 1): a cheap model's thumbs-up says little about
+    whether it beat a strong model, and weighs accordingly.
     """
     if impute not in IMPUTATIONS:
         raise FeedbackError(f"impute must be one of {list(IMPUTATIONS)}, got {impute!r}")
@@ -117,14 +143,22 @@ def feedback_battles(
         elif impute is not None:
             scored.append((p, column[event.model], event.score))
     table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    weight = np.ones(len(prompts))
     if scored:
-        table = np.concatenate([table, _imputed(scored, prompts, router, quality, impute)])
+        imputed = _imputed(scored, prompts, router, quality, impute)
+        table = np.concatenate([table, imputed])
         table = table[np.lexsort((table[:, 2], table[:, 0]))]  # event order, then model
+        reliability = (outcome_reliability(getattr(router, "score_moments_", None))
+                       if impute == "conditional" else None)
+        if reliability is not None and len(imputed):
+            p, a, b = (imputed[:, k].astype(np.int64) for k in range(3))
+            weight[np.unique(p)] = 0.0
+            np.add.at(weight, p, reliability[a, b] / np.bincount(p, minlength=len(prompts))[p])
     # A prompt left without a battle (a score with impute=None, or against models with no
     # known quality) teaches nothing; stored, it would only crowd the router's neighbours.
     used, index = np.unique(table[:, 0].astype(np.int64), return_inverse=True)
     table[:, 0] = index
-    return Battles(
+    battles = Battles(
         prompts=[prompts[i] for i in used],
         models=tuple(models),
         prompt_index=table[:, 0].astype(np.int64),
@@ -133,6 +167,7 @@ def feedback_battles(
         result=table[:, 3],
         source=FEEDBACK_SOURCE,
     )
+    return battles, weight[used]
 
 
 def _imputed(scored: list[tuple[int, int, float]], prompts: list[str], router: Any,
@@ -149,13 +184,20 @@ def _imputed(scored: list[tuple[int, int, float]], prompts: list[str], router: A
         keep = others != a[:, None]
     else:
         moments = getattr(router, "score_moments_", None) if impute == "conditional" else None
-        expected = conditional_scores(moments, quality, a, s)
-        share = (1.0 + s[:, None] - expected) / 2.0
-        keep = (others != a[:, None]) & np.isfinite(expected)
+        share = conditional_outcomes(moments, quality, a, s)
+        keep = (others != a[:, None]) & np.isfinite(share)
     share = np.clip(share, 0.0, 1.0)
     cols = [np.broadcast_to(p[:, None], (len(p), m)), np.broadcast_to(a[:, None], (len(p), m)),
             others, share]
     return np.stack([c[keep] for c in cols], axis=1).astype(np.float64)
+
+
+def learn_battles(router: Any, battles: Battles, weight: np.ndarray, **kwargs: Any) -> None:
+    """``router.partial_fit(battles)``, with the exemplars' weights where it takes them
+    (``sample_weight``, as scikit-learn's ``has_fit_parameter`` asks)."""
+    if "sample_weight" in inspect.signature(router.partial_fit).parameters:
+        kwargs["sample_weight"] = weight
+    router.partial_fit(battles, **kwargs)
 
 
 def _learner(router: Any) -> Any:
@@ -217,15 +259,15 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
     if not events:
         return
     models = list(router.models)
-    battles = feedback_battles(events, decisions, router)
+    battles, weight = feedback_training(events, decisions, router)
     routing = lock if lock is not None else contextlib.nullcontext()
     with _learning_lock(router):
         with routing:
-            events, prints, battles = _still_new(router, events, prints, decisions, models,
-                                                 battles)
+            events, prints, (battles, weight) = _still_new(
+                router, events, prints, decisions, models, (battles, weight))
             if not (len(battles) and isinstance(router, _STAGED_ROUTERS)):
                 if len(battles):
-                    router.partial_fit(battles)
+                    learn_battles(router, battles, weight)
                 _note_learned(router, prints)
                 return
             # embedded under the lock: the embedder's cache is shared with routing
@@ -236,26 +278,29 @@ def _learn(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | No
                 vectors = router._embed_new(prompts, None)
             version, models = router.fit_version_, list(router.models)
             staged = onboarding_copy(router)
-        staged.partial_fit(battles, embeddings=vectors)  # routing goes on with the old state
+        # routing goes on with the old state meanwhile
+        learn_battles(staged, battles, weight, embeddings=vectors)
         with routing:
             if router.fit_version_ == version:
                 swap_in(router, staged)
             else:  # changed meanwhile (a refit swapped in, add_model, a direct partial_fit)
                 staged_on = battles
-                events, prints, battles = _still_new(router, events, prints, decisions, models,
-                                                     battles)
+                events, prints, (battles, weight) = _still_new(
+                    router, events, prints, decisions, models, (battles, weight))
                 if len(battles):
-                    router.partial_fit(battles,
-                                       embeddings=vectors if battles is staged_on else None)
+                    learn_battles(router, battles, weight,
+                                 embeddings=vectors if battles is staged_on else None)
             _note_learned(router, prints)
 
 
 def _still_new(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray | None,
-               decisions: Mapping[str, DecisionRecord], models: list[str], battles: Battles
-               ) -> tuple[Sequence[FeedbackEvent], np.ndarray | None, Battles]:
+               decisions: Mapping[str, DecisionRecord], models: list[str],
+               training: tuple[Battles, np.ndarray]
+               ) -> tuple[Sequence[FeedbackEvent], np.ndarray | None, tuple[Battles, np.ndarray]]:
     """Under the routing lock: ``events`` (``prints``) less those ``router`` learned since
-    ``battles`` were built for its ``models`` (another learner, a refit swapped in), and their
-    battles -- ``battles`` itself unless that or the model list (``add_model``) changed."""
+    ``training`` (battles, weights) was built for its ``models`` (another learner, a refit
+    swapped in), and their battles and weights -- ``training`` itself unless that or the
+    model list (``add_model``) changed."""
     learned = getattr(router, "learned_feedback_", None)
     stale = list(router.models) != models
     if prints is not None and learned is not None:
@@ -264,8 +309,8 @@ def _still_new(router: Any, events: Sequence[FeedbackEvent], prints: np.ndarray 
             events = [event for event, keep in zip(events, fresh, strict=True) if keep]
             prints, stale = prints[fresh], True
     if stale:
-        battles = feedback_battles(events, decisions, router)
-    return events, prints, battles
+        training = feedback_training(events, decisions, router)
+    return events, prints, training
 
 
 def _learning_lock(router: Any) -> Any:

@@ -30,6 +30,10 @@ from ._index import OutcomeStore
 
 #: Distinct patterns up to which ``append_patterns`` merges new rows into them (sorting them).
 _DEDUPE_LIMIT = 4096
+#: Rows of scores per block when summing battle outcomes (bounds memory at rows * M^2).
+_MOMENT_ROWS = 4096
+#: Rows of ``score_moments_``: the score sums, and the outcome sums kept since (4 + 3).
+_MOMENT_SHAPES = (4, 7)
 
 __all__ = [
     "FEEDBACK_SOURCE",
@@ -38,6 +42,7 @@ __all__ = [
     "append_patterns",
     "check_new_model",
     "choose_proxy",
+    "conditional_outcomes",
     "conditional_scores",
     "disagreement",
     "embed_new",
@@ -51,6 +56,7 @@ __all__ = [
     "no_learned_feedback",
     "onboard",
     "onboarding_copy",
+    "outcome_reliability",
     "moments_to_arrays",
     "moments_to_json",
     "observation_counts",
@@ -73,18 +79,31 @@ def observations(data: Outcomes | Battles) -> np.ndarray:
 
 
 def score_moments(data: Outcomes | Battles) -> np.ndarray | None:
-    """``score_moments_`` of a router fitted on ``data``: shape (4, n_models, n_models).
+    """``score_moments_`` of a router fitted on ``data``: shape (7, n_models, n_models).
 
     For each ordered pair (m, j), over the prompts that score both: how many, and the sums
     of ``s_m``, ``s_m ** 2`` and ``s_m * s_j`` -- the sufficient statistics of regressing
-    one model's score on another's (``conditional_scores``). They add up over new data, so
-    ``partial_fit`` keeps them exact. None for Battles, which hold no scores.
+    one model's score on another's (``conditional_scores``) -- then the sums of ``o``,
+    ``o * s_m`` and ``o ** 2``, ``o`` the battle's outcome for m (1 if ``s_m > s_j``, 0.5 on
+    a tie, else 0): those regress the outcome routers count on the score feedback observes
+    (``conditional_outcomes``). They add up over new data, so ``partial_fit`` keeps them
+    exact. None for Battles, which hold no scores. (Files written before the outcome sums
+    were kept hold the first four rows.)
     """
     if not isinstance(data, Outcomes):
         return None
     seen = (~np.isnan(data.scores)).astype(np.float64)
     x = np.where(seen > 0, data.scores, 0.0)
-    return np.stack([seen.T @ seen, x.T @ seen, (x * x).T @ seen, x.T @ x])
+    m = x.shape[1]
+    outcome = np.zeros((3, m, m))
+    for start in range(0, x.shape[0], _MOMENT_ROWS):
+        s, both = x[start:start + _MOMENT_ROWS], seen[start:start + _MOMENT_ROWS]
+        pair = both[:, :, None] * both[:, None, :]
+        o = pair * ((s[:, :, None] > s[:, None, :]) + 0.5 * (s[:, :, None] == s[:, None, :]))
+        outcome += np.stack([o.sum(axis=0), (o * s[:, :, None]).sum(axis=0),
+                             (o * o).sum(axis=0)])
+    return np.concatenate([np.stack([seen.T @ seen, x.T @ seen, (x * x).T @ seen, x.T @ x]),
+                           outcome])
 
 
 def moments_to_arrays(router: object) -> dict[str, np.ndarray]:
@@ -108,8 +127,11 @@ def score_moments_from_arrays(state: dict, arrays: dict[str, np.ndarray], n_mode
     if raw is None:
         return None
     moments = np.asarray(raw, dtype=np.float64)
-    if moments.shape != (4, n_models, n_models) or not np.all(np.isfinite(moments)):
-        raise ValueError(f"score_moments must be finite, shape (4, {n_models}, {n_models})")
+    if (moments.shape not in [(k, n_models, n_models) for k in _MOMENT_SHAPES]
+            or not np.all(np.isfinite(moments))):
+        raise ValueError(f"score_moments must be finite, shape (7, {n_models}, {n_models}) "
+                         f"(or (4, {n_models}, {n_models}) from an older file), got "
+                         f"{moments.shape}")
     return moments
 
 
@@ -191,6 +213,55 @@ def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: n
         slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
     expected = mean_j + slope * (score[:, None] - mean_m)
     return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
+
+
+def conditional_outcomes(moments: np.ndarray | None, quality: np.ndarray, model: np.ndarray,
+                         score: np.ndarray) -> np.ndarray:
+    """Expected outcome of ``model[i]``'s battle with every model given its score ``score[i]``:
+    (k, M), the share of the battle it wins (ties half), as routers count battles.
+
+    The least-squares line of the outcome on ``s_m`` over the prompts both were scored on
+    (``score_moments``' outcome sums). For 0/1 scores it equals ``(1 + s_m - e_j) / 2`` with
+    ``e_j`` from ``conditional_scores``; for graded scores the score difference is not the
+    outcome counted (a 0.7 against a 0.5 is a win, not 60% of one), which shrank every
+    imputed battle towards a tie. Moments without outcome sums (an older file) give
+    ``(1 + s_m - e_j) / 2``; where no prompt scores both, or ``moments`` is None, ``e_j`` is
+    ``quality[j]``.
+    """
+    if moments is None or moments.shape[0] < 7:
+        return (1.0 + score[:, None] - conditional_scores(moments, quality, model, score)) / 2.0
+    n, sums, squares, outcome_sums, outcome_cross = (
+        moments[i][model] for i in (0, 1, 2, 4, 5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_m, mean_o = sums / n, outcome_sums / n
+        var = squares / n - mean_m**2
+        cov = outcome_cross / n - mean_m * mean_o
+        slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
+    expected = mean_o + slope * (score[:, None] - mean_m)
+    fallback = (1.0 + score[:, None] - np.broadcast_to(quality, expected.shape)) / 2.0
+    return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
+
+
+def outcome_reliability(moments: np.ndarray | None) -> np.ndarray | None:
+    """(M, M): the share of the variance of m's battle outcome against j that ``s_m``
+    explains (R^2 of ``conditional_outcomes``' line), over the prompts scoring both; 0 where
+    either never varied. None without outcome sums (``moments`` None or from an older file).
+
+    An imputed battle is worth that share of a measured one: it is the weight
+    ``langroute.feedback.feedback_training`` gives a score's exemplar.
+    """
+    if moments is None or moments.shape[0] < 7:
+        return None
+    n, sums, squares, outcome_sums, outcome_cross, outcome_squares = (
+        moments[i] for i in (0, 1, 2, 4, 5, 6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_m, mean_o = sums / n, outcome_sums / n
+        var_m = squares / n - mean_m**2
+        var_o = outcome_squares / n - mean_o**2
+        cov = outcome_cross / n - mean_m * mean_o
+        share = np.where((n >= 2) & (var_m > 1e-12) & (var_o > 1e-12),
+                         cov**2 / (var_m * var_o), 0.0)
+    return np.clip(np.nan_to_num(share), 0.0, 1.0)
 
 
 def align_models(data: Outcomes | Battles, models: Sequence[str]) -> Outcomes | Battles:

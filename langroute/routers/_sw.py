@@ -28,6 +28,17 @@ Where langroute differs from RouteLLM, and why:
 * When the largest similarity is not positive, ``s / max s`` would flip the order, so the raw
   similarities are used for that request.
 
+Feedback is kept apart from the fitted exemplars. ``partial_fit`` with the battles
+``langroute.feedback`` makes of a user's scores (``Battles.source == "feedback"``) stores
+them in a feedback pool, of which only the ``FEEDBACK_NEIGHBOURS`` (100) most similar count
+for a request, each weighted as SW weighs any exemplar (its similarity over the largest one,
+feedback included) times its ``sample_weight``. A feedback exemplar holds imputed battles
+of the one model the router chose, a selection-biased guess about the others; summed over
+the whole kernel, thousands of far-away guesses shifted every request's ratings (on
+RouteLLM's MMLU outcomes SW's AIQ fell with feedback, and with more fully-scored data too,
+``benchmarks/results/datasize.md``), while the nearest ones say where a model wins, as
+``KNNRouter``'s votes do. The 100 is ``KNNRouter``'s default ``k``, fixed a priori, not tuned.
+
 Beyond about 20,000 MiniLM exemplars a request that scores every exemplar costs more than a
 couple of milliseconds (memory bandwidth), so ``algorithm="auto"`` switches to the
 ``clustered`` index of ``_index.py``: exact weights for the members of the most similar
@@ -49,9 +60,11 @@ from ..embeddings import Embedder
 from ._base import BaseRouter
 from ._bradley_terry import fit_bradley_terry, win_probabilities
 from ._incremental import (
+    FEEDBACK_SOURCE,
     align_models,
     append_counts,
     embed_new,
+    extend_flat_counts,
     extend_store,
     incremental_state,
     no_learned_feedback,
@@ -79,6 +92,9 @@ EXACT_MAX_WORK = 8_000_000
 CLUSTERED_REBUILD_GROWTH = 2.0
 #: Rows of query-by-exemplar similarities computed at once in batched exact scoring.
 _QUERY_BLOCK_ELEMENTS = 1 << 22
+#: Feedback exemplars that count for a request: its most similar ones (``KNNRouter``'s
+#: default ``k``, fixed a priori; see the module docstring).
+FEEDBACK_NEIGHBOURS = 100
 
 
 class SWRouter(BaseRouter):
@@ -128,11 +144,18 @@ class SWRouter(BaseRouter):
     store_ : OutcomeStore
         The exemplars' win counts: distinct patterns, or per-exemplar uint8 half-wins when
         patterns do not compress.
+    feedback_embeddings_ : ndarray of shape (n_feedback, dim), float32
+        Unit-length embeddings of the feedback exemplars (``partial_fit`` on feedback
+        battles); empty after ``fit``.
+    feedback_counts_ : ndarray of shape (n_feedback, n_models * n_models), float32
+        Their (imputed) win counts, flattened.
+    feedback_weights_ : ndarray of shape (n_feedback,)
+        Their ``sample_weight``: how much of a measured exemplar each is worth.
     n_observations_ : ndarray of shape (2, n_models)
         How many measured scores (battles' games, for battles) and known costs ``quality_``
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
         router file written before ``partial_fit`` existed (it must be refitted to learn).
-    score_moments_ : ndarray of shape (4, n_models, n_models) or None
+    score_moments_ : ndarray of shape (7, n_models, n_models) or None
         Per model pair, the sums over the prompts scoring both that regress one model's score
         on the other's (``_incremental.score_moments``); feedback on one model imputes the
         others from them (``langroute.feedback.feedback_battles``). None when fitted on
@@ -228,6 +251,8 @@ class SWRouter(BaseRouter):
         vectors = _unit_rows(vectors, "training embeddings")
         self._index_exemplars(vectors, store)
         self._set_common_fitted(outcomes)
+        self._set_feedback(np.zeros((0, vectors.shape[1]), np.float32),
+                           np.zeros((0, len(self.models_) ** 2), np.float32), np.zeros(0))
         self.n_observations_ = observations(outcomes)
         self.score_moments_ = score_moments(outcomes)
         self.learned_feedback_ = no_learned_feedback()
@@ -264,25 +289,33 @@ class SWRouter(BaseRouter):
 
     # -- learning after fit ------------------------------------------------------------------------
     def partial_fit(
-        self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None
+        self, outcomes: Outcomes | Battles, *, embeddings: np.ndarray | None = None,
+        sample_weight: np.ndarray | Sequence[float] | None = None,
     ) -> Self:
         """Add outcomes as new exemplars without refitting; returns ``self``.
 
-        The new prompts' embeddings and win counts are appended to the stored ones, so the
-        router stores what ``fit`` on the union of everything it has seen would (no prompt is
-        embedded twice), and the ``exact`` algorithm equals that fit. The ``clustered`` index
-        puts each new exemplar in its nearest cluster (``ExemplarIndex.extend_clustered``: a
-        pass over the centroids, not a k-means over every exemplar, which took seconds per
-        feedback event at 50k exemplars) and re-clusters everything, as ``fit`` would, once
-        the exemplars number ``CLUSTERED_REBUILD_GROWTH`` times those of the last clustering
-        (``n_clustered_``); in between it partitions differently from a fit on the union, so
-        its approximation error (``_index``) differs, not what it sums.
+        Measured outcomes (Outcomes, or battles not from feedback) are appended to the stored
+        exemplars, so the router stores what ``fit`` on the union of everything it has seen
+        would (no prompt is embedded twice), and the ``exact`` algorithm equals that fit. The
+        ``clustered`` index puts each new exemplar in its nearest cluster
+        (``ExemplarIndex.extend_clustered``: a pass over the centroids, not a k-means over
+        every exemplar, which took seconds per feedback event at 50k exemplars) and
+        re-clusters everything, as ``fit`` would, once the exemplars number
+        ``CLUSTERED_REBUILD_GROWTH`` times those of the last clustering (``n_clustered_``);
+        in between it partitions differently from a fit on the union, so its approximation
+        error (``_index``) differs, not what it sums.
+
+        Feedback battles (``langroute.feedback.feedback_battles``, ``source == "feedback"``)
+        go to the feedback pool instead, of which a request counts its
+        ``FEEDBACK_NEIGHBOURS`` most similar (see the module docstring); ``sample_weight``
+        (one weight >= 0 per battle prompt, default 1; ``feedback_training`` gives them)
+        scales each one's weight. Measured outcomes take no ``sample_weight``.
+
         ``outcomes`` may score any subset of ``models_`` (feedback usually scores one model);
         ``quality_`` and ``costs_`` become the means over all observations, except that
-        feedback battles (``langroute.feedback.feedback_battles``) never move them: feedback
-        scores the model the router chose, a selection-biased sample
-        (``_incremental.update_means``). Renews ``fit_version_``, so every policy built on
-        this router rebuilds.
+        feedback battles never move them: feedback scores the model the router chose, a
+        selection-biased sample (``_incremental.update_means``). Renews ``fit_version_``, so
+        every policy built on this router rebuilds.
 
         ``calibration_win_matrices_`` keep the out-of-fold scores of the last ``fit``.
         """
@@ -291,8 +324,16 @@ class SWRouter(BaseRouter):
         prompts, counts = pairwise_counts(data)
         if not prompts:
             raise OutcomesError("partial_fit() got no prompts")
+        feedback = isinstance(data, Battles) and data.source == FEEDBACK_SOURCE
+        weights = _sample_weights(sample_weight, len(prompts), feedback)
         vectors = self._embed_new(prompts, embeddings)
-        if self.algorithm_ == "clustered" and (
+        if feedback:
+            self._set_feedback(
+                np.concatenate([self.feedback_embeddings_, vectors]),
+                np.concatenate([self.feedback_counts_,
+                                counts.reshape(len(prompts), -1).astype(np.float32)]),
+                np.concatenate([self.feedback_weights_, weights]))
+        elif self.algorithm_ == "clustered" and (
                 self.n_exemplars_ + len(prompts) < CLUSTERED_REBUILD_GROWTH * self.n_clustered_):
             self.index_, self.store_ = self.index_.extend_clustered(
                 vectors, append_counts(self.store_, counts))
@@ -304,6 +345,18 @@ class SWRouter(BaseRouter):
         update_means(self, data)
         self._new_fit_version()
         return self
+
+    @property
+    def n_feedback_(self) -> int:
+        """Number of feedback exemplars (``partial_fit`` on feedback battles)."""
+        self._check_is_fitted()
+        return int(self.feedback_embeddings_.shape[0])
+
+    def _set_feedback(self, embeddings: np.ndarray, counts: np.ndarray,
+                      weights: np.ndarray) -> None:
+        self.feedback_embeddings_ = embeddings
+        self.feedback_counts_ = counts
+        self.feedback_weights_ = weights
 
     def add_model(
         self,
@@ -354,6 +407,8 @@ class SWRouter(BaseRouter):
         """``add_model``'s step: every exemplar gets the new model as a shifted ``proxy``."""
         vectors, store = self._exemplars_in_training_order()
         self._index_exemplars(vectors, extend_store(store, proxy, shift))
+        self.feedback_counts_ = extend_flat_counts(
+            self.feedback_counts_, proxy, len(self.models_), shift).astype(np.float32)
         return len(store)
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
@@ -417,6 +472,7 @@ class SWRouter(BaseRouter):
 
         In training order, scaled so the counted exemplars' weights average 1; computed exactly
         whatever ``algorithm`` is (this is the reference the clustered index approximates).
+        The fitted exemplars only, as if no feedback were learned (see ``partial_fit``).
         """
         queries = self._queries(embeddings)
         sims = queries @ self.index_.embeddings.T
@@ -468,27 +524,65 @@ class SWRouter(BaseRouter):
     def _n_counted(self, n: int) -> int:
         return n if self.top_k is None else min(n, self.top_k)
 
+    def _feedback_neighbours(self, queries: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per query, the similarities of its ``FEEDBACK_NEIGHBOURS`` most similar feedback
+        exemplars (b, k), their row numbers (b, k), and the largest similarity (b, 1); None
+        without feedback."""
+        n = self.feedback_embeddings_.shape[0]
+        if n == 0:
+            return None
+        sims = (queries @ self.feedback_embeddings_.T).astype(np.float64)
+        k = min(FEEDBACK_NEIGHBOURS, n)
+        rows = (np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n
+                else np.broadcast_to(np.arange(n), sims.shape))
+        near = np.take_along_axis(sims, rows, axis=1)
+        return near, rows, near.max(axis=1, keepdims=True)
+
+    def _feedback_counts(self, neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
+                         top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The feedback neighbours' weighted win counts (b, M*M) and weight sums (b,), weighted
+        as the fitted exemplars are (``top`` the request's largest similarity overall)."""
+        near, rows, _ = neighbours
+        weights = (self._weights_given_top(near, top, apply_top_k=False)
+                   * self.feedback_weights_[rows])
+        counts = np.einsum("bk,bkc->bc", weights, self.feedback_counts_[rows],
+                           dtype=np.float64)
+        return counts, weights.sum(axis=1)
+
     def _exact_counts(self, queries: np.ndarray) -> np.ndarray:
         n = self.index_.embeddings.shape[0]
         m2 = len(self.models_) ** 2
         out = np.empty((queries.shape[0], m2))
-        step = max(1, _QUERY_BLOCK_ELEMENTS // n)
+        step = max(1, _QUERY_BLOCK_ELEMENTS // (n + self.feedback_embeddings_.shape[0]))
         for start in range(0, queries.shape[0], step):
             block = queries[start : start + step]
-            weights = self._weights(block @ self.index_.embeddings.T)
+            sims = np.asarray(block @ self.index_.embeddings.T, dtype=np.float64)
+            neighbours = self._feedback_neighbours(block)
+            top = sims.max(axis=1, keepdims=True)
+            if neighbours is not None:
+                top = np.maximum(top, neighbours[2])
+            weights = self._weights_given_top(sims, top, apply_top_k=True)
             if block.shape[0] == 1:
                 counts = self.store_.weighted_sum(weights[0])[None]
             else:
                 counts = self.store_.weighted_sums(weights)
-            mean_weight = weights.sum(axis=1) / self._n_counted(n)
-            out[start : start + step] = counts / mean_weight[:, None]
+            total, counted = weights.sum(axis=1), self._n_counted(n)
+            if neighbours is not None:
+                extra, extra_total = self._feedback_counts(neighbours, top)
+                counts = counts + extra
+                total, counted = total + extra_total, counted + neighbours[0].shape[1]
+            out[start : start + step] = counts / (total / counted)[:, None]
         return out
 
     def _clustered_counts(self, query: np.ndarray) -> np.ndarray:
         index = self.index_
         assert index.offsets is not None and index.cluster_counts is not None
         mean_sims, probed, members, sims = index.probe(query, self.n_probe, self.top_k or 0)
+        neighbours = self._feedback_neighbours(query[None])
         top = sims.max(keepdims=True)[None]
+        if neighbours is not None:
+            top = np.maximum(top, neighbours[2])
         weights = self._weights_given_top(sims[None], top, apply_top_k=True)[0]
         counts = self.store_.weighted_sum(weights, members)
         total, counted = weights.sum(), members.shape[0]
@@ -505,6 +599,10 @@ class SWRouter(BaseRouter):
             counted = self.n_exemplars_
         else:
             counted = self._n_counted(counted)
+        if neighbours is not None:
+            extra, extra_total = self._feedback_counts(neighbours, top)
+            counts = counts + extra[0]
+            total, counted = total + extra_total[0], counted + neighbours[0].shape[1]
         return counts / (total / counted)
 
     # -- persistence -------------------------------------------------------------------------------
@@ -513,7 +611,12 @@ class SWRouter(BaseRouter):
         state = {"algorithm_": self.algorithm_, "n_exemplars_": self.n_exemplars_, **learning}
         if self.n_clustered_ is not None:
             state["n_clustered_"] = self.n_clustered_
-        return state, {**self.index_.to_arrays(), **self.store_.to_arrays(), **learning_arrays}
+        state["n_feedback_"] = int(self.feedback_embeddings_.shape[0])
+        feedback = {"feedback_embeddings": self.feedback_embeddings_,
+                    "feedback_counts": self.feedback_counts_,
+                    "feedback_weights": self.feedback_weights_}
+        return state, {**self.index_.to_arrays(), **self.store_.to_arrays(), **learning_arrays,
+                       **feedback}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         algorithm = state["algorithm_"]
@@ -538,7 +641,51 @@ class SWRouter(BaseRouter):
         self.n_clustered_ = clustered_at
         self.index_ = index
         self.store_ = store
+        self._set_feedback(*_feedback_arrays(state, arrays, index.embeddings.shape[1], m))
         set_incremental_state(self, state, arrays)
+
+
+def _feedback_arrays(state: dict[str, Any], arrays: dict[str, np.ndarray], dim: int,
+                     n_models: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The feedback pool of a router file, checked; a file written before SW kept feedback
+    apart holds none (its feedback, if any, is among the fitted exemplars)."""
+    n = state.get("n_feedback_", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n_feedback_ must be a count, got {n!r}")
+    names = ("feedback_embeddings", "feedback_counts", "feedback_weights")
+    if n == 0 and not any(name in arrays for name in names):
+        return (np.zeros((0, dim), np.float32), np.zeros((0, n_models**2), np.float32),
+                np.zeros(0))
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"the state records {n} feedback exemplars but {missing} are missing")
+    embeddings = np.ascontiguousarray(arrays["feedback_embeddings"], dtype=np.float32)
+    counts = np.ascontiguousarray(arrays["feedback_counts"], dtype=np.float32)
+    weights = np.ascontiguousarray(arrays["feedback_weights"], dtype=np.float64)
+    if (embeddings.shape != (n, dim) or counts.shape != (n, n_models**2)
+            or weights.shape != (n,)):
+        raise ValueError(f"feedback arrays do not hold {n} exemplars of dimension {dim} for "
+                         f"{n_models} models")
+    for name, values in zip(names[1:], (counts, weights), strict=True):
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"{name} must be finite and >= 0")
+    return embeddings, counts, weights
+
+
+def _sample_weights(sample_weight: Any, n: int, feedback: bool) -> np.ndarray:
+    """``partial_fit``'s ``sample_weight`` as (n,) floats >= 0 (default 1), for feedback."""
+    if sample_weight is None:
+        return np.ones(n)
+    if not feedback:
+        raise RouterConfigError(
+            "sample_weight weighs feedback exemplars (Battles from langroute.feedback); "
+            "measured outcomes count in full")
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise RouterConfigError(
+            f"sample_weight must be {n} finite weights >= 0 (one per battle prompt), got "
+            f"shape {weights.shape}")
+    return weights
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

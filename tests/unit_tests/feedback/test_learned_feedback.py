@@ -34,7 +34,9 @@ def _no_calibration_refits():
 
 
 def n_exemplars(router) -> int:
-    return router.embeddings_.shape[0] if isinstance(router, KNNRouter) else router.n_exemplars_
+    if isinstance(router, KNNRouter):
+        return router.embeddings_.shape[0]
+    return router.n_exemplars_ + router.n_feedback_  # SW keeps feedback apart
 
 
 def teach_live(store, router, n: int = 8, *, first: int = 0) -> None:

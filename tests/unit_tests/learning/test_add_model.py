@@ -43,7 +43,7 @@ def test_a_model_onboarded_from_a_quiz_routes_like_one_trained_on_everything(
         reference[:, 2, 1] - 0.5).tolist()
     assert router.calibration_win_matrices_ is None
     # The quiz is all the shared scores the new model has: its moments count the quiz only.
-    assert router.score_moments_.shape == (4, 3, 3)
+    assert router.score_moments_.shape == (7, 3, 3)
     assert router.score_moments_[0, 2, 2] == 8
     np.testing.assert_array_equal(router.score_moments_[0, 2, :2], (~np.isnan(
         quiz.select_models(["cheap", "calc"]).scores)).sum(axis=0))

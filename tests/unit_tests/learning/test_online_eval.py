@@ -42,7 +42,8 @@ def test_the_online_router_learns_what_the_initial_share_lacked(hashing_embedder
                                                initial_share=0.25, steps=10, seed=0)
     assert static.n_exemplars_ == 40
     # One exemplar per stream prompt, each fed back only its chosen model's score.
-    assert online.n_exemplars_ == 160 and timeline["seen"][-1] == 120
+    assert online.n_exemplars_ == 40 and online.n_feedback_ == 120
+    assert timeline["seen"][-1] == 120
     poems = [poem_prompt(1001), poem_prompt(1003)]
     assert np.all(online.win_matrices(poems)[:, 2, 0] > static.win_matrices(poems)[:, 2, 0] + 0.1)
     # Over time the online router's choices get better than the static one's.
