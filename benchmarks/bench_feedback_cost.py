@@ -2,15 +2,17 @@
 
     python benchmarks/bench_feedback_cost.py [--sizes 10000,50000,100000] [--events 20]
 
-``record_feedback`` embeds the prompt, turns the score into battles and calls the router's
-``partial_fit`` (outside the routing lock, on a copy swapped in under it); this times that last
-step, the one that grows with the router, on synthetic unit exemplars (384-d, the MiniLM width;
-2 models with binary scores, stored as patterns; 10 models with continuous scores, stored as
-per-exemplar counts), one event at a time, embedding excluded. Per size: SWRouter with
-``algorithm="auto"`` (``exact`` up to ``EXACT_MAX_WORK``, ``clustered`` beyond: new exemplars
-join their nearest cluster and the index is re-clustered once the exemplars doubled) and
-KNNRouter. Reports the median and the largest of ``--events`` consecutive events, and the fit
-time for scale. Run with ``OPENBLAS_NUM_THREADS=1`` like the other benchmarks.
+``record_feedback`` embeds the prompt, turns the score into battles (``feedback_training``)
+and calls the router's ``partial_fit`` (outside the routing lock, on a copy swapped in under
+it); this times that last step, the one that grows with the router, on synthetic unit
+exemplars (384-d, the MiniLM width; 2 models with binary scores, stored as patterns; 10 models
+with continuous scores, stored as per-exemplar counts), one event at a time, embedding
+excluded. Each event is a score of one model turned into feedback battles, as
+``record_feedback`` makes them. Per size: SWRouter with ``algorithm="auto"`` (``exact`` up to
+``EXACT_MAX_WORK``, ``clustered`` beyond), whose feedback joins its feedback pool, and
+KNNRouter, whose feedback joins its exemplars. Reports the median and the largest of
+``--events`` consecutive events, and the fit time for scale. Run with
+``OPENBLAS_NUM_THREADS=1`` like the other benchmarks.
 
 Writes ``benchmarks/results/feedback_cost.md`` and ``feedback_cost.json``.
 """
@@ -75,6 +77,8 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def run(size: int, n_models: int, router_name: str, events: int) -> dict:
     from langroute import KNNRouter, SWRouter
+    from langroute.feedback import DecisionRecord, FeedbackEvent, feedback_training
+    from langroute.feedback._learning import learn_battles
     from langroute.routers._calibration_scores import calibration_scores_disabled
 
     rng = np.random.default_rng(size + n_models)
@@ -86,10 +90,15 @@ def run(size: int, n_models: int, router_name: str, events: int) -> dict:
         router = make(_lookup_embedder(vectors)).fit(data.subset(np.arange(size)))
         fit_seconds = time.perf_counter() - started
         times = []
+        models = list(router.models)
         for i in range(size, size + events):
-            event = data.subset(np.arange(i, i + 1))
+            chosen = models[i % n_models]
+            decision = DecisionRecord(f"d{i}", data.prompts[i], chosen, tuple(models))
+            score = float(data.scores[i, i % n_models])
+            battles, weight = feedback_training(
+                [FeedbackEvent(f"d{i}", "score", chosen, score)], {f"d{i}": decision}, router)
             started = time.perf_counter()
-            router.partial_fit(event, embeddings=vectors[i:i + 1])
+            learn_battles(router, battles, weight, embeddings=vectors[i:i + 1])
             times.append(time.perf_counter() - started)
     return {"exemplars": size, "models": n_models, "router": router_name,
             "algorithm": getattr(router, "algorithm_", "-"), "fit_s": fit_seconds,

@@ -3,7 +3,8 @@
 Refit schedule of the routers without ``partial_fit``
 ----------------------------------------------------
 ``SWRouter`` and ``KNNRouter`` store exemplars, so new outcomes are appended (win counts
-and embeddings) without touching what is stored; the result equals a ``fit`` on the union.
+and embeddings) without touching what is stored; for measured outcomes the result equals a
+``fit`` on the union (``SWRouter`` keeps feedback battles in a pool of their own).
 The others summarise their data in ways that cannot be updated exactly (``ClusterRouter``:
 k-means centroids and per-cluster quality; ``MFRouter`` / ``IRTRouter`` / ``StackedRouter``:
 gradient-trained embeddings and a stacked combination), so they are refitted on a schedule:

@@ -554,7 +554,10 @@ class SWRouter(BaseRouter):
         n = self.index_.embeddings.shape[0]
         m2 = len(self.models_) ** 2
         out = np.empty((queries.shape[0], m2))
-        step = max(1, _QUERY_BLOCK_ELEMENTS // (n + self.feedback_embeddings_.shape[0]))
+        n_feedback = self.feedback_embeddings_.shape[0]
+        # per query: its similarities, and its feedback neighbours' win counts (k * M^2)
+        width = n + n_feedback + (min(FEEDBACK_NEIGHBOURS, n_feedback) * m2 if n_feedback else 0)
+        step = max(1, _QUERY_BLOCK_ELEMENTS // width)
         for start in range(0, queries.shape[0], step):
             block = queries[start : start + step]
             sims = np.asarray(block @ self.index_.embeddings.T, dtype=np.float64)
