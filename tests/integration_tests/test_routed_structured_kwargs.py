@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
-from pytest_socket import disable_socket, enable_socket
 
 from langroute.chat_models import RoutedChatModel
 from tests.fake_openai import FakeOpenAI
@@ -30,13 +29,6 @@ KWARGS = {"temperature": 0.25, "max_tokens": 77, "stop": ["zz"]}
 SENT = {"temperature": 0.25, "max_completion_tokens": 77, "stop": ["zz"]}
 FIELDS = ("model", *SENT)
 METHODS = ["json_schema", "function_calling"]
-
-
-@pytest.fixture(autouse=True)
-def _no_network() -> Iterator[None]:
-    disable_socket(allow_unix_socket=True)
-    yield
-    enable_socket()
 
 
 @pytest.fixture
