@@ -11,8 +11,10 @@ excluded. Each event is a score of one model turned into feedback battles, as
 ``record_feedback`` makes them. Per size: SWRouter with ``algorithm="auto"`` (``exact`` up to
 ``EXACT_MAX_WORK``, ``clustered`` beyond), whose feedback joins its feedback pool, and
 KNNRouter, whose feedback joins its exemplars. Reports the median and the largest of
-``--events`` consecutive events, and the fit time for scale. Run with
-``OPENBLAS_NUM_THREADS=1`` like the other benchmarks.
+``--events`` consecutive events, and the fit time for scale. Then what the feedback pool adds
+to a decision: SWRouter's scoring of one request (median of 50) with 10,000 fitted exemplars
+and 0, 10,000 and 100,000 feedback exemplars. Run with ``OPENBLAS_NUM_THREADS=1`` like the
+other benchmarks.
 
 Writes ``benchmarks/results/feedback_cost.md`` and ``feedback_cost.json``.
 """
@@ -105,6 +107,38 @@ def run(size: int, n_models: int, router_name: str, events: int) -> dict:
             "median_ms": 1000 * float(np.median(times)), "max_ms": 1000 * float(max(times))}
 
 
+def decision_with_pool(pools: list[int], size: int = 10_000, repeats: int = 50) -> list[dict]:
+    """SWRouter's time to score one request (win counts from its embedding) as its feedback
+    pool grows; synthetic feedback battles, 2 models."""
+    from langroute import Battles, SWRouter
+    from langroute.routers._calibration_scores import calibration_scores_disabled
+    from langroute.routers._incremental import FEEDBACK_SOURCE
+
+    rng = np.random.default_rng(7)
+    data = _outcomes(size, 2, seed=7)
+    vectors = _unit(rng, size)
+    with calibration_scores_disabled():
+        router = SWRouter(_lookup_embedder(vectors), algorithm="exact").fit(data)
+    query = _unit(rng, 1)
+    rows = []
+    for pool in pools:
+        more = pool - router.n_feedback_
+        if more > 0:
+            router.partial_fit(Battles(
+                prompts=[f"f{i}" for i in range(more)], models=tuple(router.models),
+                prompt_index=np.arange(more), model_a=np.zeros(more, int),
+                model_b=np.ones(more, int), result=rng.random(more), source=FEEDBACK_SOURCE),
+                embeddings=_unit(rng, more))
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            router.weighted_counts_from_embeddings(query)
+            times.append(time.perf_counter() - started)
+        rows.append({"exemplars": size, "feedback": pool,
+                     "median_ms": 1000 * float(np.median(times))})
+    return rows
+
+
 def render(summary: dict) -> str:
     facts = summary
     lines = [
@@ -121,6 +155,11 @@ def render(summary: dict) -> str:
         lines.append(f"| {row['exemplars']} | {row['models']} | {row['router']} | "
                      f"{row['algorithm']} | {row['fit_s']:.1f} | {row['median_ms']:.1f} | "
                      f"{row['max_ms']:.1f} |")
+    lines += ["", "SWRouter scoring one request (median of 50) as its feedback pool grows:", "",
+              "| fitted exemplars | feedback exemplars | decision: median (ms) |",
+              "|---|---|---|"]
+    for row in summary["pool"]:
+        lines.append(f"| {row['exemplars']} | {row['feedback']} | {row['median_ms']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,7 +174,8 @@ def main() -> None:
             for router_name in ("sw", "knn"):
                 rows.append(run(size, n_models, router_name, args.events))
                 print(rows[-1], flush=True)
-    summary = {**run_facts(), "events": args.events, "rows": rows}
+    pool = decision_with_pool([0, 10_000, 100_000])
+    summary = {**run_facts(), "events": args.events, "rows": rows, "pool": pool}
     write_results(RESULTS, "feedback_cost", render(summary), summary)
 
 
