@@ -21,7 +21,6 @@ them is extended, not rebuilt; copying 100k stored embeddings per event took ~20
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
@@ -45,84 +44,13 @@ from ._incremental import (
     set_incremental_state,
     update_means,
 )
+from ._rows import Rows as _Rows
 from ._validation import check_int, check_number
 
 __all__ = ["KNNRouter"]
 
 #: Similarity entries computed at once when scoring many prompts (bounds memory, ~32 MB).
 _CHUNK_ENTRIES = 1 << 22
-#: Spare room a full ``_Rows`` buffer grows by, as a share of its rows: any share > 0 makes
-#: appending amortised O(new rows); a quarter keeps the idle memory (float32 and float64
-#: copies of every embedding) at most 25% above what is stored.
-_GROWTH = 0.25
-
-
-class _Backing:
-    """The buffer ``_Rows`` share, and how many of its rows one of them has claimed."""
-
-    __slots__ = ("array", "filled", "lock")
-
-    def __init__(self, array: np.ndarray, filled: int) -> None:
-        self.array = array
-        self.filled = filled
-        self.lock = threading.Lock()
-
-
-class _Rows:
-    """An append-only array: the first ``n`` rows of a buffer with spare room at its end.
-
-    ``appended`` writes new rows into the spare room and returns a new ``_Rows`` of the same
-    buffer, or copies into a buffer ``_GROWTH`` larger when the room is short or already
-    claimed (by a shallow copy of the router that appended first). Rows below a ``_Rows``'s
-    ``n`` are never written again, so the arrays a router hands out never change under a
-    reader, and a shallow copy (``_incremental.onboarding_copy``) may share them. Pickles
-    and deep copies hold the ``n`` rows only.
-    """
-
-    __slots__ = ("_backing", "n")
-
-    def __init__(self, array: np.ndarray, capacity: int | None = None) -> None:
-        array = np.ascontiguousarray(array)
-        n = array.shape[0]
-        if capacity is not None and capacity > n:
-            buffer = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
-            buffer[:n] = array
-            array = buffer
-        self._backing = _Backing(array, n)
-        self.n = n
-
-    @property
-    def array(self) -> np.ndarray:
-        """The stored rows (a read-only view)."""
-        view = self._backing.array[: self.n]
-        view.flags.writeable = False
-        return view
-
-    def appended(self, rows: np.ndarray) -> _Rows:
-        """These rows followed by ``rows``; ``self`` is left as it was."""
-        backing, n, k = self._backing, self.n, rows.shape[0]
-        with backing.lock:
-            mine = backing.filled == n and n + k <= backing.array.shape[0]
-            if mine:
-                backing.filled = n + k
-        if not mine:
-            grown = _Rows(self.array, capacity=n + k + max(int(_GROWTH * (n + k)), 16))
-            return grown.appended(rows)
-        backing.array[n : n + k] = rows
-        out = _Rows.__new__(_Rows)
-        out._backing, out.n = backing, n + k
-        return out
-
-    def __copy__(self) -> _Rows:
-        return self  # never changes: appending makes a new one
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Rows:
-        return _Rows(self.array.copy())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _Rows, (self.array.copy(),)
-
-
 def _pairs_compared(patterns: np.ndarray) -> np.ndarray:
     """Which pairs each flattened (n, M*M) win-count pattern compared, as (n, M*M) bools."""
     m = math.isqrt(patterns.shape[1])

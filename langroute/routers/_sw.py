@@ -54,7 +54,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from .._exceptions import OutcomesError, RouterConfigError
+from .._exceptions import NotFittedError, OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
 from ._base import BaseRouter
@@ -76,6 +76,7 @@ from ._incremental import (
     update_means,
 )
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
+from ._rows import Rows
 from ._validation import check_int, check_number, check_random_state
 
 __all__ = ["SWRouter"]
@@ -146,7 +147,8 @@ class SWRouter(BaseRouter):
         patterns do not compress.
     feedback_embeddings_ : ndarray of shape (n_feedback, dim), float32
         Unit-length embeddings of the feedback exemplars (``partial_fit`` on feedback
-        battles); empty after ``fit``.
+        battles); empty after ``fit``. The three feedback arrays are read-only views of
+        buffers with spare room, so learning one event does not copy the pool.
     feedback_counts_ : ndarray of shape (n_feedback, n_models * n_models), float32
         Their (imputed) win counts, flattened.
     feedback_weights_ : ndarray of shape (n_feedback,)
@@ -328,11 +330,12 @@ class SWRouter(BaseRouter):
         weights = _sample_weights(sample_weight, len(prompts), feedback)
         vectors = self._embed_new(prompts, embeddings)
         if feedback:
-            self._set_feedback(
-                np.concatenate([self.feedback_embeddings_, vectors]),
-                np.concatenate([self.feedback_counts_,
-                                counts.reshape(len(prompts), -1).astype(np.float32)]),
-                np.concatenate([self.feedback_weights_, weights]))
+            # appended in amortised O(new rows): a pool grows by one row per feedback event
+            embeddings, flat, kept = self._feedback_rows
+            self._feedback_rows = (
+                embeddings.appended(vectors),
+                flat.appended(counts.reshape(len(prompts), -1).astype(np.float32)),
+                kept.appended(weights))
         elif self.algorithm_ == "clustered" and (
                 self.n_exemplars_ + len(prompts) < CLUSTERED_REBUILD_GROWTH * self.n_clustered_):
             self.index_, self.store_ = self.index_.extend_clustered(
@@ -349,14 +352,32 @@ class SWRouter(BaseRouter):
     @property
     def n_feedback_(self) -> int:
         """Number of feedback exemplars (``partial_fit`` on feedback battles)."""
-        self._check_is_fitted()
         return int(self.feedback_embeddings_.shape[0])
+
+    @property
+    def feedback_embeddings_(self) -> np.ndarray:
+        return self._feedback_array(0)
+
+    @property
+    def feedback_counts_(self) -> np.ndarray:
+        return self._feedback_array(1)
+
+    @property
+    def feedback_weights_(self) -> np.ndarray:
+        return self._feedback_array(2)
+
+    def _feedback_array(self, i: int) -> np.ndarray:
+        """One of the feedback pool's arrays (read-only); NotFittedError (an AttributeError,
+        so ``hasattr`` is False) before ``fit``."""
+        rows = self.__dict__.get("_feedback_rows")
+        if rows is None:
+            raise NotFittedError("this SWRouter has no feedback pool before fit(outcomes) or "
+                                 "SWRouter.load(path)")
+        return rows[i].array
 
     def _set_feedback(self, embeddings: np.ndarray, counts: np.ndarray,
                       weights: np.ndarray) -> None:
-        self.feedback_embeddings_ = embeddings
-        self.feedback_counts_ = counts
-        self.feedback_weights_ = weights
+        self._feedback_rows = (Rows(embeddings), Rows(counts), Rows(weights))
 
     def add_model(
         self,
@@ -407,8 +428,9 @@ class SWRouter(BaseRouter):
         """``add_model``'s step: every exemplar gets the new model as a shifted ``proxy``."""
         vectors, store = self._exemplars_in_training_order()
         self._index_exemplars(vectors, extend_store(store, proxy, shift))
-        self.feedback_counts_ = extend_flat_counts(
-            self.feedback_counts_, proxy, len(self.models_), shift).astype(np.float32)
+        self._set_feedback(self.feedback_embeddings_, extend_flat_counts(
+            self.feedback_counts_, proxy, len(self.models_), shift).astype(np.float32),
+            self.feedback_weights_)
         return len(store)
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None

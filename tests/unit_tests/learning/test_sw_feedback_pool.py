@@ -214,3 +214,27 @@ def test_knn_learns_feedback_unweighted(hashing_embedder):
     store.record_decision(DecisionRecord("d", math_prompt(50), "cheap", MODELS))
     record_feedback(store, "d", score=0.0, router=router)
     assert router.embeddings_.shape[0] == 21
+
+
+def test_learning_one_event_appends_to_the_pool_in_place(fitted):
+    """The pool grows by one row per event; copying all of it per event cost O(pool)."""
+    fitted.partial_fit(_feedback([math_prompt(200)], 2, 1, 1.0))
+    buffer = fitted._feedback_rows[0]._backing.array
+    fitted.partial_fit(_feedback([math_prompt(201)], 2, 1, 1.0))
+    assert fitted._feedback_rows[0]._backing.array is buffer and fitted.n_feedback_ == 2
+    with pytest.raises(ValueError, match="read-only"):
+        fitted.feedback_counts_[0] = 0
+
+
+def test_a_shallow_copy_that_learns_leaves_the_pool_of_the_original(fitted):
+    """Feedback learning stages a shallow copy; both then append after the same rows."""
+    import copy
+
+    fitted.partial_fit(_feedback([math_prompt(200)], 2, 1, 1.0))
+    staged = copy.copy(fitted).partial_fit(_feedback([math_prompt(201)], 2, 1, 1.0))
+    fitted.partial_fit(_feedback([poem_prompt(202)], 1, 2, 1.0))
+    embed = fitted._resolve_embedder().embed
+    np.testing.assert_allclose(staged.feedback_embeddings_,
+                               embed([math_prompt(200), math_prompt(201)]), atol=1e-6)
+    np.testing.assert_allclose(fitted.feedback_embeddings_,
+                               embed([math_prompt(200), poem_prompt(202)]), atol=1e-6)
