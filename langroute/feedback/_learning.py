@@ -67,6 +67,7 @@ __all__ = [
     "IMPUTATIONS",
     "feedback_battles",
     "feedback_training",
+    "learn_battles",
     "record_feedback",
     "record_langsmith_feedback",
     "record_preference",

@@ -120,7 +120,7 @@ class KNNRouter(BaseRouter):
         How many measured scores (battles' games, for battles) and known costs ``quality_``
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
         router file written before ``partial_fit`` existed (it must be refitted to learn).
-    score_moments_ : ndarray of shape (4, n_models, n_models) or None
+    score_moments_ : ndarray of shape (7, n_models, n_models) or None
         Per model pair, the sums over the prompts scoring both that regress one model's score
         on the other's (``_incremental.score_moments``); feedback on one model imputes the
         others from them (``langroute.feedback.feedback_battles``). None when fitted on

@@ -158,10 +158,10 @@ class SWRouter(BaseRouter):
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
         router file written before ``partial_fit`` existed (it must be refitted to learn).
     score_moments_ : ndarray of shape (7, n_models, n_models) or None
-        Per model pair, the sums over the prompts scoring both that regress one model's score
-        on the other's (``_incremental.score_moments``); feedback on one model imputes the
-        others from them (``langroute.feedback.feedback_battles``). None when fitted on
-        battles or loaded from a file that predates them.
+        Per model pair, the sums over the prompts scoring both that regress one model's score,
+        and its battle's outcome, on the other's score (``_incremental.score_moments``);
+        feedback on one model imputes its battles from them (``feedback_battles``). None when
+        fitted on battles or loaded from a file that predates them.
     learned_feedback_ : ndarray of shape (n_events,), uint64
         Sorted fingerprints (``FeedbackEvent.fingerprint``) of the feedback events learned
         since ``fit``, kept by ``langroute.feedback`` (``record_feedback``, ``replay``), which
@@ -331,11 +331,11 @@ class SWRouter(BaseRouter):
         vectors = self._embed_new(prompts, embeddings)
         if feedback:
             # appended in amortised O(new rows): a pool grows by one row per feedback event
-            embeddings, flat, kept = self._feedback_rows
+            pool_vectors, pool_counts, pool_weights = self._feedback_rows
             self._feedback_rows = (
-                embeddings.appended(vectors),
-                flat.appended(counts.reshape(len(prompts), -1).astype(np.float32)),
-                kept.appended(weights))
+                pool_vectors.appended(vectors),
+                pool_counts.appended(counts.reshape(len(prompts), -1).astype(np.float32)),
+                pool_weights.appended(weights))
         elif self.algorithm_ == "clustered" and (
                 self.n_exemplars_ + len(prompts) < CLUSTERED_REBUILD_GROWTH * self.n_clustered_):
             self.index_, self.store_ = self.index_.extend_clustered(
