@@ -207,13 +207,21 @@ def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: n
         return np.array(fallback)
     n, sums, squares, cross = (moments[i][model] for i in range(4))  # each (k, M)
     col_sums = moments[1].T[model]  # sums of s_j over the same shared prompts
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_m, mean_j = sums / n, col_sums / n
-        var = squares / n - mean_m**2
-        cov = cross / n - mean_m * mean_j
-        slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
-    expected = mean_j + slope * (score[:, None] - mean_m)
+    expected = _line_at(score, n, sums, squares, col_sums, cross)
     return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
+
+
+def _line_at(x: np.ndarray, n: np.ndarray, x_sums: np.ndarray, x_squares: np.ndarray,
+             y_sums: np.ndarray, xy_sums: np.ndarray) -> np.ndarray:
+    """The least-squares line of y on x, from their sums over ``n`` pairs (each (k, M)), at
+    ``x[i]`` (k,); flat at y's mean where x never varied or fewer than two pairs count."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_x, mean_y = x_sums / n, y_sums / n
+        var = x_squares / n - mean_x**2
+        cov = xy_sums / n - mean_x * mean_y
+        slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
+    out: np.ndarray = mean_y + slope * (x[:, None] - mean_x)
+    return out
 
 
 def conditional_outcomes(moments: np.ndarray | None, quality: np.ndarray, model: np.ndarray,
@@ -233,12 +241,7 @@ def conditional_outcomes(moments: np.ndarray | None, quality: np.ndarray, model:
         return (1.0 + score[:, None] - conditional_scores(moments, quality, model, score)) / 2.0
     n, sums, squares, outcome_sums, outcome_cross = (
         moments[i][model] for i in (0, 1, 2, 4, 5))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_m, mean_o = sums / n, outcome_sums / n
-        var = squares / n - mean_m**2
-        cov = outcome_cross / n - mean_m * mean_o
-        slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
-    expected = mean_o + slope * (score[:, None] - mean_m)
+    expected = _line_at(score, n, sums, squares, outcome_sums, outcome_cross)
     fallback = (1.0 + score[:, None] - np.broadcast_to(quality, expected.shape)) / 2.0
     return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
 
