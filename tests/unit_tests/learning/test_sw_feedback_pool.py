@@ -238,3 +238,17 @@ def test_a_shallow_copy_that_learns_leaves_the_pool_of_the_original(fitted):
                                embed([math_prompt(200), math_prompt(201)]), atol=1e-6)
     np.testing.assert_allclose(fitted.feedback_embeddings_,
                                embed([math_prompt(200), poem_prompt(202)]), atol=1e-6)
+
+
+def test_record_feedback_gives_sw_the_weight_of_the_score(hashing_embedder):
+    """The live path (record_feedback) passes feedback_training's weights on to SW."""
+    from langroute.feedback import open_feedback_store, record_feedback
+
+    router = SWRouter(hashing_embedder).fit(split_outcomes(10, seed=1))
+    store = open_feedback_store("memory://")
+    store.record_decision(DecisionRecord("d", math_prompt(50), "cheap", MODELS))
+    record_feedback(store, "d", score=1.0, router=router)
+    reliability = outcome_reliability(router.score_moments_)
+    assert router.n_feedback_ == 1
+    assert router.feedback_weights_.tolist() == pytest.approx([reliability[0, 1:].mean()])
+    assert router.feedback_weights_[0] < 1
