@@ -33,7 +33,6 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
 )
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import AddableDict, Runnable, RunnableConfig
 from langchain_core.runnables.config import merge_configs
@@ -777,20 +776,23 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
 
 
 def _message_chunk(message: AIMessage) -> AIMessageChunk:
-    """A whole message as the single, last chunk of a stream."""
-    return AIMessageChunk(
+    """A whole message as the single, last chunk of a stream, its tool calls -- the invalid
+    ones too, which re-parsing their raw arguments would turn into partial valid ones -- kept
+    as they were, and numbered as a streamed answer's tool-call chunks are."""
+    chunk = AIMessageChunk(
         content=message.content,
         additional_kwargs=message.additional_kwargs,
         response_metadata=message.response_metadata,
         usage_metadata=message.usage_metadata,
         id=message.id,
         name=message.name,
-        tool_call_chunks=[
-            tool_call_chunk(name=tc["name"], args=json.dumps(tc["args"]), id=tc["id"], index=i)
-            for i, tc in enumerate(message.tool_calls)
-        ],
+        tool_calls=message.tool_calls,
+        invalid_tool_calls=message.invalid_tool_calls,
         chunk_position="last",
     )
+    for i, call_chunk in enumerate(chunk.tool_call_chunks):
+        call_chunk["index"] = i
+    return chunk
 
 
 def _child_manager(run_manager: Any, manager_class: type[Any]) -> Any:
