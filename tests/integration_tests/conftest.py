@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
+from tests.fake_openai import FakeOpenAI
+
 
 @pytest.fixture(autouse=True)
 def _no_network() -> Iterator[None]:
@@ -14,3 +16,9 @@ def _no_network() -> Iterator[None]:
     disable_socket(allow_unix_socket=True)
     yield
     enable_socket()
+
+
+@pytest.fixture
+def fake() -> FakeOpenAI:
+    """A fresh in-process OpenAI-compatible server (no socket)."""
+    return FakeOpenAI()

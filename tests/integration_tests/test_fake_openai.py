@@ -13,17 +13,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tests.fake_openai import FakeOpenAI, PromptHints, schema_instance, strict_schema_problem
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
+from tests.integration_tests._tools import add
 
 
 @tool

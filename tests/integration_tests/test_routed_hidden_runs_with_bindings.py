@@ -5,30 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langroute.cascade import Cascade, FunctionScorer
 from langroute.chat_models import RoutedChatModel
 from tests.fake_openai import FakeOpenAI
 from tests.fake_openai._standard_suites import STRONG_MODEL, WEAK_MODEL, fitted_router
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
+from tests.integration_tests._tools import add
 
 
 class Sum(BaseModel):
     """A sum."""
 
     value: int
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
 
 
 def _rejecting(fake: FakeOpenAI) -> RoutedChatModel:

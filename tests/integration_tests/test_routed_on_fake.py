@@ -8,7 +8,6 @@ import openai
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
 from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage
-from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langroute import RouterConfigError
@@ -20,27 +19,10 @@ from tests.fake_openai._standard_suites import (
     fitted_router,
     routed_chat_params,
 )
+from tests.integration_tests._tools import Joke, add
 
 HARD = "What is 17 * 23?"
 EASY = "Hello"
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-class Joke(BaseModel):
-    """A joke."""
-
-    setup: str
-    punchline: str
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
 
 
 @pytest.fixture
@@ -189,7 +171,6 @@ def test_agreeing_structured_answers_are_accepted_whatever_the_method(
         fake: FakeOpenAI, method: str, include_raw: bool) -> None:
     """A function_calling answer is a tool call with no text: scored as empty text, the cheap
     answer never agreed with its verifier and every call escalated."""
-    from pydantic import BaseModel
 
     from langroute.cascade import AgreementScorer
 

@@ -6,23 +6,12 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
-from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 
 from langroute.chat_models import RoutedChatModel
 from tests.fake_openai import FakeOpenAI
 from tests.fake_openai._standard_suites import WEAK_MODEL, routed_chat_params
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
+from tests.integration_tests._tools import add
 
 
 def _opted_out(fake: FakeOpenAI, opt_out: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
 
 from langroute.chat_models import RoutedChatModel
 from tests.fake_openai import FakeOpenAI
@@ -22,6 +21,7 @@ from tests.fake_openai._standard_suites import (
     fitted_router,
     routed_chat_params,
 )
+from tests.integration_tests._tools import Joke
 
 JOKE = "Tell me a joke about 'cats'"  # routed to WEAK_MODEL
 #: call keywords, as the request body carries them (ChatOpenAI sends max_completion_tokens)
@@ -29,18 +29,6 @@ KWARGS = {"temperature": 0.25, "max_tokens": 77, "stop": ["zz"]}
 SENT = {"temperature": 0.25, "max_completion_tokens": 77, "stop": ["zz"]}
 FIELDS = ("model", *SENT)
 METHODS = ["json_schema", "function_calling"]
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-class Joke(BaseModel):
-    """A joke."""
-
-    setup: str
-    punchline: str
 
 
 def _sent(fake: FakeOpenAI, run: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, HumanMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
 from langroute.cascade import Cascade, FunctionScorer
 from langroute.chat_models import RoutedChatModel
@@ -22,28 +20,11 @@ from tests.fake_openai._standard_suites import (
     fitted_router,
     routed_chat_params,
 )
+from tests.integration_tests._tools import Joke, add
 
 HARD = "What is 17 * 23?"  # routed to STRONG_MODEL
 EASY = "Hello"  # routed to WEAK_MODEL
 JOKE = "Tell me a joke about 'cats'"  # routed to WEAK_MODEL
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-class Joke(BaseModel):
-    """A joke."""
-
-    setup: str
-    punchline: str
 
 
 def _merged(chunks: list[Any]) -> Any:

@@ -31,11 +31,6 @@ class Events(BaseCallbackHandler):
         self.events.append((name, data))
 
 
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
 def _routed(fake: FakeOpenAI, weak: str = WEAK_MODEL, **kwargs: Any) -> RoutedChatModel:
     routed = RoutedChatModel(models={STRONG_MODEL: fake.chat_openai(STRONG_MODEL),
                                      WEAK_MODEL: fake.chat_openai(weak)},
