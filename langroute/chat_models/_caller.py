@@ -468,16 +468,25 @@ class RunnableCaller:
             return _hidden_config(self.config, tag)
         return _unstreamed_config(self.config) if self.unstreamed(ref) else self.config
 
+    def _prepared(self, ref: ModelRef, purpose: str, messages: Any = None, *,
+                  streamed: bool = False
+                  ) -> tuple[Runnable[Any, Any], Any, RunnableConfig, dict, bool]:
+        """One call's runnable (``_target``, pinned to its config), input, config, keywords,
+        and whether to unwrap a structured output; a streamed call's config is
+        ``_stream_config``'s."""
+        model, runnable, input, kwargs, unwrap = self._target(ref, messages,
+                                                              with_raw=not streamed)
+        config = (self._stream_config(ref, purpose) if streamed
+                  else self._config(ref, purpose))
+        return _pinned(runnable, model, config), input, config, kwargs, unwrap
+
     def call(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        model, runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
-        config = self._config(ref, purpose)
-        return _parsed(_pinned(runnable, model, config).invoke(input, config, **kwargs), unwrap)
+        runnable, input, config, kwargs, unwrap = self._prepared(ref, purpose, messages)
+        return _parsed(runnable.invoke(input, config, **kwargs), unwrap)
 
     async def acall(self, ref: ModelRef, purpose: str, messages: Any = None) -> Answer:
-        model, runnable, input, kwargs, unwrap = self._target(ref, messages, with_raw=True)
-        config = self._config(ref, purpose)
-        return _parsed(await _pinned(runnable, model, config).ainvoke(input, config, **kwargs),
-                       unwrap)
+        runnable, input, config, kwargs, unwrap = self._prepared(ref, purpose, messages)
+        return _parsed(await runnable.ainvoke(input, config, **kwargs), unwrap)
 
     def _stream_config(self, ref: ModelRef, purpose: str) -> RunnableConfig:
         """The config of a streamed call. A structured-output stream yields parsed values only
@@ -495,20 +504,16 @@ class RunnableCaller:
         """The model's stream; an unstreamed call's is one item, its invoked answer (as
         BaseChatModel streams when it must not; here the whole runnable is invoked, so a
         structured output's parser gets the whole message)."""
-        model, runnable, input, kwargs, _ = self._target(ref, None)
-        config = self._stream_config(ref, purpose)
-        pinned = _pinned(runnable, model, config)
+        runnable, input, config, kwargs, _ = self._prepared(ref, purpose, streamed=True)
         if self.unstreamed(ref):
-            return _whole(pinned, input, config, kwargs)
-        return iter(pinned.stream(input, config, **kwargs))
+            return _whole(runnable, input, config, kwargs)
+        return iter(runnable.stream(input, config, **kwargs))
 
     def astream(self, ref: ModelRef, purpose: str) -> AsyncIterator[Any]:
-        model, runnable, input, kwargs, _ = self._target(ref, None)
-        config = self._stream_config(ref, purpose)
-        pinned = _pinned(runnable, model, config)
+        runnable, input, config, kwargs, _ = self._prepared(ref, purpose, streamed=True)
         if self.unstreamed(ref):
-            return _awhole(pinned, input, config, kwargs)
-        return aiter(pinned.astream(input, config, **kwargs))
+            return _awhole(runnable, input, config, kwargs)
+        return aiter(runnable.astream(input, config, **kwargs))
 
     def collect(self, ref: ModelRef, chunks: list[Any]) -> Answer:
         """The merged stream; a structured one reads usage and text from its raw message, as
