@@ -211,14 +211,21 @@ def conditional_scores(moments: np.ndarray | None, quality: np.ndarray, model: n
     return np.clip(np.where(n > 0, expected, fallback), 0.0, 1.0)
 
 
+def _spread(n: np.ndarray, x_sums: np.ndarray, x_squares: np.ndarray, y_sums: np.ndarray,
+            xy_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Means of x and y, x's variance and their covariance, from sums over ``n`` pairs
+    (NaN where ``n`` is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_x, mean_y = x_sums / n, y_sums / n
+        return mean_x, mean_y, x_squares / n - mean_x**2, xy_sums / n - mean_x * mean_y
+
+
 def _line_at(x: np.ndarray, n: np.ndarray, x_sums: np.ndarray, x_squares: np.ndarray,
              y_sums: np.ndarray, xy_sums: np.ndarray) -> np.ndarray:
     """The least-squares line of y on x, from their sums over ``n`` pairs (each (k, M)), at
     ``x[i]`` (k,); flat at y's mean where x never varied or fewer than two pairs count."""
+    mean_x, mean_y, var, cov = _spread(n, x_sums, x_squares, y_sums, xy_sums)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_x, mean_y = x_sums / n, y_sums / n
-        var = x_squares / n - mean_x**2
-        cov = xy_sums / n - mean_x * mean_y
         slope = np.where((n >= 2) & (var > 1e-12), cov / var, 0.0)
     out: np.ndarray = mean_y + slope * (x[:, None] - mean_x)
     return out
@@ -258,11 +265,9 @@ def outcome_reliability(moments: np.ndarray | None) -> np.ndarray | None:
         return None
     n, sums, squares, outcome_sums, outcome_cross, outcome_squares = (
         moments[i] for i in (0, 1, 2, 4, 5, 6))
+    _, mean_o, var_m, cov = _spread(n, sums, squares, outcome_sums, outcome_cross)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_m, mean_o = sums / n, outcome_sums / n
-        var_m = squares / n - mean_m**2
         var_o = outcome_squares / n - mean_o**2
-        cov = outcome_cross / n - mean_m * mean_o
         share = np.where((n >= 2) & (var_m > 1e-12) & (var_o > 1e-12),
                          cov**2 / (var_m * var_o), 0.0)
     return np.clip(np.nan_to_num(share), 0.0, 1.0)
