@@ -31,8 +31,13 @@ Where langroute differs from RouteLLM, and why:
 Feedback is kept apart from the fitted exemplars. ``partial_fit`` with the battles
 ``langroute.feedback`` makes of a user's scores (``Battles.source == "feedback"``) stores
 them in a feedback pool, of which only the ``FEEDBACK_NEIGHBOURS`` (100) most similar count
-for a request, each weighted as SW weighs any exemplar (its similarity over the largest one,
-feedback included) times its ``sample_weight``. A feedback exemplar holds imputed battles
+for a request, each weighted as SW weighs any exemplar (its similarity over the largest one of
+both sets) times its ``sample_weight``, on the scale of the fitted exemplars' weights. The pool
+never changes how the fitted exemplars are weighed: their kernel is normalised by *their*
+largest similarity and their weights by *their* mean, exactly as without feedback. (One
+kernel over both sets let the pool's nearest exemplar widen the fitted exemplars' kernel and
+the pool's weights dilute the prior: on alpacaeval2 that alone, with every feedback count
+ignored, lowered SW's AIQ as feedback accumulated.) A feedback exemplar holds imputed battles
 of the one model the router chose, a selection-biased guess about the others; summed over
 the whole kernel, thousands of far-away guesses shifted every request's ratings (on
 RouteLLM's MMLU outcomes SW's AIQ fell with feedback, and with more fully-scored data too,
@@ -477,7 +482,8 @@ class SWRouter(BaseRouter):
         """Similarity-weighted win counts, shape (n_queries, n_models, n_models).
 
         ``[q, i, j]`` is the weighted number of exemplars on which model i beat model j (ties
-        count half), with the counted exemplars' weights scaled to average 1.
+        count half), with the counted fitted exemplars' weights scaled to average 1; the
+        feedback neighbours' counts are added on that scale.
         """
         queries = self._queries(embeddings)
         m = len(self.models_)
@@ -562,15 +568,15 @@ class SWRouter(BaseRouter):
         return near, rows, near.max(axis=1, keepdims=True)
 
     def _feedback_counts(self, neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
-                         top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The feedback neighbours' weighted win counts (b, M*M) and weight sums (b,), weighted
-        as the fitted exemplars are (``top`` the request's largest similarity overall)."""
-        near, rows, _ = neighbours
-        weights = (self._weights_given_top(near, top, apply_top_k=False)
+                         top: np.ndarray) -> np.ndarray:
+        """The feedback neighbours' weighted win counts (b, M*M), on the fitted exemplars'
+        unnormalised scale: SW's kernel with the largest similarity of both sets (``top`` is
+        the fitted exemplars' own), so no feedback exemplar outweighs the nearest fitted one
+        at equal similarity, times each one's ``sample_weight``."""
+        near, rows, nearest = neighbours
+        weights = (self._weights_given_top(near, np.maximum(top, nearest), apply_top_k=False)
                    * self.feedback_weights_[rows])
-        counts = np.einsum("bk,bkc->bc", weights, self.feedback_counts_[rows],
-                           dtype=np.float64)
-        return counts, weights.sum(axis=1)
+        return np.einsum("bk,bkc->bc", weights, self.feedback_counts_[rows], dtype=np.float64)
 
     def _exact_counts(self, queries: np.ndarray) -> np.ndarray:
         n = self.index_.embeddings.shape[0]
@@ -583,31 +589,24 @@ class SWRouter(BaseRouter):
         for start in range(0, queries.shape[0], step):
             block = queries[start : start + step]
             sims = np.asarray(block @ self.index_.embeddings.T, dtype=np.float64)
-            neighbours = self._feedback_neighbours(block)
             top = sims.max(axis=1, keepdims=True)
-            if neighbours is not None:
-                top = np.maximum(top, neighbours[2])
             weights = self._weights_given_top(sims, top, apply_top_k=True)
             if block.shape[0] == 1:
                 counts = self.store_.weighted_sum(weights[0])[None]
             else:
                 counts = self.store_.weighted_sums(weights)
-            total, counted = weights.sum(axis=1), self._n_counted(n)
+            neighbours = self._feedback_neighbours(block)
             if neighbours is not None:
-                extra, extra_total = self._feedback_counts(neighbours, top)
-                counts = counts + extra
-                total, counted = total + extra_total, counted + neighbours[0].shape[1]
-            out[start : start + step] = counts / (total / counted)[:, None]
+                counts = counts + self._feedback_counts(neighbours, top)
+            scale = weights.sum(axis=1) / self._n_counted(n)
+            out[start : start + step] = counts / scale[:, None]
         return out
 
     def _clustered_counts(self, query: np.ndarray) -> np.ndarray:
         index = self.index_
         assert index.offsets is not None and index.cluster_counts is not None
         mean_sims, probed, members, sims = index.probe(query, self.n_probe, self.top_k or 0)
-        neighbours = self._feedback_neighbours(query[None])
         top = sims.max(keepdims=True)[None]
-        if neighbours is not None:
-            top = np.maximum(top, neighbours[2])
         weights = self._weights_given_top(sims[None], top, apply_top_k=True)[0]
         counts = self.store_.weighted_sum(weights, members)
         total, counted = weights.sum(), members.shape[0]
@@ -624,10 +623,9 @@ class SWRouter(BaseRouter):
             counted = self.n_exemplars_
         else:
             counted = self._n_counted(counted)
+        neighbours = self._feedback_neighbours(query[None])
         if neighbours is not None:
-            extra, extra_total = self._feedback_counts(neighbours, top)
-            counts = counts + extra[0]
-            total, counted = total + extra_total[0], counted + neighbours[0].shape[1]
+            counts = counts + self._feedback_counts(neighbours, top)[0]
         return counts / (total / counted)
 
     # -- persistence -------------------------------------------------------------------------------

@@ -148,6 +148,41 @@ def test_sample_weight_scales_an_exemplar_and_zero_adds_no_win(fitted):
     assert got_full[2, 1] / got_full[1, 2] > 2 * base[2, 1] / base[1, 2]
 
 
+@pytest.mark.parametrize("algorithm", ["exact", "clustered"])
+def test_the_pool_never_changes_how_the_fitted_exemplars_are_weighed(hashing_embedder, algorithm):
+    """Feedback nearer to a request than any fitted exemplar, at weight 0, leaves the router
+    as it was; one kernel over both sets had widened the fitted kernel and diluted the prior
+    (on alpacaeval2 that alone lowered SW's AIQ as feedback accumulated)."""
+    params = {"algorithm": algorithm}
+    if algorithm == "clustered":
+        params.update(n_clusters=6, n_probe=2)
+    static = SWRouter(hashing_embedder, **params).fit(split_outcomes(20, seed=4))
+    online = SWRouter(hashing_embedder, **params).fit(split_outcomes(20, seed=4))
+    queries = [math_prompt(300), poem_prompt(301)]
+    online.partial_fit(_feedback(queries, 2, 1, 1.0), sample_weight=np.zeros(2))
+    np.testing.assert_allclose(online.win_matrices(queries), static.win_matrices(queries),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_feedback_counts_add_on_the_fitted_exemplars_scale(fitted):
+    """A feedback exemplar weighs what a fitted one at its similarity would, its kernel
+    normalised by the larger of the two sets' largest similarities."""
+    embed = fitted._resolve_embedder().embed
+    query = embed([math_prompt(300)])
+    base = fitted.weighted_counts_from_embeddings(query)[0]
+    prompts = [math_prompt(300), math_prompt(200)]  # the first is the request itself
+    fitted.partial_fit(_feedback(prompts, 2, 1, 1.0), sample_weight=np.array([0.5, 1.0]))
+    got = fitted.weighted_counts_from_embeddings(query)[0]
+    sims = (query @ fitted.index_.embeddings.T)[0].astype(float)
+    fitted_weights = fitted.gamma ** (sims / sims.max() - 1)
+    pool_sims = (query @ embed(prompts).T)[0].astype(float)
+    pool_weights = fitted.gamma ** (pool_sims / pool_sims.max() - 1) * np.array([0.5, 1.0])
+    scale = fitted_weights.sum() / fitted.n_exemplars_
+    assert got[2, 1] - base[2, 1] == pytest.approx(pool_weights.sum() / scale, rel=1e-6)
+    np.testing.assert_allclose(np.delete(got.ravel(), 7), np.delete(base.ravel(), 7),
+                               rtol=1e-9)
+
+
 @pytest.mark.parametrize("bad", [np.ones(3), -np.ones(4), np.array([1, 1, np.nan, 1])])
 def test_a_bad_sample_weight_is_refused_by_name(fitted, bad):
     with pytest.raises(RouterConfigError, match="sample_weight"):
