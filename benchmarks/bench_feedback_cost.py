@@ -1,6 +1,7 @@
 """What learning one feedback event costs as a router grows: ``partial_fit`` of one prompt.
 
     python benchmarks/bench_feedback_cost.py [--sizes 10000,50000,100000] [--events 20]
+        [--pools 0,10000,100000] [--out benchmarks/results]
 
 ``record_feedback`` embeds the prompt, turns the score into battles (``feedback_training``)
 and calls the router's ``partial_fit`` (outside the routing lock, on a copy swapped in under
@@ -12,16 +13,19 @@ excluded. Each event is a score of one model turned into feedback battles, as
 ``EXACT_MAX_WORK``, ``clustered`` beyond), whose feedback joins its feedback pool, and
 KNNRouter, whose feedback joins its exemplars. Reports the median and the largest of
 ``--events`` consecutive events, and the fit time for scale. Then what the feedback pool adds
-to a decision: SWRouter's scoring of one request (median of 50) with 10,000 fitted exemplars
-and 0, 10,000 and 100,000 feedback exemplars. Run with ``OPENBLAS_NUM_THREADS=1`` like the
-other benchmarks.
+to a decision: SWRouter's scoring of one request (median over 50 requests) with 10,000 fitted
+exemplars and ``--pools`` feedback exemplars, searched as the router does (an exact scan up to
+``EXACT_MAX_WORK``, its feedback index beyond) and by an exact scan, with the recall of the
+100 feedback neighbours it counts against the exact scan's. Run with
+``OPENBLAS_NUM_THREADS=1`` like the other benchmarks.
 
-Writes ``benchmarks/results/feedback_cost.md`` and ``feedback_cost.json``.
+Writes ``feedback_cost.md`` and ``feedback_cost.json`` to ``--out`` (``benchmarks/results``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -107,35 +111,60 @@ def run(size: int, n_models: int, router_name: str, events: int) -> dict:
             "median_ms": 1000 * float(np.median(times)), "max_ms": 1000 * float(max(times))}
 
 
-def decision_with_pool(pools: list[int], size: int = 10_000, repeats: int = 50) -> list[dict]:
+def _pool_vectors(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """Feedback exemplars or requests. ``uniform``: random unit vectors, with no structure
+    (every neighbour about as far as any row, the index's worst case); ``topics``: around
+    1,000 fixed random directions (same-topic cosine about 0.5), as prompts group by subject."""
+    if kind == "uniform":
+        return _unit(rng, n)
+    centres = _unit(np.random.default_rng(11), 1000)
+    vectors = centres[rng.integers(0, 1000, n)] + _unit(rng, n)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def decision_with_pool(pools: list[int], size: int = 10_000, requests: int = 50) -> list[dict]:
     """SWRouter's time to score one request (win counts from its embedding) as its feedback
-    pool grows; synthetic feedback battles, 2 models."""
+    pool grows, searched as the router does and by an exact scan, and the recall of the
+    feedback neighbours it counts (the exact scan's 100 nearest it finds); synthetic
+    feedback battles, 2 models, median and mean over ``requests`` requests."""
     from langroute import Battles, SWRouter
     from langroute.routers._calibration_scores import calibration_scores_disabled
     from langroute.routers._incremental import FEEDBACK_SOURCE
 
-    rng = np.random.default_rng(7)
-    data = _outcomes(size, 2, seed=7)
-    vectors = _unit(rng, size)
-    with calibration_scores_disabled():
-        router = SWRouter(_lookup_embedder(vectors), algorithm="exact").fit(data)
-    query = _unit(rng, 1)
     rows = []
-    for pool in pools:
-        more = pool - router.n_feedback_
-        if more > 0:
-            router.partial_fit(Battles(
-                prompts=[f"f{i}" for i in range(more)], models=tuple(router.models),
-                prompt_index=np.arange(more), model_a=np.zeros(more, int),
-                model_b=np.ones(more, int), result=rng.random(more), source=FEEDBACK_SOURCE),
-                embeddings=_unit(rng, more))
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            router.weighted_counts_from_embeddings(query)
-            times.append(time.perf_counter() - started)
-        rows.append({"exemplars": size, "feedback": pool,
-                     "median_ms": 1000 * float(np.median(times))})
+    for kind in ("uniform", "topics"):
+        rng = np.random.default_rng(7)
+        data = _outcomes(size, 2, seed=7)
+        vectors = _unit(rng, size)
+        with calibration_scores_disabled():
+            router = SWRouter(_lookup_embedder(vectors), algorithm="exact").fit(data)
+        for pool in pools:
+            more = pool - router.n_feedback_
+            if more > 0:
+                router.partial_fit(Battles(
+                    prompts=[f"f{i}" for i in range(more)], models=tuple(router.models),
+                    prompt_index=np.arange(more), model_a=np.zeros(more, int),
+                    model_b=np.ones(more, int), result=rng.random(more),
+                    source=FEEDBACK_SOURCE), embeddings=_pool_vectors(rng, more, kind))
+            exact = copy.copy(router)
+            exact._feedback_index = None  # the same pool, scanned exactly
+            queries = _pool_vectors(rng, requests, kind).astype(np.float32)
+            row = {"exemplars": size, "feedback": pool, "pool": kind,
+                   "search": "exact" if router.feedback_index_ is None else "index"}
+            for name, scorer in (("median_ms", router), ("exact_ms", exact)):
+                times = []
+                for query in queries:
+                    started = time.perf_counter()
+                    scorer.weighted_counts_from_embeddings(query)
+                    times.append(time.perf_counter() - started)
+                row[name] = 1000 * float(np.median(times))
+            if pool:
+                found = router._feedback_neighbours(queries)[1]
+                wanted = exact._feedback_neighbours(queries)[1]
+                row["recall"] = float(np.mean([np.intersect1d(a, b).size / b.size
+                                               for a, b in zip(found, wanted, strict=True)]))
+            rows.append(row)
+            print(row, flush=True)
     return rows
 
 
@@ -155,11 +184,19 @@ def render(summary: dict) -> str:
         lines.append(f"| {row['exemplars']} | {row['models']} | {row['router']} | "
                      f"{row['algorithm']} | {row['fit_s']:.1f} | {row['median_ms']:.1f} | "
                      f"{row['max_ms']:.1f} |")
-    lines += ["", "SWRouter scoring one request (median of 50) as its feedback pool grows:", "",
-              "| fitted exemplars | feedback exemplars | decision: median (ms) |",
-              "|---|---|---|"]
+    lines += ["", "SWRouter scoring one request (median over 50 requests) as its feedback pool "
+              "grows; the feedback neighbours' recall is the share of the exact scan's 100 "
+              "nearest the router counts (mean over the requests). `uniform`: random unit "
+              "vectors, no structure (the index's worst case); `topics`: around 1,000 random "
+              "directions.", "",
+              "| fitted exemplars | feedback exemplars | pool | search | decision: median (ms) "
+              "| exact scan: median (ms) | neighbour recall |",
+              "|---|---|---|---|---|---|---|"]
     for row in summary["pool"]:
-        lines.append(f"| {row['exemplars']} | {row['feedback']} | {row['median_ms']:.2f} |")
+        recall = f"{row['recall']:.3f}" if "recall" in row else "-"
+        lines.append(f"| {row['exemplars']} | {row['feedback']} | {row['pool']} | "
+                     f"{row['search']} | {row['median_ms']:.2f} | {row['exact_ms']:.2f} | "
+                     f"{recall} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,50000,100000")
     parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--pools", default="0,10000,100000",
+                        help="feedback pool sizes of the decision table")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -174,9 +214,9 @@ def main() -> None:
             for router_name in ("sw", "knn"):
                 rows.append(run(size, n_models, router_name, args.events))
                 print(rows[-1], flush=True)
-    pool = decision_with_pool([0, 10_000, 100_000])
+    pool = decision_with_pool([int(p) for p in args.pools.split(",")])
     summary = {**run_facts(), "events": args.events, "rows": rows, "pool": pool}
-    write_results(RESULTS, "feedback_cost", render(summary), summary)
+    write_results(args.out, "feedback_cost", render(summary), summary)
 
 
 if __name__ == "__main__":

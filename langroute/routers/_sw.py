@@ -44,6 +44,14 @@ RouteLLM's MMLU outcomes SW's AIQ fell with feedback, and with more fully-scored
 ``benchmarks/results/datasize.md``), while the nearest ones say where a model wins, as
 ``KNNRouter``'s votes do. The 100 is ``KNNRouter``'s default ``k``, fixed a priori, not tuned.
 
+Finding those 100 by scoring every feedback exemplar cost 8 ms per decision at 100k of them,
+so once scanning the pool costs more than ``EXACT_MAX_WORK`` (about 20,000 MiniLM feedback
+exemplars) it gets an inverted-file index (``_pool_index.PoolIndex``): k-means clusters, of
+which a request scores the members of its ``n_probe`` most similar and takes its 100 nearest
+among them. That is approximate -- a neighbour in a cluster not probed is missed, and the next
+nearest member counts instead; ``benchmarks/bench_feedback_cost.py`` measures the recall --
+while a smaller pool is scanned exactly, as before.
+
 Beyond about 20,000 MiniLM exemplars a request that scores every exemplar costs more than a
 couple of milliseconds (memory bandwidth), so ``algorithm="auto"`` switches to the
 ``clustered`` index of ``_index.py``: exact weights for the members of the most similar
@@ -81,6 +89,7 @@ from ._incremental import (
     update_means,
 )
 from ._index import ExemplarIndex, OutcomeStore, default_n_clusters
+from ._pool_index import PoolIndex
 from ._rows import Rows
 from ._validation import check_int, check_number, check_random_state
 
@@ -131,9 +140,11 @@ class SWRouter(BaseRouter):
     n_clusters : int, default=None
         Clusters of the ``clustered`` index; None means ``ceil(2 * sqrt(n_exemplars))``.
     n_probe : int, default=16
-        Clusters whose members are weighted exactly per request (``clustered`` only).
+        Clusters whose members are weighted exactly per request (``clustered`` only), and
+        clusters of the feedback index searched for a request's feedback neighbours.
     random_state : int or None, default=0
-        Seeds the k-means of the ``clustered`` index, so refits give the same router.
+        Seeds the k-means of the ``clustered`` index and of the feedback index, so refits
+        give the same router.
 
     Attributes
     ----------
@@ -158,6 +169,12 @@ class SWRouter(BaseRouter):
         Their (imputed) win counts, flattened.
     feedback_weights_ : ndarray of shape (n_feedback,)
         Their ``sample_weight``: how much of a measured exemplar each is worth.
+    feedback_index_ : PoolIndex or None
+        k-means clusters of the feedback pool, in which a request looks for its feedback
+        neighbours (approximate: only ``n_probe`` clusters are searched); None while the pool
+        is scanned exactly (at most ``EXACT_MAX_WORK`` multiply-adds). Built when the pool
+        first exceeds that, each event's row joins its nearest cluster, and k-means re-runs
+        once the pool numbers ``CLUSTERED_REBUILD_GROWTH`` times its rows at the last one.
     n_observations_ : ndarray of shape (2, n_models)
         How many measured scores (battles' games, for battles) and known costs ``quality_``
         and ``costs_`` average; ``partial_fit`` extends those means with it. None for a
@@ -313,10 +330,11 @@ class SWRouter(BaseRouter):
         error (``_index``) differs, not what it sums.
 
         Feedback battles (``langroute.feedback.feedback_battles``, ``source == "feedback"``)
-        go to the feedback pool instead, of which a request counts its
-        ``FEEDBACK_NEIGHBOURS`` most similar (see the module docstring); ``sample_weight``
-        (one weight >= 0 per battle prompt, default 1; ``feedback_training`` gives them)
-        scales each one's weight. Measured outcomes take no ``sample_weight``.
+        go to the feedback pool instead (and its index, ``feedback_index_``, once it needs
+        one), of which a request counts its ``FEEDBACK_NEIGHBOURS`` most similar (see the
+        module docstring); ``sample_weight`` (one weight >= 0 per battle prompt, default 1;
+        ``feedback_training`` gives them) scales each one's weight. Measured outcomes take
+        no ``sample_weight``.
 
         ``outcomes`` may score any subset of ``models_`` (feedback usually scores one model);
         ``quality_`` and ``costs_`` become the means over all observations, except that
@@ -337,10 +355,11 @@ class SWRouter(BaseRouter):
         if feedback:
             # appended in amortised O(new rows): a pool grows by one row per feedback event
             pool_vectors, pool_counts, pool_weights = self._feedback_rows
-            self._feedback_rows = (
-                pool_vectors.appended(vectors),
-                pool_counts.appended(counts.reshape(len(prompts), -1).astype(np.float32)),
-                pool_weights.appended(weights))
+            pool = (pool_vectors.appended(vectors),
+                    pool_counts.appended(counts.reshape(len(prompts), -1).astype(np.float32)),
+                    pool_weights.appended(weights))
+            index = self._grown_feedback_index(pool[0].array, vectors)
+            self._feedback_rows, self._feedback_index = pool, index
         elif self.algorithm_ == "clustered" and (
                 self.n_exemplars_ + len(prompts) < CLUSTERED_REBUILD_GROWTH * self.n_clustered_):
             self.index_, self.store_ = self.index_.extend_clustered(
@@ -371,6 +390,12 @@ class SWRouter(BaseRouter):
     def feedback_weights_(self) -> np.ndarray:
         return self._feedback_array(2)
 
+    @property
+    def feedback_index_(self) -> PoolIndex | None:
+        """The feedback pool's k-means index; None while the pool is scanned exactly."""
+        self._feedback_array(0)  # NotFittedError before fit
+        return self._feedback_index
+
     def _feedback_array(self, i: int) -> np.ndarray:
         """One of the feedback pool's arrays (read-only); NotFittedError (an AttributeError,
         so ``hasattr`` is False) before ``fit``."""
@@ -380,9 +405,23 @@ class SWRouter(BaseRouter):
                                  "SWRouter.load(path)")
         return rows[i].array
 
-    def _set_feedback(self, embeddings: np.ndarray, counts: np.ndarray,
-                      weights: np.ndarray) -> None:
+    def _set_feedback(self, embeddings: np.ndarray, counts: np.ndarray, weights: np.ndarray,
+                      index: PoolIndex | None = None) -> None:
         self._feedback_rows = (Rows(embeddings), Rows(counts), Rows(weights))
+        self._feedback_index = index
+
+    def _grown_feedback_index(self, pool: np.ndarray, new: np.ndarray) -> PoolIndex | None:
+        """The feedback index once the pool holds ``pool`` (its last rows ``new``): none while
+        scanning the pool costs at most ``EXACT_MAX_WORK``; built by k-means when it first
+        costs more (or on the first event after loading a file without one), re-built once
+        the pool numbers ``CLUSTERED_REBUILD_GROWTH`` times its rows at the last k-means, and
+        otherwise the new rows join their nearest clusters."""
+        index = self._feedback_index
+        if index is None and pool.shape[0] * pool.shape[1] <= EXACT_MAX_WORK:
+            return None
+        if index is None or pool.shape[0] >= CLUSTERED_REBUILD_GROWTH * index.n_clustered:
+            return PoolIndex.build(pool, self.random_state)
+        return index.appended(new)
 
     def add_model(
         self,
@@ -435,7 +474,7 @@ class SWRouter(BaseRouter):
         self._index_exemplars(vectors, extend_store(store, proxy, shift))
         self._set_feedback(self.feedback_embeddings_, extend_flat_counts(
             self.feedback_counts_, proxy, len(self.models_), shift).astype(np.float32),
-            self.feedback_weights_)
+            self.feedback_weights_, self._feedback_index)  # same embeddings: same index
         return len(store)
 
     def quiz_prompts(self, n: int = 50, *, prompts: Sequence[str] | None = None
@@ -556,12 +595,17 @@ class SWRouter(BaseRouter):
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Per query, the similarities of its ``FEEDBACK_NEIGHBOURS`` most similar feedback
         exemplars (b, k), their row numbers (b, k), and the largest similarity (b, 1); None
-        without feedback."""
-        n = self.feedback_embeddings_.shape[0]
+        without feedback. Exact without a feedback index, else among the members of the
+        probed clusters (``PoolIndex.nearest``)."""
+        pool = self.feedback_embeddings_
+        n = pool.shape[0]
         if n == 0:
             return None
-        sims = (queries @ self.feedback_embeddings_.T).astype(np.float64)
         k = min(FEEDBACK_NEIGHBOURS, n)
+        if self._feedback_index is not None:
+            near, rows = self._feedback_index.nearest(queries, pool, k, self.n_probe)
+            return near, rows, near.max(axis=1, keepdims=True)
+        sims = (queries @ pool.T).astype(np.float64)
         rows = (np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n
                 else np.broadcast_to(np.arange(n), sims.shape))
         near = np.take_along_axis(sims, rows, axis=1)
@@ -638,6 +682,9 @@ class SWRouter(BaseRouter):
         feedback = {"feedback_embeddings": self.feedback_embeddings_,
                     "feedback_counts": self.feedback_counts_,
                     "feedback_weights": self.feedback_weights_}
+        if self._feedback_index is not None:
+            state["n_feedback_clustered_"] = self._feedback_index.n_clustered
+            feedback.update(self._feedback_index.to_arrays())
         return state, {**self.index_.to_arrays(), **self.store_.to_arrays(), **learning_arrays,
                        **feedback}
 
@@ -664,7 +711,8 @@ class SWRouter(BaseRouter):
         self.n_clustered_ = clustered_at
         self.index_ = index
         self.store_ = store
-        self._set_feedback(*_feedback_arrays(state, arrays, index.embeddings.shape[1], m))
+        pool = _feedback_arrays(state, arrays, index.embeddings.shape[1], m)
+        self._set_feedback(*pool, _feedback_index(state, arrays, pool[0].shape))
         set_incremental_state(self, state, arrays)
 
 
@@ -693,6 +741,23 @@ def _feedback_arrays(state: dict[str, Any], arrays: dict[str, np.ndarray], dim: 
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise ValueError(f"{name} must be finite and >= 0")
     return embeddings, counts, weights
+
+
+def _feedback_index(state: dict[str, Any], arrays: dict[str, np.ndarray],
+                    pool_shape: tuple[int, ...]) -> PoolIndex | None:
+    """The feedback pool's index of a router file, checked; None for a file without one (a
+    pool within ``EXACT_MAX_WORK``, or a file that predates the index), which builds it at
+    the next feedback event if the pool needs it."""
+    parts = {"feedback_centroids": "feedback_centroids" in arrays,
+             "feedback_labels": "feedback_labels" in arrays,
+             "n_feedback_clustered_": "n_feedback_clustered_" in state}
+    if not any(parts.values()):
+        return None
+    missing = [name for name, present in parts.items() if not present]
+    if missing:
+        raise ValueError(f"the feedback index lacks {missing}")
+    n, dim = pool_shape
+    return PoolIndex.from_arrays(arrays, state["n_feedback_clustered_"], n, dim)
 
 
 def _sample_weights(sample_weight: Any, n: int, feedback: bool) -> np.ndarray:
