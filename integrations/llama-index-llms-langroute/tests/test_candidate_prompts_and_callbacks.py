@@ -1,5 +1,6 @@
 """Regression tests: a candidate's own prompt formatting under ``RoutedLLM.predict`` (and the
-query engines built on it), and callback managers of candidates shared by two RoutedLLMs."""
+query engines built on it) and ``structured_predict``, and callback managers of candidates
+shared by two RoutedLLMs."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from langroute import RouterConfigError
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.llms.types import (
     ChatMessage,
+    ChatResponse,
+    ChatResponseGen,
     CompletionResponse,
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import BaseModel, Field
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.llms import CustomLLM
-from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.prompts import ChatPromptTemplate, PromptTemplate
 from llama_index.core.types import BaseOutputParser
 from tests.fake_openai._standard_suites import STRONG_MODEL, WEAK_MODEL
@@ -38,6 +41,7 @@ class LocalCompletionLLM(CustomLLM):
     every prompt it was sent."""
 
     name: str
+    reply: str = ""  # the answer; by default "<name> answered"
     received: list[str] = Field(default_factory=list)
 
     @property
@@ -48,7 +52,7 @@ class LocalCompletionLLM(CustomLLM):
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         sent = prompt if formatted else self.completion_to_prompt(prompt)
         self.received.append(sent)
-        return CompletionResponse(text=f"{self.name} answered")
+        return CompletionResponse(text=self.reply or f"{self.name} answered")
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False,
@@ -213,7 +217,149 @@ def test_output_parsers_on_both_the_routed_llm_and_a_candidate_are_refused(route
         routed.predict(TEMPLATES["text"], question=HARD)
 
 
-# -- 2. candidates shared by two RoutedLLMs ------------------------------------------------------
+# -- 2. structured_predict: the chosen candidate's system prompt, as a direct call sends it -------
+class Invoice(BaseModel):
+    """An invoice."""
+
+    customer: str
+    total: int
+
+
+EXTRACT = PromptTemplate("Extract: {text}")
+INVOICE_JSON = '{"customer": "ACME", "total": 42}'
+STRUCTURED_FORMS = ["structured_predict", "astructured_predict", "stream_structured_predict",
+                    "astream_structured_predict"]
+
+
+async def _structured(llm: Any, form: str, **args: Any) -> Any:
+    """``llm``'s structured answer to ``EXTRACT`` by ``form`` (a stream's last partial)."""
+    if form == "structured_predict":
+        return llm.structured_predict(Invoice, EXTRACT, **args)
+    if form == "astructured_predict":
+        return await llm.astructured_predict(Invoice, EXTRACT, **args)
+    if form == "stream_structured_predict":
+        return list(llm.stream_structured_predict(Invoice, EXTRACT, **args))[-1]
+    return [p async for p in await llm.astream_structured_predict(Invoice, EXTRACT, **args)][-1]
+
+
+def _terse(make_openai: Any, router: Any, **kwargs: Any) -> RoutedLLM:
+    """OpenAI candidates with a system prompt of their own."""
+    with pytest.warns(UserWarning, match="sets system_prompt"):  # chat() would not apply it
+        return RoutedLLM({name: make_openai(name, system_prompt="Be terse.")
+                          for name in (STRONG_MODEL, WEAK_MODEL)},
+                         router=router, threshold=0.7, **kwargs)
+
+
+@pytest.mark.parametrize("form", STRUCTURED_FORMS)
+async def test_structured_predict_sends_the_chosen_candidate_its_own_system_prompt(
+    fake, make_openai, router, form
+):
+    """LlamaIndex's program extends the messages with the system prompt of the LLM it runs on
+    (``_extend_messages``): on RoutedLLM that was RoutedLLM's (none here), so the candidate's
+    own, which calling it directly sends, was dropped."""
+    await _structured(_terse(make_openai, router), form, text=HARD)
+    await _structured(make_openai(STRONG_MODEL, system_prompt="Be terse."), form, text=HARD)
+    routed_request, direct_request = fake.requests
+    assert routed_request.model == STRONG_MODEL
+    assert routed_request.messages == direct_request.messages == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": f"Extract: {HARD}"}]
+
+
+@pytest.mark.parametrize("form", STRUCTURED_FORMS)
+async def test_the_routed_llms_system_prompt_goes_inside_the_candidates_in_structured_predict(
+    fake, make_openai, router, form
+):
+    """As in predict: RoutedLLM's system prompt is part of the request, inside the candidate's
+    (it was the only one sent, and none at all by astructured_predict)."""
+    invoice = await _structured(_terse(make_openai, router, system_prompt="Cite sources."), form,
+                                text=HARD)
+    assert isinstance(invoice, Invoice)
+    (request,) = fake.requests
+    assert request.model == STRONG_MODEL and request.tool_names == ["Invoice"]
+    assert request.messages == [{"role": "system", "content": "Be terse."},
+                                {"role": "system", "content": "Cite sources."},
+                                {"role": "user", "content": f"Extract: {HARD}"}]
+
+
+class LocalChatLLM(LocalCompletionLLM):
+    """The local model behind a chat interface (not function-calling, so structured_predict
+    parses its text): keeps the messages and keyword arguments of every chat call."""
+
+    chats: list[tuple[list[ChatMessage], dict[str, Any]]] = Field(default_factory=list)
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.name, is_chat_model=True)
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        self.chats.append((list(messages), kwargs))
+        return ChatResponse(message=ChatMessage(role="assistant", content=self.reply))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        self.chats.append((list(messages), kwargs))
+        message = ChatMessage(role="assistant", content=self.reply)
+        yield ChatResponse(message=message, delta=self.reply)
+
+
+def local_chat(name: str) -> LocalChatLLM:
+    return LocalChatLLM(name=name, system_prompt="Be terse.", reply=INVOICE_JSON)
+
+
+@pytest.mark.parametrize("form", STRUCTURED_FORMS)
+async def test_a_text_parsing_structured_predict_sends_the_candidates_messages(router, form):
+    """Chat candidates that are not function-calling: the program chats and parses the text.
+    Each call reaches ``chat`` with exactly the messages and arguments a direct call sends
+    (langroute's own keyword does not reach the candidate)."""
+    with pytest.warns(UserWarning, match="sets system_prompt"):
+        routed = RoutedLLM({name: local_chat(name) for name in (STRONG_MODEL, WEAK_MODEL)},
+                           router=router, threshold=0.7)
+    twin = local_chat(STRONG_MODEL)
+    assert await _structured(routed, form, text=HARD) == await _structured(twin, form, text=HARD)
+    strong = routed.llms[STRONG_MODEL]
+    assert strong.chats == twin.chats and routed.llms[WEAK_MODEL].chats == []
+    ((messages, kwargs),) = strong.chats
+    assert kwargs == {}
+    assert [(m.role.value, m.content.split("\n")[0]) for m in messages] == [
+        ("system", "Be terse."), ("user", f"Extract: {HARD}")]
+
+
+@pytest.mark.parametrize("form", STRUCTURED_FORMS)
+async def test_completion_candidates_get_the_structured_prompt_a_direct_call_sends(router, form):
+    """Not a gap: with a completion-only candidate the program completes, unformatted, and the
+    candidate applies its own ``completion_to_prompt`` (no system prompt), routed or not."""
+    routed, strong, weak = _locals(router, reply=INVOICE_JSON)
+    twin = local(STRONG_MODEL, reply=INVOICE_JSON)
+    answer = await _structured(routed, form, text=HARD)
+    assert answer == await _structured(twin, form, text=HARD) == Invoice(customer="ACME",
+                                                                          total=42)
+    assert weak.received == [] and strong.received == twin.received
+    (sent,) = strong.received
+    assert sent.startswith(f"<s>[INST] Extract: {HARD}") and "Be terse." not in sent
+
+
+@pytest.mark.parametrize("form", ["structured_predict", "astructured_predict"])
+async def test_structured_predict_is_one_span_with_one_routing_decision(fake, make_openai, router,
+                                                                       events, spans, form):
+    """Tracing is as before: the overridden method opens no second span inside its own."""
+    await _structured(_terse(make_openai, router), form, text=HARD)
+    (decision,) = events.of("RouteDecisionEvent")
+    assert decision.model == STRONG_MODEL
+    names = [span.id_.split("-")[0] for span in spans.completed_spans]
+    assert names.count(f"RoutedLLM.{form}") == 1
+
+
+def test_the_structured_keyword_is_reserved(fake, make_openai, router):
+    routed = _terse(make_openai, router)
+    with pytest.raises(TypeError, match="langroute_structured is reserved for langroute"):
+        routed.structured_predict(Invoice, EXTRACT, llm_kwargs={"langroute_structured": 1},
+                                  text=HARD)
+    assert fake.requests == []
+
+
+# -- 3. candidates shared by two RoutedLLMs ------------------------------------------------------
 def _router_pair(strong: Any, weak: Any, router: Any) -> tuple[RoutedLLM, RoutedLLM,
                                                                TokenCountingHandler,
                                                                TokenCountingHandler]:

@@ -4,12 +4,13 @@
 calls the chosen candidate's own public method (``chat``, ``complete``, their stream and async
 forms), so the candidate's ``llm_chat_callback`` emits its LLMChatStart/End events and callback
 payloads exactly once. Tools are formatted at call time by the chosen candidate's own
-``_prepare_chat_with_tools``, and a ``predict`` template by the chosen candidate's own prompt
-settings (``_prompts``). Answers become langroute ``Answer`` records with the provider's exact
-token usage. A streamed call whose answer a cascade will still score (``ref.provisional``)
-is made with ``chat``/``complete`` and delivered as one chunk: it is buffered anyway, and a
-rejected answer's tokens must not reach ``LLMChatInProgressEvent`` handlers. Candidates are
-called with the routed call's span and its RoutedLLM's callback manager active (``running``).
+``_prepare_chat_with_tools``, and a ``predict`` template (or a structured-output program's
+messages) by the chosen candidate's own prompt settings (``_prompts``). Answers become
+langroute ``Answer`` records with the provider's exact token usage. A streamed call whose
+answer a cascade will still score (``ref.provisional``) is made with ``chat``/``complete`` and
+delivered as one chunk: it is buffered anyway, and a rejected answer's tokens must not reach
+``LLMChatInProgressEvent`` handlers. Candidates are called with the routed call's span and its
+RoutedLLM's callback manager active (``running``).
 """
 
 from __future__ import annotations
@@ -147,9 +148,10 @@ class LlamaCaller:
     or a ``predict`` template).
 
     ``messages`` / ``prompt`` are what is routed on; a ``template`` call sends each candidate
-    the template as its own ``predict`` would format it instead. ``span_id`` is the routed
-    call's instrumentation span and ``callbacks`` its RoutedLLM's callback manager: both are
-    active while a candidate is called, even when a stream is consumed after the routed method
+    the template as its own ``predict`` (or, ``template.structured``, the structured-output
+    program run on it) would format it instead. ``span_id`` is the routed call's
+    instrumentation span and ``callbacks`` its RoutedLLM's callback manager: both are active
+    while a candidate is called, even when a stream is consumed after the routed method
     returned.
     """
 
@@ -176,8 +178,8 @@ class LlamaCaller:
     # -- what to send -------------------------------------------------------------------------
     def _completes(self, llm: LLM) -> bool:
         """Whether this call reaches ``llm`` as a completion (else as chat messages)."""
-        if self.template is not None:  # as llm.predict would: by its own kind
-            return not llm.metadata.is_chat_model
+        if self.template is not None and not self.template.structured:
+            return not llm.metadata.is_chat_model  # as llm.predict would: by its own kind
         return self.prompt is not None
 
     def _prompt_for(self, llm: LLM) -> tuple[str, bool]:
@@ -191,16 +193,19 @@ class LlamaCaller:
         """The texts this call sends ``llm`` (tools aside), to size it."""
         if self._completes(llm):
             return [self._prompt_for(llm)[0]]
-        sent = self.template.messages_for(llm) if self.template is not None else self.messages
-        return [m.content or "" for m in sent or ()]
+        return [m.content or "" for m in self._history_for(llm)]
+
+    def _history_for(self, llm: LLM) -> list[ChatMessage]:
+        """The messages a chat call sends ``llm`` (before any tools are added)."""
+        if self.template is not None:
+            return self.template.messages_for(llm)
+        assert self.messages is not None
+        return unstamped(self.messages)
 
     def _chat_args(self, llm: LLM, messages: Any) -> tuple[list[ChatMessage], dict[str, Any]]:
         if messages is not None:  # a step's own ask (a verifier, a judge): plain chat
             return as_messages(messages), {}
-        if self.template is not None:
-            return self.template.messages_for(llm), dict(self.kwargs)
-        assert self.messages is not None
-        history = unstamped(self.messages)
+        history = self._history_for(llm)
         if self.tools is None:
             return history, dict(self.kwargs)
         request = self.tools

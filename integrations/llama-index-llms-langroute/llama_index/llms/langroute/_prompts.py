@@ -1,4 +1,4 @@
-"""How a ``predict`` call's prompt template reaches the candidate that answers it.
+"""How a ``predict`` or ``structured_predict`` call's template reaches the candidate answering it.
 
 LlamaIndex's ``LLM.predict`` (and ``stream``, ``apredict``, ``astream``, which query engines'
 response synthesizers call) formats the template for the LLM it runs on: a chat model gets
@@ -11,6 +11,12 @@ settings, and a local model would get a prompt without its own chat template. So
 travels with the call and the chosen candidate formats it as its own ``predict`` would. The
 RoutedLLM's ``system_prompt``, ``query_wrapper_prompt`` and ``output_parser`` are part of the
 request, so they go inside the candidate's (its chat template still wraps all of it).
+
+LlamaIndex's structured-output programs (``structured_predict`` and its stream / async forms)
+likewise format the template for the LLM they run on, as messages extended with its
+``system_prompt``: when they chat, the chosen candidate gets those messages as the program run
+on it would send them, RoutedLLM's system prompt inside its own (the LLMs' output parsers play
+no part: the program reads the answer with its own).
 """
 
 from __future__ import annotations
@@ -45,18 +51,23 @@ class TemplateCall:
     """A ``predict`` call's template and arguments, formatted for whichever LLM is called.
 
     ``router`` is the RoutedLLM, whose own prompt settings form the inner layer.
+    ``structured`` marks a structured-output program's chat call instead: its messages only.
     """
 
     template: BasePromptTemplate
     args: dict[str, Any]
     router: LLM
+    structured: bool = False
 
     def _parsers(self, llm: LLM) -> list[Any]:
+        if self.structured:  # the program parses the answer with its own parser
+            return []
         return [owner.output_parser for owner in (self.router, llm)
                 if owner.output_parser is not None]
 
     def messages_for(self, llm: LLM) -> list[ChatMessage]:
-        """What ``llm.predict`` would send a chat model (``LLM._get_messages``)."""
+        """What ``llm.predict`` would send a chat model (``LLM._get_messages``), or a
+        structured-output program run on ``llm`` (the template's messages, ``_extend_messages``)."""
         messages = self.template.format_messages(llm=llm, **self.args)
         for parser in self._parsers(llm):
             messages = parser.format_messages(messages)

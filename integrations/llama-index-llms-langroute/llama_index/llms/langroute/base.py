@@ -5,14 +5,23 @@ cascade -> record): every entry point (chat, complete, their stream and async fo
 and structured-output methods built on them) builds one ``RouteRequest`` and runs the same
 ``CallPipeline`` with the sync, async or streaming driver; ``LlamaCaller`` says how to call a
 LlamaIndex LLM and where events go. ``predict`` and its forms are LlamaIndex's, except that the
-chosen candidate formats the template itself (``_prompts``).
+chosen candidate formats the template itself (``_prompts``); so are ``structured_predict`` and
+its forms, except that the chosen candidate formats the program's chat messages itself.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -35,8 +44,8 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from llama_index.core.prompts import BasePromptTemplate
-from llama_index.core.types import TokenAsyncGen, TokenGen
+from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
+from llama_index.core.types import Model, TokenAsyncGen, TokenGen
 
 from langroute import MessageError, RouterConfigError
 from langroute._routing_text import shape_request
@@ -87,6 +96,10 @@ dispatcher = get_dispatcher(__name__)
 #: Keyword that carries a held-back ``chat_with_tools`` request from ``_prepare_chat_with_tools``
 #: to ``chat`` (reserved; any other value is rejected).
 TOOLS_KWARG = "langroute_tools"
+
+#: Keyword that carries a ``structured_predict`` call's template from the structured-output
+#: program (in its ``llm_kwargs``) to ``chat`` (reserved; any other value is rejected).
+STRUCTURED_KWARG = "langroute_structured"
 
 
 class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
@@ -163,10 +176,14 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     call) send the chosen candidate the template formatted as its own ``predict`` would
     (``messages_to_prompt``, ``completion_to_prompt``, ``system_prompt``,
     ``query_wrapper_prompt``, ``output_parser``); this LLM's ``system_prompt``,
-    ``query_wrapper_prompt`` and ``output_parser`` go inside the candidate's. A chat
+    ``query_wrapper_prompt`` and ``output_parser`` go inside the candidate's. Where
+    ``structured_predict`` (and its stream and async forms) chats, the chosen candidate gets the
+    program's messages with its own ``system_prompt`` (this LLM's inside it); where it completes
+    (some candidate is completion-only), the prompt goes unformatted to ``complete``, which a
+    completion candidate formats itself, as when called directly. A chat
     candidate's ``system_prompt`` / ``output_parser`` draws a warning: most LlamaIndex LLMs
-    apply them only in ``predict``, so the ``chat()`` calls of agents, chat engines and
-    ``structured_predict`` would drop them (give them to this LLM).
+    apply them only in ``predict`` / ``structured_predict``, so the ``chat()`` calls of agents
+    and chat engines would drop them (give them to this LLM).
     """
 
     llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
@@ -315,6 +332,13 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         tools = kwargs.pop(TOOLS_KWARG, None)
         if tools is not None and not isinstance(tools, ToolsRequest):
             raise TypeError(f"{TOOLS_KWARG} is reserved for langroute, got {type(tools)}")
+        structured = kwargs.pop(STRUCTURED_KWARG, None)
+        if structured is not None and not isinstance(structured, TemplateCall):
+            raise TypeError(f"{STRUCTURED_KWARG} is reserved for langroute, got {type(structured)}")
+        if structured is not None and messages is not None:
+            # the program chats: the candidate gets the messages it would be sent directly. When
+            # it completes, the prompt goes as is (formatted=False), as a direct call sends it.
+            template = structured
         return LlamaCaller(messages=None if messages is None else list(messages), prompt=prompt,
                            formatted=formatted, kwargs=kwargs, tools=tools,
                            span_id=active_span_id.get(), template=template,
@@ -454,6 +478,49 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
         self._check_streamable(prompt)
         return _atokens(self._astream(self._template_caller(prompt, prompt_args)))
 
+    # -- structured output: LlamaIndex's programs, chat messages formatted by the chosen one ----
+    # The base methods' bodies (``__wrapped__``): this override already runs in the method's
+    # span, so calling the decorated base method would open a second one inside it.
+    def structured_predict(self, output_cls: type[Model], prompt: PromptTemplate,
+                           llm_kwargs: dict[str, Any] | None = None,
+                           **prompt_args: Any) -> Model:
+        body = super().structured_predict.__wrapped__  # type: ignore[attr-defined]
+        return body(  # type: ignore[no-any-return]
+            output_cls, prompt, self._structured_kwargs(prompt, prompt_args, llm_kwargs),
+            **prompt_args)
+
+    async def astructured_predict(self, output_cls: type[Model], prompt: PromptTemplate,
+                                  llm_kwargs: dict[str, Any] | None = None,
+                                  **prompt_args: Any) -> Model:
+        body = super().astructured_predict.__wrapped__  # type: ignore[attr-defined]
+        return await body(  # type: ignore[no-any-return]
+            output_cls, prompt, self._structured_kwargs(prompt, prompt_args, llm_kwargs),
+            **prompt_args)
+
+    def _structured_stream_call(self, output_cls: type[Model], prompt: PromptTemplate,
+                                llm_kwargs: dict[str, Any] | None = None,
+                                **prompt_args: Any) -> Generator[Any, None, None]:
+        return super()._structured_stream_call(
+            output_cls, prompt, self._structured_kwargs(prompt, prompt_args, llm_kwargs),
+            **prompt_args)
+
+    async def _structured_astream_call(self, output_cls: type[Model], prompt: PromptTemplate,
+                                       llm_kwargs: dict[str, Any] | None = None,
+                                       **prompt_args: Any) -> AsyncGenerator[Any, None]:
+        return await super()._structured_astream_call(
+            output_cls, prompt, self._structured_kwargs(prompt, prompt_args, llm_kwargs),
+            **prompt_args)
+
+    def _structured_kwargs(self, prompt: BasePromptTemplate, args: dict[str, Any],
+                           llm_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        """The program's ``llm_kwargs`` with the template, so the chosen candidate can format
+        the messages as the program run on it would (its ``system_prompt`` first): the program
+        formats them for this LLM, with this LLM's."""
+        if llm_kwargs is not None and STRUCTURED_KWARG in llm_kwargs:
+            raise TypeError(f"{STRUCTURED_KWARG} is reserved for langroute")
+        call = TemplateCall(prompt, dict(args), self, structured=True)
+        return {**(llm_kwargs or {}), STRUCTURED_KWARG: call}
+
     # -- tools: formatted and read by whichever candidate is chosen -----------------------------
     def _prepare_chat_with_tools(
         self,
@@ -472,9 +539,11 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
             user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
         if user_msg is not None:
             messages.append(user_msg)
+        structured = kwargs.pop(STRUCTURED_KWARG, None)  # for chat(), not the candidate's tools
         request = ToolsRequest(tuple(tools), verbose, allow_parallel_tool_calls, tool_required,
                                dict(kwargs))
-        return {"messages": messages, TOOLS_KWARG: request}
+        held = {} if structured is None else {STRUCTURED_KWARG: structured}
+        return {"messages": messages, TOOLS_KWARG: request, **held}
 
     def _validate_chat_with_tools_response(
         self,
@@ -533,17 +602,16 @@ def _check_llms(llms: Any) -> None:
             warnings.warn(
                 f"llms[{name!r}] sets {' and '.join(shaping)}, which most LlamaIndex chat models "
                 "(OpenAI's among them) apply only in their own predict() / "
-                "structured_predict(); RoutedLLM's predict() and stream() apply it as the "
-                "candidate's own would, but its structured_predict() and the chat() calls of "
-                "agents and chat engines reach the candidate's chat(), so unless this "
-                "integration applies it in chat() it is not used there: give it to RoutedLLM "
-                "instead", UserWarning, stacklevel=3)
+                "structured_predict(); RoutedLLM's predict() and structured_predict() apply it "
+                "as the candidate's own would, but the chat() calls of agents and chat engines "
+                "reach the candidate's chat(), so unless this integration applies it in chat() "
+                "it is not used there: give it to RoutedLLM instead", UserWarning, stacklevel=3)
 
 
 #: Fields LlamaIndex's base LLM applies to a chat model only in its own ``predict`` /
 #: ``structured_predict`` (``_extend_messages``, ``_get_messages``, ``_parse_output``);
-#: RoutedLLM's ``predict`` applies the chosen candidate's, its ``structured_predict`` does not
-#: (an integration may apply them in ``chat()`` as well).
+#: RoutedLLM's ``predict`` and ``structured_predict`` apply the chosen candidate's, its
+#: ``chat`` does not (an integration may apply them in ``chat()`` as well).
 _PREDICT_ONLY = ("system_prompt", "output_parser")
 
 #: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own
