@@ -155,9 +155,8 @@ def test_a_chat_candidate_among_completion_ones_gets_its_predict_messages(fake, 
     """With one completion-only candidate RoutedLLM is not a chat model, so ``predict`` went
     through ``complete``: a chat candidate got one user message, without the system prompt its
     own ``predict`` sends."""
-    with pytest.warns(UserWarning, match="sets system_prompt"):  # chat() would not apply it
-        routed = RoutedLLM({STRONG_MODEL: make_openai(STRONG_MODEL, system_prompt="Be terse."),
-                            WEAK_MODEL: local(WEAK_MODEL)}, router=router, threshold=0.7)
+    routed = RoutedLLM({STRONG_MODEL: make_openai(STRONG_MODEL, system_prompt="Be terse."),
+                        WEAK_MODEL: local(WEAK_MODEL)}, router=router, threshold=0.7)
     template = TEMPLATES["chat"]
     assert routed.predict(template, question=HARD) == f"You said: {HARD}"
     make_openai(STRONG_MODEL, system_prompt="Be terse.").predict(template, question=HARD)
@@ -244,10 +243,9 @@ async def _structured(llm: Any, form: str, **args: Any) -> Any:
 
 def _terse(make_openai: Any, router: Any, **kwargs: Any) -> RoutedLLM:
     """OpenAI candidates with a system prompt of their own."""
-    with pytest.warns(UserWarning, match="sets system_prompt"):  # chat() would not apply it
-        return RoutedLLM({name: make_openai(name, system_prompt="Be terse.")
-                          for name in (STRONG_MODEL, WEAK_MODEL)},
-                         router=router, threshold=0.7, **kwargs)
+    return RoutedLLM({name: make_openai(name, system_prompt="Be terse.")
+                      for name in (STRONG_MODEL, WEAK_MODEL)},
+                     router=router, threshold=0.7, **kwargs)
 
 
 @pytest.mark.parametrize("form", STRUCTURED_FORMS)
@@ -313,9 +311,8 @@ async def test_a_text_parsing_structured_predict_sends_the_candidates_messages(r
     """Chat candidates that are not function-calling: the program chats and parses the text.
     Each call reaches ``chat`` with exactly the messages and arguments a direct call sends
     (langroute's own keyword does not reach the candidate)."""
-    with pytest.warns(UserWarning, match="sets system_prompt"):
-        routed = RoutedLLM({name: local_chat(name) for name in (STRONG_MODEL, WEAK_MODEL)},
-                           router=router, threshold=0.7)
+    routed = RoutedLLM({name: local_chat(name) for name in (STRONG_MODEL, WEAK_MODEL)},
+                       router=router, threshold=0.7)
     twin = local_chat(STRONG_MODEL)
     assert await _structured(routed, form, text=HARD) == await _structured(twin, form, text=HARD)
     strong = routed.llms[STRONG_MODEL]

@@ -12,7 +12,6 @@ its forms, except that the chosen candidate formats the program's chat messages 
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -180,10 +179,10 @@ class RoutedLLM(FeedbackMethods, FunctionCallingLLM):
     ``structured_predict`` (and its stream and async forms) chats, the chosen candidate gets the
     program's messages with its own ``system_prompt`` (this LLM's inside it); where it completes
     (some candidate is completion-only), the prompt goes unformatted to ``complete``, which a
-    completion candidate formats itself, as when called directly. A chat
-    candidate's ``system_prompt`` / ``output_parser`` draws a warning: most LlamaIndex LLMs
-    apply them only in ``predict`` / ``structured_predict``, so the ``chat()`` calls of agents
-    and chat engines would drop them (give them to this LLM).
+    completion candidate formats itself, as when called directly. ``chat``
+    sends the messages as given, as the candidate's own ``chat`` is sent them (most LlamaIndex
+    chat models apply ``system_prompt`` only in ``predict`` / ``structured_predict``; agents
+    and chat engines take a system prompt of their own).
     """
 
     llms: dict[str, SerializeAsAny[LLM]] = Field(description="The candidates, by routing name.")
@@ -595,24 +594,7 @@ def _check_llms(llms: Any) -> None:
         if isinstance(llm, RoutedLLM):
             raise RouterConfigError(f"llms[{name!r}] is itself a RoutedLLM; nest routers by "
                                     "fitting one router over all candidates instead")
-        shaping = [key for key in _PREDICT_ONLY if getattr(llm, key, None)]
-        if shaping and llm.metadata.is_chat_model:
-            # A warning, not an error: some integrations (Bedrock Converse) apply system_prompt
-            # in chat() too, and even set it from the last system message they were sent.
-            warnings.warn(
-                f"llms[{name!r}] sets {' and '.join(shaping)}, which most LlamaIndex chat models "
-                "(OpenAI's among them) apply only in their own predict() / "
-                "structured_predict(); RoutedLLM's predict() and structured_predict() apply it "
-                "as the candidate's own would, but the chat() calls of agents and chat engines "
-                "reach the candidate's chat(), so unless this integration applies it in chat() "
-                "it is not used there: give it to RoutedLLM instead", UserWarning, stacklevel=3)
 
-
-#: Fields LlamaIndex's base LLM applies to a chat model only in its own ``predict`` /
-#: ``structured_predict`` (``_extend_messages``, ``_get_messages``, ``_parse_output``);
-#: RoutedLLM's ``predict`` and ``structured_predict`` apply the chosen candidate's, its
-#: ``chat`` does not (an integration may apply them in ``chat()`` as well).
-_PREDICT_ONLY = ("system_prompt", "output_parser")
 
 #: LLM fields that belong on each candidate: RoutedLLM makes no provider requests of its own
 #: (the prompt formats are each candidate's wire format, applied by its own ``predict``).
