@@ -26,6 +26,13 @@ __all__ = ["Embedder"]
 _FLUSH_ROWS = 2048
 
 
+def _langroute_version() -> str:
+    """``langroute.__version__``, read when asked (imported late: the package imports this)."""
+    from .. import __version__
+
+    return __version__
+
+
 class Embedder(ABC):
     """Turns texts into unit-length float32 vectors.
 
@@ -49,8 +56,9 @@ class Embedder(ABC):
     #: Registry name used in saved router files (``{"kind": name, **config}``).
     kind: str = ""
     #: Installed distributions whose versions can change the vectors (weights, tokenizer,
-    #: runtime): their versions join ``get_config()`` in naming the disk-cache folder, so an
-    #: upgrade starts a new cache instead of mixing old and new vectors in one.
+    #: runtime): their versions, langroute's own and ``_weights_identity()`` join
+    #: ``get_config()`` in naming the disk-cache folder, so an upgrade starts a new cache
+    #: instead of mixing old and new vectors in one.
     vector_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -95,13 +103,23 @@ class Embedder(ABC):
         """
         raise NotImplementedError("Embedder subclasses must implement get_config()")
 
+    def _weights_identity(self) -> dict[str, str]:
+        """Which model files the vectors come from, for settings naming a model whose files can
+        change under that name (a Hub id, a folder); empty when ``get_config()`` and
+        ``vector_packages`` pin them. Runs once per embedder, before any vector is looked up,
+        so it must be cheap."""
+        return {}
+
     @property
     def disk_cache(self) -> EmbeddingDiskCache | None:
         """The persistent cache of this embedder's configuration, or None if disabled."""
         if self._disk is None and self._cache_root is not None:
-            versions = {name: package_version(name) for name in self.vector_packages}
+            # langroute's own code shapes every embedder's vectors too (normalising, long-text
+            # cuts), so its version keys every cache.
+            versions = {"langroute": _langroute_version()}
+            versions.update((name, package_version(name)) for name in self.vector_packages)
             self._disk = EmbeddingDiskCache(self._cache_root, self.kind, self.get_config(),
-                                            versions=versions)
+                                            versions=versions, weights=self._weights_identity())
         return self._disk
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -4,8 +4,9 @@ Embedding ~20k prompts with MiniLM takes minutes on a laptop CPU; benchmarks, te
 calibration embed the same prompts again and again, so vectors are kept on disk between runs.
 
 Layout: ``<root>/<kind>-<identity hash>/`` holds ``config.json`` (what produced the vectors:
-the embedder's kind, its ``get_config()`` and the versions of the packages that shape them,
-``Embedder.vector_packages``) and shard files ``shard-*.npz``, each with ``keys`` (n, 32)
+the embedder's kind, its ``get_config()``, the versions of langroute and of the packages that
+shape them, ``Embedder.vector_packages``, and which model weights it read,
+``Embedder._weights_identity``) and shard files ``shard-*.npz``, each with ``keys`` (n, 32)
 uint8 digests and ``vectors`` (n, d) float32 unit rows. A writer only ever creates a new
 shard under a temporary name and renames it into place, so concurrent processes never see
 half-written files; no file is ever unpickled.
@@ -36,8 +37,10 @@ _KEY_BYTES = 32
 _NORM_TOLERANCE = 1e-3
 #: Above this many shards, ``compact`` merges them so loading stays one read per few files.
 _MAX_SHARDS = 32
-#: Key of the package versions in a cache's identity (beside the embedder's config keys).
+#: Keys of the package versions and of the weights in a cache's identity (beside the
+#: embedder's config keys).
 _VERSIONS_KEY = "package_versions"
+_WEIGHTS_KEY = "weights"
 
 
 def unit_rows(vectors: np.ndarray) -> bool:
@@ -59,18 +62,23 @@ class EmbeddingDiskCache:
     config : dict
         The embedder's ``get_config()``; vectors from other settings are never mixed in.
     versions : dict, default=None
-        Versions of the installed packages that shape the vectors (``{"model2vec":
-        "0.10.0"}``); vectors from other versions are never mixed in either. None or empty
-        leaves them out, so caches of embedders without any keep the folder they had.
+        Versions of the installed packages that shape the vectors (``{"langroute": "0.1.0",
+        "model2vec": "0.10.0"}``); vectors from other versions are never mixed in either.
+    weights : dict, default=None
+        Which model files the embedder reads (``{"revision": <hub commit>}``), for settings
+        that name a model whose files can change under the same name. An empty or None
+        ``versions`` or ``weights`` is left out of the identity.
     """
 
     def __init__(self, root: str | Path, kind: str, config: dict[str, Any],
-                 versions: dict[str, str] | None = None) -> None:
+                 versions: dict[str, str] | None = None,
+                 weights: dict[str, str] | None = None) -> None:
         described: dict[str, Any] = {"kind": kind, **config}
-        if versions:
-            if _VERSIONS_KEY in described:
-                raise ValueError(f"an embedder config may not use the key {_VERSIONS_KEY!r}")
-            described[_VERSIONS_KEY] = dict(versions)
+        for key, value in ((_VERSIONS_KEY, versions), (_WEIGHTS_KEY, weights)):
+            if value:
+                if key in described:
+                    raise ValueError(f"an embedder config may not use the key {key!r}")
+                described[key] = dict(value)
         identity = json.dumps(described, sort_keys=True)
         digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
         self.directory = Path(root) / f"{kind}-{digest}"

@@ -220,6 +220,9 @@ class FineTunedEmbedder(SentenceTransformerEmbedder):
     def get_config(self) -> dict[str, Any]:
         return {"sha256": self.sha256}
 
+    def _weights_identity(self) -> dict[str, str]:
+        return {}  # ``sha256`` pins every file already, wherever the folder is copied
+
     def copy_to(self, destination: str | Path) -> None:
         """Copy the encoder folder to ``destination`` (replaced if it is an encoder folder).
 

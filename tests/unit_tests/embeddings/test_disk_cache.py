@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import langroute
 from langroute import EmbeddingError
 from langroute.embeddings import CACHE_ENV_VAR, EmbeddingDiskCache, HashingEmbedder
 
@@ -48,7 +49,8 @@ def test_files_are_npz_of_uint8_keys_and_float32_vectors(tmp_path):
         assert npz["keys"].dtype == np.uint8 and npz["keys"].shape == (2, 32)
         assert npz["vectors"].dtype == np.float32 and npz["vectors"].shape == (2, 16)
     identity = (shard.parent / "config.json").read_text()
-    assert identity.strip() == '{"dimension": 16, "kind": "hashing"}'
+    assert identity.strip() == ('{"dimension": 16, "kind": "hashing", "package_versions": '
+                                f'{{"langroute": "{langroute.__version__}"}}}}')
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
@@ -173,7 +175,7 @@ def test_poisoned_vectors_are_never_served(tmp_path):
     """A shard holding a stranger's vector for a prompt: not unit length, so refused."""
     import hashlib
 
-    cache = EmbeddingDiskCache(tmp_path, RecordingEmbedder.kind, {})
+    cache = RecordingEmbedder(cache_dir=tmp_path).disk_cache
     key = hashlib.sha256(b"a").digest()
     with pytest.raises(ValueError, match="unit vectors"):
         cache.store([key], np.full((1, 3), 40.0, np.float32))
@@ -188,7 +190,7 @@ def test_poisoned_vectors_are_never_served(tmp_path):
 def test_a_cache_of_vectors_of_another_length_is_named_not_the_new_shard(tmp_path):
     """Vectors of another model under this embedder's folder: the error names the folder,
     and no new shard is written next to them."""
-    cache = EmbeddingDiskCache(tmp_path, RecordingEmbedder.kind, {})
+    cache = RecordingEmbedder(cache_dir=tmp_path).disk_cache
     other = np.eye(5, dtype=np.float32)[:2]
     cache.store([bytes([1]) * 32, bytes([2]) * 32], other)
     before = shards(tmp_path)

@@ -1,17 +1,20 @@
-"""The embedding disk cache is keyed by the versions of the packages that shape the vectors, so
-an upgrade starts a new cache instead of mixing old and new vectors."""
+"""The embedding disk cache is keyed by the versions of langroute and of the packages that shape
+the vectors, so an upgrade starts a new cache instead of mixing old and new vectors."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
+import langroute
 from langroute.embeddings import (
     EmbeddingDiskCache,
     HashingEmbedder,
     OnnxMiniLMEmbedder,
+    OpenAIEmbedder,
     SentenceTransformerEmbedder,
     StaticEmbedder,
 )
@@ -74,21 +77,50 @@ def test_vectors_cached_before_an_upgrade_are_not_served_after_it(tmp_path, monk
     upgraded.embed(texts)
     assert upgraded.computed == 2
     recorded = json.loads((upgraded.disk_cache.directory / "config.json").read_text())
-    assert recorded == {"kind": "hashing", "dimension": 16,
-                        "package_versions": {"model2vec": "999.0"}}
+    assert recorded == {"kind": "hashing", "dimension": 16, "package_versions": {
+        "langroute": langroute.__version__, "model2vec": "999.0"}}
 
 
-def test_embedders_without_version_dependent_vectors_keep_their_cache_folder(tmp_path):
-    """HashingEmbedder's vectors come from langroute's own code: its existing caches stay
-    readable (the folder is named by kind and config only, as before)."""
-    identity = json.dumps({"kind": "hashing", "dimension": 16}, sort_keys=True)
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
-    cache = HashingEmbedder(16, cache_dir=tmp_path).disk_cache
-    assert cache.directory == tmp_path / f"hashing-{digest}"
-    assert EmbeddingDiskCache(tmp_path, "hashing", {"dimension": 16}).directory == \
-        cache.directory
+# -- langroute's own version ----------------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda root: HashingEmbedder(16, cache_dir=root),
+    lambda root: StaticEmbedder(cache_dir=root),
+    lambda root: OnnxMiniLMEmbedder(cache_dir=root),
+    lambda root: SentenceTransformerEmbedder(cache_dir=root),
+    lambda root: OpenAIEmbedder(cache_dir=root),
+], ids=["hashing", "static", "onnx", "sentence-transformers", "openai"])
+def test_upgrading_langroute_starts_a_new_cache(make, tmp_path, monkeypatch):
+    """langroute's code shapes every embedder's vectors too (normalising, long-text cuts)."""
+    root = tmp_path / "cache"
+    before = make(root).disk_cache
+    assert make(root).disk_cache.directory == before.directory  # same version: same cache
+    monkeypatch.setattr(langroute, "__version__", "999.0")
+    assert make(root).disk_cache.directory != before.directory
 
 
-def test_a_config_key_clashing_with_the_versions_is_refused(tmp_path):
+def test_vectors_cached_by_an_older_langroute_are_not_served(tmp_path, monkeypatch):
+    texts = ["what is two plus two", "a poem about rain"]
+    old = _ModelBacked(cache_dir=tmp_path)
+    old.embed(texts)
+    monkeypatch.setattr(langroute, "__version__", "999.0")
+    upgraded = _ModelBacked(cache_dir=tmp_path)
+    upgraded.embed(texts)
+    assert upgraded.computed == 2
+
+
+def test_a_cache_folder_written_before_langroutes_version_keyed_it_is_not_read(tmp_path):
+    """The folder earlier releases named by kind and config only: left alone, not an error."""
+    texts = ["what is two plus two", "a poem about rain"]
+    earlier = EmbeddingDiskCache(tmp_path, "hashing", {"dimension": 16})
+    earlier.store([hashlib.sha256(t.encode("utf-8")).digest() for t in texts],
+                  np.eye(2, 16, dtype=np.float32))  # vectors the code no longer gives
+    got = HashingEmbedder(16, cache_dir=tmp_path).embed(texts)
+    np.testing.assert_array_equal(got, HashingEmbedder(16, cache_dir=False).embed(texts))
+    assert len(list(tmp_path.iterdir())) == 2  # the old folder is still there, unread
+
+
+def test_a_config_key_clashing_with_the_versions_or_weights_is_refused(tmp_path):
     with pytest.raises(ValueError, match="package_versions"):
         EmbeddingDiskCache(tmp_path, "odd", {"package_versions": 1}, versions={"torch": "2"})
+    with pytest.raises(ValueError, match="weights"):
+        EmbeddingDiskCache(tmp_path, "odd", {"weights": 1}, weights={"revision": "a" * 40})
