@@ -627,8 +627,10 @@ class SWRouter(BaseRouter):
         m2 = len(self.models_) ** 2
         out = np.empty((queries.shape[0], m2))
         n_feedback = self.feedback_embeddings_.shape[0]
-        # per query: its similarities, and its feedback neighbours' win counts (k * M^2)
-        width = n + n_feedback + (min(FEEDBACK_NEIGHBOURS, n_feedback) * m2 if n_feedback else 0)
+        # per query: its similarities (to the whole pool unless the index searches it, one
+        # query at a time), and its feedback neighbours' win counts (k * M^2)
+        scanned = n_feedback if self._feedback_index is None else 0
+        width = n + scanned + (min(FEEDBACK_NEIGHBOURS, n_feedback) * m2 if n_feedback else 0)
         step = max(1, _QUERY_BLOCK_ELEMENTS // width)
         for start in range(0, queries.shape[0], step):
             block = queries[start : start + step]
