@@ -179,6 +179,56 @@ def decision_with_pool(pools: list[int], size: int = 10_000, requests: int = 50)
     return rows
 
 
+def real_prompt_pool(requests: int = 50, seed: int = 5) -> dict | None:
+    """The pool index on real prompts: every distinct prompt of the shared datasets (MiniLM),
+    all but ``requests`` of them fed back as feedback exemplars, the index forced at that size
+    (the shared data hold fewer prompts than the exact budget), the held-out ones as requests.
+    Feedback battles between 2 models with random outcomes, 2,000 fitted exemplars from the
+    same prompts. Recall and max |dP| against an exact scan of the same pool; None without the
+    shared data."""
+    from unittest import mock
+
+    from _inputs import DATA, dataset_names, minilm_embedder
+
+    from langroute import Battles, SWRouter, load_outcomes
+    from langroute.routers import _sw
+    from langroute.routers._calibration_scores import calibration_scores_disabled
+    from langroute.routers._incremental import FEEDBACK_SOURCE
+
+    if not DATA.is_dir():
+        return None
+    prompts = sorted({prompt for name in dataset_names(None)
+                      for prompt in load_outcomes(DATA / name).prompts})
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(prompts))
+    asked, pooled = order[:requests], order[requests:]
+    vectors = minilm_embedder().embed(prompts)
+    fitted = pooled[:2000]
+    data = _outcomes(len(fitted), 2, seed=seed)
+    with calibration_scores_disabled():
+        router = SWRouter(_lookup_embedder(vectors[fitted]), algorithm="exact").fit(
+            data, embeddings=vectors[fitted])
+    with mock.patch.object(_sw, "EXACT_MAX_WORK", 0):  # force the index at this pool size
+        router.partial_fit(Battles(
+            prompts=[f"f{i}" for i in range(len(pooled))], models=tuple(router.models),
+            prompt_index=np.arange(len(pooled)), model_a=np.zeros(len(pooled), int),
+            model_b=np.ones(len(pooled), int), result=rng.random(len(pooled)),
+            source=FEEDBACK_SOURCE), embeddings=vectors[pooled])
+    exact = copy.copy(router)
+    exact._feedback_index = None
+    queries = vectors[asked]
+    found = router._feedback_neighbours(queries)[1]
+    wanted = exact._feedback_neighbours(queries)[1]
+    moved = np.abs(router.win_matrices_from_embeddings(queries)
+                   - exact.win_matrices_from_embeddings(queries))
+    return {"prompts": len(prompts), "feedback": len(pooled), "requests": requests,
+            "clusters": int(router.feedback_index_.centroids.shape[0]),
+            "n_probe": router.n_probe,
+            "recall": float(np.mean([np.intersect1d(a, b).size / b.size
+                                     for a, b in zip(found, wanted, strict=True)])),
+            "max_dp": float(moved.max())}
+
+
 def render(summary: dict) -> str:
     facts = summary
     lines = [
@@ -213,6 +263,13 @@ def render(summary: dict) -> str:
         lines.append(f"| {row['exemplars']} | {row['feedback']} | {row['pool']} | "
                      f"{row['search']} | {row['median_ms']:.2f} | {row['exact_ms']:.2f} | "
                      f"{recall} | {dp} | {build} |")
+    real = summary.get("real_prompts")
+    if real:
+        lines += ["", f"The index on real prompts: the {real['prompts']} distinct prompts of the "
+                  f"shared datasets (MiniLM), {real['feedback']} of them as feedback exemplars "
+                  f"(the index forced at that size: {real['clusters']} clusters, n_probe "
+                  f"{real['n_probe']}), the other {real['requests']} as requests: neighbour "
+                  f"recall {real['recall']:.3f}, max abs dP {real['max_dp']:.1e}."]
     return "\n".join(lines) + "\n"
 
 
@@ -231,7 +288,10 @@ def main() -> None:
                 rows.append(run(size, n_models, router_name, args.events))
                 print(rows[-1], flush=True)
     pool = decision_with_pool([int(p) for p in args.pools.split(",")])
-    summary = {**run_facts(), "events": args.events, "rows": rows, "pool": pool}
+    real = real_prompt_pool()
+    print(real, flush=True)
+    summary = {**run_facts(), "events": args.events, "rows": rows, "pool": pool,
+               "real_prompts": real}
     write_results(args.out, "feedback_cost", render(summary), summary)
 
 
