@@ -29,7 +29,7 @@ from .._exceptions import OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes
 from ._index import OutcomeStore
 
-#: Distinct patterns up to which ``append_patterns`` merges new rows into them (sorting them).
+#: Distinct patterns up to which ``new_patterns`` matches new rows against them.
 _DEDUPE_LIMIT = 4096
 #: Rows of scores per block when summing battle outcomes (bounds memory at rows * M^2).
 _MOMENT_ROWS = 4096
@@ -58,6 +58,7 @@ __all__ = [
     "onboard",
     "onboarding_copy",
     "outcome_reliability",
+    "new_patterns",
     "moments_to_arrays",
     "moments_to_json",
     "observation_counts",
@@ -426,27 +427,41 @@ def observations_from_json(state: dict, n_models: int) -> np.ndarray | None:
     return counts
 
 
+def new_patterns(patterns: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``flat`` (n, M*M) that ``patterns`` lacks, and each row's pattern
+    id in ``patterns`` followed by them: (new patterns float32, (n,) int32 ids).
+
+    Stored patterns keep their ids (so nothing derived from them needs renumbering); new ones
+    are matched against them while there are at most ``_DEDUPE_LIMIT``, beyond that appended
+    unmatched (fractional feedback does not repeat, and duplicates are harmless).
+    """
+    n_old = patterns.shape[0]
+    fresh, inverse = np.unique(np.asarray(flat, dtype=np.float32), axis=0, return_inverse=True)
+    ids = n_old + np.arange(fresh.shape[0])
+    if n_old <= _DEDUPE_LIMIT:
+        known = _find_rows(patterns, fresh)
+        new = known < 0
+        ids = np.where(new, n_old + np.cumsum(new) - 1, known)
+        fresh = fresh[new]
+    return fresh, ids[inverse.reshape(-1)].astype(np.int32)
+
+
+def _find_rows(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row of ``rows``, the index of an equal row of ``table``, or -1."""
+    both = np.concatenate([table, rows])
+    _, first, inverse = np.unique(both, axis=0, return_index=True, return_inverse=True)
+    found = first[inverse.reshape(-1)[table.shape[0]:]]
+    out: np.ndarray = np.where(found < table.shape[0], found, -1)
+    return out
+
+
 def append_patterns(
     patterns: np.ndarray, index: np.ndarray, counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct win-count patterns and per-exemplar indices after appending ``counts``.
-
-    ``counts`` is (n, M*M); old exemplars keep their patterns (renumbered), new ones are
-    matched against them in one ``np.unique`` over the patterns only -- while there are at
-    most ``_DEDUPE_LIMIT`` of them; beyond that new patterns are appended unmatched.
-    """
-    flat = np.asarray(counts, dtype=np.float32).reshape(counts.shape[0], -1)
-    n_old = patterns.shape[0]
-    if n_old > _DEDUPE_LIMIT:
-        # Many distinct patterns already (fractional feedback does not repeat): append the new
-        # ones instead of re-sorting them all on every call. Duplicates are harmless.
-        fresh, inverse = np.unique(flat, axis=0, return_inverse=True)
-        new_index = (n_old + inverse.reshape(-1)).astype(np.int32)
-        return (np.concatenate([patterns, fresh.astype(np.float32)]),
-                np.concatenate([index, new_index]))
-    merged, inverse = np.unique(np.concatenate([patterns, flat]), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1).astype(np.int32)
-    return merged.astype(np.float32), np.concatenate([inverse[:n_old][index], inverse[n_old:]])
+    """Distinct win-count patterns and per-exemplar indices after appending ``counts``
+    (n, M*M): the stored ones as they are, then ``new_patterns``."""
+    fresh, new_index = new_patterns(patterns, np.asarray(counts).reshape(counts.shape[0], -1))
+    return np.concatenate([patterns, fresh]), np.concatenate([index, new_index])
 
 
 def append_counts(store: OutcomeStore, counts: np.ndarray) -> OutcomeStore:

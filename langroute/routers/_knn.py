@@ -29,13 +29,13 @@ import numpy as np
 from .._exceptions import NotFittedError, OutcomesError, RouterConfigError
 from .._outcomes import Battles, Outcomes, pairwise_counts
 from ..embeddings import Embedder
-from . import _incremental
 from ._base import BaseRouter
 from ._incremental import (
     align_models,
     embed_new,
     extend_flat_counts,
     incremental_state,
+    new_patterns,
     no_learned_feedback,
     observations,
     onboard,
@@ -51,21 +51,14 @@ __all__ = ["KNNRouter"]
 
 #: Similarity entries computed at once when scoring many prompts (bounds memory, ~32 MB).
 _CHUNK_ENTRIES = 1 << 22
+
+
 def _pairs_compared(patterns: np.ndarray) -> np.ndarray:
     """Which pairs each flattened (n, M*M) win-count pattern compared, as (n, M*M) bools."""
     m = math.isqrt(patterns.shape[1])
     counts = patterns.reshape(-1, m, m)
     compared: np.ndarray = ((counts + np.swapaxes(counts, 1, 2)) > 0).reshape(-1, m * m)
     return compared
-
-
-def _find_rows(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per row of ``rows``, the index of an equal row of ``table``, or -1."""
-    both = np.concatenate([table, rows])
-    _, first, inverse = np.unique(both, axis=0, return_index=True, return_inverse=True)
-    found = first[inverse.reshape(-1)[table.shape[0]:]]
-    out: np.ndarray = np.where(found < table.shape[0], found, -1)
-    return out
 
 
 class KNNRouter(BaseRouter):
@@ -247,19 +240,10 @@ class KNNRouter(BaseRouter):
     def _append_exemplars(self, vectors: np.ndarray, flat: np.ndarray) -> None:
         """Store new exemplars (float32 rows, flattened win counts) in amortised O(new rows),
         however many are stored: the arrays grow in place (``_Rows``) and the derived ones are
-        extended. New patterns are matched against the stored ones (without re-sorting them,
-        so no exemplar is renumbered) while there are at most ``_DEDUPE_LIMIT``; beyond that
-        they are appended unmatched (fractional feedback does not repeat). Every attribute is
-        replaced, none changed in place: a shallow copy learning meanwhile keeps its own."""
-        n_patterns = self.patterns_.shape[0]
-        fresh, inverse = np.unique(flat.astype(np.float32), axis=0, return_inverse=True)
-        ids = n_patterns + np.arange(fresh.shape[0])
-        if n_patterns <= _incremental._DEDUPE_LIMIT:
-            known = _find_rows(self.patterns_, fresh)
-            new = known < 0
-            ids = np.where(new, n_patterns + np.cumsum(new) - 1, known)
-            fresh = fresh[new]
-        index = ids[inverse.reshape(-1)].astype(np.int32)
+        extended; new patterns come from ``_incremental.new_patterns``, which never renumbers
+        a stored one. Every attribute is replaced, none changed in place: a shallow copy
+        learning meanwhile keeps its own."""
+        fresh, index = new_patterns(self.patterns_, flat)
         compared = self._compared_rows.appended(_pairs_compared(fresh))
         voters = self._pair_voters + compared.array[index].sum(axis=0, dtype=np.int64)
         n = self.embeddings_.shape[0] + vectors.shape[0]
