@@ -145,55 +145,65 @@ def bind_call_kwargs(runnable: Runnable[Any, Any], model: BaseChatModel,
     return rebound
 
 
-def _calls(runnable: Any, model: BaseChatModel) -> bool:
-    """Whether ``runnable`` is ``model`` or bindings around it (its call of the model)."""
-    while isinstance(runnable, RunnableBinding):
-        runnable = runnable.bound
-    return runnable is model
-
-
 def _rebound(runnable: Any, model: BaseChatModel,
              kwargs: dict[str, Any]) -> Runnable[Any, Any] | None:
-    """``bind_call_kwargs`` down the tree ``_model_call_kwargs`` walks (its first call of
-    ``model``; copies of the nodes on the way, the rest shared); None when not found."""
-    if _calls(runnable, model):
-        return runnable.bind(**kwargs)  # type: ignore[no-any-return]
-    if isinstance(runnable, RunnableBinding):
-        inner = _rebound(runnable.bound, model, kwargs)
-        return None if inner is None else runnable.model_copy(update={"bound": inner})
-    if isinstance(runnable, RunnableSequence):
-        for i, step in enumerate(runnable.steps):
-            new = _rebound(step, model, kwargs)
-            if new is not None:
-                steps = [*runnable.steps[:i], new, *runnable.steps[i + 1:]]
-                return runnable.model_copy(update={
-                    "first": steps[0], "middle": steps[1:-1], "last": steps[-1]})
+    """``bind_call_kwargs`` on ``runnable``'s first call of ``model`` (``_model_call_path``):
+    the bindings around the model get one more, and the nodes above it are copied around
+    it, the rest shared; None when not found."""
+    path = _model_call_path(runnable, model)
+    if path is None:
         return None
-    if isinstance(runnable, RunnableParallel):
-        for key, step in runnable.steps__.items():
-            new = _rebound(step, model, kwargs)
-            if new is not None:
-                return runnable.model_copy(update={"steps__": {**runnable.steps__, key: new}})
-        return None
-    return None
+    top = len(path) - 1  # the outermost of the bindings around the model
+    while top > 0 and isinstance(path[top - 1], RunnableBinding):
+        top -= 1
+    rebuilt = path[top].bind(**kwargs)
+    for i in range(top - 1, -1, -1):  # each node above, inner first, takes the new child
+        rebuilt = _with_child(path[i], path[i + 1], rebuilt)
+    return rebuilt  # type: ignore[no-any-return]
+
+
+def _with_child(parent: Any, child: Any, new: Any) -> Any:
+    """A copy of ``parent`` (a node ``_model_call_path`` walks) with ``new`` for ``child``."""
+    if isinstance(parent, RunnableBinding):
+        return parent.model_copy(update={"bound": new})
+    if isinstance(parent, RunnableSequence):
+        steps = list(parent.steps)
+        steps[next(i for i, step in enumerate(steps) if step is child)] = new
+        return parent.model_copy(update={"first": steps[0], "middle": steps[1:-1],
+                                         "last": steps[-1]})
+    key = next(k for k, step in parent.steps__.items() if step is child)
+    return parent.model_copy(update={"steps__": {**parent.steps__, key: new}})
 
 
 def _model_call_kwargs(runnable: Any, model: BaseChatModel) -> dict[str, Any] | None:
-    """The keywords ``runnable`` calls ``model`` with (bindings around it merged, the outer
-    winning, as a ``RunnableBinding`` passes them on); None when it does not show that call."""
+    """The keywords ``runnable`` calls ``model`` with (the bindings on the way merged, the
+    outer winning, as a ``RunnableBinding`` passes them on); None when it does not show that
+    call."""
+    path = _model_call_path(runnable, model)
+    if path is None:
+        return None
+    merged: dict[str, Any] = {}
+    for node in reversed(path):
+        if isinstance(node, RunnableBinding):
+            merged.update(node.kwargs)
+    return merged
+
+
+def _model_call_path(runnable: Any, model: BaseChatModel) -> list[Any] | None:
+    """The nodes from ``runnable`` down to its first call of ``model`` (the model last),
+    through bindings, sequences and parallel maps; None when it does not show that call."""
     if runnable is model:
-        return {}
+        return [runnable]
     if isinstance(runnable, RunnableBinding):
-        inner = _model_call_kwargs(runnable.bound, model)
-        return None if inner is None else {**inner, **runnable.kwargs}
-    if isinstance(runnable, RunnableSequence):
-        steps: Sequence[Any] = runnable.steps
+        steps: Sequence[Any] = [runnable.bound]
+    elif isinstance(runnable, RunnableSequence):
+        steps = runnable.steps
     elif isinstance(runnable, RunnableParallel):
         steps = list(runnable.steps__.values())
     else:
         return None
     for step in steps:
-        found = _model_call_kwargs(step, model)
+        found = _model_call_path(step, model)
         if found is not None:
-            return found
+            return [runnable, *found]
     return None
